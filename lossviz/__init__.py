@@ -1,0 +1,34 @@
+"""lossviz: loss functions of metric learning, contrastive learning and classification, seen
+through their gradients.
+
+The one idea: a pair-based loss is a function ``L(S, labels)`` of the similarity matrix ``S``, and
+``|dL/dS_ij|`` says how much pair (i, j) matters (General Pair Weighting)::
+
+    import lossviz as lv
+    S = lv.similarity(embeddings)                # B x B cosine similarities
+    loss = lv.ms_loss(S, labels)                 # Multi-Similarity loss
+    W = lv.pair_weights(lv.ms_loss, S, labels)   # B x B pair weights, by autograd
+"""
+
+from .checks import set_validation, validation, validation_enabled
+from .metrics import map_at_r, recall_at_k
+from .mining import ms_mining
+from .pairs import (
+    MS_PRESETS,
+    PAIR_LOSSES,
+    binomial_deviance_loss,
+    contrastive_loss,
+    lifted_structure_loss,
+    ms_loss,
+    triplet_loss,
+)
+from .similarity import pair_masks, similarity
+from .weights import active_fraction, pair_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MS_PRESETS", "PAIR_LOSSES", "active_fraction", "binomial_deviance_loss", "contrastive_loss",
+    "lifted_structure_loss", "map_at_r", "ms_loss", "ms_mining", "pair_masks", "pair_weights",
+    "recall_at_k", "set_validation", "similarity", "triplet_loss", "validation", "validation_enabled",
+]

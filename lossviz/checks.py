@@ -1,0 +1,130 @@
+"""Input checks shared by every public function.
+
+Two kinds of check:
+
+* **structure** (shape, dtype, knob ranges): cheap, need no look at tensor values, always on;
+* **values** (NaN/Inf, a batch with no positive pair, zero-length embeddings): these read tensor
+  values, which costs a host-device synchronisation on a GPU.  They are on by default, because a
+  student deserves a clear error, and can be switched off for full-speed training, in the style of
+  ``torch.distributions``' ``validate_args``::
+
+      lossviz.set_validation(False)          # globally
+      with lossviz.validation(False): ...    # for a block
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+
+_VALIDATE = True
+
+
+def set_validation(enabled: bool) -> None:
+    """Turn the value checks (NaN/Inf, no positive pair, ...) on or off for the whole process."""
+    global _VALIDATE
+    _VALIDATE = bool(enabled)
+
+
+def validation_enabled() -> bool:
+    """Whether value checks are on (see :func:`set_validation`)."""
+    return _VALIDATE
+
+
+@contextlib.contextmanager
+def validation(enabled: bool):
+    """Context manager that sets the value checks on or off inside a ``with`` block."""
+    old = _VALIDATE
+    set_validation(enabled)
+    try:
+        yield
+    finally:
+        set_validation(old)
+
+
+def as_float_tensor(x, name: str, ndim: int) -> torch.Tensor:
+    """``x`` as a floating tensor with ``ndim`` dimensions, or a ValueError that says what is wrong."""
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except Exception as err:  # noqa: BLE001 - any conversion failure becomes one clear message
+            raise ValueError(f"{name} must be a tensor or an array of numbers; got {type(x).__name__}") from err
+        if not x.is_floating_point():
+            x = x.to(torch.get_default_dtype())
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor; got dtype {x.dtype}. Use {name}.float().")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions; got shape {tuple(x.shape)}")
+    if _VALIDATE and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf; check the model's output (a learning rate too high?)")
+    return x
+
+
+def check_labels(labels, n: int, device: torch.device) -> torch.Tensor:
+    """Integer class labels of length ``n`` on ``device``."""
+    if not isinstance(labels, torch.Tensor):
+        try:
+            labels = torch.as_tensor(labels)
+        except Exception as err:  # noqa: BLE001
+            raise ValueError(f"labels must be a 1-D tensor of integer class ids; got {type(labels).__name__}") from err
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(
+            f"labels must hold integer class ids; got dtype {labels.dtype}. Use labels.long()."
+        )
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels must have shape ({n},) to match the batch; got {tuple(labels.shape)}")
+    return labels.to(device)
+
+
+def check_similarity(S, labels, *, need_positive: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a similarity matrix ``S`` (B x B) and its labels (B,) at a loss's public boundary."""
+    S = as_float_tensor(S, "S", 2)
+    if S.shape[0] != S.shape[1]:
+        raise ValueError(f"S must be square (B x B), one row and one column per sample; got {tuple(S.shape)}")
+    if S.shape[0] < 2:
+        raise ValueError("a batch needs at least 2 samples to form a pair")
+    labels = check_labels(labels, S.shape[0], S.device)
+    if _VALIDATE and need_positive:
+        same = labels[:, None] == labels[None, :]
+        if int(same.sum()) == S.shape[0]:  # only the diagonal
+            raise ValueError(
+                "the batch has no positive pair (no label appears twice), so a pair loss has nothing "
+                "to pull together; sample batches with lossviz.data.PKSampler (K >= 2 per class)"
+            )
+    return S, labels
+
+
+def positive(value, name: str) -> float:
+    """A finite number > 0 (scales, temperatures)."""
+    v = _number(value, name)
+    if not v > 0:
+        raise ValueError(f"{name} must be > 0; got {value}")
+    return v
+
+
+def non_negative(value, name: str) -> float:
+    """A finite number >= 0 (margins)."""
+    v = _number(value, name)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0; got {value}")
+    return v
+
+
+def finite(value, name: str) -> float:
+    """Any finite number (thresholds)."""
+    return _number(value, name)
+
+
+def _number(value, name: str) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a single number; got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number; got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite; got {value}")
+    return v

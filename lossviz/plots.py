@@ -1,0 +1,193 @@
+"""Matplotlib views shared by the notebooks.
+
+One colour convention everywhere (Okabe-Ito, readable with colour-blindness):
+positive pairs are blue (``POS_COLOR``, they are pulled together), negative pairs are vermillion
+(``NEG_COLOR``, they are pushed apart).  Signed pair weights use the same two colours: the
+gradient ``dL/dS_ij`` is negative on positives and positive on negatives.
+
+Every function draws into axes it is given (or makes its own) and returns the artists it drew,
+so that a widget can update them in place.
+"""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import numpy as np
+import torch
+from matplotlib.colors import LinearSegmentedColormap, TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle, Wedge
+
+POS_COLOR = "#0072B2"   # positive pairs: blue
+NEG_COLOR = "#D55E00"   # negative pairs: vermillion
+MUTED = "#999999"
+#: Signed weights: pull (negative gradient, positives) in blue, push (negative pairs) in vermillion.
+WEIGHT_CMAP = LinearSegmentedColormap.from_list("lossviz_weights", [POS_COLOR, "#ffffff", NEG_COLOR])
+#: Similarity in [-1, 1].
+SIM_CMAP = "cividis"
+#: One colour per loss, the same in every notebook.
+LOSS_COLORS = {"ms": "#000000", "ms_mine_only": "#56B4E9", "ms_weight_only": "#009E73",
+               "contrastive": "#E69F00", "triplet": "#CC79A7", "binomial": "#0072B2",
+               "lifted": "#D55E00", "raw": MUTED, "pca": MUTED}
+
+
+def use_style() -> None:
+    """Figure defaults that read on a projector: larger fonts, light grid, no top/right spines."""
+    mpl.rcParams.update({
+        "figure.dpi": 90, "savefig.dpi": 110, "font.size": 11, "axes.titlesize": 12,
+        "axes.labelsize": 11, "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.25,
+        "axes.spines.top": False, "axes.spines.right": False, "image.interpolation": "nearest",
+    })
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: float = 3.6, **kw):
+    """A figure not registered with pyplot (so notebooks and widgets decide when to show it)."""
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=float)
+
+
+def class_order(labels) -> np.ndarray:
+    """Indices that sort a batch by class (stable), so positive pairs form diagonal blocks."""
+    return np.argsort(_np(labels), kind="stable")
+
+
+def _outline_classes(ax, labels_sorted) -> None:
+    """Draw the same-class blocks of a class-sorted matrix (where the positive pairs are)."""
+    start = 0
+    for i in range(1, len(labels_sorted) + 1):
+        if i == len(labels_sorted) or labels_sorted[i] != labels_sorted[start]:
+            ax.add_patch(Rectangle((start - 0.5, start - 0.5), i - start, i - start, fill=False,
+                                   edgecolor=POS_COLOR, linewidth=1.4))
+            start = i
+
+
+def similarity_heatmap(ax, S, labels, *, title: str = "similarity S"):
+    """S sorted by class, same-class blocks outlined in the positive colour."""
+    o = class_order(labels)
+    im = ax.imshow(_np(S)[np.ix_(o, o)], cmap=SIM_CMAP, vmin=-1, vmax=1)
+    _outline_classes(ax, _np(labels)[o])
+    ax.set(title=title, xlabel="sample j (sorted by class)", ylabel="anchor i")
+    ax.grid(False)
+    ax.figure.colorbar(im, ax=ax, shrink=0.8, label="$S_{ij}$ (cosine)")
+    return im
+
+
+def weight_heatmap(ax, W_signed, labels, *, title: str = "pair weights", colorbar: bool = True):
+    """Signed pair weights ``dL/dS_ij`` sorted by class: blue pulls (positives), vermillion pushes.
+
+    The colour scale is symmetric and set by the largest weight, so two losses compare by shape."""
+    o = class_order(labels)
+    W = _np(W_signed)[np.ix_(o, o)]
+    vmax = max(np.abs(W).max(), 1e-12)
+    im = ax.imshow(W, cmap=WEIGHT_CMAP, norm=TwoSlopeNorm(0.0, -vmax, vmax))
+    _outline_classes(ax, _np(labels)[o])
+    ax.set(title=title, xlabel="sample j (sorted by class)", ylabel="anchor i")
+    ax.grid(False)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, shrink=0.8, label=r"$\partial L/\partial S_{ij}$")
+    return im
+
+
+def set_weight_image(im, W_signed, labels) -> None:
+    """Update a :func:`weight_heatmap` image in place (for widgets)."""
+    o = class_order(labels)
+    W = _np(W_signed)[np.ix_(o, o)]
+    vmax = max(np.abs(W).max(), 1e-12)
+    im.set_data(W)
+    im.set_norm(TwoSlopeNorm(0.0, -vmax, vmax))
+
+
+def weight_curves(ax, s, curves: dict, *, kind: str = "neg", title: str | None = None):
+    """Pair weight against the pair's similarity, one line per setting (``{label: w}``)."""
+    lines = []
+    for label, w in curves.items():
+        (line,) = ax.plot(_np(s), _np(w), label=label)
+        lines.append(line)
+    who = "negative" if kind == "neg" else "positive"
+    ax.set(xlabel=f"similarity $S_{{ij}}$ of the {who} pair", ylabel=f"weight $w^{{{'-' if kind == 'neg' else '+'}}}_{{ij}}$",
+           title=title or f"{who} pair weight")
+    ax.legend(loc="best")
+    return lines
+
+
+def mining_view(ax, S, labels, eps: float, *, anchors=None, mined=None):
+    """One row per anchor: its positive (blue) and negative (vermillion) similarities.
+
+    Filled dots are the pairs MS mining keeps, hollow ones are dropped; the bars mark
+    ``min_pos - eps`` (negatives to its right are kept) and ``max_neg + eps`` (positives to its left are kept).
+    """
+    from .mining import ms_mining
+
+    S_t = torch.as_tensor(S).detach()
+    labels_t = torch.as_tensor(labels)
+    mp, mn = ms_mining(S_t, labels_t, eps=eps) if mined is None else mined
+    Sn, y = _np(S_t), _np(labels_t)
+    anchors = range(min(len(y), 12)) if anchors is None else anchors
+    artists = []
+    for row, i in enumerate(anchors):
+        same = (y == y[i]) & (np.arange(len(y)) != i)
+        diff = y != y[i]
+        for mask, mined_mask, color in ((same, _np(mp[i]) > 0, POS_COLOR), (diff, _np(mn[i]) > 0, NEG_COLOR)):
+            keep, drop = mask & mined_mask, mask & ~mined_mask
+            artists.append(ax.scatter(Sn[i, keep], np.full(keep.sum(), row), s=28, color=color, zorder=3))
+            artists.append(ax.scatter(Sn[i, drop], np.full(drop.sum(), row), s=28, facecolors="none",
+                                      edgecolors=color, zorder=3))
+        if same.any():
+            ax.plot([Sn[i, same].min() - eps] * 2, [row - 0.35, row + 0.35], color=POS_COLOR, lw=2)
+        if diff.any():
+            ax.plot([Sn[i, diff].max() + eps] * 2, [row - 0.35, row + 0.35], color=NEG_COLOR, lw=2)
+    ax.set(xlabel="similarity to the anchor", ylabel="anchor", xlim=(-1.05, 1.05),
+           title=f"MS mining, eps = {eps:g}: filled = kept")
+    ax.set_yticks(range(len(list(anchors))))
+    ax.invert_yaxis()
+    return artists
+
+
+def circle(ax, emb, labels, *, lam: float | None = None, title: str = "embeddings on the circle"):
+    """2-D unit embeddings on the circle, coloured by class (radius offset by class for legibility).
+
+    With ``lam``, the cone ``S > lam`` around class 0's mean direction is shaded: a negative inside
+    it is penalised by a loss with threshold ``lam``."""
+    z = _np(emb)
+    y = _np(labels).astype(int)
+    if z.shape[1] != 2:
+        raise ValueError(f"circle() draws 2-D embeddings; got {z.shape[1]}-D")
+    ang = np.arctan2(z[:, 1], z[:, 0])
+    r = 1.0 + 0.04 * (y - y.min())
+    ax.add_patch(mpl.patches.Circle((0, 0), 1.0, fill=False, color=MUTED, lw=0.8))
+    if lam is not None and -1 < lam < 1:
+        c = z[y == y.min()].mean(axis=0)
+        mid = np.degrees(np.arctan2(c[1], c[0]))
+        half = np.degrees(np.arccos(lam))
+        ax.add_patch(Wedge((0, 0), 1.5, mid - half, mid + half, color=NEG_COLOR, alpha=0.08))
+    sc = ax.scatter(r * np.cos(ang), r * np.sin(ang), c=y, cmap="tab10", vmin=0, vmax=9, s=9, alpha=0.7)
+    ax.set(xlim=(-1.55, 1.55), ylim=(-1.55, 1.55), aspect="equal", title=title, xticks=[], yticks=[])
+    ax.grid(False)
+    return sc
+
+
+def learning_curves(axes, runs: dict, *, what=("loss", "active", "recall_at_1")):
+    """Training curves of several runs (``{name: Run}``), one panel per quantity in ``what``:
+    ``"loss"``, ``"active"`` (fraction of negative pairs with non-zero weight), ``"recall_at_1"``,
+    ``"map_at_r"`` (test metrics)."""
+    labels = {"loss": ("training loss", "loss"),
+              "active": ("negative pairs with non-zero weight", "fraction of pairs"),
+              "recall_at_1": ("test Recall@1", "Recall@1"), "map_at_r": ("test MAP@R", "MAP@R")}
+    for ax, key in zip(np.ravel(axes), what):
+        for name, run in runs.items():
+            color = LOSS_COLORS.get(name)
+            if key in ("recall_at_1", "map_at_r"):
+                ax.plot(run.evals["iter"], run.evals[key], marker=".", label=name, color=color)
+            else:
+                h = run.history["loss" if key == "loss" else "active_neg"]
+                ax.plot(run.history["iter"], h, label=name, color=color, lw=1)
+        ax.set(title=labels[key][0], xlabel="iteration", ylabel=labels[key][1])
+        if key == "loss":
+            ax.set_yscale("symlog", linthresh=1e-3)
+    np.ravel(axes)[0].legend(loc="best")
+    return axes

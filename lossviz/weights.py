@@ -1,0 +1,88 @@
+r"""General Pair Weighting (Wang et al., CVPR 2019, section 3).
+
+By the chain rule, a training step moves the parameters along
+``sum_ij (dL/dS_ij) * dS_ij/dtheta``: with the coefficients frozen at the current step, every
+pair-based loss acts like the linear loss ``sum_ij (dL/dS_ij) S_ij``.  On a positive pair
+``dL/dS_ij <= 0`` (pull together), on a negative ``>= 0`` (push apart), and the **pair weight**
+is ``w_ij = |dL/dS_ij|``.  Losses differ only in how they set ``w``.
+
+lossviz computes these weights one way, for any loss: make ``S`` a leaf tensor, back-propagate,
+read its gradient.  The closed forms of the paper are tests of this function (see
+:mod:`lossviz.reference`), never a second code path.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from . import checks
+
+
+def pair_weights(loss_fn: Callable, S, labels, *, signed: bool = False, **knobs) -> torch.Tensor:
+    """B x B pair weights ``|dL/dS_ij|`` of ``loss_fn(S, labels, **knobs)``, by autograd.
+
+    Row ``i`` holds anchor ``i``'s weights.  The weights include the loss's ``1/m`` mean over anchors.
+    With ``signed=True`` the raw gradient is returned (<= 0 on positives, >= 0 on negatives).
+    """
+    S = checks.as_float_tensor(S, "S", 2)
+    leaf = S.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = loss_fn(leaf, labels, **knobs)
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise ValueError("loss_fn must return a scalar tensor (a loss reduced over the batch)")
+        (grad,) = torch.autograd.grad(loss, leaf, allow_unused=True)
+    if grad is None:  # the loss does not depend on S at all
+        grad = torch.zeros_like(leaf)
+    return grad if signed else grad.abs()
+
+
+def active_fraction(weights: torch.Tensor, labels) -> tuple[float, float]:
+    """Fractions of positive and of negative pairs whose weight is non-zero (the "mined" pairs)."""
+    from .similarity import pair_masks
+
+    labels = checks.check_labels(labels, weights.shape[0], weights.device)
+    pos, neg = pair_masks(labels)
+    nz = weights != 0
+    frac = lambda m: float((nz & m).sum()) / max(int(m.sum()), 1)  # noqa: E731
+    return frac(pos), frac(neg)
+
+
+def anchor_weights(loss_fn: Callable, pos_sims, neg_sims, **knobs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights of one anchor's own term, for an anchor with the given positive and negative similarities.
+
+    Builds a batch whose anchor 0 has these similarities (the other rows do not enter anchor 0's
+    term of a per-anchor loss), takes :func:`pair_weights`, and removes the ``1/m`` of the mean, so
+    the result compares with the paper's closed forms.  Returns ``(w_pos, w_neg)`` (float64).
+    """
+    pos = torch.as_tensor(pos_sims, dtype=torch.float64).reshape(-1)
+    neg = torch.as_tensor(neg_sims, dtype=torch.float64).reshape(-1)
+    if len(pos) < 1:
+        raise ValueError("the anchor needs at least one positive similarity")
+    p, n = len(pos), len(neg)
+    m = 1 + p + n
+    S = torch.eye(m, dtype=torch.float64)
+    S[0, 1:1 + p], S[0, 1 + p:] = pos, neg
+    labels = torch.tensor([0] * (1 + p) + [1] * n)
+    W = pair_weights(loss_fn, S, labels, **knobs)[0] * m
+    return W[1:1 + p], W[1 + p:]
+
+
+def weight_curve(loss_fn: Callable, grid, pos_sims, neg_sims, *, vary: str = "neg", **knobs) -> torch.Tensor:
+    """The weight of one pair as its similarity sweeps ``grid``, the anchor's other pairs fixed.
+
+    ``vary="neg"`` adds a negative pair with similarity ``s`` to ``neg_sims`` for each ``s`` in the
+    grid and returns its weight; ``vary="pos"`` does the same for a positive pair.
+    """
+    if vary not in ("pos", "neg"):
+        raise ValueError(f"vary must be 'pos' or 'neg'; got {vary!r}")
+    pos = torch.as_tensor(pos_sims, dtype=torch.float64).reshape(-1)
+    neg = torch.as_tensor(neg_sims, dtype=torch.float64).reshape(-1)
+    out = []
+    for s in torch.as_tensor(grid, dtype=torch.float64).reshape(-1):
+        if vary == "neg":
+            out.append(anchor_weights(loss_fn, pos, torch.cat([s[None], neg]), **knobs)[1][0])
+        else:
+            out.append(anchor_weights(loss_fn, torch.cat([s[None], pos]), neg, **knobs)[0][0])
+    return torch.stack(out)

@@ -1,0 +1,247 @@
+"""ipywidgets panels: the papers' knobs wired to plots and to real training runs.
+
+Every factory returns a :class:`Panel`: ``panel.controls`` (name -> widget), ``panel.fig`` (one
+persistent matplotlib figure whose artists are updated) and ``panel.state`` (what was last drawn).
+Tests drive a panel without a browser by setting ``panel.controls["beta"].value = 100``.
+Sliders carry their valid ranges, so a value out of range is clamped, never passed to a loss.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import ipywidgets as W
+import numpy as np
+import torch
+
+from . import plots
+from .pairs import PAIR_LOSSES
+from .weights import active_fraction, pair_weights, weight_curve
+
+#: The knobs each loss of :data:`lossviz.pairs.PAIR_LOSSES` reads.
+LOSS_KNOBS = {
+    "ms": ("alpha", "beta", "lam", "eps", "mining", "weighting"),
+    "contrastive": ("lam",),
+    "triplet": ("margin",),
+    "binomial": ("alpha", "beta", "lam"),
+    "lifted": ("lam",),
+}
+
+
+def knob_controls(**values) -> dict:
+    """Sliders for the pair-loss knobs, with the ranges the notebooks allow (log sliders for scales)."""
+    v = dict(alpha=2.0, beta=50.0, lam=0.5, eps=0.1, margin=0.1, mining=True, weighting=True) | values
+    style = dict(continuous_update=False, style={"description_width": "initial"})
+    return {
+        "alpha": W.FloatLogSlider(value=v["alpha"], base=10, min=-2, max=np.log10(20), step=0.05,
+                                  description="α (positive scale)", readout_format=".3g", **style),
+        "beta": W.FloatLogSlider(value=v["beta"], base=10, min=0, max=np.log10(200), step=0.05,
+                                 description="β (negative scale)", readout_format=".3g", **style),
+        "lam": W.FloatSlider(value=v["lam"], min=-1.0, max=1.0, step=0.05, description="λ (threshold)", **style),
+        "eps": W.FloatSlider(value=v["eps"], min=0.0, max=0.8, step=0.02, description="ε (mining margin)", **style),
+        "margin": W.FloatSlider(value=v["margin"], min=0.0, max=1.0, step=0.02, description="triplet margin", **style),
+        "mining": W.Checkbox(value=v["mining"], description="MS mining", indent=False),
+        "weighting": W.Checkbox(value=v["weighting"], description="MS weighting", indent=False),
+    }
+
+
+def knobs_for(loss: str, values: dict) -> dict:
+    """The keyword arguments of ``loss`` taken from a panel's control values."""
+    return {k: values[k] for k in LOSS_KNOBS[loss] if k in values}
+
+
+class Panel:
+    """Controls + one persistent figure + a redraw function ``draw(values) -> state``."""
+
+    def __init__(self, controls: dict, fig, draw: Callable[[dict], dict], *, extra=(), layout=None):
+        self.controls, self.fig, self._draw = controls, fig, draw
+        self.output = W.Output()
+        self.status = W.HTML()
+        self.state: dict = {}
+        self.redraws = 0
+        self._extra = list(extra)
+        self._layout = layout
+        for control in controls.values():
+            if isinstance(control, W.ValueWidget):
+                control.observe(lambda _change: self.update(), names="value")
+        self.update()
+
+    def values(self) -> dict:
+        return {k: c.value for k, c in self.controls.items() if isinstance(c, W.ValueWidget)}
+
+    def update(self) -> None:
+        """Redraw the figure from the current control values."""
+        self.state = self._draw(self.values()) or {}
+        self.status.value = self.state.get("status", "")
+        self.redraws += 1
+        self._render()
+
+    def _render(self) -> None:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is None:  # plain Python (tests): nothing to show
+            return
+        self.output.clear_output(wait=True)
+        with self.output:
+            display(self.fig)
+
+    @property
+    def widget(self) -> W.Widget:
+        rows = self._layout or [W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap"))]
+        return W.VBox([*rows, *self._extra, self.status, self.output])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def _show_only(controls: dict, names) -> None:
+    for key, c in controls.items():
+        if key in ("alpha", "beta", "lam", "eps", "margin", "mining", "weighting"):
+            c.layout.display = None if key in names else "none"
+
+
+def weights_panel(S, labels, *, losses=("ms", "contrastive", "triplet", "binomial", "lifted"),
+                  loss: str = "ms", **knob_values) -> Panel:
+    """The S heat-map next to the signed pair weights ``dL/dS`` of the chosen loss, on a fixed batch.
+
+    Pure maths: one autograd call per change."""
+    S = torch.as_tensor(S).detach()
+    labels = torch.as_tensor(labels)
+    controls = {"loss": W.Dropdown(options=list(losses), value=loss, description="loss")}
+    controls.update(knob_controls(**knob_values))
+    fig, axes = plots.new_figure(2, width=4.6, height=4.0)
+    plots.similarity_heatmap(axes[0, 0], S, labels)
+    im = plots.weight_heatmap(axes[0, 1], torch.zeros_like(S), labels)
+
+    def draw(v):
+        name = v["loss"]
+        _show_only(controls, LOSS_KNOBS[name])
+        knobs = knobs_for(name, v)
+        Wt = pair_weights(PAIR_LOSSES[name], S, labels, signed=True, **knobs)
+        plots.set_weight_image(im, Wt, labels)
+        axes[0, 1].set_title(f"pair weights of {name}")
+        fp, fn = active_fraction(Wt, labels)
+        return {"W": Wt, "loss": name, "knobs": knobs, "active": (fp, fn),
+                "status": f"<b>{name}</b>: non-zero weight on {fp:.0%} of positive and {fn:.0%} of negative pairs"}
+
+    return Panel(controls, fig, draw)
+
+
+def ms_curve_panel(pos_sims=(0.55, 0.7, 0.8), neg_sims=(0.1, 0.3, 0.45), **knob_values) -> Panel:
+    """MS pair weights against similarity, the anchor's other pairs fixed (no mining, to see the weighting).
+
+    Left: ``w-`` of one negative as its similarity sweeps [-1, 1], with the one-negative sigmoid
+    ``sigmoid(beta (S - lam))`` (the binomial limit) dashed.  Right: ``w+`` of one positive.
+    The "λ limit" buttons move λ to -10 or +10, where the weights turn into softmaxes (lifted).
+    """
+    from .pairs import ms_loss
+
+    controls = knob_controls(**knob_values)
+    controls = {k: controls[k] for k in ("alpha", "beta", "lam")}
+    controls["limit"] = W.ToggleButtons(options=["slider", "λ = -10", "λ = +10"], value="slider",
+                                        description="λ limit", style={"button_width": "70px"})
+    grid = torch.linspace(-1, 1, 121, dtype=torch.float64)
+    fig, axes = plots.new_figure(2, width=4.6, height=3.6)
+    (neg_line,) = axes[0, 0].plot(grid, grid * 0, color=plots.NEG_COLOR, lw=2, label="MS $w^-$")
+    (sig_line,) = axes[0, 0].plot(grid, grid * 0, color=plots.MUTED, ls="--", label="sigmoid (|N|=1)")
+    (pos_line,) = axes[0, 1].plot(grid, grid * 0, color=plots.POS_COLOR, lw=2, label="MS $w^+$")
+    for ax, who, kind in ((axes[0, 0], "negative", "-"), (axes[0, 1], "positive", "+")):
+        ax.set(xlabel=f"similarity of the {who} pair", ylabel=f"weight $w^{kind}$")
+        ax.legend(loc="upper left" if kind == "-" else "upper right")
+    others = dict(pos_sims=torch.tensor(pos_sims, dtype=torch.float64),
+                  neg_sims=torch.tensor(neg_sims, dtype=torch.float64))
+
+    def draw(v):
+        lam = {"slider": v["lam"], "λ = -10": -10.0, "λ = +10": 10.0}[v["limit"]]
+        knobs = dict(alpha=v["alpha"], beta=v["beta"], lam=lam, mining=False)
+        wn = weight_curve(ms_loss, grid, others["pos_sims"], others["neg_sims"], vary="neg", **knobs)
+        wp = weight_curve(ms_loss, grid, others["pos_sims"][1:], others["neg_sims"], vary="pos", **knobs)
+        neg_line.set_ydata(wn.numpy())
+        sig_line.set_ydata(torch.sigmoid(v["beta"] * (grid - lam)).numpy())
+        pos_line.set_ydata(wp.numpy())
+        for ax, w in ((axes[0, 0], wn), (axes[0, 1], wp)):
+            ax.set_ylim(0, max(float(w.max()), 1e-3) * 1.1 if lam != -10.0 or ax is axes[0, 1] else 1.05)
+        axes[0, 0].set_title(f"negative pair, β={v['beta']:.3g}, λ={lam:g}")
+        axes[0, 1].set_title(f"positive pair, α={v['alpha']:.3g}, λ={lam:g}")
+        return {"w_neg": wn, "w_pos": wp, "lam": lam}
+
+    return Panel(controls, fig, draw)
+
+
+def training_panel(*, data: str = "digits", dim: int = 2, iters: int = 300, loss: str = "ms",
+                   autorun: bool = True, **knob_values) -> Panel:
+    """Re-train with other knob values: a Train button runs :func:`lossviz.train.train` (cached by
+    parameters, so returning to a setting is instant) and redraws the learning curves and, for 2-D
+    embeddings, the test embeddings on the circle before and after training."""
+    from .train import train
+
+    controls = {"loss": W.Dropdown(options=list(PAIR_LOSSES), value=loss, description="loss")}
+    controls.update(knob_controls(**knob_values))
+    controls["seed"] = W.BoundedIntText(value=0, min=0, max=99, description="seed", layout=W.Layout(width="140px"))
+    button = W.Button(description="Train", button_style="primary", icon="play")
+    progress = W.Output()
+    fig, axes = plots.new_figure(4 if dim == 2 else 3, width=3.6, height=3.3)
+    panel_state = {"run": None}
+
+    def run_training(_button=None):
+        v = panel.values()
+        knobs = knobs_for(v["loss"], v)
+        with progress:
+            progress.clear_output(wait=True)
+            run = train(v["loss"], data=data, dim=dim, iters=iters, seed=v["seed"], **knobs)
+        panel_state["run"] = run
+        panel.update()
+        return run
+
+    def draw(v):
+        _show_only(controls, LOSS_KNOBS[v["loss"]])
+        run = panel_state["run"]
+        if run is None:
+            return {"status": "press <b>Train</b> to run this setting"}
+        for ax in axes.ravel():
+            ax.clear()
+        plots.learning_curves(axes[0, :3], {run.params["loss"]: run})
+        if dim == 2:
+            plots.circle(axes[0, 3], run.emb_after, run.y_test, lam=run.params.get("knob_lam"),
+                         title="test embeddings after training")
+        stale = any(run.params.get(f"knob_{k}") != v[k] for k in LOSS_KNOBS[v["loss"]]) or \
+            run.params["loss"] != v["loss"] or run.params["seed"] != v["seed"]
+        note = " (controls changed since: press Train)" if stale else ""
+        return {"run": run, "status": f"{run!r} in {run.seconds:.1f} s{note}"}
+
+    button.on_click(run_training)
+    rows = [W.HBox([controls["loss"], controls["seed"], button]),
+            W.HBox([c for k, c in controls.items() if k not in ("loss", "seed")], layout=W.Layout(flex_flow="row wrap"))]
+    panel = Panel(controls, fig, draw, extra=[progress], layout=rows)
+    panel.train = run_training
+    if autorun:
+        run_training()
+    return panel
+
+
+def compare_panel(runs: dict, *, title: str = "") -> Panel:
+    """Per loss, test Recall@1 (or MAP@R) and the fraction of negative pairs still weighted, against
+    iterations, for runs already trained (instant)."""
+    names = list(runs)
+    controls = {
+        "show": W.SelectMultiple(options=names, value=tuple(names), description="losses", rows=min(len(names), 8)),
+        "metric": W.ToggleButtons(options=[("Recall@1", "recall_at_1"), ("MAP@R", "map_at_r")], value="recall_at_1"),
+    }
+    fig, axes = plots.new_figure(2, width=5.0, height=3.8)
+
+    def draw(v):
+        for ax in axes.ravel():
+            ax.clear()
+        chosen = {n: runs[n] for n in v["show"]}
+        if chosen:
+            plots.learning_curves(axes[0], chosen, what=(v["metric"], "active"))
+            axes[0, 1].set_yscale("symlog", linthresh=1e-3)
+        if title:
+            fig.suptitle(title)
+        best = {n: float(r.evals[v["metric"]].max()) for n, r in chosen.items()}
+        return {"shown": tuple(chosen), "best": best}
+
+    return Panel(controls, fig, draw)
