@@ -17,7 +17,7 @@ def _ranked_matches(emb, labels, depth: int):
     labels = checks.check_labels(labels, emb.shape[0], emb.device)
     if emb.shape[0] < 2:
         raise ValueError("retrieval needs at least 2 embeddings (a query and a gallery)")
-    f = F.normalize(emb.detach().double(), dim=1)
+    f = F.normalize(emb.detach(), dim=1)
     S = f @ f.T
     S.fill_diagonal_(float("-inf"))  # the query is not in its own gallery
     idx = S.topk(depth, dim=1).indices
@@ -50,8 +50,8 @@ def _map_at_r(matches: torch.Tensor, R: torch.Tensor) -> float:
 def retrieval_scores(emb, labels) -> dict:
     """``{"recall_at_1": ..., "map_at_r": ...}`` from one ranking (what the training loop logs)."""
     labels_t = checks.check_labels(labels, len(emb), torch.device("cpu"))
-    counts = torch.bincount(labels_t - labels_t.min())
-    R = counts[labels_t - labels_t.min()] - 1
+    _, inverse, counts = torch.unique(labels_t, return_inverse=True, return_counts=True)
+    R = counts[inverse] - 1
     if int(R.max()) < 1:
         raise ValueError("retrieval scores need at least one class with two or more samples")
     matches, _ = _ranked_matches(emb, labels, int(R.max()))

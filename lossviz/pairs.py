@@ -57,8 +57,9 @@ def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0
     ``P_i`` and ``N_i`` are the pairs kept by :func:`lossviz.mining.ms_mining` (``mining=True``) or
     all pairs (``mining=False``: the "weighting only" ablation, which is also pytorch-metric-learning's
     ``MultiSimilarityLoss`` without its miner).  ``weighting=False`` gives the "mining only"
-    ablation: every mined pair gets the same weight, ``L = 1/m sum_i [sum_{P_i} (lam - S_ik) +
-    sum_{N_i} (S_ik - lam)]``.
+    ablation: every mined pair gets the same weight 1, ``L = 1/m sum_i [sum_{P_i} (1 - S_ik) +
+    sum_{N_i} (1 + S_ik)]`` (non-negative, and 0 when nothing is mined; ``alpha``, ``beta`` and
+    ``lam`` play no part).
 
     Defaults follow pytorch-metric-learning (alpha 2, beta 50, base 0.5, eps 0.1); see
     :data:`MS_PRESETS` for the paper's (lam = 1) and the official code's (beta = 40) values.
@@ -75,8 +76,8 @@ def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0
         pos_term = _log1p_sum_exp(-alpha * (x - lam), pos) / alpha
         neg_term = _log1p_sum_exp(beta * (x - lam), neg) / beta
     else:
-        pos_term = torch.where(pos, lam - x, 0.0).sum(dim=1)
-        neg_term = torch.where(neg, x - lam, 0.0).sum(dim=1)
+        pos_term = torch.where(pos, 1 - x, 0.0).sum(dim=1)
+        neg_term = torch.where(neg, 1 + x, 0.0).sum(dim=1)
     return (pos_term + neg_term).mean()
 
 

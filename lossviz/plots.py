@@ -32,7 +32,19 @@ LOSS_COLORS = {"ms": "#000000", "ms_mine_only": "#56B4E9", "ms_weight_only": "#0
 
 
 def use_style() -> None:
-    """Figure defaults that read on a projector: larger fonts, light grid, no top/right spines."""
+    """Figure defaults that read on a projector: larger fonts, light grid, no top/right spines.
+
+    In a notebook it also registers the PNG formatter, so a figure left as a cell's last expression
+    (or shown by a widget) is drawn as an image."""
+    try:
+        from IPython import get_ipython
+
+        if get_ipython() is not None:
+            from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+            set_matplotlib_formats("png")
+    except ImportError:  # plain Python without IPython: nothing to register
+        pass
     mpl.rcParams.update({
         "figure.dpi": 90, "savefig.dpi": 110, "font.size": 11, "axes.titlesize": 12,
         "axes.labelsize": 11, "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.25,
@@ -141,7 +153,8 @@ def mining_view(ax, S, labels, eps: float, *, anchors=None, mined=None):
             ax.plot([Sn[i, same].min() - eps] * 2, [row - 0.35, row + 0.35], color=POS_COLOR, lw=2)
         if diff.any():
             ax.plot([Sn[i, diff].max() + eps] * 2, [row - 0.35, row + 0.35], color=NEG_COLOR, lw=2)
-    ax.set(xlabel="similarity to the anchor", ylabel="anchor", xlim=(-1.05, 1.05),
+    shown = Sn[list(anchors)]
+    ax.set(xlabel="similarity to the anchor", ylabel="anchor", xlim=(max(-1.05, shown.min() - 0.15), 1.05),
            title=f"MS mining, eps = {eps:g}: filled = kept")
     ax.set_yticks(range(len(list(anchors))))
     ax.invert_yaxis()
@@ -168,6 +181,8 @@ def circle(ax, emb, labels, *, lam: float | None = None, title: str = "embedding
     sc = ax.scatter(r * np.cos(ang), r * np.sin(ang), c=y, cmap="tab10", vmin=0, vmax=9, s=9, alpha=0.7)
     ax.set(xlim=(-1.55, 1.55), ylim=(-1.55, 1.55), aspect="equal", title=title, xticks=[], yticks=[])
     ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     return sc
 
 

@@ -16,6 +16,7 @@ import torch
 
 from . import plots
 from .pairs import PAIR_LOSSES
+from .similarity import pair_masks
 from .weights import active_fraction, pair_weights, weight_curve
 
 #: The knobs each loss of :data:`lossviz.pairs.PAIR_LOSSES` reads.
@@ -245,3 +246,28 @@ def compare_panel(runs: dict, *, title: str = "") -> Panel:
         return {"shown": tuple(chosen), "best": best}
 
     return Panel(controls, fig, draw)
+
+
+def mining_panel(S, labels, *, eps: float = 0.1, anchors=None) -> Panel:
+    """MS epsilon-mining on a fixed batch: which pairs each anchor keeps as ``eps`` moves."""
+    from .mining import ms_mining
+
+    S = torch.as_tensor(S).detach()
+    labels = torch.as_tensor(labels)
+    controls = {"eps": knob_controls(eps=eps)["eps"]}
+    fig, axes = plots.new_figure(1, width=7.0, height=4.4)
+
+    def draw(v):
+        ax = axes[0, 0]
+        ax.clear()
+        mined = ms_mining(S, labels, eps=v["eps"])
+        plots.mining_view(ax, S, labels, v["eps"], anchors=anchors, mined=mined)
+        pos, neg = pair_masks(labels)
+        fp = float(mined[0].sum() / pos.sum())
+        fn = float(mined[1].sum() / neg.sum())
+        return {"mined": mined, "status": f"kept: {fp:.0%} of positive and {fn:.0%} of negative pairs "
+                                          f"(a larger ε keeps more)"}
+
+    return Panel(controls, fig, draw)
+
+

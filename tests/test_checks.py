@@ -1,0 +1,257 @@
+"""Bad input gives a ValueError that says what is wrong; ``validation(False)`` skips the value
+checks (NaN/Inf, a batch without positive pairs) but never the structural ones."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import lossviz as lv
+
+LOSSES = list(lv.PAIR_LOSSES.items())
+LOSS_IDS = [name for name, _ in LOSSES]
+
+
+def good_batch():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 1, 2, 2])
+    return x, lv.similarity(x), y
+
+
+@pytest.fixture(autouse=True)
+def validation_on():
+    """Every test starts (and ends) with the value checks on, whatever a failing test did."""
+    with lv.validation(True):
+        yield
+
+
+# ------------------------------------------------------------------------------------------------
+# Structure: shapes and dtypes
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,loss", LOSSES, ids=LOSS_IDS)
+def test_non_square_S(name, loss):
+    _, S, y = good_batch()
+    with pytest.raises(ValueError, match="square"):
+        loss(S[:, :5], y)
+
+
+@pytest.mark.parametrize("name,loss", LOSSES, ids=LOSS_IDS)
+def test_one_dimensional_S(name, loss):
+    _, S, y = good_batch()
+    with pytest.raises(ValueError, match="2 dimensions"):
+        loss(S[0], y)
+
+
+@pytest.mark.parametrize("name,loss", LOSSES, ids=LOSS_IDS)
+def test_integer_S(name, loss):
+    _, S, y = good_batch()
+    with pytest.raises(ValueError, match="floating-point"):
+        loss(S.round().long(), y)
+
+
+def test_single_sample_batch():
+    with pytest.raises(ValueError, match="at least 2"):
+        lv.ms_loss(torch.ones(1, 1), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("name,loss", LOSSES, ids=LOSS_IDS)
+@pytest.mark.parametrize("bad", ["float", "bool", "short", "long", "2d"])
+def test_bad_labels(name, loss, bad):
+    _, S, y = good_batch()
+    labels, match = {
+        "float": (y.double(), "integer class ids"),
+        "bool": (y == 0, "integer class ids"),
+        "short": (y[:5], r"shape \(6,\)"),
+        "long": (torch.cat([y, y[:1]]), r"shape \(6,\)"),
+        "2d": (y[:, None], r"shape \(6,\)"),
+    }[bad]
+    with pytest.raises(ValueError, match=match):
+        loss(S, labels)
+
+
+def test_labels_as_a_list_are_accepted():
+    _, S, y = good_batch()
+    assert lv.ms_loss(S, y.tolist()) == lv.ms_loss(S, y)
+
+
+# ------------------------------------------------------------------------------------------------
+# Values: NaN / Inf, no positive pair
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,loss", LOSSES, ids=LOSS_IDS)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_S(name, loss, bad):
+    _, S, y = good_batch()
+    S = S.clone()
+    S[1, 2] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        loss(S, y)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_embeddings(bad):
+    x, _, y = good_batch()
+    x = x.clone()
+    x[3, 1] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        lv.similarity(x)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        lv.recall_at_k(x, y, 1)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        lv.map_at_r(x, y)
+
+
+def test_all_zero_embedding_row():
+    x, _, _ = good_batch()
+    x = x.clone()
+    x[2] = 0
+    with pytest.raises(ValueError, match="all zeros"):
+        lv.similarity(x)
+
+
+@pytest.mark.parametrize("name,loss", LOSSES, ids=LOSS_IDS)
+def test_no_positive_pair(name, loss):
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with pytest.raises(ValueError, match="no positive pair"):
+        loss(lv.similarity(x), torch.arange(5))
+
+
+# ------------------------------------------------------------------------------------------------
+# Knobs
+# ------------------------------------------------------------------------------------------------
+
+BAD_KNOBS = [
+    (lv.ms_loss, dict(alpha=0.0), "alpha must be > 0"),
+    (lv.ms_loss, dict(alpha=-1.0), "alpha must be > 0"),
+    (lv.ms_loss, dict(beta=0.0), "beta must be > 0"),
+    (lv.ms_loss, dict(beta=-50.0), "beta must be > 0"),
+    (lv.ms_loss, dict(eps=-0.1), "eps must be >= 0"),
+    (lv.ms_loss, dict(alpha=math.nan), "alpha must be finite"),
+    (lv.ms_loss, dict(beta=math.inf), "beta must be finite"),
+    (lv.ms_loss, dict(lam=math.nan), "lam must be finite"),
+    (lv.ms_loss, dict(eps=math.nan), "eps must be finite"),
+    (lv.ms_loss, dict(alpha="2"), "alpha must be a number"),
+    (lv.ms_loss, dict(alpha=True), "alpha must be a number"),
+    (lv.ms_loss, dict(beta=torch.tensor([1.0, 2.0])), "single number"),
+    (lv.binomial_deviance_loss, dict(alpha=0.0), "alpha must be > 0"),
+    (lv.binomial_deviance_loss, dict(beta=-1.0), "beta must be > 0"),
+    (lv.binomial_deviance_loss, dict(lam=math.nan), "lam must be finite"),
+    (lv.contrastive_loss, dict(lam=math.nan), "lam must be finite"),
+    (lv.lifted_structure_loss, dict(lam=math.inf), "lam must be finite"),
+    (lv.triplet_loss, dict(margin=-0.1), "margin must be >= 0"),
+    (lv.triplet_loss, dict(margin=math.nan), "margin must be finite"),
+    (lv.triplet_loss, dict(mining="hard"), "mining must be 'all' or 'semihard'"),
+    (lv.triplet_loss, dict(mining=None), "mining must be 'all' or 'semihard'"),
+    (lv.ms_mining, dict(eps=-0.5), "eps must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("fn,knobs,match", BAD_KNOBS,
+                         ids=[f"{fn.__name__}-{k}" for fn, knobs, _ in BAD_KNOBS for k in knobs])
+def test_bad_knobs(fn, knobs, match):
+    _, S, y = good_batch()
+    with pytest.raises(ValueError, match=match):
+        fn(S, y, **knobs)
+
+
+def test_tensor_knobs_are_accepted():
+    _, S, y = good_batch()
+    assert lv.ms_loss(S, y, beta=torch.tensor(50.0)) == lv.ms_loss(S, y, beta=50.0)
+
+
+def test_pair_weights_needs_a_scalar_loss():
+    _, S, y = good_batch()
+    with pytest.raises(ValueError, match="scalar"):
+        lv.pair_weights(lambda S, labels: S.sum(dim=1), S, y)
+
+
+# ------------------------------------------------------------------------------------------------
+# validation(False): value checks off, structural checks on
+# ------------------------------------------------------------------------------------------------
+
+def test_validation_off_skips_the_no_positive_check():
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    S, y = lv.similarity(x), torch.arange(5)
+    with lv.validation(False):
+        assert not lv.validation_enabled()
+        leaf = S.clone().requires_grad_(True)
+        ms = lv.ms_loss(leaf, y)
+        ms.backward()
+        assert ms.item() == 0.0 and (leaf.grad == 0).all()  # nothing to pull, so nothing mined
+        contrastive = lv.contrastive_loss(S, y)
+        assert torch.isfinite(contrastive)
+        # only the negative half: sum over pairs of [S_ij - 0.5]_+, over B anchors
+        expected = torch.relu(S - 0.5).masked_fill(torch.eye(5, dtype=torch.bool), 0).sum() / 5
+        torch.testing.assert_close(contrastive, expected)
+    assert lv.validation_enabled()
+    with pytest.raises(ValueError, match="no positive pair"):
+        lv.ms_loss(S, y)
+
+
+def test_validation_off_skips_the_nan_check():
+    _, S, y = good_batch()
+    S = S.clone()
+    S[0, 1] = math.nan
+    with lv.validation(False):
+        lv.contrastive_loss(S, y)  # no error: the caller asked for speed
+
+
+@pytest.mark.parametrize("name,loss", LOSSES, ids=LOSS_IDS)
+def test_validation_off_keeps_structural_checks(name, loss):
+    _, S, y = good_batch()
+    with lv.validation(False):
+        with pytest.raises(ValueError, match="square"):
+            loss(S[:, :5], y)
+        with pytest.raises(ValueError, match="integer class ids"):
+            loss(S, y.float())
+        with pytest.raises(ValueError, match=r"shape \(6,\)"):
+            loss(S, y[:4])
+        with pytest.raises(ValueError, match="2 dimensions"):
+            loss(S[0], y)
+    with lv.validation(False), pytest.raises(ValueError, match="must be"):
+        lv.ms_loss(S, y, beta=-1.0)
+
+
+def test_set_validation_and_the_context_manager_restore_state():
+    try:
+        lv.set_validation(False)
+        assert not lv.validation_enabled()
+        with lv.validation(True):
+            assert lv.validation_enabled()
+        assert not lv.validation_enabled()
+    finally:
+        lv.set_validation(True)
+    with pytest.raises(RuntimeError), lv.validation(False):
+        raise RuntimeError("boom")
+    assert lv.validation_enabled()
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k", [0, -1, 6, 7, 1.5, True, "1"])
+def test_recall_at_k_out_of_range(k):
+    x, _, y = good_batch()
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 5\]"):
+        lv.recall_at_k(x, y, k)
+
+
+def test_metrics_bad_labels():
+    x, _, y = good_batch()
+    with pytest.raises(ValueError, match="integer class ids"):
+        lv.recall_at_k(x, y.float(), 1)
+    with pytest.raises(ValueError, match=r"shape \(6,\)"):
+        lv.recall_at_k(x, y[:3], 1)
+    with pytest.raises(ValueError, match=r"shape \(6,\)"):
+        lv.map_at_r(x, y[:3])
+
+
+def test_map_at_r_without_any_same_class_pair():
+    x, _, _ = good_batch()
+    with pytest.raises(ValueError, match="at least one class with two or more samples"):
+        lv.map_at_r(x, torch.arange(6))

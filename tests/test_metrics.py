@@ -1,0 +1,184 @@
+"""Recall@K and MAP@R against brute-force loops, and on tiny examples computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import lossviz as lv
+
+# ------------------------------------------------------------------------------------------------
+# Brute-force references: one query at a time, the query left out of its own gallery.
+# ------------------------------------------------------------------------------------------------
+
+def cosine(u, v) -> float:
+    return float(u @ v) / (float(u.norm()) * float(v.norm()))
+
+
+def ranked_gallery(emb, q):
+    """Gallery indices (all but q) sorted by decreasing cosine similarity to query q."""
+    others = [j for j in range(len(emb)) if j != q]
+    return sorted(others, key=lambda j: -cosine(emb[q], emb[j]))
+
+
+def recall_at_k_loop(emb, labels, k):
+    labels = [int(t) for t in labels]
+    hits = 0
+    for q in range(len(emb)):
+        top = ranked_gallery(emb, q)[:k]
+        hits += any(labels[j] == labels[q] for j in top)
+    return hits / len(emb)
+
+
+def map_at_r_loop(emb, labels):
+    """AP@R of a query = 1/R sum_{i <= R} P@i [i-th item relevant], R = its same-class gallery
+    items; the mean over queries with R >= 1."""
+    labels = [int(t) for t in labels]
+    aps = []
+    for q in range(len(emb)):
+        R = sum(labels[j] == labels[q] for j in range(len(emb)) if j != q)
+        if R == 0:
+            continue
+        ranked = ranked_gallery(emb, q)[:R]
+        relevant_so_far, ap = 0, 0.0
+        for i, j in enumerate(ranked, start=1):
+            if labels[j] == labels[q]:
+                relevant_so_far += 1
+                ap += relevant_so_far / i
+        aps.append(ap / R)
+    return sum(aps) / len(aps)
+
+
+def random_embeddings(seed, n, dim, n_classes, spread):
+    """Noisy class centres in general position: cosine ties have probability zero."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, n_classes, (n,), generator=g)
+    x = torch.randn(n_classes, dim, generator=g, dtype=torch.float64)[y]
+    x = x + spread * torch.randn(n, dim, generator=g, dtype=torch.float64)
+    return x, y
+
+
+RANDOM = [(seed, n, dim, c, spread) for seed, (n, dim, c, spread) in enumerate(
+    [(20, 2, 3, 0.5), (30, 4, 5, 1.0), (25, 8, 2, 2.0), (40, 3, 8, 0.3), (15, 16, 4, 3.0)])]
+
+
+@pytest.mark.parametrize("seed,n,dim,c,spread", RANDOM)
+def test_recall_at_k_matches_loop(seed, n, dim, c, spread):
+    x, y = random_embeddings(seed, n, dim, c, spread)
+    for k in [1, 2, 4, 8, n - 1]:
+        assert lv.recall_at_k(x, y, k) == pytest.approx(recall_at_k_loop(x, y, k), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed,n,dim,c,spread", RANDOM)
+def test_map_at_r_matches_loop(seed, n, dim, c, spread):
+    x, y = random_embeddings(seed, n, dim, c, spread)
+    assert lv.map_at_r(x, y) == pytest.approx(map_at_r_loop(x, y), abs=1e-12)
+
+
+def test_random_cases_are_not_trivial():
+    values = [lv.map_at_r(*random_embeddings(*case)) for case in RANDOM]
+    assert all(0.05 < v < 0.999 for v in values)
+
+
+def test_map_at_r_skips_queries_without_relevant_items():
+    """A singleton class (R = 0) is not a query of MAP@R, but it stays in everyone's gallery."""
+    x, y = random_embeddings(3, 12, 3, 3, 0.8)
+    y = y.clone()
+    y[0] = 99
+    assert lv.map_at_r(x, y) == pytest.approx(map_at_r_loop(x, y), abs=1e-12)
+
+
+def test_metrics_accept_any_integer_class_ids():
+    x, y = random_embeddings(4, 16, 3, 4, 0.8)
+    relabelled = torch.tensor([-7, 3, 1000, 12])[y]
+    assert lv.map_at_r(x, relabelled) == lv.map_at_r(x, y)
+    assert lv.recall_at_k(x, relabelled, 3) == lv.recall_at_k(x, y, 3)
+
+
+def test_metrics_use_cosine_so_scale_does_not_matter():
+    x, y = random_embeddings(5, 16, 3, 4, 0.8)
+    g = torch.Generator().manual_seed(0)
+    scaled = x * (0.1 + 10 * torch.rand(16, 1, generator=g, dtype=torch.float64))
+    assert lv.map_at_r(scaled, y) == lv.map_at_r(x, y)
+    assert lv.recall_at_k(scaled, y, 1) == lv.recall_at_k(x, y, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Tiny examples computed by hand
+# ------------------------------------------------------------------------------------------------
+
+def on_circle(degrees):
+    """Unit vectors at the given angles: cosine ranking = ranking by angular distance."""
+    t = torch.tensor(degrees, dtype=torch.float64) * math.pi / 180
+    return torch.stack([t.cos(), t.sin()], dim=1)
+
+
+def test_hand_computed_five_points_on_a_circle():
+    """Points at 0, 10, 25, 45, 100 degrees with labels A B A A B.
+
+    query  gallery by angular distance        R   top-R       AP@R
+    0 (A)  10 B, 25 A, 45 A, 100 B            2   B A         (0 + 1/2) / 2 = 1/4
+    10 (B) 0 A, 25 A, 45 A, 100 B             1   A           0
+    25 (A) 10 B (15), 45 A (20), 0 A (25)     2   B A         1/4
+    45 (A) 25 A (20), 10 B (35), 0 A (45)     2   A B         (1 + 0) / 2 = 1/2
+    100 (B) 45 A (55), 25 A (75), 10 B (90)   1   A           0
+
+    MAP@R = (1/4 + 0 + 1/4 + 1/2 + 0) / 5 = 1/5.
+    Recall@1: only query 45 (its nearest, 25, is A) -> 1/5.
+    Recall@2: queries 0, 25, 45 -> 3/5.  Recall@3: also 100 (10 B is third) -> 4/5.
+    Recall@4: also 10 (100 B is last) -> 1.
+    """
+    x = on_circle([0, 10, 25, 45, 100])
+    y = torch.tensor([0, 1, 0, 0, 1])
+    assert lv.map_at_r(x, y) == 1 / 5
+    assert [lv.recall_at_k(x, y, k) for k in (1, 2, 3, 4)] == [1 / 5, 3 / 5, 4 / 5, 1.0]
+    assert map_at_r_loop(x, y) == 1 / 5  # the loop agrees with the hand computation too
+
+
+def test_hand_computed_four_points():
+    """Points at 0, 20, 30, 90 degrees with labels A B A B.
+
+    query   gallery by angular distance   R  top-1  AP@R
+    0 (A)   20 B, 30 A, 90 B              1  B      0
+    20 (B)  30 A (10), 0 A (20), 90 B     1  A      0
+    30 (A)  20 B (10), 0 A (30), 90 B     1  B      0
+    90 (B)  30 A (60), 20 B (70), 0 A     1  A      0
+
+    A badly ordered embedding: MAP@R = 0 and Recall@1 = 0; Recall@2 = 3/4 (only query 20 misses:
+    its two nearest are both A); Recall@3 = 1.
+    """
+    x = on_circle([0, 20, 30, 90])
+    y = torch.tensor([0, 1, 0, 1])
+    assert lv.map_at_r(x, y) == 0.0
+    assert [lv.recall_at_k(x, y, k) for k in (1, 2, 3)] == [0.0, 3 / 4, 1.0]
+
+
+def test_perfect_clusters_score_one():
+    x = on_circle([0, 1, 2, 120, 121, 122, 240, 241])
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
+    assert lv.map_at_r(x, y) == 1.0
+    assert lv.recall_at_k(x, y, 1) == 1.0
+
+
+def test_hand_computed_six_points_with_r_equal_3():
+    """Points at 0, 10, 22, 35, 80, 200 degrees with labels A A B A A B (no distance ties).
+
+    query    gallery by angular distance                  R  top-R    AP@R
+    0 (A)    10 A, 22 B, 35 A, 80 A, 200 B                3  A B A    (1 + 2/3) / 3 = 5/9
+    10 (A)   0 A (10), 22 B (12), 35 A (25), ...          3  A B A    5/9
+    22 (B)   10 A (12), 35 A (13), 0 A (22), ...          1  A        0
+    35 (A)   22 B (13), 10 A (25), 0 A (35), 80 A (45)    3  B A A    (0 + 1/2 + 2/3) / 3 = 7/18
+    80 (A)   35 A (45), 22 B (58), 10 A (70), 0 A (80)    3  A B A    5/9
+    200 (B)  80 A (120), 0 A (160), 35 A (165), 10 A, 22 B 1  A        0
+
+    MAP@R = (3 * 5/9 + 7/18) / 6 = 37/108.
+    Recall@1 = 3/6 (queries 0, 10, 80); Recall@2..4 = 4/6 (query 35 joins);
+    Recall@5 = 1 (22 and 200 find each other last).
+    """
+    x = on_circle([0, 10, 22, 35, 80, 200])
+    y = torch.tensor([0, 0, 1, 0, 0, 1])
+    assert lv.map_at_r(x, y) == pytest.approx(37 / 108, rel=1e-15)  # 2/3 is not a binary fraction
+    assert [lv.recall_at_k(x, y, k) for k in (1, 2, 3, 4, 5)] == [1 / 2, 2 / 3, 2 / 3, 2 / 3, 1.0]
+    assert map_at_r_loop(x, y) == pytest.approx(37 / 108, rel=1e-15)
