@@ -144,10 +144,10 @@ def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p:
             S = similarity(model(split.x_train[idx]))
             S.retain_grad()
             value = fn(S, yb, **knobs)
+            if not torch.isfinite(value):
+                raise ValueError(f"the loss became {float(value.detach())} at iteration {it}; lower lr or the scales")
             opt.zero_grad(set_to_none=True)
             value.backward()
-            if not torch.isfinite(value):
-                raise ValueError(f"the loss became {float(value)} at iteration {it}; lower lr or the scales")
             opt.step()
             pos, neg = pair_masks(yb)
             active = S.grad != 0

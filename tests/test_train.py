@@ -1,0 +1,96 @@
+"""The seeded training harness: history, cache, determinism, the MS switch-off."""
+
+import numpy as np
+import pytest
+import torch
+
+import lossviz as lv
+from lossviz import train as T
+
+SHORT = dict(data="digits", dim=2, iters=30, eval_every=10, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+    T.clear_cache()
+    yield
+    T.clear_cache()
+
+
+def test_run_records_history_and_evaluations():
+    run = T.train("ms", **SHORT)
+    assert run.history["iter"].tolist() == list(range(1, 31))
+    assert run.evals["iter"].tolist() == [0, 10, 20, 30]
+    for key in ("loss", "active_pos", "active_neg", "active_anchors"):
+        assert run.history[key].shape == (30,) and np.isfinite(run.history[key]).all()
+    assert ((0 <= run.history["active_neg"]) & (run.history["active_neg"] <= 1)).all()
+    assert run.emb_before.shape == run.emb_after.shape == (len(run.y_test), 2)
+    assert np.allclose(np.linalg.norm(run.emb_after, axis=1), 1, atol=1e-5)
+    assert 0 < run.recall_at_1 <= 1 and 0 < run.map_at_r <= 1
+
+
+def test_training_improves_retrieval_on_digits():
+    run = T.train("ms", data="digits", dim=16, iters=150, eval_every=150, progress=False)
+    assert run.evals["map_at_r"][-1] > run.evals["map_at_r"][0] + 0.2
+
+
+def test_runs_are_cached_by_parameters_and_deterministic():
+    a = T.train("ms", **SHORT)
+    assert T.train("ms", **SHORT) is a
+    b = T.train("ms", beta=10.0, **SHORT)
+    assert b is not a and b.params["knob_beta"] == 10.0
+    T.clear_cache()
+    c = T.train("ms", **SHORT)
+    assert c is not a
+    assert np.array_equal(a.history["loss"], c.history["loss"])
+    assert np.array_equal(a.emb_after, c.emb_after)
+
+
+def test_ms_loss_is_zero_exactly_when_nothing_is_mined():
+    run = T.train("ms", data="digits", dim=16, iters=200, eval_every=200, progress=False)
+    h = run.history
+    nothing = (h["active_pos"] == 0) & (h["active_neg"] == 0)
+    assert np.array_equal(h["loss"] == 0, nothing)
+    assert h["active_neg"][-20:].mean() < h["active_neg"][:5].mean()
+
+
+def test_any_loss_function_can_be_trained():
+    def squared(S, labels):
+        pos, neg = lv.pair_masks(labels)
+        return (torch.where(neg, S.clamp(min=0) ** 2, 0.0).sum(1) - torch.where(pos, S, 0.0).sum(1)).mean()
+
+    run = T.train(squared, **SHORT)
+    assert run.params["loss"].endswith("squared") and np.isfinite(run.history["loss"]).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(loss="nope"), "unknown loss"), (dict(iters=0), "iters"), (dict(dim=1.5), "dim"),
+    (dict(lr=0.0), "lr"), (dict(data="nope"), "unknown dataset"),
+])
+def test_bad_arguments_raise_clear_errors(kwargs, match):
+    args = SHORT | kwargs
+    with pytest.raises(ValueError, match=match):
+        T.train(args.pop("loss", "ms"), **args)
+
+
+def test_a_diverging_run_stops_with_a_clear_error():
+    def exploding(S, labels):
+        return (S * float("inf")).sum()
+
+    with pytest.raises(ValueError, match="lower lr"):
+        T.train(exploding, **SHORT)
+
+
+def test_baselines_report_raw_and_pca():
+    b = T.baselines("digits", dims=(2,))
+    assert set(b) == {"raw", "pca2"}
+    assert b["raw"][0] > 0.9 > b["pca2"][0]
+
+
+def test_setup_reads_the_fast_switch(monkeypatch):
+    monkeypatch.setenv("LOSSVIZ_FAST", "1")
+    assert T.setup(seed=0) is True
+    monkeypatch.setenv("LOSSVIZ_FAST", "0")
+    assert T.setup(seed=0) is False
+    assert torch.get_num_threads() == 1
