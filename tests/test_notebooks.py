@@ -1,0 +1,71 @@
+"""Every notebook is a jupytext pair: notebooks/NN_slug.py (the source) and NN_slug.ipynb, built
+from it by `make notebooks` and executed top to bottom. Strict nbval (`make test`) then re-runs the
+.ipynb; these tests catch a pair that was edited on one side only or executed out of order."""
+
+import pathlib
+
+import jupytext
+import nbformat
+import pytest
+
+NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+EXECUTED = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+pytestmark = pytest.mark.skipif(
+    not SOURCES and not EXECUTED, reason="no notebooks/NN_*.py or NN_*.ipynb written yet"
+)
+
+
+def stems(paths):
+    return [p.stem for p in paths]
+
+
+def cells(nb):
+    """What the pair must agree on: cell type, source and tags (nbval reads tags from the .ipynb)."""
+    return [
+        (c.cell_type, c.source, sorted(c.metadata.get("tags", [])))
+        for c in nb.cells
+        if c.cell_type in ("code", "markdown", "raw")
+    ]
+
+
+@pytest.fixture(params=SOURCES, ids=stems(SOURCES))
+def pair(request):
+    py = request.param
+    ipynb = py.with_suffix(".ipynb")
+    if not ipynb.exists():
+        pytest.skip(f"no {ipynb.name} (test_every_source_has_its_executed_notebook fails)")
+    return jupytext.read(py), nbformat.read(ipynb, as_version=4)
+
+
+def test_every_source_has_its_executed_notebook():
+    missing = sorted(set(stems(SOURCES)) - set(stems(EXECUTED)))
+    assert not missing, f"no .ipynb for {missing}: run `make notebooks NB=...`"
+
+
+def test_every_executed_notebook_has_its_source():
+    orphans = sorted(set(stems(EXECUTED)) - set(stems(SOURCES)))
+    assert not orphans, f"notebooks without a jupytext .py source: {orphans}"
+
+
+def test_pair_is_in_sync(pair):
+    source, executed = pair
+    assert cells(executed) == cells(source), "the .ipynb is stale: run `make notebooks`"
+
+
+def test_executed_top_to_bottom_without_errors(pair):
+    _, executed = pair
+    code = [c for c in executed.cells if c.cell_type == "code" and c.source.strip()]
+    assert code, "no code cells"
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), f"execution counts {counts}"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
+    # `make notebooks` executes with record_timing=False, so no cell carries timestamps.
+    assert not [c for c in code if "execution" in c.metadata], "timing metadata: use `make notebooks`"
+
+
+def test_kernelspec_is_python3(pair):
+    for nb in pair:
+        assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
