@@ -28,7 +28,7 @@ else
 NB_TEST_ENV := $(NB_ENV)
 endif
 
-.PHONY: venv lab test notebooks bench clean distclean
+.PHONY: venv lab test notebooks bench clean distclean figure
 
 venv: $(STAMP)
 
@@ -73,3 +73,7 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) data/cache artifacts
+
+# The README's figure.
+figure: venv
+	$(PY) docs/make_figure.py

@@ -10,6 +10,7 @@ The one idea: a pair-based loss is a function ``L(S, labels)`` of the similarity
     W = lv.pair_weights(lv.ms_loss, S, labels)   # B x B pair weights, by autograd
 """
 
+from . import data, models
 from .checks import set_validation, validation, validation_enabled
 from .metrics import map_at_r, recall_at_k
 from .mining import ms_mining

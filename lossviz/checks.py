@@ -78,22 +78,18 @@ def check_labels(labels, n: int, device: torch.device) -> torch.Tensor:
     return labels.to(device)
 
 
-def check_similarity(S, labels, *, need_positive: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a similarity matrix ``S`` (B x B) and its labels (B,) at a loss's public boundary."""
-    S = as_float_tensor(S, "S", 2)
-    if S.shape[0] != S.shape[1]:
-        raise ValueError(f"S must be square (B x B), one row and one column per sample; got {tuple(S.shape)}")
-    if S.shape[0] < 2:
-        raise ValueError("a batch needs at least 2 samples to form a pair")
-    labels = check_labels(labels, S.shape[0], S.device)
-    if _VALIDATE and need_positive:
-        same = labels[:, None] == labels[None, :]
-        if int(same.sum()) == S.shape[0]:  # only the diagonal
-            raise ValueError(
-                "the batch has no positive pair (no label appears twice), so a pair loss has nothing "
-                "to pull together; sample batches with lossviz.data.PKSampler (K >= 2 per class)"
-            )
-    return S, labels
+def check_anchors(anchors, n_rows: int, n_cols: int, device: torch.device) -> torch.Tensor:
+    """Column index of each row's own sample when S is rectangular (rows = anchors, columns = batch)."""
+    if not isinstance(anchors, torch.Tensor):
+        anchors = torch.as_tensor(anchors)
+    if anchors.dtype == torch.bool or anchors.is_floating_point() or anchors.is_complex():
+        raise ValueError(f"anchors must hold integer column indices; got dtype {anchors.dtype}")
+    if anchors.ndim != 1 or anchors.shape[0] != n_rows:
+        raise ValueError(f"anchors must have shape ({n_rows},), one column index per row of S; "
+                         f"got {tuple(anchors.shape)}")
+    if _VALIDATE and n_rows and not bool(((anchors >= 0) & (anchors < n_cols)).all()):
+        raise ValueError(f"anchors must be column indices in [0, {n_cols})")
+    return anchors.to(device)
 
 
 def positive(value, name: str) -> float:

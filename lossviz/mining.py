@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from . import checks
-from .similarity import pair_masks
+from .similarity import pair_batch
 
 
 def ms_mining_masks(S: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, eps: float):
@@ -27,13 +27,12 @@ def ms_mining_masks(S: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, eps: 
     return pos & (S - eps < max_neg), neg & (S + eps > min_pos)
 
 
-def ms_mining(S, labels, *, eps: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+def ms_mining(S, labels, *, eps: float = 0.1, anchors=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-Similarity epsilon-mining: boolean B x B masks ``(mined_pos, mined_neg)``.
 
     A *larger* ``eps`` keeps *more* pairs.  Self-pairs are excluded by index, so exact duplicate
     samples still count as positives (the official code drops them by value).
     """
-    S, labels = checks.check_similarity(S, labels, need_positive=False)
+    S, pos, neg = pair_batch(S, labels, anchors, need_positive=False)
     eps = checks.non_negative(eps, "eps")
-    pos, neg = pair_masks(labels)
     return ms_mining_masks(S, pos, neg, eps)

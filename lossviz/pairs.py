@@ -6,6 +6,8 @@ Pair Weighting view is ``w_ij = |dL/dS_ij|`` (see :mod:`lossviz.weights`).
 Conventions shared by all losses:
 
 * ``S`` is B x B (``S_ij`` the similarity of anchor ``i`` and sample ``j``), ``labels`` is (B,) int;
+  or, with ``anchors=`` (A,), ``S`` is A x N: A anchors (row ``i`` is column ``anchors[i]``) scored
+  against N samples, as on one rank of a distributed batch (:mod:`lossviz.distributed`);
 * ``P_i`` = same label, ``j != i`` (self excluded by index); ``N_i`` = different label;
 * the loss is the **mean over all B anchors** of a per-anchor term (anchors without pairs count as 0);
 * memory is O(B^2): no tensor is indexed by (positive pair x negative pair) or by triplets;
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 
 from . import checks
 from .mining import ms_mining_masks
-from .similarity import pair_masks
+from .similarity import pair_batch
 
 #: Multi-Similarity hyper-parameters: the paper, the official code (MalongTech/research-ms-loss),
 #: pytorch-metric-learning's defaults, and the tuned values of "A Metric Learning Reality Check"
@@ -47,7 +49,7 @@ def _log1p_sum_exp(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0.5,
-            eps: float = 0.1, mining: bool = True, weighting: bool = True) -> torch.Tensor:
+            eps: float = 0.1, mining: bool = True, weighting: bool = True, anchors=None) -> torch.Tensor:
     r"""Multi-Similarity loss (Wang et al., CVPR 2019, eq. 8), with its epsilon-mining step.
 
     .. math::
@@ -65,11 +67,10 @@ def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0
     :data:`MS_PRESETS` for the paper's (lam = 1) and the official code's (beta = 40) values.
     When mining keeps nothing the loss is exactly 0 with a zero gradient.
     """
-    S, labels = checks.check_similarity(S, labels)
+    S, pos, neg = pair_batch(S, labels, anchors)
     alpha, beta = checks.positive(alpha, "alpha"), checks.positive(beta, "beta")
     lam, eps = checks.finite(lam, "lam"), checks.non_negative(eps, "eps")
     x = _working(S)
-    pos, neg = pair_masks(labels)
     if mining:
         pos, neg = ms_mining_masks(x, pos, neg, eps)
     if weighting:
@@ -81,22 +82,21 @@ def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0
     return (pos_term + neg_term).mean()
 
 
-def contrastive_loss(S, labels, *, lam: float = 0.5) -> torch.Tensor:
+def contrastive_loss(S, labels, *, lam: float = 0.5, anchors=None) -> torch.Tensor:
     r"""Contrastive loss in similarity form (Hadsell et al. 2006; the form of Wang et al. 2019, eq. 3).
 
     .. math::  L = \frac1m \sum_i \Big[\sum_{j\in P_i} (1 - S_{ij}) + \sum_{j\in N_i} [S_{ij} - \lambda]_+\Big]
 
     Pair weights: 1 on every positive; 1 on a negative exactly when ``S_ij > lam``.
     """
-    S, labels = checks.check_similarity(S, labels)
+    S, pos, neg = pair_batch(S, labels, anchors)
     lam = checks.finite(lam, "lam")
     x = _working(S)
-    pos, neg = pair_masks(labels)
     per_anchor = torch.where(pos, 1 - x, 0.0).sum(dim=1) + torch.where(neg, F.relu(x - lam), 0.0).sum(dim=1)
     return per_anchor.mean()
 
 
-def triplet_loss(S, labels, *, margin: float = 0.1, mining: str = "all") -> torch.Tensor:
+def triplet_loss(S, labels, *, margin: float = 0.1, mining: str = "all", anchors=None) -> torch.Tensor:
     r"""Triplet loss on similarities (Weinberger & Saul 2009; Schroff et al. 2015).
 
     ``mining="all"`` (batch-all): every triplet of anchor ``a``, positive ``p``, negative ``n``,
@@ -110,12 +110,11 @@ def triplet_loss(S, labels, *, margin: float = 0.1, mining: str = "all") -> torc
     Pair weights (batch-all): a pair's weight is the number of active triplets that contain it.
     Computed in O(B^2) memory by sorting each anchor's positives (no B^3 triplet tensor).
     """
-    S, labels = checks.check_similarity(S, labels)
+    S, pos, neg = pair_batch(S, labels, anchors)
     margin = checks.non_negative(margin, "margin")
     if mining not in ("all", "semihard"):
         raise ValueError(f"mining must be 'all' or 'semihard'; got {mining!r}")
     x = _working(S)
-    pos, neg = pair_masks(labels)
     inf = float("inf")
     if mining == "all":
         # Row a: sum over negatives n of sum_{p: S_ap < x_n} (x_n - S_ap), with x_n = S_an + margin.
@@ -136,7 +135,7 @@ def triplet_loss(S, labels, *, margin: float = 0.1, mining: str = "all") -> torc
 
 
 def binomial_deviance_loss(S, labels, *, alpha: float = 2.0, beta: float = 40.0,
-                           lam: float = 0.5) -> torch.Tensor:
+                           lam: float = 0.5, anchors=None) -> torch.Tensor:
     r"""Binomial deviance loss (Yi et al. 2014) in the similarity form of Wang et al. (2019).
 
     .. math::
@@ -146,17 +145,16 @@ def binomial_deviance_loss(S, labels, *, alpha: float = 2.0, beta: float = 40.0,
     Pair weights: ``alpha/|P_i| * sigmoid(alpha (lam - S_ij))`` and ``beta/|N_i| * sigmoid(beta (S_ij - lam))``.
     Defaults (2, 40, 0.5) are those of the first author's Deep_Metric code.
     """
-    S, labels = checks.check_similarity(S, labels)
+    S, pos, neg = pair_batch(S, labels, anchors)
     alpha, beta = checks.positive(alpha, "alpha"), checks.positive(beta, "beta")
     lam = checks.finite(lam, "lam")
     x = _working(S)
-    pos, neg = pair_masks(labels)
     pos_term = torch.where(pos, F.softplus(-alpha * (x - lam)), 0.0).sum(dim=1) / pos.sum(dim=1).clamp(min=1)
     neg_term = torch.where(neg, F.softplus(beta * (x - lam)), 0.0).sum(dim=1) / neg.sum(dim=1).clamp(min=1)
     return (pos_term + neg_term).mean()
 
 
-def lifted_structure_loss(S, labels, *, lam: float = 1.0) -> torch.Tensor:
+def lifted_structure_loss(S, labels, *, lam: float = 1.0, anchors=None) -> torch.Tensor:
     r"""Lifted structure loss (Oh Song et al. 2016), in the anchor-wise similarity form of Wang et al. (2019, eq. 5).
 
     .. math::
@@ -166,10 +164,9 @@ def lifted_structure_loss(S, labels, *, lam: float = 1.0) -> torch.Tensor:
     ``1 / sum_{k in N_i} e^{S_ik - S_ij}`` on negatives (a softmax over each set: the "N" similarity).
     An anchor without positives or without negatives contributes 0.
     """
-    S, labels = checks.check_similarity(S, labels)
+    S, pos, neg = pair_batch(S, labels, anchors)
     lam = checks.finite(lam, "lam")
     x = _working(S)
-    pos, neg = pair_masks(labels)
     valid = (pos.any(dim=1) & neg.any(dim=1))[:, None]
     # Rows of invalid anchors are filled with 0 (not -inf) so that their zero gradient stays finite.
     a = (lam - x).masked_fill(~pos, float("-inf")).masked_fill(~valid, 0.0)

@@ -21,9 +21,38 @@ def similarity(x) -> torch.Tensor:
     return f @ f.T
 
 
-def pair_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean masks ``(pos, neg)`` of a batch: ``pos[i, j]`` for same label and ``i != j``,
-    ``neg[i, j]`` for different labels.  The diagonal is in neither (self-exclusion by index)."""
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(labels.shape[0], dtype=torch.bool, device=labels.device)
-    return same & ~eye, ~same
+def pair_masks(labels: torch.Tensor, anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks ``(pos, neg)``: ``pos[i, j]`` for same label and ``j`` not anchor ``i`` itself,
+    ``neg[i, j]`` for different labels.  The self-pair is in neither (self-exclusion by index).
+
+    Square (B x B) by default; with ``anchors`` (the column index of each row's sample) the masks are
+    A x N, for a block of anchors scored against a whole batch (see :mod:`lossviz.distributed`)."""
+    cols = torch.arange(labels.shape[0], device=labels.device)
+    rows = cols if anchors is None else anchors
+    same = labels[rows][:, None] == labels[None, :]
+    return same & (rows[:, None] != cols[None, :]), ~same
+
+
+def pair_batch(S, labels, anchors=None, *, need_positive: bool = True):
+    """Validate a loss's inputs at the public boundary and return ``(S, pos, neg)``.
+
+    ``S`` is B x B with ``labels`` (B,); or A x N with ``labels`` (N,) for the N columns and
+    ``anchors`` (A,) giving each row's own column.  With validation on, a batch without any
+    positive pair is refused: a pair loss has nothing to pull together."""
+    S = checks.as_float_tensor(S, "S", 2)
+    n_rows, n_cols = S.shape
+    if anchors is None and n_rows != n_cols:
+        raise ValueError(f"S must be square (B x B), one row and one column per sample; got {tuple(S.shape)}. "
+                         "For a block of anchors against a whole batch, pass anchors=")
+    if n_cols < 2:
+        raise ValueError("a batch needs at least 2 samples to form a pair")
+    labels = checks.check_labels(labels, n_cols, S.device)
+    if anchors is not None:
+        anchors = checks.check_anchors(anchors, n_rows, n_cols, S.device)
+    pos, neg = pair_masks(labels, anchors)
+    if need_positive and checks.validation_enabled() and not bool(pos.any()):
+        raise ValueError(
+            "the batch has no positive pair (no label appears twice), so a pair loss has nothing "
+            "to pull together; sample batches with lossviz.data.PKSampler (K >= 2 per class)"
+        )
+    return S, pos, neg

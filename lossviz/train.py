@@ -194,3 +194,9 @@ def baselines(data: str, dims=(2,)) -> dict:
     for d in dims:
         out[f"pca{d}"] = pca_embedding(split.x_train, split.x_test, d)
     return {name: (recall_at_k(z, split.y_test, 1), map_at_r(z, split.y_test)) for name, z in out.items()}
+
+
+if __name__ == "__main__":  # python -m lossviz.train --help
+    from .cli import main
+
+    main()

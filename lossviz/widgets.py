@@ -176,46 +176,66 @@ def training_panel(*, data: str = "digits", dim: int = 2, iters: int = 300, loss
                    autorun: bool = True, **knob_values) -> Panel:
     """Re-train with other knob values: a Train button runs :func:`lossviz.train.train` (cached by
     parameters, so returning to a setting is instant) and redraws the learning curves and, for 2-D
-    embeddings, the test embeddings on the circle before and after training."""
-    from .train import train
+    embeddings, the test embeddings on the circle after training (MAP@R otherwise).
 
+    Besides the loss knobs: an MS preset (paper / official code / pytorch-metric-learning / MLRC),
+    the embedding dimension, and K, the samples per class in a P x K batch (K = 1: no positives)."""
+    from .pairs import MS_PRESETS
+    from .train import DEFAULT_PK, train
+
+    p_default, k_default = DEFAULT_PK.get(data, (5, 8))
     controls = {"loss": W.Dropdown(options=list(PAIR_LOSSES), value=loss, description="loss")}
     controls.update(knob_controls(**knob_values))
+    controls["preset"] = W.Dropdown(options=["custom", *MS_PRESETS], value="custom", description="MS preset")
+    controls["dim"] = W.Dropdown(options=sorted({2, 3, 16, dim}), value=dim, description="dim", layout=W.Layout(width="150px"))
+    controls["k"] = W.Dropdown(options=sorted({1, 2, 4, 8, k_default}), value=k_default,
+                               description=f"K (P={p_default})", layout=W.Layout(width="150px"))
     controls["seed"] = W.BoundedIntText(value=0, min=0, max=99, description="seed", layout=W.Layout(width="140px"))
     button = W.Button(description="Train", button_style="primary", icon="play")
     progress = W.Output()
-    fig, axes = plots.new_figure(4 if dim == 2 else 3, width=3.6, height=3.3)
+    fig, axes = plots.new_figure(4, width=3.6, height=3.3)
     panel_state = {"run": None}
 
+    def apply_preset(change):
+        if change["new"] != "custom":
+            for key, value in MS_PRESETS[change["new"]].items():
+                controls[key].value = value
+
+    def settings(v) -> dict:
+        return dict(loss=v["loss"], dim=v["dim"], k=v["k"], seed=v["seed"], knobs=knobs_for(v["loss"], v))
+
     def run_training(_button=None):
-        v = panel.values()
-        knobs = knobs_for(v["loss"], v)
+        s_ = settings(panel.values())
         with progress:
             progress.clear_output(wait=True)
-            run = train(v["loss"], data=data, dim=dim, iters=iters, seed=v["seed"], **knobs)
-        panel_state["run"] = run
+            run = train(s_["loss"], data=data, dim=s_["dim"], iters=iters, p=p_default, k=s_["k"],
+                        seed=s_["seed"], **s_["knobs"])
+        panel_state["run"] = (run, s_)
         panel.update()
         return run
 
     def draw(v):
         _show_only(controls, LOSS_KNOBS[v["loss"]])
-        run = panel_state["run"]
-        if run is None:
+        controls["preset"].layout.display = None if v["loss"] == "ms" else "none"
+        if panel_state["run"] is None:
             return {"status": "press <b>Train</b> to run this setting"}
+        run, trained = panel_state["run"]
         for ax in axes.ravel():
             ax.clear()
         plots.learning_curves(axes[0, :3], {run.params["loss"]: run})
-        if dim == 2:
+        if run.params["dim"] == 2:
             plots.circle(axes[0, 3], run.emb_after, run.y_test, lam=run.params.get("knob_lam"),
                          title="test embeddings after training")
-        stale = any(run.params.get(f"knob_{k}") != v[k] for k in LOSS_KNOBS[v["loss"]]) or \
-            run.params["loss"] != v["loss"] or run.params["seed"] != v["seed"]
-        note = " (controls changed since: press Train)" if stale else ""
+        else:
+            plots.learning_curves(axes[0, 3:], {run.params["loss"]: run}, what=("map_at_r",))
+        note = " (controls changed since: press Train)" if settings(v) != trained else ""
         return {"run": run, "status": f"{run!r} in {run.seconds:.1f} s{note}"}
 
+    controls["preset"].observe(apply_preset, names="value")
     button.on_click(run_training)
-    rows = [W.HBox([controls["loss"], controls["seed"], button]),
-            W.HBox([c for k, c in controls.items() if k not in ("loss", "seed")], layout=W.Layout(flex_flow="row wrap"))]
+    rows = [W.HBox([controls["loss"], controls["preset"], controls["dim"], controls["k"], controls["seed"], button]),
+            W.HBox([c for k, c in controls.items() if k in LOSS_KNOBS["ms"] + ("margin",)],
+                   layout=W.Layout(flex_flow="row wrap"))]
     panel = Panel(controls, fig, draw, extra=[progress], layout=rows)
     panel.train = run_training
     if autorun:

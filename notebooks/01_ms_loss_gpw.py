@@ -473,7 +473,7 @@ compare
 # *its own* best checkpoint (right-hand column above) closes most of the gap. The lesson is
 # "mining + weighting, including knowing when to stop", not "MS weights are simply better".
 
-# %%
+# %% tags=["nbval-ignore-output"]
 ms1d = runs1d["ms"]
 claims = {
     "MAP@R 16-d MS - raw pixels": runs16["ms"].map_at_r - base["raw"][1],
@@ -508,7 +508,7 @@ assert np.array_equal(zero_loss, nothing_mined)      # loss is exactly 0 exactly
 # hard-coded in its loss file, and its `HARD_MINING` switch is never read). pytorch-metric-learning defaults to
 # β = 50, base 0.5, and *its loss alone does no mining* — you must pass `MultiSimilarityMiner`. On 2-D digits:
 
-# %%
+# %% tags=["nbval-ignore-output"]
 for name in ("ms", "ms_paper"):
     print(f"{name:9s} {lv.MS_PRESETS['official_code' if name == 'ms' else 'paper']}  "
           f"R@1 {runs2d[name].recall_at_1:.3f}")

@@ -92,3 +92,17 @@ def test_compare_panel_selects_losses_and_metric():
     assert panel.state["shown"] == ("contrastive",)
     assert panel.state["best"]["contrastive"] == pytest.approx(runs["contrastive"].evals["map_at_r"].max())
     T.clear_cache()
+
+
+def test_training_panel_presets_dimension_and_k():
+    T.clear_cache()
+    torch.set_num_threads(1)
+    panel = widgets.training_panel(data="digits", dim=2, iters=10, autorun=False)
+    panel.controls["preset"].value = "paper"
+    assert panel.controls["lam"].value == 1.0 and panel.controls["beta"].value == pytest.approx(50.0)
+    panel.controls["dim"].value = 16
+    panel.controls["k"].value = 1            # no positives in a batch: MS mines nothing, loss exactly 0
+    run = panel.train()
+    assert run.params["dim"] == 16 and run.params["k"] == 1 and run.params["knob_lam"] == 1.0
+    assert (run.history["loss"] == 0).all()
+    T.clear_cache()
