@@ -16,7 +16,7 @@ from .models import L2Normalize
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a shortcut (He et al. 2016); a 1x1 projection when the shape changes."""
+    """Two 3x3 convolutions and a shortcut (He et al. 2016); 1x1 projection if shapes differ."""
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
@@ -27,7 +27,8 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -47,7 +48,7 @@ class ResNet18(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         widths = [64, 64, 128, 256, 512]
-        for i in range(1, 5):  # layer1 .. layer4, two blocks each; the first block of 2..4 halves H, W
+        for i in range(1, 5):  # layer1 .. layer4, two blocks each; layers 2-4 first halve H and W
             stride = 1 if i == 1 else 2
             setattr(self, f"layer{i}", nn.Sequential(BasicBlock(widths[i - 1], widths[i], stride),
                                                      BasicBlock(widths[i], widths[i])))
@@ -63,8 +64,8 @@ class ResNet18(nn.Module):
 
 
 class TinyConvNet(nn.Module):
-    """Four 3x3 conv-BN-ReLU layers (32, 64, 128, 128 channels), each of the first three followed by
-    2x2 max pooling, then global average pooling: ``(B, 3, H, W)`` -> ``(B, 128)``.  For quick runs."""
+    """Four 3x3 conv-BN-ReLU layers (32, 64, 128, 128 channels), the first three followed by 2x2
+    max pooling, then global average pooling: ``(B, 3, H, W)`` -> ``(B, 128)``.  For quick runs."""
 
     out_features = 128
 
@@ -72,7 +73,8 @@ class TinyConvNet(nn.Module):
         super().__init__()
         layers, cin = [], 3
         for i, cout in enumerate((32, 64, 128, 128)):
-            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                       nn.ReLU(inplace=True)]
             if i < 3:
                 layers.append(nn.MaxPool2d(2))
             cin = cout
@@ -100,7 +102,7 @@ class EmbeddingNet(nn.Module):
 
 
 def embedding_net(backbone: str = "resnet18", dim: int = 512) -> EmbeddingNet:
-    """A backbone of :data:`BACKBONES` with an L2-normalised linear embedding head of size ``dim``."""
+    """A backbone of :data:`BACKBONES` with an L2-normalised linear embedding head to ``dim``."""
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
@@ -125,18 +127,21 @@ def load_weights(model: EmbeddingNet, path) -> dict:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+        got = type(state).__name__
+        raise ValueError(f"{path} does not hold a state dict (got {got})")  # noqa: TRY004
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    if any(k.startswith("trunk.") for k in state):  # an EmbeddingNet (e.g. a lossviz checkpoint): its trunk
+    if any(k.startswith("trunk.") for k in state):  # an EmbeddingNet (a lossviz checkpoint)
         state = {k.removeprefix("trunk."): v for k, v in state.items() if k.startswith("trunk.")}
+    trunk = type(model.trunk).__name__
     try:
         result = model.trunk.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shapes differ: another architecture
-        raise ValueError(f"{path} does not fit the {type(model.trunk).__name__} trunk: {err}") from err
+        raise ValueError(f"{path} does not fit the {trunk} trunk: {err}") from err
     loaded = len(set(state) & set(model.trunk.state_dict()))
     # BatchNorm's step counters are absent from old checkpoints and harmless: not worth a report.
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     if loaded == 0:
-        raise ValueError(f"none of the {len(state)} tensors in {path} match the {type(model.trunk).__name__} trunk "
-                         f"(its keys look like {sorted(model.trunk.state_dict())[:3]}; the file's like {sorted(state)[:3]})")
+        raise ValueError(f"none of the {len(state)} tensors in {path} match the {trunk} trunk "
+                         f"(its keys look like {sorted(model.trunk.state_dict())[:3]}, "
+                         f"the file's like {sorted(state)[:3]})")
     return {"loaded": loaded, "missing": missing, "unexpected": list(result.unexpected_keys)}

@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import checks, metrics
 from .backbones import BACKBONES, embedding_net, load_weights
@@ -58,7 +57,7 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
     return value
@@ -68,7 +67,7 @@ def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+        value = math.nan
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0; got {text!r}")
     return value
@@ -85,76 +84,96 @@ def _ks(text: str) -> list:
     try:
         ks = sorted({int(k) for k in text.split(",") if k.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,4,8; got {text!r}") from None
+        ks = []
     if not ks or ks[0] < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers >= 1 such as 1,2,4,8; got {text!r}")
     return ks
 
 
 def parse_knob(text: str) -> tuple:
-    """``"name=value"`` -> ``(name, value)``: value a bool (true/false/yes/no), else a float, else the string."""
+    """``"name=value"`` -> ``(name, value)``, the value a bool (true/false/yes/no), else a float,
+    else the string itself (triplet's ``mining=semihard``)."""
     name, sep, raw = text.partition("=")
     name, raw = name.strip(), raw.strip()
     if not sep or not name.isidentifier() or not raw:
-        raise argparse.ArgumentTypeError(f"expected name=value (such as beta=40 or mining=false); got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected name=value (such as beta=40 or mining=false); got {text!r}")
     if raw.lower() in ("true", "yes", "false", "no"):
         return name, raw.lower() in ("true", "yes")
     try:
         return name, float(raw)
     except ValueError:
-        return name, raw  # e.g. triplet's mining=semihard
+        return name, raw
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m lossviz.train", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train an image embedding with a lossviz pair loss on CUB-200-2011, Cars196 or\n"
-                    "Stanford Online Products (a folder on disk; nothing is downloaded), and evaluate\n"
-                    "Recall@K and MAP@R on the test classes (the zero-shot class split of the literature).")
+        prog="python -m lossviz.train", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train an image embedding with a lossviz pair loss on CUB-200-2011, Cars196\n"
+                    "or Stanford Online Products (a folder on disk; nothing is downloaded), and\n"
+                    "evaluate Recall@K and MAP@R on the test classes (the zero-shot class split\n"
+                    "of the literature).")
     g = p.add_argument_group("data")
-    g.add_argument("--data", required=True, metavar="ROOT", help="dataset folder, in one of the standard layouts")
-    g.add_argument("--layout", choices=["auto", *LAYOUTS], default="auto", help="force the layout (default: detect)")
+    g.add_argument("--data", required=True, metavar="ROOT",
+                   help="dataset folder, in one of the standard layouts")
+    g.add_argument("--layout", choices=["auto", *LAYOUTS], default="auto",
+                   help="force the layout (default: detect it)")
     g.add_argument("--image-size", type=_positive_int, default=224, metavar="N",
                    help="crop size; the shorter side is first resized to N*256/224 (default 224)")
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), metavar="N",
-                   help="DataLoader worker processes (default min(8, CPUs); 0 loads in the main process)")
+                   help="DataLoader worker processes (default min(8, CPUs); 0: the main process)")
 
     g = p.add_argument_group("loss")
-    g.add_argument("--loss", choices=sorted(PAIR_LOSSES), default="ms", help="a loss of lossviz.PAIR_LOSSES (default ms)")
+    g.add_argument("--loss", choices=sorted(PAIR_LOSSES), default="ms",
+                   help="a loss of lossviz.PAIR_LOSSES (default ms)")
     g.add_argument("--knob", type=parse_knob, action="append", default=[], metavar="NAME=VALUE",
                    help="a keyword of the loss, repeatable: --knob beta=40 --knob mining=false")
     g.add_argument("--preset", choices=sorted(MS_PRESETS),
-                   help="MS knobs of lossviz.MS_PRESETS (with --loss ms; --knob overrides single values)")
+                   help="MS knobs of lossviz.MS_PRESETS (with --loss ms; --knob overrides one)")
 
     g = p.add_argument_group("model and optimiser")
-    g.add_argument("--backbone", choices=sorted(BACKBONES), default="resnet18", help="default resnet18")
+    g.add_argument("--backbone", choices=sorted(BACKBONES), default="resnet18",
+                   help="default resnet18")
     g.add_argument("--weights", metavar="PATH",
-                   help="a local state dict for the backbone (e.g. torchvision's resnet18-*.pth); loaded with "
-                        "strict=False, unmatched keys reported; never downloaded")
-    g.add_argument("--dim", type=_positive_int, default=512, metavar="N", help="embedding size (default 512)")
-    g.add_argument("--p", type=_positive_int, default=8, metavar="P", help="classes per batch (default 8)")
-    g.add_argument("--k", type=_positive_int, default=4, metavar="K", help="images per class in a batch (default 4)")
-    g.add_argument("--iters", type=_positive_int, default=2000, metavar="N", help="total training iterations (default 2000)")
+                   help="a local state dict for the backbone (e.g. torchvision's resnet18-*.pth), "
+                        "loaded with strict=False, unmatched keys reported; never downloaded")
+    g.add_argument("--dim", type=_positive_int, default=512, metavar="N",
+                   help="embedding size (default 512)")
+    g.add_argument("--p", type=_positive_int, default=8, metavar="P",
+                   help="classes per batch (default 8)")
+    g.add_argument("--k", type=_positive_int, default=4, metavar="K",
+                   help="images per class in a batch (default 4)")
+    g.add_argument("--iters", type=_positive_int, default=2000, metavar="N",
+                   help="total training iterations (default 2000)")
     g.add_argument("--lr", type=_positive_float, default=1e-4,
                    help="Adam learning rate (default 1e-4; 1e-5 is usual for a pretrained ResNet)")
-    g.add_argument("--weight-decay", type=_non_negative_float, default=5e-4, metavar="WD", help="Adam's L2 weight decay (default 5e-4)")
-    g.add_argument("--amp", action="store_true", help="bfloat16 autocast on cuda/cpu (the losses run in float32)")
+    g.add_argument("--weight-decay", type=_non_negative_float, default=5e-4, metavar="WD",
+                   help="Adam's L2 weight decay (default 5e-4)")
+    g.add_argument("--amp", action="store_true",
+                   help="bfloat16 autocast on cuda or cpu (the losses still run in float32)")
 
     g = p.add_argument_group("run")
     g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                    help="default auto: cuda if available, else mps, else cpu")
     g.add_argument("--seed", type=int, default=0, help="default 0")
     g.add_argument("--eval-every", type=_positive_int, default=500, metavar="N",
-                   help="evaluate on the test split every N iterations, and at the end (default 500)")
-    g.add_argument("--batch-eval", type=_positive_int, default=256, metavar="N", help="batch size to embed the test split")
-    g.add_argument("--recall-ks", type=_ks, default=[1, 2, 4, 8], metavar="K,K,..", help="default 1,2,4,8")
+                   help="evaluate on the test split every N iterations and at the end "
+                        "(default 500)")
+    g.add_argument("--batch-eval", type=_positive_int, default=256, metavar="N",
+                   help="batch size to embed the test split (default 256)")
+    g.add_argument("--recall-ks", type=_ks, default=[1, 2, 4, 8], metavar="K,K,..",
+                   help="default 1,2,4,8")
     g.add_argument("--out", metavar="DIR",
-                   help="output folder (default runs/<layout>_<loss>_<backbone>): last.pt, best.pt, metrics.jsonl. "
-                        "WARNING: best.pt is picked by Recall@1 on the test classes, which is test-set feedback")
+                   help="output folder (default runs/<layout>_<loss>_<backbone>): last.pt, "
+                        "best.pt, metrics.jsonl. WARNING: best.pt is picked by Recall@1 on the "
+                        "test classes, which is test-set feedback")
     g.add_argument("--resume", nargs="?", const="last", metavar="CKPT",
-                   help="continue from DIR/last.pt (or from CKPT): model, optimiser, iteration, random state; "
-                        "the command line sets everything else (e.g. a larger --iters)")
-    g.add_argument("--overwrite", action="store_true", help="start afresh even if --out already holds a run")
+                   help="continue from DIR/last.pt (or from CKPT): model, optimiser, iteration, "
+                        "random state; the command line sets the rest (e.g. a larger --iters)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if --out already holds a run")
     return p
 
 
@@ -174,15 +193,18 @@ def pick_device(name: str) -> torch.device:
 
 
 def loss_and_knobs(loss: str, knob_list, preset: str | None):
-    """The loss function and its keyword arguments, checked on a small batch before any data is read."""
+    """The loss function and its keyword arguments, tried on a tiny batch before data is read."""
     fn = PAIR_LOSSES[loss]
     knobs = {}
     if preset is not None:
         if loss != "ms":
-            raise ValueError(f"--preset sets Multi-Similarity knobs; it needs --loss ms, not {loss}")
+            raise ValueError(f"--preset sets Multi-Similarity knobs: it needs --loss ms, "
+                             f"not {loss}")
         knobs.update(MS_PRESETS[preset])
     knobs.update(dict(knob_list))
-    allowed = [n for n, prm in inspect.signature(fn).parameters.items() if prm.kind == prm.KEYWORD_ONLY]
+    params = inspect.signature(fn).parameters.items()
+    # ``anchors=`` (rows of a rectangular S, for distributed batches) is plumbing, not a knob.
+    allowed = [n for n, prm in params if prm.kind == prm.KEYWORD_ONLY and n != "anchors"]
     unknown = sorted(set(knobs) - set(allowed))
     if unknown:
         raise ValueError(f"--knob {', '.join(unknown)}: the {loss} loss takes {', '.join(allowed)}")
@@ -192,34 +214,6 @@ def loss_and_knobs(loss: str, knob_list, preset: str | None):
     except (ValueError, TypeError) as err:
         raise ValueError(f"--knob: the {loss} loss rejects {knobs}: {err}") from err
     return fn, knobs
-
-
-def retrieval_metrics(emb: torch.Tensor, labels, ks=(1, 2, 4, 8), *, max_chunk_elems: int = 2**26) -> dict:
-    """Recall@K for each K and MAP@R, as :func:`lossviz.metrics.recall_at_k` and ``map_at_r``
-    compute them (cosine, the query left out of its gallery), but from the nearest neighbours of
-    a few queries at a time: no N x N matrix (Stanford Online Products has 60,502 test images)."""
-    emb = F.normalize(emb.detach().float(), dim=1)
-    labels = torch.as_tensor(labels).to(emb.device)
-    n = len(emb)
-    if max(ks) >= n:
-        raise ValueError(f"Recall@{max(ks)} needs more than {max(ks)} test images; there are {n}")
-    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    R = counts[inverse] - 1
-    if int(R.max()) < 1:
-        raise ValueError("MAP@R needs at least one test class with two or more images")
-    depth = max(max(ks), int(R.max()))
-    chunk = max(1, max_chunk_elems // n)
-    matches = []
-    for start in range(0, n, chunk):
-        S = emb[start:start + chunk] @ emb.T
-        rows = torch.arange(len(S), device=S.device)
-        S[rows, start + rows] = float("-inf")  # the query is not in its own gallery
-        idx = S.topk(depth, dim=1).indices
-        matches.append((labels[idx] == labels[start:start + chunk, None]).cpu())
-    matches = torch.cat(matches)
-    out = {f"recall_at_{k}": float(matches[:, :k].any(dim=1).double().mean()) for k in ks}
-    out["map_at_r"] = metrics._map_at_r(matches, R.cpu())
-    return out
 
 
 class _Batches:
@@ -255,12 +249,13 @@ def _prepare(args) -> dict:
     for name, paths in (("train", splits.train_paths), ("test", splits.test_paths)):
         absent = [p for p in paths[:1000] if not pathlib.Path(p).is_file()]
         if absent:
-            raise ValueError(f"{splits.layout} at {args.data}: {len(absent)} {name} image(s) listed but absent, "
-                             f"e.g. {absent[0]}")
+            raise ValueError(f"{splits.layout} at {args.data}: {name} images listed but absent, "
+                             f"such as {absent[0]}")
     if args.p > splits.train_classes:
         raise ValueError(f"--p {args.p}: the train split has only {splits.train_classes} classes")
     if max(args.recall_ks) >= len(splits.test_paths):
-        raise ValueError(f"--recall-ks {max(args.recall_ks)}: the test split has only {len(splits.test_paths)} images")
+        raise ValueError(f"--recall-ks {max(args.recall_ks)}: the test split has only "
+                         f"{len(splits.test_paths)} images")
     out = pathlib.Path(args.out or f"runs/{splits.layout}_{args.loss}_{args.backbone}")
     ckpt = None
     if args.resume:
@@ -270,18 +265,20 @@ def _prepare(args) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         for key in ("backbone", "dim"):
             if ckpt["args"][key] != getattr(args, key):
-                raise ValueError(f"--resume: {path} has --{key} {ckpt['args'][key]}, not {getattr(args, key)}")
+                raise ValueError(f"--resume: {path} was trained with --{key} {ckpt['args'][key]}, "
+                                 f"not {getattr(args, key)}")
     elif (out / "last.pt").exists() and not args.overwrite:
-        raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it, --overwrite to "
-                         "start again, or another --out")
+        raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it, "
+                         "--overwrite to start again, or another --out")
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     model = embedding_net(args.backbone, args.dim)
     if args.weights and ckpt is None:
         report = load_weights(model, args.weights)
-        print(f"--weights {args.weights}: {report['loaded']} tensors loaded; missing {report['missing'] or 'none'}; "
-              f"unused {report['unexpected'] or 'none'}", file=sys.stderr)
-    return dict(fn=fn, knobs=knobs, device=device, splits=splits, out=out, ckpt=ckpt, model=model)
+        print(f"--weights {args.weights}: {report['loaded']} tensors loaded; missing: "
+              f"{report['missing'] or 'none'}; unused: {report['unexpected'] or 'none'}")
+    return {"fn": fn, "knobs": knobs, "device": device, "splits": splits, "out": out,
+            "ckpt": ckpt, "model": model}
 
 
 # ---------------------------------------------------------------------------- training
@@ -302,7 +299,7 @@ def embed(model, loader, device, amp: bool = False) -> tuple[torch.Tensor, torch
 
 
 def main(argv=None) -> list:
-    """Parse ``argv`` (default ``sys.argv[1:]``), train, evaluate; returns the evaluation records."""
+    """Parse ``argv`` (default ``sys.argv[1:]``), train and evaluate; the evaluation records."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -331,39 +328,41 @@ def _fit(args, *, fn, knobs, device, splits, out, ckpt, model) -> list:
         if device.type == "cuda" and ckpt["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     if start >= args.iters:
-        print(f"{out}: the checkpoint is at iteration {start} >= --iters {args.iters}; nothing to do", file=sys.stderr)
+        print(f"{out}: the checkpoint is at iteration {start}, --iters is {args.iters}: "
+              "nothing to do", file=sys.stderr)
         return []
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed image size: let cuDNN pick the fastest kernels
+        torch.backends.cudnn.benchmark = True  # one image size: let cuDNN pick its fastest kernels
 
-    size = args.image_size
     pin = device.type == "cuda"
-    # Own generators: creating a loader's iterator then draws its worker seeds without touching the
-    # global torch RNG (which, with --workers 0, draws the crops and flips, and is checkpointed).
+    # Each loader has its own generator, so that starting it does not draw from the global torch
+    # RNG: that one draws the crops and flips (with --workers 0) and is checkpointed.  With
+    # --workers 0 a resumed run is then the same as one that never stopped; with workers, the
+    # batches the workers had prefetched when last.pt was written are skipped.
     train_loader = torch.utils.data.DataLoader(
-        ImageDataset(splits.train_paths, splits.train_labels, size=size, train=True),
-        batch_sampler=_Batches(sampler, args.iters - start), num_workers=args.workers, pin_memory=pin,
-        generator=torch.Generator().manual_seed(args.seed * 1_000_003 + start))
+        ImageDataset(splits.train_paths, splits.train_labels, size=args.image_size, train=True),
+        batch_sampler=_Batches(sampler, args.iters - start), num_workers=args.workers,
+        pin_memory=pin, generator=torch.Generator().manual_seed(args.seed * 1_000_003 + start))
     test_loader = torch.utils.data.DataLoader(
-        ImageDataset(splits.test_paths, splits.test_labels, size=size), batch_size=args.batch_eval,
-        num_workers=args.workers, pin_memory=pin, persistent_workers=args.workers > 0,
-        generator=torch.Generator())
-    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp)
-    arg_record = {k: v for k, v in vars(args).items()}
+        ImageDataset(splits.test_paths, splits.test_labels, size=args.image_size),
+        batch_size=args.batch_eval, num_workers=args.workers, pin_memory=pin,
+        persistent_workers=args.workers > 0, generator=torch.Generator())
+    amp = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": args.amp}
     records = []
     t0 = time.perf_counter()
     loss_sum, loss_count = torch.zeros((), device=device), 0
 
     def checkpoint(it: int, record: dict | None) -> dict:
-        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it, "args": arg_record,
-                "layout": splits.layout, "knobs": knobs, "best_recall_at_1": best, "metrics": record,
-                "rng": {"torch": torch.get_rng_state(), "sampler": sampler.rng.bit_generator.state,
-                        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}}
+        rng = {"torch": torch.get_rng_state(), "sampler": sampler.rng.bit_generator.state,
+               "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
+                "args": dict(vars(args)), "layout": splits.layout, "knobs": knobs,
+                "best_recall_at_1": best, "metrics": record, "rng": rng}
 
     def evaluate(it: int) -> None:
         nonlocal best, loss_sum, loss_count
         z, y = embed(model, test_loader, device, args.amp)
-        scores = retrieval_metrics(z if device.type == "cuda" else z.cpu(), y, args.recall_ks)
+        scores = metrics.retrieval_scores(z if device.type == "cuda" else z.cpu(), y, ks=tuple(args.recall_ks))
         record = {"iter": it, **scores,
                   "train_loss": float(loss_sum) / loss_count if loss_count else None,
                   "seconds": round(time.perf_counter() - t0, 3)}
@@ -371,31 +370,30 @@ def _fit(args, *, fn, knobs, device, splits, out, ckpt, model) -> list:
         records.append(record)
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        bar.write(f"iter {it}: " + "  ".join(f"R@{k} {scores[f'recall_at_{k}']:.4f}" for k in args.recall_ks)
-                  + f"  MAP@R {scores['map_at_r']:.4f}")
+        recalls = "  ".join(f"R@{k} {scores[f'recall_at_{k}']:.4f}" for k in args.recall_ks)
+        bar.write(f"iter {it}: {recalls}  MAP@R {scores['map_at_r']:.4f}")
         if scores["recall_at_1"] > best:
             best = scores["recall_at_1"]
             _save(checkpoint(it, record), out / "best.pt")
         _save(checkpoint(it, record), out / "last.pt")
 
-    if ckpt is None:
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-        for name in ("last.pt", "best.pt"):  # --overwrite: never leave the old run's best.pt behind
+    if ckpt is None:  # a fresh run (or --overwrite): nothing of an old run may remain
+        for name in ("metrics.jsonl", "last.pt", "best.pt"):
             (out / name).unlink(missing_ok=True)
-    print(f"{splits!r}\nloss {args.loss} {knobs}, {args.backbone} -> {args.dim}, {args.p} x {args.k} batches, "
-          f"device {device}, output {out}", file=sys.stderr)
+    print(f"{splits!r}\nloss {args.loss} {knobs}, {args.backbone} -> {args.dim}, "
+          f"{args.p} x {args.k} batches, device {device}, output {out}")
     bar = tqdm(total=args.iters, initial=start, desc=args.loss, dynamic_ncols=True)
     it = start
     model.train()
     try:
         if ckpt is None:
             evaluate(0)  # the untrained (or pretrained) embedding: the baseline
-        with checks.validation(False):  # batches are well-formed by construction: skip per-step syncs
+        with checks.validation(False):  # well-formed batches by construction: no per-step syncs
             for x, y in train_loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with torch.autocast(**amp):
                     z = model(x)
-                value = fn(similarity(z.float()), y, **knobs)  # S in float32: exp(beta * S) is sensitive
+                value = fn(similarity(z.float()), y, **knobs)  # S in float32: exp(beta S) is touchy
                 opt.zero_grad(set_to_none=True)
                 value.backward()
                 opt.step()
@@ -406,15 +404,17 @@ def _fit(args, *, fn, knobs, device, splits, out, ckpt, model) -> list:
                 if it % 10 == 0 or it == args.iters:  # reading the loss costs a device sync
                     current = float(value.detach())
                     if not math.isfinite(current):
-                        raise SystemExit(f"error: the loss became {current} at iteration {it}; lower --lr "
-                                         "or the loss's scales (--knob); last.pt holds the last evaluation")
+                        raise SystemExit(f"error: the loss became {current} at iteration {it}; "
+                                         "lower --lr or the loss's scales (--knob). last.pt holds "
+                                         "the last evaluation.")
                     bar.set_postfix(loss=f"{current:.4f}", best_R1=f"{best:.4f}")
                 if it % args.eval_every == 0 or it == args.iters:
                     evaluate(it)
     except KeyboardInterrupt:
         _save(checkpoint(it, None), out / "last.pt")
         bar.close()
-        print(f"\ninterrupted: saved {out / 'last.pt'} at iteration {it}; continue with --resume", file=sys.stderr)
+        print(f"\ninterrupted: saved {out / 'last.pt'} at iteration {it}; continue with --resume",
+              file=sys.stderr)
         raise SystemExit(130) from None
     bar.close()
     return records

@@ -54,8 +54,9 @@ class ImageSplits:
         return len(set(self.test_labels))
 
     def __repr__(self) -> str:
-        return (f"ImageSplits({self.layout} at {str(self.root)!r}: train {len(self.train_paths)} images in "
-                f"{self.train_classes} classes, test {len(self.test_paths)} images in {self.test_classes} classes)")
+        return (f"ImageSplits({self.layout} at {str(self.root)!r}: "
+                f"train {len(self.train_paths)} images in {self.train_classes} classes, "
+                f"test {len(self.test_paths)} images in {self.test_classes} classes)")
 
 
 def _remap(labels: list) -> list:
@@ -69,11 +70,16 @@ def _split_by_class(root, layout, paths, classes, is_train) -> ImageSplits:
     tr = [i for i, c in enumerate(classes) if is_train(c)]
     te = [i for i, c in enumerate(classes) if not is_train(c)]
     if not tr or not te:
-        raise ValueError(f"{layout} at {root}: the class split left the {'train' if not tr else 'test'} split empty "
+        empty = "train" if not tr else "test"
+        raise ValueError(f"{layout} at {root}: the class split left the {empty} split empty "
                          f"(class ids found: {min(classes)}..{max(classes)})")
     return ImageSplits(layout, pathlib.Path(root),
                        [paths[i] for i in tr], _remap([classes[i] for i in tr]),
                        [paths[i] for i in te], _remap([classes[i] for i in te]))
+
+
+def _lines(path: pathlib.Path) -> list:
+    return [line for line in path.read_text().splitlines() if line.strip()]
 
 
 def _is_image(path: pathlib.Path) -> bool:
@@ -90,12 +96,14 @@ def read_cub200(root, *, train_classes: int = 100) -> ImageSplits:
     root = pathlib.Path(root)
     listed, labelled = root / "images.txt", root / "image_class_labels.txt"
     if listed.is_file() and labelled.is_file():
-        rel = dict(line.split(maxsplit=1) for line in listed.read_text().splitlines() if line.strip())
-        cls = dict(line.split() for line in labelled.read_text().splitlines() if line.strip())
+        rel = dict(line.split(maxsplit=1) for line in _lines(listed))
+        cls = dict(line.split() for line in _lines(labelled))
         ids = sorted(rel, key=int)
         paths = [root / "images" / rel[i].strip() for i in ids]
         classes = [int(cls[i]) for i in ids]
     else:
+        if not (root / "images").is_dir():
+            raise ValueError(f"cub200 at {root}: no images/ folder")
         folders = sorted(d for d in (root / "images").iterdir() if d.is_dir())
         paths, classes = [], []
         for position, folder in enumerate(folders, start=1):
@@ -115,11 +123,13 @@ def _mat_annotations(path: pathlib.Path, fields: tuple) -> list:
 
     mat = loadmat(path, squeeze_me=True)
     if "annotations" not in mat:
-        raise ValueError(f"{path} has no 'annotations' struct (found {sorted(k for k in mat if not k.startswith('__'))})")
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"{path} has no 'annotations' struct (found {found})")
     ann = np.atleast_1d(mat["annotations"])
     missing = [f for f in fields if f not in (ann.dtype.names or ())]
     if missing:
-        raise ValueError(f"{path}: the annotations have no field(s) {missing}; found {ann.dtype.names}")
+        raise ValueError(f"{path}: the annotations lack the field(s) {missing}; "
+                         f"found {ann.dtype.names}")
     return [np.atleast_1d(ann[f]).tolist() for f in fields]
 
 
@@ -147,29 +157,34 @@ def read_cars196(root, *, train_classes: int = 98) -> ImageSplits:
         train_mat = _find(root, "cars_train_annos.mat")
         test_mat = _find(root, "cars_test_annos_withlabels.mat")
         if train_mat is None or test_mat is None:
-            raise ValueError(f"cars196 at {root}: found neither cars_annos.mat nor both cars_train_annos.mat and "
-                             "cars_test_annos_withlabels.mat (in the folder or devkit/); the devkit's "
-                             "cars_test_annos.mat has no labels")
+            raise ValueError(f"cars196 at {root}: found neither cars_annos.mat nor both "
+                             "cars_train_annos.mat and cars_test_annos_withlabels.mat (in the "
+                             "folder or devkit/); the devkit's cars_test_annos.mat has no labels")
         paths, classes = [], []
         for folder, mat in (("cars_train", train_mat), ("cars_test", test_mat)):
             names, cls = _mat_annotations(mat, ("fname", "class"))
             paths += [root / folder / str(n) for n in names]
             classes += cls
-    return _split_by_class(root, "cars196", paths, [int(c) for c in classes], lambda c: c <= train_classes)
+    classes = [int(c) for c in classes]
+    return _split_by_class(root, "cars196", paths, classes, lambda c: c <= train_classes)
 
 
 def _read_ebay(root: pathlib.Path, name: str) -> tuple[list, list]:
+    if not (root / name).is_file():
+        raise ValueError(f"sop at {root}: no {name}")
     lines = (root / name).read_text().splitlines()
     header = lines[0].split() if lines else []
     if header[:2] != ["image_id", "class_id"] or "path" not in header:
-        raise ValueError(f"{root / name}: expected the header 'image_id class_id super_class_id path'; got {lines[:1]}")
+        raise ValueError(f"{root / name}: expected the header "
+                         f"'image_id class_id super_class_id path'; got {lines[:1]}")
     col = header.index("path")
     rows = [line.split() for line in lines[1:] if line.strip()]
     return [root / r[col] for r in rows], [int(r[1]) for r in rows]
 
 
 def read_sop(root) -> ImageSplits:
-    """Stanford Online Products: the classes of ``Ebay_train.txt`` train, those of ``Ebay_test.txt`` test."""
+    """Stanford Online Products: the images and classes of ``Ebay_train.txt`` train, those of
+    ``Ebay_test.txt`` test."""
     root = pathlib.Path(root)
     tr_paths, tr_cls = _read_ebay(root, "Ebay_train.txt")
     te_paths, te_cls = _read_ebay(root, "Ebay_test.txt")
@@ -178,7 +193,7 @@ def read_sop(root) -> ImageSplits:
 
 #: Layout name -> (reader, what identifies it: the line of the error message of detect_layout).
 LAYOUTS = {
-    "cub200": (read_cub200, "CUB-200-2011: an images/ folder of NNN.Class_name/ subfolders (or images.txt)"),
+    "cub200": (read_cub200, "CUB-200-2011: images/ of NNN.Class_name/ folders (or images.txt)"),
     "cars196": (read_cars196, "Cars196: cars_annos.mat, or cars_train/ + cars_train_annos.mat"),
     "sop": (read_sop, "Stanford Online Products: Ebay_train.txt and Ebay_test.txt"),
 }
@@ -187,11 +202,13 @@ LAYOUTS = {
 def _looks_like(root: pathlib.Path) -> str | None:
     if (root / "Ebay_train.txt").is_file() and (root / "Ebay_test.txt").is_file():
         return "sop"
-    if (root / "cars_annos.mat").is_file() or ((root / "cars_train").is_dir() and _find(root, "cars_train_annos.mat")):
+    if (root / "cars_annos.mat").is_file():
+        return "cars196"
+    if (root / "cars_train").is_dir() and _find(root, "cars_train_annos.mat"):
         return "cars196"
     images = root / "images"
-    if images.is_dir() and ((root / "images.txt").is_file()
-                            or any(d.is_dir() and re.match(r"\d+\.", d.name) for d in images.iterdir())):
+    if images.is_dir() and ((root / "images.txt").is_file() or any(
+            d.is_dir() and re.match(r"\d+\.", d.name) for d in images.iterdir())):
         return "cub200"
     return None
 
@@ -211,7 +228,8 @@ def detect_layout(root) -> str:
     hint = ""
     nested = [d for d in sorted(root.iterdir()) if d.is_dir() and _looks_like(d)]
     if nested:
-        hint = f"\nThe subfolder {nested[0]} looks like {_looks_like(nested[0])}: pass that folder instead."
+        hint = (f"\nThe subfolder {nested[0]} looks like {_looks_like(nested[0])}: "
+                "pass that folder instead.")
     raise ValueError(f"cannot tell which dataset {root} holds; looked for\n{looked}{hint}")
 
 
@@ -234,12 +252,15 @@ class ImageDataset(torch.utils.data.Dataset):
     Random draws use torch's generator, which the DataLoader seeds per worker.
     """
 
-    def __init__(self, paths, labels, *, size: int = 224, resize: int | None = None, train: bool = False):
+    def __init__(self, paths, labels, *, size: int = 224, resize: int | None = None,
+                 train: bool = False):
         if len(paths) != len(labels):
             raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
         self.paths, self.labels = list(paths), torch.as_tensor(labels, dtype=torch.long)
         self.size = int(size)
-        self.resize = int(resize) if resize is not None else max(self.size, round(self.size * 256 / 224))
+        if resize is None:
+            resize = max(self.size, round(self.size * 256 / 224))
+        self.resize = int(resize)
         if self.resize < self.size:
             raise ValueError(f"resize ({self.resize}) must be >= size ({self.size})")
         self.train = train
@@ -250,7 +271,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def load(self, path):
-        """One image as a ``(3, size, size)`` float tensor, normalised with the ImageNet statistics."""
+        """One image as a ``(3, size, size)`` float tensor, ImageNet-normalised."""
         from PIL import Image
 
         with Image.open(path) as img:

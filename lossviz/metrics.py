@@ -1,6 +1,8 @@
 """Retrieval metrics on embeddings: every query is removed from its own gallery (leave-one-out).
 
-Similarity is the cosine, as in training.  Ties are broken by index (``torch.topk`` order).
+Similarity is the cosine, as in training; ties are broken by index (``torch.topk`` order).
+Queries are ranked a block at a time, so no N x N matrix is ever held (Stanford Online Products
+has 60,502 test images): memory is ``chunk_elems`` similarities plus N x depth matches.
 """
 
 from __future__ import annotations
@@ -11,48 +13,52 @@ import torch.nn.functional as F
 from . import checks
 
 
-def _ranked_matches(emb, labels, depth: int):
-    """For each query, whether each of its ``depth`` nearest gallery items shares its label."""
+def retrieval_scores(emb, labels, ks=(1,), *, map_r: bool = True, chunk_elems: int = 2**26) -> dict:
+    """Recall@K for each K in ``ks`` and MAP@R, from one ranking: ``{"recall_at_1": ..., "map_at_r": ...}``.
+
+    * Recall@K (Song et al. 2016): the fraction of queries with at least one same-class item among
+      their K nearest neighbours.
+    * MAP@R (Musgrave et al. 2020): for a query with R same-class items in the gallery,
+      ``AP@R = 1/R * sum_{i<=R} P@i * [item i is relevant]``; the mean over queries with R >= 1.
+    """
     emb = checks.as_float_tensor(emb, "emb (embeddings, N x D)", 2)
-    labels = checks.check_labels(labels, emb.shape[0], emb.device)
-    if emb.shape[0] < 2:
-        raise ValueError("retrieval needs at least 2 embeddings (a query and a gallery)")
+    n = emb.shape[0]
+    labels = checks.check_labels(labels, n, emb.device)
+    ks = tuple(ks)
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
+            raise ValueError(f"k must be an integer in [1, {n - 1}] for {n} embeddings; got {k!r}")
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    R = counts[inverse] - 1
+    if map_r and int(R.max()) < 1:
+        raise ValueError("MAP@R needs at least one class with two or more samples")
+    depth = max(ks + ((int(R.max()),) if map_r else ()))
     f = F.normalize(emb.detach(), dim=1)
-    S = f @ f.T
-    S.fill_diagonal_(float("-inf"))  # the query is not in its own gallery
-    idx = S.topk(depth, dim=1).indices
-    return labels[idx] == labels[:, None], labels
+    chunk = max(1, chunk_elems // n)
+    matches = []
+    for start in range(0, n, chunk):
+        S = f[start:start + chunk] @ f.T
+        rows = torch.arange(S.shape[0], device=S.device)
+        S[rows, start + rows] = float("-inf")  # the query is not in its own gallery
+        idx = S.topk(depth, dim=1).indices
+        matches.append(labels[idx] == labels[start:start + chunk, None])
+    matches = torch.cat(matches)
+    out = {f"recall_at_{k}": float(matches[:, :k].any(dim=1).double().mean()) for k in ks}
+    if map_r:
+        rank = torch.arange(1, depth + 1, device=matches.device)
+        hits = (matches & (rank[None, :] <= R[:, None])).double()
+        ap = (hits.cumsum(dim=1) / rank * hits).sum(dim=1) / R.clamp(min=1)
+        out["map_at_r"] = float(ap[R >= 1].mean())
+    return out
 
 
 def recall_at_k(emb, labels, k: int = 1) -> float:
     """Recall@K: the fraction of queries with at least one same-class item among their K nearest
     neighbours (the metric of the deep metric learning literature, Song et al. 2016)."""
-    n = len(emb)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
-        raise ValueError(f"k must be an integer in [1, {n - 1}] for {n} embeddings; got {k!r}")
-    matches, _ = _ranked_matches(emb, labels, k)
-    return float(matches.any(dim=1).double().mean())
+    return retrieval_scores(emb, labels, ks=(k,), map_r=False)[f"recall_at_{k}"]
 
 
 def map_at_r(emb, labels) -> float:
     """MAP@R (Musgrave et al. 2020): for a query with R same-class items in the gallery,
     ``AP@R = 1/R * sum_{i<=R} P@i * [item i is relevant]``; the mean over queries with R >= 1."""
-    return retrieval_scores(emb, labels)["map_at_r"]
-
-
-def _map_at_r(matches: torch.Tensor, R: torch.Tensor) -> float:
-    rank = torch.arange(1, matches.shape[1] + 1, device=matches.device)
-    hits = (matches & (rank[None, :] <= R[:, None])).double()
-    ap = (hits.cumsum(dim=1) / rank * hits).sum(dim=1) / R.clamp(min=1)
-    return float(ap[R >= 1].mean())
-
-
-def retrieval_scores(emb, labels) -> dict:
-    """``{"recall_at_1": ..., "map_at_r": ...}`` from one ranking (what the training loop logs)."""
-    labels_t = checks.check_labels(labels, len(emb), torch.device("cpu"))
-    _, inverse, counts = torch.unique(labels_t, return_inverse=True, return_counts=True)
-    R = counts[inverse] - 1
-    if int(R.max()) < 1:
-        raise ValueError("retrieval scores need at least one class with two or more samples")
-    matches, _ = _ranked_matches(emb, labels, int(R.max()))
-    return {"recall_at_1": float(matches[:, 0].double().mean()), "map_at_r": _map_at_r(matches, R.to(matches.device))}
+    return retrieval_scores(emb, labels, ks=(), map_r=True)["map_at_r"]

@@ -182,3 +182,16 @@ def test_hand_computed_six_points_with_r_equal_3():
     assert lv.map_at_r(x, y) == pytest.approx(37 / 108, rel=1e-15)  # 2/3 is not a binary fraction
     assert [lv.recall_at_k(x, y, k) for k in (1, 2, 3, 4, 5)] == [1 / 2, 2 / 3, 2 / 3, 2 / 3, 1.0]
     assert map_at_r_loop(x, y) == pytest.approx(37 / 108, rel=1e-15)
+
+
+def test_chunked_ranking_equals_one_block():
+    """Ranking a few queries at a time (as for SOP's 60k test images) changes nothing."""
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(60, 4, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 6, (60,), generator=g)
+    small = lv.metrics.retrieval_scores(emb, labels, ks=(1, 2, 4, 8), chunk_elems=7 * 60)  # 7 per block
+    whole = lv.metrics.retrieval_scores(emb, labels, ks=(1, 2, 4, 8))
+    assert small == whole
+    for k in (1, 2, 4, 8):
+        assert whole[f"recall_at_{k}"] == lv.recall_at_k(emb, labels, k)
+    assert whole["map_at_r"] == lv.map_at_r(emb, labels)
