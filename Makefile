@@ -28,7 +28,7 @@ else
 NB_TEST_ENV := $(NB_ENV)
 endif
 
-.PHONY: venv lab test notebooks bench clean distclean figure
+.PHONY: venv lab test notebooks bench clean distclean figure present html
 
 venv: $(STAMP)
 
@@ -43,7 +43,16 @@ lab: venv
 
 # Unit tests, then every notebook under strict nbval (paths given explicitly: pyproject's
 # testpaths only covers tests/). --nbval-current-env runs the notebooks in this venv's Python.
-test: venv
+# The browser test (tests/test_browser.py) drives Debian's chromium, never a browser that
+# playwright would download; install it when it is missing.
+CHROMIUM  ?= /usr/bin/chromium
+SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+test: venv $(CHROMIUM)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest tests
 	$(NB_TEST_ENV) $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider notebooks/
@@ -77,3 +86,20 @@ distclean: clean
 # The README's figure.
 figure: venv
 	$(PY) docs/make_figure.py
+
+# Classroom: `make present NB=01` serves one notebook as a Voila app (code hidden, widgets live) on
+# localhost; Voila runs the notebook when the page opens (FAST=1 shortens its training runs).
+PORT ?= 8866
+PRESENT_NB = $(firstword $(filter notebooks/$(NB)%,$(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))))
+
+present: venv
+	@test -n "$(NB)" -a -n "$(PRESENT_NB)" || { echo "usage: make present NB=01"; exit 1; }
+	cd notebooks && env -u MPLBACKEND LOSSVIZ_FAST=$(FAST) ../$(BIN)/voila $(notdir $(PRESENT_NB)) \
+		--Voila.ip=127.0.0.1 --port=$(PORT) $(PRESENT_ARGS)
+
+# Static HTML of every executed notebook, with an index page in reading-list order (build/html).
+html: venv
+	rm -rf build/html
+	PYTHONPATH=docs $(BIN)/jupyter nbconvert --to html --output-dir build/html \
+		--HTMLExporter.preprocessors=static_widgets.WidgetSnapshots notebooks/[0-9][0-9]_*.ipynb
+	$(PY) docs/build_index.py build/html

@@ -206,3 +206,9 @@ def learning_curves(axes, runs: dict, *, what=("loss", "active", "recall_at_1"))
             ax.set_yscale("symlog", linthresh=1e-3)
     np.ravel(axes)[0].legend(loc="best")
     return axes
+
+
+def class_colorbar(fig, mappable, axes, *, label: str = "class"):
+    """One discrete colour bar (one tick per class) for :func:`circle` plots sharing the class colours."""
+    return fig.colorbar(mappable, ax=axes, boundaries=[k - 0.5 for k in range(11)], ticks=range(10),
+                        shrink=0.7, label=label)

@@ -98,12 +98,14 @@ def _embed(model, x) -> torch.Tensor:
 
 def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p: int | None = None,
           k: int | None = None, lr: float = 1e-3, seed: int = 0, eval_every: int = 50,
-          progress: bool = True, cache: bool = True, **knobs) -> Run:
+          progress=True, cache: bool = True, **knobs) -> Run:
     """Train a small embedding network with a pair loss on P x K batches (Adam), and evaluate it.
 
     ``loss`` is a name of :data:`lossviz.pairs.PAIR_LOSSES` or any ``loss(S, labels, **knobs)``;
     ``knobs`` go to the loss.  Test Recall@1 and MAP@R (query excluded from the gallery) are
-    measured before training, every ``eval_every`` iterations, and at the end.
+    measured before training, every ``eval_every`` iterations, and at the end.  ``progress`` is
+    ``True`` (a tqdm bar), ``False``, or a function ``progress(iteration, iters)`` called every
+    10 iterations (a widget's progress bar).
     """
     name, fn = _loss_fn(loss)
     for arg, value, low in (("dim", dim, 1), ("iters", iters, 1), ("eval_every", eval_every, 1)):
@@ -136,7 +138,8 @@ def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p:
 
     run.emb_before = evaluate(0)
     start = time.perf_counter()
-    bar = _progress(iters, name, progress)
+    bar = _progress(iters, name, progress is True)
+    report = progress if callable(progress) else None
     with checks.validation(False):  # the batch is well-formed by construction; skip per-step syncs
         for it in range(1, iters + 1):
             idx = sampler.sample()
@@ -158,6 +161,8 @@ def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p:
             hist["active_anchors"].append(float(active.any(dim=1).float().mean()))
             if it % eval_every == 0 or it == iters:
                 z = evaluate(it)
+            if report is not None and (it % 10 == 0 or it == iters):
+                report(it, iters)
             if bar is not None:
                 bar.update(1)
                 if it % 25 == 0:
@@ -179,7 +184,7 @@ def _progress(total: int, desc: str, enabled: bool):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False)
+    return tqdm(total=total, desc=desc)  # kept when done: a closed bar would leave a dead widget behind
 
 
 def baselines(data: str, dims=(2,)) -> dict:

@@ -51,12 +51,40 @@ def knobs_for(loss: str, values: dict) -> dict:
     return {k: values[k] for k in LOSS_KNOBS[loss] if k in values}
 
 
+def _in_kernel() -> bool:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _live_canvas(fig):
+    """Give ``fig`` an ipympl canvas widget (in a running kernel), so that a redraw updates the
+    figure in place in JupyterLab and Voila instead of sending a new image.  ``None`` elsewhere."""
+    if not _in_kernel():
+        return None
+    try:
+        from ipympl.backend_nbagg import Canvas, FigureManager
+    except ImportError:
+        return None
+    canvas = Canvas(fig)
+    FigureManager(canvas, 0)  # the manager gives the canvas its toolbar and resize handling
+    canvas.header_visible = False
+    return canvas
+
+
 class Panel:
-    """Controls + one persistent figure + a redraw function ``draw(values) -> state``."""
+    """Controls + one persistent figure + a redraw function ``draw(values) -> state``.
+
+    In a notebook the figure is an ipympl canvas widget: a control change updates the artists and
+    redraws in place (smooth in JupyterLab and Voila, and nothing new is printed, so nbval sees no
+    change).  Without a browser (``nbconvert --execute``, tests) the canvas keeps a PNG snapshot of
+    the last drawing, which is what a saved notebook shows before it is run.
+    """
 
     def __init__(self, controls: dict, fig, draw: Callable[[dict], dict], *, extra=(), layout=None):
         self.controls, self.fig, self._draw = controls, fig, draw
-        self.output = W.Output()
+        self.canvas = _live_canvas(fig)
         self.status = W.HTML()
         self.state: dict = {}
         self.redraws = 0
@@ -75,27 +103,31 @@ class Panel:
         self.state = self._draw(self.values()) or {}
         self.status.value = self.state.get("status", "")
         self.redraws += 1
-        self._render()
-
-    def _render(self) -> None:
-        from IPython import get_ipython
-        from IPython.display import display
-
-        if get_ipython() is None:  # plain Python (tests): nothing to show
-            return
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(self.fig)
+        if self.canvas is not None:
+            self.canvas.draw_idle()
+            if self.canvas.syncing_data_url:  # no browser attached yet: keep the static snapshot fresh
+                self.canvas._repr_mimebundle_()
 
     @property
     def widget(self) -> W.Widget:
-        rows = self._layout or [W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap"))]
-        return W.VBox([*rows, *self._extra, self.status, self.output])
+        """The panel's widget tree (controls, status line, figure), built once."""
+        if getattr(self, "_widget", None) is None:
+            rows = self._layout or [W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap"))]
+            view = self.canvas if self.canvas is not None else W.HTML("(the figure shows in a notebook)")
+            self._widget = W.VBox([*rows, *self._extra, self.status, view])
+        return self._widget
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The live widget, plus a PNG of the figure as drawn now: the static fallback that an
+        HTML export (`make html`) shows where no Python runs the sliders."""
+        import base64
+        import io
 
-        display(self.widget)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        png = io.BytesIO()
+        self.fig.savefig(png, format="png")
+        bundle["image/png"] = base64.b64encode(png.getvalue()).decode("ascii")
+        return bundle
 
 
 def _show_only(controls: dict, names) -> None:
@@ -192,7 +224,7 @@ def training_panel(*, data: str = "digits", dim: int = 2, iters: int = 300, loss
                                description=f"K (P={p_default})", layout=W.Layout(width="150px"))
     controls["seed"] = W.BoundedIntText(value=0, min=0, max=99, description="seed", layout=W.Layout(width="140px"))
     button = W.Button(description="Train", button_style="primary", icon="play")
-    progress = W.Output()
+    progress = W.IntProgress(value=0, min=0, max=iters, description="training", layout=W.Layout(width="360px"))
     fig, axes = plots.new_figure(4, width=3.6, height=3.3)
     panel_state = {"run": None}
 
@@ -206,10 +238,10 @@ def training_panel(*, data: str = "digits", dim: int = 2, iters: int = 300, loss
 
     def run_training(_button=None):
         s_ = settings(panel.values())
-        with progress:
-            progress.clear_output(wait=True)
-            run = train(s_["loss"], data=data, dim=s_["dim"], iters=iters, p=p_default, k=s_["k"],
-                        seed=s_["seed"], **s_["knobs"])
+        progress.value = 0
+        run = train(s_["loss"], data=data, dim=s_["dim"], iters=iters, p=p_default, k=s_["k"],
+                    seed=s_["seed"], progress=lambda it, total: setattr(progress, "value", it), **s_["knobs"])
+        progress.value = iters
         panel_state["run"] = (run, s_)
         panel.update()
         return run
