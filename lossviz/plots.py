@@ -25,10 +25,10 @@ MUTED = "#999999"
 WEIGHT_CMAP = LinearSegmentedColormap.from_list("lossviz_weights", [POS_COLOR, "#ffffff", NEG_COLOR])
 #: Similarity in [-1, 1].
 SIM_CMAP = "cividis"
-#: One colour per loss, the same in every notebook.
-LOSS_COLORS = {"ms": "#000000", "ms_mine_only": "#56B4E9", "ms_weight_only": "#009E73",
-               "contrastive": "#E69F00", "triplet": "#CC79A7", "binomial": "#0072B2",
-               "lifted": "#D55E00", "raw": MUTED, "pca": MUTED}
+#: One colour per loss, the same in every notebook (never the pair colours, which mean pull / push).
+LOSS_COLORS = {"ms": "#000000", "ms_paper": "#7F7F7F", "ms_mine_only": "#56B4E9", "ms_weight_only": "#009E73",
+               "contrastive": "#E69F00", "triplet": "#CC79A7", "binomial": "#8C6D1F",
+               "lifted": "#5D3A9B", "raw": MUTED, "pca": MUTED}
 
 
 def use_style() -> None:
@@ -46,8 +46,8 @@ def use_style() -> None:
     except ImportError:  # plain Python without IPython: nothing to register
         pass
     mpl.rcParams.update({
-        "figure.dpi": 90, "savefig.dpi": 110, "font.size": 11, "axes.titlesize": 12,
-        "axes.labelsize": 11, "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.25,
+        "figure.dpi": 90, "savefig.dpi": 110, "font.size": 12, "axes.titlesize": 13,
+        "axes.labelsize": 12, "legend.fontsize": 10, "lines.linewidth": 1.8, "axes.grid": True, "grid.alpha": 0.25,
         "axes.spines.top": False, "axes.spines.right": False, "image.interpolation": "nearest",
     })
 

@@ -308,7 +308,7 @@ assert not np.isfinite(naive[-1]) and np.isfinite(stable[-1])
 # reads. Try: MS with β from 1 to 200; ε from 0 (only violating pairs) to 0.8 (almost all pairs), and
 # λ below the similarities of all negatives.
 
-# %% tags=["nbval-ignore-output"]
+# %%
 weights_panel = widgets.weights_panel(S, y, loss="ms", **MS)
 assert 0 < weights_panel.state["active"][1] < 1      # MS mining keeps some negatives, not all
 weights_panel
@@ -316,7 +316,7 @@ weights_panel
 # %% [markdown]
 # The panel is an ordinary object: setting a control redraws it. A check that it does:
 
-# %% tags=["nbval-ignore-output"]
+# %%
 before = weights_panel.state["W"].clone()
 weights_panel.controls["beta"].value = 150
 assert not torch.equal(before, weights_panel.state["W"])
@@ -329,7 +329,7 @@ weights_panel.controls["beta"].value = MS["beta"]
 # **MS weight curves.** α, β, λ, and the λ-limit buttons: at λ = −10 the negative weight is a softmax over
 # the anchor's negatives, no longer a sigmoid of the pair's own similarity.
 
-# %% tags=["nbval-ignore-output"]
+# %%
 curve_panel = widgets.ms_curve_panel(alpha=2.0, beta=40.0, lam=0.5)
 assert curve_panel.state["w_neg"][-1] > 0.99 > 0.01 > curve_panel.state["w_neg"][0]   # a sigmoid in S
 curve_panel
@@ -337,7 +337,7 @@ curve_panel
 # %% [markdown]
 # **Mining.** Move ε and watch which pairs survive. A *larger* ε keeps *more* pairs (a common misreading).
 
-# %% tags=["nbval-ignore-output"]
+# %%
 mining_panel = widgets.mining_panel(S, y, eps=0.1)
 assert torch.equal(mining_panel.state["mined"][1], lv.ms_mining(S, y, eps=0.1)[1])
 mining_panel
@@ -384,7 +384,8 @@ ms_run = runs2d["ms"]
 fig, axes = plots.new_figure(3, width=3.8, height=3.6)
 plots.circle(axes[0, 0], ms_run.emb_before, ms_run.y_test, title="before training")
 plots.circle(axes[0, 1], ms_run.emb_after, ms_run.y_test, lam=0.5, title="after MS")
-plots.circle(axes[0, 2], runs2d["triplet"].emb_after, ms_run.y_test, title="after triplet")
+dots = plots.circle(axes[0, 2], runs2d["triplet"].emb_after, ms_run.y_test, title="after triplet")
+_ = plots.class_colorbar(fig, dots, axes[0, :], label="digit")
 fig
 
 # %%
@@ -397,11 +398,11 @@ fig
 # **Train it yourself.** Choose a loss and its knobs and press *Train* (300 iterations take about a second;
 # a setting you have already trained is shown at once from the cache).
 
-# %% tags=["nbval-ignore-output"]
+# %%
 train_panel = widgets.training_panel(data="digits", dim=2, iters=300, **MS)
 train_panel
 
-# %% tags=["nbval-ignore-output"]
+# %%
 train_panel.controls["lam"].value = 0.8            # an example: a higher threshold
 again = train_panel.train()
 assert again.params["knob_lam"] == 0.8 and train_panel.state["run"] is again
@@ -448,7 +449,7 @@ assert len(runs1d) == 7
 # pushing their few violating pairs; binomial and lifted weight every pair forever — and their test
 # Recall@1 on the *unseen* classes peaks early and then falls: they over-fit the training classes.
 
-# %% tags=["nbval-ignore-output"]
+# %%
 compare = widgets.compare_panel(runs1d, title="MNIST-1D, unseen classes 5-9")
 assert compare.state["shown"] == tuple(runs1d)
 compare
