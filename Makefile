@@ -72,7 +72,7 @@ notebooks: venv
 	done
 
 bench: venv
-	@if [ -f bench/losses.py ]; then $(PY) bench/losses.py; else echo "bench/losses.py not written yet"; fi
+	@if [ -f bench/losses.py ]; then $(PY) bench/losses.py --markdown; else echo "bench/losses.py not written yet"; fi
 
 # Build and test leftovers; `distclean` also drops the venv, the data cache and cached runs.
 clean:

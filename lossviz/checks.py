@@ -75,7 +75,7 @@ def check_labels(labels, n: int, device: torch.device) -> torch.Tensor:
         )
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(f"labels must have shape ({n},) to match the batch; got {tuple(labels.shape)}")
-    return labels.to(device)
+    return labels if labels.device == device else labels.to(device)
 
 
 def check_anchors(anchors, n_rows: int, n_cols: int, device: torch.device) -> torch.Tensor:
@@ -89,7 +89,7 @@ def check_anchors(anchors, n_rows: int, n_cols: int, device: torch.device) -> to
                          f"got {tuple(anchors.shape)}")
     if _VALIDATE and n_rows and not bool(((anchors >= 0) & (anchors < n_cols)).all()):
         raise ValueError(f"anchors must be column indices in [0, {n_cols})")
-    return anchors.to(device)
+    return anchors if anchors.device == device else anchors.to(device)
 
 
 def positive(value, name: str) -> float:

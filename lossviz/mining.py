@@ -12,6 +12,8 @@ Both conditions read the *unmined* sets.  They reduce to the same per-anchor tes
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import checks
@@ -21,10 +23,11 @@ from .similarity import pair_batch
 def ms_mining_masks(S: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, eps: float):
     """Mined ``(pos, neg)`` masks from unmined masks; no checks, no host sync (for the hot path)."""
     S = S.detach()
-    inf = torch.tensor(float("inf"), dtype=S.dtype, device=S.device)
-    min_pos = torch.where(pos, S, inf).amin(dim=1, keepdim=True)   # +inf when no positive
-    max_neg = torch.where(neg, S, -inf).amax(dim=1, keepdim=True)  # -inf when no negative
-    return pos & (S - eps < max_neg), neg & (S + eps > min_pos)
+    s_pos = torch.where(pos, S, math.inf)    # S on positives, +inf elsewhere (so never kept)
+    s_neg = torch.where(neg, S, -math.inf)   # S on negatives, -inf elsewhere
+    min_pos = s_pos.amin(dim=1, keepdim=True)   # the hardest positive; +inf when there is none
+    max_neg = s_neg.amax(dim=1, keepdim=True)   # the hardest negative; -inf when there is none
+    return s_pos - eps < max_neg, s_neg + eps > min_pos
 
 
 def ms_mining(S, labels, *, eps: float = 0.1, anchors=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,8 @@ Conventions shared by all losses:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -40,12 +42,20 @@ def _working(S: torch.Tensor) -> torch.Tensor:
     return S.float() if S.dtype in (torch.float16, torch.bfloat16) else S
 
 
+#: Stand-in for -inf in :func:`_log1p_sum_exp`: ``e^-60 ~ 1e-26`` vanishes next to the sum's ``1``
+#: (it is below float64's resolution even summed over 10^9 entries), and ``exp`` is several times
+#: slower on -inf and on inputs below about -87 (it stays fast while a row's largest exponent is
+#: below 27; MS's defaults reach 25).
+FAR = -60.0
+
+
 def _log1p_sum_exp(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Row-wise ``log(1 + sum_{k in mask} exp(a_k))``, stably: logsumexp over ``[0, a_1, ...]``.
+    """Row-wise ``log(1 + sum_{k in mask} exp(a_k))``, stably: logsumexp over ``[0, a_1, ...]``,
+    with :data:`FAR` (about -inf) outside the mask.  logsumexp subtracts the row's largest entry
+    (>= 0, thanks to the leading 0) before exponentiating, so no exponent overflows.
 
     Exactly 0, with a zero gradient, on a row whose mask is empty."""
-    a = a.masked_fill(~mask, float("-inf"))
-    return torch.logsumexp(torch.cat([a.new_zeros(a.shape[0], 1), a], dim=1), dim=1)
+    return torch.logsumexp(F.pad(torch.where(mask, a, FAR), (1, 0)), dim=1)
 
 
 def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0.5,
@@ -108,30 +118,58 @@ def triplet_loss(S, labels, *, margin: float = 0.1, mining: str = "all", anchors
     (the rule of FaceNet as implemented in TensorFlow Addons).  ``L = 1/m sum_a sum_p [...]_+``.
 
     Pair weights (batch-all): a pair's weight is the number of active triplets that contain it.
-    Computed in O(B^2) memory by sorting each anchor's positives (no B^3 triplet tensor).
+    Computed in O(B^2) memory (no B^3 triplet tensor): each anchor's positives are sorted, and every
+    other sample of its row is located among them by binary search.
     """
     S, pos, neg = pair_batch(S, labels, anchors)
     margin = checks.non_negative(margin, "margin")
     if mining not in ("all", "semihard"):
         raise ValueError(f"mining must be 'all' or 'semihard'; got {mining!r}")
     x = _working(S)
-    inf = float("inf")
+    # y[a, j]: the (j+1)-th least similar positive of anchor a; +inf after its last one.
+    y = torch.where(pos, x, math.inf).sort(dim=1).values
     if mining == "all":
-        # Row a: sum over negatives n of sum_{p: S_ap < x_n} (x_n - S_ap), with x_n = S_an + margin.
-        y, _ = x.masked_fill(~pos, inf).sort(dim=1)            # positives ascending, +inf last
-        csum = torch.cat([y.new_zeros(y.shape[0], 1), y.masked_fill(y == inf, 0.0).cumsum(dim=1)], dim=1)
-        xn = x + margin
-        count = torch.searchsorted(y.detach(), xn.detach())     # number of positives with S_ap < x_n
-        hinge_sum = count.to(x.dtype) * xn - csum.gather(1, count)
-        per_anchor = torch.where(neg, hinge_sum, 0.0).sum(dim=1)
+        # Negative n of anchor a, with t = S_an + margin: sum over the positives with S_ap < t of
+        # (t - S_ap) = count * t - (sum of those S_ap), the count by binary search in y and the sum
+        # from y's running sums.
+        t = x + margin
+        count = torch.searchsorted(y, t)                    # positives with S_ap < t (no gradient)
+        # Sum of those S_ap: y's running sums, from 0; count never reaches y's +inf entries.
+        below = F.pad(y.cumsum(dim=1), (1, 0)).gather(1, count)
+        per_anchor = torch.where(neg, count.to(x.dtype) * t - below, 0.0).sum(dim=1)
     else:
-        z, _ = x.masked_fill(~neg, inf).sort(dim=1)             # negatives ascending, +inf last
-        below = torch.searchsorted(z.detach(), x.detach())      # negatives with S_an < S_ap
-        chosen = z.gather(1, (below - 1).clamp(min=0))          # the hardest of them, else the easiest
-        has_neg = neg.any(dim=1, keepdim=True)
-        chosen = torch.where(has_neg, chosen, 0.0)
-        per_anchor = torch.where(pos & has_neg, F.relu(chosen - x + margin), 0.0).sum(dim=1)
+        # Row a of y is a's positives; n_star[a, j] is the column of the semi-hard negative of y[a, j].
+        # y's +inf entries (no positive) give relu(-inf) = 0, with no gradient.
+        n_star, has_neg = _semihard_negatives(x, y, neg)
+        hinge = F.relu(x.gather(1, n_star) - y + margin)
+        per_anchor = torch.where(has_neg, hinge, 0.0).sum(dim=1)
     return per_anchor.mean()
+
+
+def _semihard_negatives(x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor):
+    """Column of the semi-hard negative of each sorted positive ``y[a, j]`` (rows x N, int64), and
+    whether anchor a has a negative at all (rows x 1).
+
+    Every sample k of anchor a's row falls in *bucket* ``c = #{positives with S_ap <= S_ak}``
+    (a binary search in ``y``): bucket j lies between a's j-th and (j+1)-th least similar positive.
+    The negatives less similar than ``y[a, j]`` (strictly) are those of buckets 0..j, and the buckets
+    rise in similarity, so the most similar of them is the top of the last non-empty bucket <= j:
+    a running max over the buckets' tops.  When there is none, the least similar negative.
+    Index bookkeeping only: no gradient flows here (the caller gathers the similarities)."""
+    x = x.detach()
+    rows, n = x.shape
+    bucket = torch.searchsorted(y, x, right=True)
+    s_neg = torch.where(neg, x, -math.inf)
+    top = x.new_full((rows, n + 1), -math.inf).scatter_reduce_(1, bucket, s_neg, "amax")  # each bucket's top
+    # ... and its column (the first, on a tie; non-negatives, at -inf, only reach empty buckets)
+    cols = torch.arange(n, device=x.device)
+    at_top = torch.where(s_neg == top.gather(1, bucket), cols, n)
+    top_col = bucket.new_full((rows, n + 1), n).scatter_reduce_(1, bucket, at_top, "amin")
+    del bucket, s_neg, at_top  # B x B temporaries: free them before the next ones
+    best, best_bucket = top[:, :n].cummax(dim=1)        # the most similar negative below y[a, j]
+    easiest = torch.where(neg, x, math.inf).argmin(dim=1, keepdim=True)
+    n_star = torch.where(best > -math.inf, top_col.gather(1, best_bucket), easiest)
+    return n_star, top.amax(dim=1, keepdim=True) > -math.inf
 
 
 def binomial_deviance_loss(S, labels, *, alpha: float = 2.0, beta: float = 40.0,
@@ -167,12 +205,12 @@ def lifted_structure_loss(S, labels, *, lam: float = 1.0, anchors=None) -> torch
     S, pos, neg = pair_batch(S, labels, anchors)
     lam = checks.finite(lam, "lam")
     x = _working(S)
-    valid = (pos.any(dim=1) & neg.any(dim=1))[:, None]
-    # Rows of invalid anchors are filled with 0 (not -inf) so that their zero gradient stays finite.
-    a = (lam - x).masked_fill(~pos, float("-inf")).masked_fill(~valid, 0.0)
-    b = x.masked_fill(~neg, float("-inf")).masked_fill(~valid, 0.0)
-    per_anchor = F.relu(torch.logsumexp(a, dim=1) + torch.logsumexp(b, dim=1))
-    return torch.where(valid[:, 0], per_anchor, 0.0).mean()
+    valid = pos.any(dim=1) & neg.any(dim=1)
+    # Outside its sets a row holds -inf, or 0 for an invalid anchor so that its zero gradient stays finite.
+    fill = torch.where(valid, -math.inf, 0.0)[:, None]
+    per_anchor = F.relu(torch.logsumexp(torch.where(pos, lam - x, fill), dim=1)
+                        + torch.logsumexp(torch.where(neg, x, fill), dim=1))
+    return torch.where(valid, per_anchor, 0.0).mean()
 
 
 #: The pair losses of notebook 01 by short name, for widgets and the training harness.

@@ -27,10 +27,13 @@ def pair_masks(labels: torch.Tensor, anchors: torch.Tensor | None = None) -> tup
 
     Square (B x B) by default; with ``anchors`` (the column index of each row's sample) the masks are
     A x N, for a block of anchors scored against a whole batch (see :mod:`lossviz.distributed`)."""
-    cols = torch.arange(labels.shape[0], device=labels.device)
-    rows = cols if anchors is None else anchors
-    same = labels[rows][:, None] == labels[None, :]
-    return same & (rows[:, None] != cols[None, :]), ~same
+    if anchors is None:
+        same = labels.unsqueeze(1) == labels          # same[i, j]: i and j have the same label
+        neg = ~same
+        return same.fill_diagonal_(False), neg        # pos: the same, minus the self-pair (i, i)
+    same = labels[anchors].unsqueeze(1) == labels
+    pos = same & (anchors.unsqueeze(1) != torch.arange(labels.shape[0], device=labels.device))
+    return pos, ~same
 
 
 def pair_batch(S, labels, anchors=None, *, need_positive: bool = True):

@@ -25,7 +25,7 @@ def _batch():
     return emb, labels
 
 
-def _worker(rank, world, port, queue):
+def _worker(rank, world, port, out_dir):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
@@ -37,7 +37,7 @@ def _worker(rank, world, port, queue):
             share = distributed.pair_loss(lv.PAIR_LOSSES[name], local, labels[rank * n:(rank + 1) * n], **knobs)
             share.backward()
             out[(name, tuple(sorted(knobs.items())))] = (float(distributed.total(share)), local.grad.clone())
-        queue.put((rank, out))
+        torch.save(out, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -49,18 +49,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def two_ranks():
+def two_ranks(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("ranks")
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, queue)) for r in range(2)]
+    procs = [ctx.Process(target=_worker, args=(r, 2, port, str(out_dir))) for r in range(2)]
     for p in procs:
         p.start()
-    results = dict(queue.get(timeout=120) for _ in procs)
     for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    return results
+        p.join(timeout=300)
+        assert p.exitcode == 0, f"rank process exited with {p.exitcode}"
+    return {r: torch.load(out_dir / f"rank{r}.pt") for r in range(2)}
 
 
 @pytest.mark.parametrize("name, knobs", CASES)
