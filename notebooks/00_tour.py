@@ -344,9 +344,9 @@ assert again is run_con and trainer.state["run"] is run_con  # the cached run, n
 # The tour claims only what the package promises, and checks each promise on numbers computed
 # above:
 #
-# 1. $S$ is symmetric with a unit diagonal, within $10^{-6}$ (checked in *The idea and the math*);
+# 1. $S$ is symmetric with a unit diagonal, within $10^{-6}$ (checked in *The idea and the math*),
 # 2. the contrastive pair weights found by autograd equal the closed form $\mathbb{1}/B$ on positives
-#    and $\mathbb{1}[S_{ij} > \lambda]/B$ on negatives (checked in *From formula to code*);
+#    and $\mathbb{1}[S_{ij} > \lambda]/B$ on negatives (checked in *From formula to code*),
 # 3. training works: after training with MS, test Recall@1 of the 2-d embedding beats PCA-2 of
 #    the raw pixels by at least 0.05 (the same check as notebook 01, with a looser margin).
 #
@@ -428,7 +428,7 @@ for name, preset in lv.MS_PRESETS.items():
 #
 # **References.**
 # - X. Wang, X. Han, W. Huang, D. Dong, M. R. Scott. *Multi-Similarity Loss with General Pair
-#   Weighting for Deep Metric Learning.* CVPR 2019. [arXiv:1904.06627](https://arxiv.org/abs/1904.06627);
+#   Weighting for Deep Metric Learning.* CVPR 2019. [arXiv:1904.06627](https://arxiv.org/abs/1904.06627),
 #   code: [MalongTech/research-ms-loss](https://github.com/MalongTech/research-ms-loss).
 # - R. Hadsell, S. Chopra, Y. LeCun. *Dimensionality Reduction by Learning an Invariant Mapping.*
 #   CVPR 2006.
