@@ -249,11 +249,15 @@ def training_panel(*, data: str = "digits", dim: int = 2, iters: int = 300, loss
     def draw(v):
         _show_only(controls, LOSS_KNOBS[v["loss"]])
         controls["preset"].layout.display = None if v["loss"] == "ms" else "none"
-        if panel_state["run"] is None:
-            return {"status": "press <b>Train</b> to run this setting"}
-        run, trained = panel_state["run"]
         for ax in axes.ravel():
             ax.clear()
+            ax.set_axis_on()
+        if panel_state["run"] is None:
+            for ax in axes.ravel():
+                ax.set_axis_off()
+            axes[0, 0].text(0, 0.5, "press Train to run this setting", fontsize=14, transform=axes[0, 0].transAxes)
+            return {"status": "press <b>Train</b> to run this setting"}
+        run, trained = panel_state["run"]
         plots.learning_curves(axes[0, :3], {run.params["loss"]: run})
         if run.params["dim"] == 2:
             plots.circle(axes[0, 3], run.emb_after, run.y_test, lam=run.params.get("knob_lam"),
