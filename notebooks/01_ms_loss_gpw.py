@@ -169,9 +169,10 @@ for ax, (name, W) in zip(axes[0], weights.items()):
 fig
 
 # %% [markdown]
-# Contrastive weighs every positive the same and every negative above $\lambda$ the same. Triplet and
-# binomial spread weight smoothly but treat pairs independently. Lifted structure is a softmax over each
-# anchor's pairs. MS is *sparse* — mining dropped the easy pairs — and, among the kept pairs, puts
+# Contrastive weighs every positive the same and every negative above $\lambda$ the same. Binomial
+# deviance spreads weight smoothly, each pair judged on its own similarity (S). Triplet weighs a pair by
+# the number of triplets it violates, i.e. by comparison with the anchor's positives (P). Lifted structure
+# is a softmax over each anchor's pairs (N). MS is *sparse* — mining dropped the easy pairs — and, among the kept pairs, puts
 # most of the weight on the hardest negatives.
 #
 # **GPW in numbers.** For each loss the autograd weights equal the paper's closed form (written as loops
