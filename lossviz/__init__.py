@@ -12,6 +12,7 @@ The one idea: a pair-based loss is a function ``L(S, labels)`` of the similarity
 
 from . import data, models
 from .checks import set_validation, validation, validation_enabled
+from .contrastive import nt_xent_loss, supcon_loss
 from .metrics import map_at_r, recall_at_k
 from .mining import ms_mining
 from .pairs import (
@@ -32,4 +33,5 @@ __all__ = [
     "MS_PRESETS", "PAIR_LOSSES", "active_fraction", "binomial_deviance_loss", "contrastive_loss",
     "lifted_structure_loss", "map_at_r", "ms_loss", "ms_mining", "pair_masks", "pair_weights",
     "recall_at_k", "set_validation", "similarity", "triplet_loss", "validation", "validation_enabled",
+    "nt_xent_loss", "supcon_loss",
 ]

@@ -342,3 +342,50 @@ def lifted_weights_closed_form(S, labels, *, lam: float = 1.0) -> torch.Tensor:
         for j in N:
             W[i, j] = 1.0 / sum(_exp(v[i][k] - v[i][j]) for k in N)
     return W / B
+
+
+# --------------------------------------------------------------------------------------------
+# The InfoNCE family (lossviz.contrastive): NT-Xent and supervised contrastive
+# --------------------------------------------------------------------------------------------
+
+def nt_xent_loss_ref(S, labels, *, tau: float = 0.1) -> torch.Tensor:
+    r"""NT-Xent, one positive pair at a time:
+
+    L = 1/|P| sum_{(i, p)} -log( e^{S_ip/tau} / (e^{S_ip/tau} + sum_{n in N_i} e^{S_in/tau}) )
+
+    the mean over all positive pairs (i, p), p in P_i (an anchor without negatives adds terms
+    -log 1 = 0, which still count); 0 when there is no positive pair."""
+    s, _, y, zero = _unpack(S, labels)
+    total, count = zero, 0
+    for i in range(len(y)):
+        N = _negatives(y, i)
+        for p in _positives(y, i):
+            numerator = torch.exp(s[i][p] / tau)
+            denominator = numerator + sum((torch.exp(s[i][n] / tau) for n in N), zero)
+            total = total - torch.log(numerator / denominator)
+            count += 1
+    return total / max(count, 1)
+
+
+def supcon_loss_ref(S, labels, *, tau: float = 0.1) -> torch.Tensor:
+    r"""Supervised contrastive loss (Khosla et al. 2020, L_out), one anchor at a time:
+
+    L = 1/|I+| sum_{i in I+} 1/|P_i| sum_{p in P_i} -log( e^{S_ip/tau} / sum_{k != i} e^{S_ik/tau} )
+
+    with I+ the anchors that have a positive; 0 when there is none."""
+    s, _, y, zero = _unpack(S, labels)
+    total, count = zero, 0
+    for i in range(len(y)):
+        P = _positives(y, i)
+        if not P:
+            continue
+        denominator = sum(torch.exp(s[i][k] / tau) for k in range(len(y)) if k != i)
+        anchor_term = zero
+        for p in P:
+            anchor_term = anchor_term - torch.log(torch.exp(s[i][p] / tau) / denominator)
+        total = total + anchor_term / len(P)
+        count += 1
+    return total / max(count, 1)
+
+
+__all__ += ["nt_xent_loss_ref", "supcon_loss_ref"]

@@ -11,6 +11,7 @@ import torch
 
 import lossviz as lv
 from lossviz import reference as ref
+from _util import value_and_grad
 
 F64 = torch.float64
 
@@ -85,13 +86,6 @@ CASES = [
 ]
 
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-5)}
-
-
-def value_and_grad(fn, S, labels, **knobs):
-    leaf = S.detach().clone().requires_grad_(True)
-    loss = fn(leaf, labels, **knobs)
-    (grad,) = torch.autograd.grad(loss, leaf)
-    return loss.detach(), grad
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
