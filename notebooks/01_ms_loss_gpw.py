@@ -487,6 +487,8 @@ claims = {
     "R@1 unseen MS - contrastive": ms1d.recall_at_1 - runs1d["contrastive"].recall_at_1,
     "R@1 unseen MS - lifted": ms1d.recall_at_1 - runs1d["lifted"].recall_at_1,
 }
+
+# %% tags=["nbval-ignore-output"]
 h = ms1d.history
 zero_loss = h["loss"] == 0
 nothing_mined = (h["active_pos"] == 0) & (h["active_neg"] == 0)
