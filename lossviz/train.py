@@ -179,6 +179,64 @@ def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p:
     return run
 
 
+def memo(name: str, params: dict, compute: Callable[[], object], *, cache: bool = True):
+    """``compute()``, remembered under ``(name, params)``: the result cache every training run of
+    the notebooks shares (so a widget returning to a setting answers at once).  ``params`` must
+    hold hashable values; :func:`clear_cache` forgets everything."""
+    key = (name, tuple(sorted(params.items())))
+    if cache and key in _CACHE:
+        return _CACHE[key]
+    result = compute()
+    if cache:
+        _CACHE[key] = result
+    return result
+
+
+def loop(step: Callable[[int], dict], iters: int, *, desc: str = "training", progress=True,
+         every: int = 10) -> dict:
+    """The training loop of every notebook that is not a P x K pair-loss run: calls
+    ``step(it)`` for ``it = 1 .. iters`` and collects the numbers of the dict it returns.
+
+    ``step`` does one optimisation step and returns what to record, e.g.
+    ``{"loss": 0.41, "acc": 0.9}`` (plain floats; a key may be missing on some iterations).
+    ``progress`` is ``True`` (a tqdm bar), ``False``, or ``progress(it, iters)`` called every
+    ``every`` iterations (a widget's progress bar).  Returns ``{"iter": array, key: array, ...}``,
+    each key's values at the iterations where ``step`` returned it (``key + "_iter"`` holds
+    those iterations when they differ from ``iter``).  A non-finite ``"loss"`` stops the run with a
+    clear error.
+    """
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"iters must be an integer >= 1; got {iters!r}")
+    bar = _progress(iters, desc, progress is True)
+    report = progress if callable(progress) else None
+    rows: dict = {}
+    for it in range(1, iters + 1):
+        out = step(it) or {}
+        for key, value in out.items():
+            value = float(value.detach()) if torch.is_tensor(value) else float(value)
+            if key == "loss" and not np.isfinite(value):
+                if bar is not None:
+                    bar.close()
+                raise ValueError(f"the loss became {value} at iteration {it}; lower the learning rate or the scales")
+            rows.setdefault(key, ([], []))
+            rows[key][0].append(it)
+            rows[key][1].append(value)
+        if report is not None and (it % every == 0 or it == iters):
+            report(it, iters)
+        if bar is not None:
+            bar.update(1)
+            if it % 25 == 0 and out:
+                bar.set_postfix({k: f"{float(v):.3f}" for k, v in list(out.items())[:3]})
+    if bar is not None:
+        bar.close()
+    hist = {"iter": np.arange(1, iters + 1)}
+    for key, (its, values) in rows.items():
+        hist[key] = np.asarray(values)
+        if len(its) != iters:
+            hist[key + "_iter"] = np.asarray(its)
+    return hist
+
+
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None

@@ -327,3 +327,56 @@ def mining_panel(S, labels, *, eps: float = 0.1, anchors=None) -> Panel:
     return Panel(controls, fig, draw)
 
 
+
+
+def run_panel(controls: dict, run: Callable[[dict, Callable], object], draw: Callable, *, ncols: int = 3,
+              nrows: int = 1, width: float = 3.8, height: float = 3.3, autorun: bool = True,
+              describe: Callable[[object], str] = repr) -> Panel:
+    """A Train button for any training run: the generic form of :func:`training_panel`.
+
+    ``run(values, progress)`` trains with the controls' current ``values`` and returns a result;
+    it calls ``progress(it, iters)`` as it goes (pass it to :func:`lossviz.train.loop`) and
+    should cache itself with :func:`lossviz.train.memo`, so that revisiting a setting is instant.
+    ``draw(axes, result, values)`` draws a result into the panel's (cleared) ``nrows x ncols``
+    axes and may return a dict that joins ``panel.state``.  Until the first run the figure asks
+    for a press of Train; a control changed after the run is flagged in the status line.
+    ``panel.train()`` presses the button (tests, notebooks).
+    """
+    button = W.Button(description="Train", button_style="primary", icon="play")
+    progress = W.IntProgress(value=0, min=0, max=1, description="training", layout=W.Layout(width="360px"))
+    fig, axes = plots.new_figure(ncols, nrows, width=width, height=height)
+    last = {"result": None, "values": None}
+
+    def report(it: int, total: int) -> None:
+        progress.max = max(int(total), 1)
+        progress.value = int(it)
+
+    def press(_button=None):
+        values = panel.values()
+        progress.value = 0
+        last["result"], last["values"] = run(values, report), values
+        progress.value = progress.max
+        panel.update()
+        return last["result"]
+
+    def redraw(v):
+        for ax in axes.ravel():
+            ax.clear()
+            ax.set_axis_on()
+        if last["result"] is None:
+            for ax in axes.ravel():
+                ax.set_axis_off()
+            axes[0, 0].text(0, 0.5, "press Train to run this setting", fontsize=14, transform=axes[0, 0].transAxes)
+            return {"status": "press <b>Train</b> to run this setting"}
+        state = dict(draw(axes, last["result"], last["values"]) or {})
+        stale = " (controls changed since: press Train)" if v != last["values"] else ""
+        state.setdefault("status", describe(last["result"]))
+        state["status"] += stale
+        return {"result": last["result"], "stale": bool(stale), **state}
+
+    rows = [W.HBox([*controls.values(), button], layout=W.Layout(flex_flow="row wrap"))]
+    panel = Panel(controls, fig, redraw, extra=[progress], layout=rows)
+    panel.train = press
+    if autorun:
+        press()
+    return panel

@@ -94,3 +94,27 @@ def test_setup_reads_the_fast_switch(monkeypatch):
     monkeypatch.setenv("LOSSVIZ_FAST", "0")
     assert T.setup(seed=0) is False
     assert torch.get_num_threads() == 1
+
+
+def test_loop_collects_what_each_step_returns_and_reports_progress():
+    seen = []
+    hist = T.loop(lambda it: {"loss": 1.0 / it, **({"acc": it / 10} if it % 5 == 0 else {})}, 10,
+                  progress=lambda it, total: seen.append((it, total)))
+    assert list(hist["iter"]) == list(range(1, 11)) and hist["loss"][-1] == pytest.approx(0.1)
+    assert list(hist["acc_iter"]) == [5, 10] and list(hist["acc"]) == [0.5, 1.0]
+    assert seen == [(10, 10)]
+
+
+def test_loop_stops_on_a_non_finite_loss_and_rejects_bad_iters():
+    with pytest.raises(ValueError, match="iteration 3"):
+        T.loop(lambda it: {"loss": float("nan") if it == 3 else 1.0}, 5, progress=False)
+    with pytest.raises(ValueError, match="iters"):
+        T.loop(lambda it: {}, 0, progress=False)
+
+
+def test_memo_computes_once_per_parameters():
+    T.clear_cache()
+    calls = []
+    f = lambda: calls.append(1) or len(calls)  # noqa: E731
+    assert T.memo("m", {"a": 1}, f) == 1 and T.memo("m", {"a": 1}, f) == 1 and T.memo("m", {"a": 2}, f) == 2
+    assert T.memo("m", {"a": 1}, f, cache=False) == 3

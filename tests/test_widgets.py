@@ -106,3 +106,36 @@ def test_training_panel_presets_dimension_and_k():
     assert run.params["dim"] == 16 and run.params["k"] == 1 and run.params["knob_lam"] == 1.0
     assert (run.history["loss"] == 0).all()
     T.clear_cache()
+
+
+def test_run_panel_trains_on_press_caches_and_flags_stale_settings():
+    calls = []
+
+    def run(values, progress):
+        def compute():
+            calls.append(values["lr"])
+            return T.loop(lambda it: {"loss": values["lr"] / it}, 20, progress=progress)
+        return T.memo("test_run_panel", values, compute)
+
+    def draw(axes, hist, values):
+        axes[0, 0].plot(hist["iter"], hist["loss"])
+        return {"final": float(hist["loss"][-1]), "status": f"lr {values['lr']}"}
+
+    T.clear_cache()
+    controls = {"lr": widgets.W.FloatSlider(value=1.0, min=0.1, max=2.0)}
+    panel = widgets.run_panel(controls, run, draw, ncols=2)
+    assert calls == [1.0] and panel.state["final"] == pytest.approx(1.0 / 20)
+    assert len(panel.fig.axes[0].lines) == 1 and not panel.state["stale"]
+    controls["lr"].value = 2.0
+    assert panel.state["stale"] and "press Train" in panel.state["status"] and calls == [1.0]
+    panel.train()
+    assert calls == [1.0, 2.0] and panel.state["final"] == pytest.approx(2.0 / 20)
+    controls["lr"].value = 1.0
+    panel.train()
+    assert calls == [1.0, 2.0], "a setting already run comes from the cache"
+    assert panel._extra[0].value == panel._extra[0].max == 20
+
+
+def test_run_panel_waits_for_the_button_without_autorun():
+    panel = widgets.run_panel({"k": widgets.W.IntSlider(value=1)}, lambda v, p: 1, lambda a, r, v: None, autorun=False)
+    assert "press <b>Train</b>" in panel.state["status"] and "result" not in panel.state
