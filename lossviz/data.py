@@ -102,12 +102,43 @@ def mnist1d(split: str = "unseen") -> Split:
     raise ValueError(f"mnist1d split must be 'unseen' or 'seen'; got {split!r}")
 
 
+def make_ids(n_ids: int = 400, n_per_id: int = 12, *, latent: int = 24, dim: int = 32,
+             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic "identities" for face-recognition lessons: many classes, few samples each.
+
+    Class centres ``mu_k ~ N(0, I_latent)``; a sample is ``tanh((mu_k + 0.7 eps) A) + 0.05 eps'``
+    with one fixed random map ``A ~ N(0, 1/latent)`` (latent x dim), all drawn from ``seed``.
+    Returns ``x`` (n_ids * n_per_id x dim, float32) and ``y`` (int64), grouped by identity.
+    """
+    for arg, value in (("n_ids", n_ids), ("n_per_id", n_per_id), ("latent", latent), ("dim", dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{arg} must be an integer >= 1; got {value!r}")
+    rng = np.random.default_rng(seed)
+    A = rng.normal(0.0, latent ** -0.5, size=(latent, dim))
+    mu = rng.normal(size=(n_ids, latent))
+    y = np.repeat(np.arange(n_ids), n_per_id)
+    x = np.tanh((mu[y] + 0.7 * rng.normal(size=(len(y), latent))) @ A) + 0.05 * rng.normal(size=(len(y), dim))
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def identities(n_ids: int = 400, n_per_id: int = 12, *, n_train: int = 300, seed: int = 0) -> Split:
+    """:func:`make_ids` split by identity: train on the first ``n_train`` identities, verify on the
+    rest (unseen people, as in face verification)."""
+    if isinstance(n_train, bool) or not isinstance(n_train, int) or not 1 <= n_train < n_ids:
+        raise ValueError(f"n_train must be an integer in [1, {n_ids - 1}]; got {n_train!r}")
+    x, y = make_ids(n_ids, n_per_id, seed=seed)
+    tr = y < n_train
+    return _split("ids", x[tr], y[tr], x[~tr], y[~tr],
+                  f"synthetic identities: train on {n_train}, verify on {n_ids - n_train} unseen ({n_per_id} samples each)")
+
+
 #: Dataset names accepted by :func:`load` (and the training harness).
 DATASETS = {
     "digits": lambda: digits("seen"),
     "digits_zero_shot": lambda: digits("zero_shot"),
     "mnist1d_unseen": lambda: mnist1d("unseen"),
     "mnist1d": lambda: mnist1d("seen"),
+    "ids": lambda: identities(),
 }
 
 

@@ -7,6 +7,8 @@ has 60,502 test images): memory is ``chunk_elems`` similarities plus N x depth m
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -62,3 +64,25 @@ def map_at_r(emb, labels) -> float:
     """MAP@R (Musgrave et al. 2020): for a query with R same-class items in the gallery,
     ``AP@R = 1/R * sum_{i<=R} P@i * [item i is relevant]``; the mean over queries with R >= 1."""
     return retrieval_scores(emb, labels, ks=(), map_r=True)["map_at_r"]
+
+
+def tar_at_far(emb, labels, far: float = 1e-3) -> float:
+    """Face verification: the true accept rate at a false accept rate ``far``.
+
+    Over all pairs of distinct samples, the threshold is the ``1 - far`` quantile of the impostor
+    (different-label) cosines; TAR is the fraction of genuine (same-label) pairs above it.
+    """
+    emb = checks.as_float_tensor(emb, "emb (embeddings, N x D)", 2)
+    labels = checks.check_labels(labels, emb.shape[0], emb.device)
+    far = checks.positive(far, "far (false accept rate)")
+    if far >= 1:
+        raise ValueError(f"far must be in (0, 1); got {far}")
+    f = F.normalize(emb.detach().double(), dim=1)
+    i, j = torch.triu_indices(len(f), len(f), offset=1, device=f.device)
+    cos = (f[i] * f[j]).sum(dim=1)
+    same = labels[i] == labels[j]
+    if not bool(same.any()) or bool(same.all()):
+        raise ValueError("TAR@FAR needs both genuine (same-label) and impostor pairs")
+    impostor = cos[~same].sort().values
+    threshold = impostor[min(len(impostor) - 1, int(math.floor((1 - far) * len(impostor))))]
+    return float((cos[same] > threshold).double().mean())
