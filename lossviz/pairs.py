@@ -49,13 +49,40 @@ def _working(S: torch.Tensor) -> torch.Tensor:
 FAR = -60.0
 
 
-def _log1p_sum_exp(a: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Row-wise ``log(1 + sum_{k in mask} exp(a_k))``, stably: logsumexp over ``[0, a_1, ...]``,
-    with :data:`FAR` (about -inf) outside the mask.  logsumexp subtracts the row's largest entry
-    (>= 0, thanks to the leading 0) before exponentiating, so no exponent overflows.
+def _log1p_sum_exp(x: torch.Tensor, mask: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
+    """Row-wise ``log(1 + sum_{k in mask} exp(a_k))`` with ``a = scale * (x - shift)``, stably.
+
+    With ``m = max(0, max_k a_k)`` (entries outside the mask at :data:`FAR`, about -inf):
+    ``m + log(e^-m + sum_k e^(a_k - m))``, so no exponent overflows.  The gradient is written by
+    hand (:class:`_Log1pSumExp`): ``d/dx_k = scale * e^(a_k - out)`` on the mask, 0 elsewhere,
+    computed in one B x B buffer from the saved ``x`` (the loss's own input, kept anyway), where
+    autograd through ``where``, ``pad`` and ``logsumexp`` holds several.
 
     Exactly 0, with a zero gradient, on a row whose mask is empty."""
-    return torch.logsumexp(F.pad(torch.where(mask, a, FAR), (1, 0)), dim=1)
+    return _Log1pSumExp.apply(x, mask, scale, shift)
+
+
+class _Log1pSumExp(torch.autograd.Function):
+    @staticmethod
+    def _exponents(x, mask, scale, shift):
+        a = (x - shift).mul_(scale)
+        return a.masked_fill_(mask.logical_not(), FAR)
+
+    @staticmethod
+    def forward(ctx, x, mask, scale, shift):
+        a = _Log1pSumExp._exponents(x, mask, scale, shift)
+        m = a.amax(dim=1).clamp_min(0.0)
+        out = (a.sub_(m[:, None]).exp_().sum(dim=1) + torch.exp(-m)).log_().add_(m)
+        ctx.save_for_backward(x, mask, out)
+        ctx.scale, ctx.shift = scale, shift
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        x, mask, out = ctx.saved_tensors
+        w = _Log1pSumExp._exponents(x, mask, ctx.scale, ctx.shift).sub_(out[:, None]).exp_()
+        return w.mul_(mask).mul_((g * ctx.scale)[:, None]), None, None, None
 
 
 def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0.5,
@@ -84,8 +111,8 @@ def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0
     if mining:
         pos, neg = ms_mining_masks(x, pos, neg, eps)
     if weighting:
-        pos_term = _log1p_sum_exp(-alpha * (x - lam), pos) / alpha
-        neg_term = _log1p_sum_exp(beta * (x - lam), neg) / beta
+        pos_term = _log1p_sum_exp(x, pos, -alpha, lam) / alpha
+        neg_term = _log1p_sum_exp(x, neg, beta, lam) / beta
     else:
         pos_term = torch.where(pos, 1 - x, 0.0).sum(dim=1)
         neg_term = torch.where(neg, 1 + x, 0.0).sum(dim=1)

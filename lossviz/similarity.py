@@ -13,12 +13,49 @@ def similarity(x) -> torch.Tensor:
 
     ``S = F F^T`` where ``F`` holds the L2-normalised rows of ``x`` (B x D), so ``S_ij = <f_i, f_j>``
     lies in [-1, 1] and ``S_ii = 1``.  Every pair loss in lossviz is a function of this matrix.
+    S keeps the dtype of ``x`` (also under ``torch.autocast``); the backward pass is written by hand
+    (:class:`_Cosine`) so that it holds one B x D buffer besides ``x.grad``.
     """
     x = checks.as_float_tensor(x, "x (embeddings, B x D)", 2)
     if checks.validation_enabled() and bool((x.norm(dim=1) == 0).any()):
         raise ValueError("an embedding row is all zeros, so its direction (and cosine) is undefined")
-    f = F.normalize(x, dim=1)
-    return f @ f.T
+    return _Cosine.apply(x)
+
+
+class _Cosine(torch.autograd.Function):
+    r"""``S = f f^T`` with ``f = x / r``, ``r = |x|`` row-wise, and its gradient in closed form:
+
+    .. math::  \frac{\partial L}{\partial f} = (G + G^T) f,\qquad
+               \frac{\partial L}{\partial x_i} = \frac{1}{r_i}\Big(\frac{\partial L}{\partial f_i}
+               - f_i \big\langle \frac{\partial L}{\partial f_i}, f_i\big\rangle\Big)
+
+    computed in place in one B x D buffer, which becomes ``x.grad`` (autograd through
+    ``F.normalize`` and ``@`` holds several B x D temporaries).  Saved: the input ``x`` and the
+    norms ``r`` only, so no B x D tensor stays alive while the loss runs; the backward pass
+    uses ``(G + G^T) f = ((G + G^T) / r^T) x`` (a B x B temporary) when B <= D, and recomputes
+    ``f`` (B x D) otherwise.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            r = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-12)  # F.normalize's eps
+            f = x / r
+            S = f @ f.T
+        ctx.save_for_backward(x, r)
+        return S
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, G):
+        x, r = ctx.saved_tensors
+        if x.shape[0] <= x.shape[1]:  # B <= D: a B x B temporary is the smaller one
+            gf = ((G + G.T) / r.T) @ x  # (G + G^T) f, as f = x / r
+        else:
+            f = x / r
+            gf = (G @ f).addmm_(G.T, f)
+        dot = torch.bmm(gf[:, None, :], x[:, :, None])[:, 0] / r  # <dL/df_i, f_i>, no B x D temporary
+        return gf.addcmul_(x, dot / r, value=-1).div_(r)
 
 
 def pair_masks(labels: torch.Tensor, anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -81,3 +81,28 @@ def test_pair_loss_peak_memory_is_quadratic(name, K):
     step()  # warm-up
     peak = profile_run(step).peak_bytes
     assert peak < 100 * MiB, f"{name}: {peak / MiB:.1f} MiB"
+
+
+@pytest.mark.parametrize("B,D", [(64, 128), (64, 512), (256, 128), (256, 512), (1024, 128)])
+def test_ms_loss_needs_at_most_half_the_memory_of_pytorch_metric_learning(B, D):
+    """The issue's target: ms_loss with mining, forward + backward from the embeddings, at most
+    0.5x the peak tensor memory of MultiSimilarityLoss + MultiSimilarityMiner on the same batch
+    (the benchmark's half-trained batch, on which both miners keep pairs)."""
+    from bench.losses import make_batch
+
+    pml_losses = pytest.importorskip("pytorch_metric_learning.losses")
+    pml_miners = pytest.importorskip("pytorch_metric_learning.miners")
+    x, labels = make_batch(B, D, 4, "cpu")
+    pml, miner = pml_losses.MultiSimilarityLoss(), pml_miners.MultiSimilarityMiner()
+
+    def peak(loss_of):
+        def step():
+            xx = x.clone().requires_grad_(True)
+            loss_of(xx).backward()
+        step()
+        return profile_run(step).peak_bytes
+
+    with lv.validation(False):
+        ours = peak(lambda xx: lv.ms_loss(lv.similarity(xx), labels))
+    theirs = peak(lambda xx: pml(xx, labels, miner(xx, labels)))
+    assert ours <= 0.5 * theirs, f"{ours / theirs:.2f}x"
