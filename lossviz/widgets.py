@@ -223,60 +223,41 @@ def training_panel(*, data: str = "digits", dim: int = 2, iters: int = 300, loss
     controls["k"] = W.Dropdown(options=sorted({1, 2, 4, 8, k_default}), value=k_default,
                                description=f"K (P={p_default})", layout=W.Layout(width="150px"))
     controls["seed"] = W.BoundedIntText(value=0, min=0, max=99, description="seed", layout=W.Layout(width="140px"))
-    button = W.Button(description="Train", button_style="primary", icon="play")
-    progress = W.IntProgress(value=0, min=0, max=iters, description="training", layout=W.Layout(width="360px"))
-    fig, axes = plots.new_figure(4, width=3.6, height=3.3)
-    panel_state = {"run": None}
 
     def apply_preset(change):
         if change["new"] != "custom":
             for key, value in MS_PRESETS[change["new"]].items():
                 controls[key].value = value
 
-    def settings(v) -> dict:
+    def setting(v) -> dict:
         return dict(loss=v["loss"], dim=v["dim"], k=v["k"], seed=v["seed"], knobs=knobs_for(v["loss"], v))
 
-    def run_training(_button=None):
-        s_ = settings(panel.values())
-        progress.value = 0
-        run = train(s_["loss"], data=data, dim=s_["dim"], iters=iters, p=p_default, k=s_["k"],
-                    seed=s_["seed"], progress=lambda it, total: setattr(progress, "value", it), **s_["knobs"])
-        progress.value = iters
-        panel_state["run"] = (run, s_)
-        panel.update()
-        return run
+    def run(v, progress):
+        s_ = setting(v)
+        return train(s_["loss"], data=data, dim=s_["dim"], iters=iters, p=p_default, k=s_["k"],
+                     seed=s_["seed"], progress=progress, **s_["knobs"])
 
-    def draw(v):
+    def show_relevant(v):
         _show_only(controls, LOSS_KNOBS[v["loss"]])
         controls["preset"].layout.display = None if v["loss"] == "ms" else "none"
-        for ax in axes.ravel():
-            ax.clear()
-            ax.set_axis_on()
-        if panel_state["run"] is None:
-            for ax in axes.ravel():
-                ax.set_axis_off()
-            axes[0, 0].text(0, 0.5, "press Train to run this setting", fontsize=14, transform=axes[0, 0].transAxes)
-            return {"status": "press <b>Train</b> to run this setting"}
-        run, trained = panel_state["run"]
+
+    def draw(axes, run, _v):
         plots.learning_curves(axes[0, :3], {run.params["loss"]: run})
         if run.params["dim"] == 2:
             plots.circle(axes[0, 3], run.emb_after, run.y_test, lam=run.params.get("knob_lam"),
                          title="test embeddings after training")
         else:
             plots.learning_curves(axes[0, 3:], {run.params["loss"]: run}, what=("map_at_r",))
-        note = " (controls changed since: press Train)" if settings(v) != trained else ""
-        return {"run": run, "status": f"{run!r} in {run.seconds:.1f} s{note}"}
+        return {"run": run, "status": f"{run!r} in {run.seconds:.1f} s"}
+
+    def layout(button):
+        return [W.HBox([controls["loss"], controls["preset"], controls["dim"], controls["k"], controls["seed"], button]),
+                W.HBox([c for k, c in controls.items() if k in LOSS_KNOBS["ms"] + ("margin",)],
+                       layout=W.Layout(flex_flow="row wrap"))]
 
     controls["preset"].observe(apply_preset, names="value")
-    button.on_click(run_training)
-    rows = [W.HBox([controls["loss"], controls["preset"], controls["dim"], controls["k"], controls["seed"], button]),
-            W.HBox([c for k, c in controls.items() if k in LOSS_KNOBS["ms"] + ("margin",)],
-                   layout=W.Layout(flex_flow="row wrap"))]
-    panel = Panel(controls, fig, draw, extra=[progress], layout=rows)
-    panel.train = run_training
-    if autorun:
-        run_training()
-    return panel
+    return run_panel(controls, run, draw, ncols=4, width=3.6, height=3.3, autorun=autorun,
+                     setting=setting, on_change=show_relevant, layout=layout)
 
 
 def compare_panel(runs: dict, *, title: str = "") -> Panel:
@@ -331,7 +312,9 @@ def mining_panel(S, labels, *, eps: float = 0.1, anchors=None) -> Panel:
 
 def run_panel(controls: dict, run: Callable[[dict, Callable], object], draw: Callable, *, ncols: int = 3,
               nrows: int = 1, width: float = 3.8, height: float = 3.3, autorun: bool = True,
-              describe: Callable[[object], str] = repr) -> Panel:
+              describe: Callable[[object], str] = repr, setting: Callable[[dict], object] = dict,
+              on_change: Callable[[dict], None] | None = None,
+              layout: Callable[[W.Button], list] | None = None) -> Panel:
     """A Train button for any training run: the generic form of :func:`training_panel`.
 
     ``run(values, progress)`` trains with the controls' current ``values`` and returns a result;
@@ -341,6 +324,11 @@ def run_panel(controls: dict, run: Callable[[dict, Callable], object], draw: Cal
     axes and may return a dict that joins ``panel.state``.  Until the first run the figure asks
     for a press of Train; a control changed after the run is flagged in the status line.
     ``panel.train()`` presses the button (tests, notebooks).
+
+    Optional: ``setting(values)`` is what must match the trained run for it to count as current
+    (all values by default); ``on_change(values)`` runs on every control change, trained or not
+    (to show only the relevant controls, say); ``layout(button)`` returns the rows of widgets
+    above the figure (default: the controls and the button in one wrapping row).
     """
     button = W.Button(description="Train", button_style="primary", icon="play")
     progress = W.IntProgress(value=0, min=0, max=1, description="training", layout=W.Layout(width="360px"))
@@ -360,6 +348,8 @@ def run_panel(controls: dict, run: Callable[[dict, Callable], object], draw: Cal
         return last["result"]
 
     def redraw(v):
+        if on_change is not None:
+            on_change(v)
         for ax in axes.ravel():
             ax.clear()
             ax.set_axis_on()
@@ -369,12 +359,13 @@ def run_panel(controls: dict, run: Callable[[dict, Callable], object], draw: Cal
             axes[0, 0].text(0, 0.5, "press Train to run this setting", fontsize=14, transform=axes[0, 0].transAxes)
             return {"status": "press <b>Train</b> to run this setting"}
         state = dict(draw(axes, last["result"], last["values"]) or {})
-        stale = " (controls changed since: press Train)" if v != last["values"] else ""
+        stale = " (controls changed since: press Train)" if setting(v) != setting(last["values"]) else ""
         state.setdefault("status", describe(last["result"]))
         state["status"] += stale
         return {"result": last["result"], "stale": bool(stale), **state}
 
-    rows = [W.HBox([*controls.values(), button], layout=W.Layout(flex_flow="row wrap"))]
+    rows = (layout(button) if layout is not None
+            else [W.HBox([*controls.values(), button], layout=W.Layout(flex_flow="row wrap"))])
     panel = Panel(controls, fig, redraw, extra=[progress], layout=rows)
     panel.train = press
     if autorun:
