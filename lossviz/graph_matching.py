@@ -44,11 +44,11 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from . import checks
+from . import checks, plots
 from .contrastive import nt_xent_loss
 
 #: Colours of the three losses of the notebook (the pair colours mean pull / push, never a loss).
-COLORS = {"infonce": "#E69F00", "gm_1st": "#009E73", "gm_2nd": "#5D3A9B"}
+COLORS = {k: plots.LOSS_COLORS[k] for k in ("infonce", "gm_1st", "gm_2nd")}
 #: Display names.
 NAMES = {"infonce": "InfoNCE (SimCLR)", "gm_1st": "GM-1st", "gm_2nd": "GM-2nd proxy"}
 LOSSES = tuple(NAMES)

@@ -66,23 +66,100 @@ def map_at_r(emb, labels) -> float:
     return retrieval_scores(emb, labels, ks=(), map_r=True)["map_at_r"]
 
 
-def tar_at_far(emb, labels, far: float = 1e-3) -> float:
-    """Face verification: the true accept rate at a false accept rate ``far``.
+def tar_at_fars(emb, labels, fars=(1e-3, 1e-2)) -> dict:
+    """Face verification: the true accept rate at each false accept rate of ``fars``, ``{far: tar}``.
 
-    Over all pairs of distinct samples, the threshold is the ``1 - far`` quantile of the impostor
-    (different-label) cosines; TAR is the fraction of genuine (same-label) pairs above it.
+    Over all pairs of distinct samples, the threshold for ``far`` is the ``1 - far`` quantile of
+    the impostor (different-label) cosines, taken by integer index into the sorted impostors; TAR
+    is the fraction of genuine (same-label) pairs above it.  One N x N product for all FARs.
     """
     emb = checks.as_float_tensor(emb, "emb (embeddings, N x D)", 2)
     labels = checks.check_labels(labels, emb.shape[0], emb.device)
-    far = checks.positive(far, "far (false accept rate)")
-    if far >= 1:
-        raise ValueError(f"far must be in (0, 1); got {far}")
+    fars = tuple(fars)
+    for far in fars:
+        far = checks.positive(far, "far (false accept rate)")
+        if far >= 1:
+            raise ValueError(f"far must be in (0, 1); got {far}")
     f = F.normalize(emb.detach().double(), dim=1)
     i, j = torch.triu_indices(len(f), len(f), offset=1, device=f.device)
-    cos = (f[i] * f[j]).sum(dim=1)
+    cos = (f @ f.T)[i, j]
     same = labels[i] == labels[j]
     if not bool(same.any()) or bool(same.all()):
         raise ValueError("TAR@FAR needs both genuine (same-label) and impostor pairs")
-    impostor = cos[~same].sort().values
-    threshold = impostor[min(len(impostor) - 1, int(math.floor((1 - far) * len(impostor))))]
-    return float((cos[same] > threshold).double().mean())
+    impostor, genuine = cos[~same], cos[same]
+    out = {}
+    for far in fars:
+        k = min(len(impostor) - 1, math.floor((1 - far) * len(impostor)))
+        threshold = impostor.kthvalue(k + 1).values  # = sort(impostor)[k]
+        out[far] = float((genuine > threshold).double().mean())
+    return out
+
+
+def tar_at_far(emb, labels, far: float = 1e-3) -> float:
+    """TAR at one false accept rate: see :func:`tar_at_fars`."""
+    return tar_at_fars(emb, labels, (far,))[far]
+
+
+def _unit_rows(emb, name: str) -> torch.Tensor:
+    emb = checks.as_float_tensor(emb, name, 2)
+    if checks.validation_enabled() and bool((emb.norm(dim=1) == 0).any()):
+        raise ValueError(f"{name} has an all-zero row, whose direction on the sphere is undefined")
+    return F.normalize(emb.detach().double(), dim=1)
+
+
+def uniformity(emb, *, t: float = 2.0) -> float:
+    r"""Uniformity loss (Wang & Isola, ICML 2020), lower = more uniform on the sphere.
+
+    .. math::
+        \mathcal L_{uniform} = \log \frac{1}{\binom{N}{2}} \sum_{i<j} e^{-t \lVert f_i - f_j \rVert^2}
+
+    over all distinct pairs of the L2-normalised rows ``f`` (as the paper's ``torch.pdist`` code),
+    computed as a log-sum-exp.  Its minimum over N points tends to ``-t * 2 * N/(N-1)`` on a large
+    sphere (``-4`` at ``t = 2``: all points orthogonal or opposite); it is 0 when all points coincide.
+    """
+    t = checks.positive(t, "t (the uniformity's scale)")
+    f = _unit_rows(emb, "emb (embeddings, N x D)")
+    n = f.shape[0]
+    if n < 2:
+        raise ValueError(f"uniformity needs at least 2 embeddings; got {n}")
+    d2 = (2 - 2 * f @ f.T).clamp(min=0)                   # ||f_i - f_j||^2 on the sphere
+    i, j = torch.triu_indices(n, n, offset=1, device=f.device)
+    return float(torch.logsumexp(-t * d2[i, j], dim=0) - math.log(len(i)))
+
+
+def alignment(emb1, emb2, *, alpha: float = 2.0) -> float:
+    r"""Alignment loss (Wang & Isola, ICML 2020), lower = positive pairs closer.
+
+    .. math::
+        \mathcal L_{align} = \frac1N \sum_i \lVert f(x_i) - f(y_i) \rVert^\alpha
+
+    where row i of ``emb1`` and row i of ``emb2`` are a positive pair (two views of one item), both
+    L2-normalised.  In [0, 2^alpha].
+    """
+    alpha = checks.positive(alpha, "alpha (the alignment's exponent)")
+    f1 = _unit_rows(emb1, "emb1 (first views, N x D)")
+    f2 = _unit_rows(emb2, "emb2 (second views, N x D)")
+    if f1.shape != f2.shape:
+        raise ValueError(f"emb1 and emb2 must have the same shape (row i of each is a positive pair); "
+                         f"got {tuple(f1.shape)} and {tuple(f2.shape)}")
+    return float((f1 - f2).norm(dim=1).pow(alpha).mean())
+
+
+def tolerance(emb, labels) -> float:
+    r"""Tolerance (Wang & Liu, CVPR 2021): the mean cosine similarity of same-class pairs.
+
+    .. math::
+        T = \frac{1}{|\{(i, j): i \ne j, l_i = l_j\}|} \sum_{i \ne j,\ l_i = l_j} f_i^\top f_j
+
+    The paper writes ``E_{x,y}[f(x)^T f(y) \cdot 1(l(x) = l(y))]``; its reported values (about 0.3 to
+    0.8 with ten classes) are the mean over same-class pairs, which we compute, each item paired
+    with the *other* items of its class (the self-pair is left out).  Higher = semantically similar
+    items are kept close ("tolerant").  Labels are used only here, never in self-supervised training.
+    """
+    f = _unit_rows(emb, "emb (embeddings, N x D)")
+    labels = checks.check_labels(labels, f.shape[0], f.device)
+    same = labels[:, None] == labels[None, :]
+    same.fill_diagonal_(False)
+    if not bool(same.any()):
+        raise ValueError("tolerance needs at least one class with two or more samples")
+    return float((f @ f.T)[same].mean())

@@ -28,7 +28,9 @@ SIM_CMAP = "cividis"
 #: One colour per loss, the same in every notebook (never the pair colours, which mean pull / push).
 LOSS_COLORS = {"ms": "#000000", "ms_paper": "#7F7F7F", "ms_mine_only": "#56B4E9", "ms_weight_only": "#009E73",
                "contrastive": "#E69F00", "triplet": "#CC79A7", "binomial": "#8C6D1F",
-               "lifted": "#5D3A9B", "raw": MUTED, "pca": MUTED}
+               "lifted": "#5D3A9B", "raw": MUTED, "pca": MUTED,
+               "arcface": "#000000", "arcface_unpg": "#009E73",
+               "infonce": "#E69F00", "gm_1st": "#009E73", "gm_2nd": "#5D3A9B"}
 
 
 def use_style() -> None:
@@ -212,3 +214,39 @@ def class_colorbar(fig, mappable, axes, *, label: str = "class"):
     """One discrete colour bar (one tick per class) for :func:`circle` plots sharing the class colours."""
     return fig.colorbar(mappable, ax=axes, boundaries=[k - 0.5 for k in range(11)], ticks=range(10),
                         shrink=0.7, label=label)
+
+
+def anchor_weights_view(ax, s_pos, s_neg, w_pos, w_neg, *, title: str = "one anchor's pair weights"):
+    """One anchor's pair weights against similarity: the positive's pull as a blue stem pointing
+    down, each negative's push as a vermillion stem pointing up, with their totals in the legend
+    (for the InfoNCE family the two totals are equal)."""
+    s_pos, s_neg = np.atleast_1d(_np(s_pos)), _np(s_neg)
+    w_pos, w_neg = np.atleast_1d(_np(w_pos)), _np(w_neg)
+    artists = []
+    for s, w, color, sign, who in ((s_neg, w_neg, NEG_COLOR, 1, "push on negatives"),
+                                   (s_pos, w_pos, POS_COLOR, -1, "pull on the positive")):
+        artists.append(ax.vlines(s, 0, sign * w, color=color, lw=2, label=f"{who}: total {w.sum():.3g}"))
+        artists.append(ax.scatter(s, sign * w, color=color, s=18, zorder=3))
+    ax.axhline(0, color=MUTED, lw=0.8)
+    ax.set(xlabel="similarity to the anchor (cosine)", ylabel=r"signed weight $\partial \ell / \partial s$ (× τ)",
+           title=title)
+    ax.legend(loc="best")
+    return artists
+
+
+def temperature_curves(ax, s_neg, taus, *, cmap: str = "viridis"):
+    """The relative penalty ``r`` of a fixed set of negatives, one line per temperature: ``r`` is the
+    softmax of their similarities divided by tau (:func:`lossviz.contrastive.relative_penalty`).
+    Small tau puts all the weight on the hardest negative; large tau spreads it evenly."""
+    s = torch.as_tensor(np.sort(_np(s_neg)), dtype=torch.float64)
+    colors = mpl.colormaps[cmap](np.linspace(0.0, 0.85, len(taus)))
+    lines = []
+    for tau, color in zip(taus, colors):
+        r = torch.softmax(s / tau, dim=0)
+        (line,) = ax.plot(s.numpy(), r.numpy(), marker="o", ms=3, color=color, label=f"τ = {tau:g}")
+        lines.append(line)
+    ax.axhline(1 / len(s), color=MUTED, ls="--", lw=1, label=f"uniform 1/{len(s)}")
+    ax.set(xlabel="similarity of the negative $s_{ik}$", ylabel="relative penalty $r_{ik}$",
+           title="share of the push per negative", yscale="log", ylim=(1e-4, 1.5))
+    ax.legend(loc="upper left", fontsize=9)
+    return lines

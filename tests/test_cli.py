@@ -23,12 +23,7 @@ CARS_CLASSES = (1, 2, 97, 98, 99, 100, 195, 196)
 SOP_CLASSES = (1, 2, 3, 4, 11319, 11320, 11321, 11322)  # train, test: ids as in the real files
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _colour(i):

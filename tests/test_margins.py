@@ -154,3 +154,22 @@ def test_tar_at_far_on_separable_and_random_embeddings():
         metrics.tar_at_far(emb, y, 1.0)
     with pytest.raises(ValueError, match="genuine"):
         metrics.tar_at_far(emb[:3], torch.arange(3))
+
+
+def test_tar_at_fars_equals_a_loop_over_pairs():
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(12).repeat_interleave(5)
+    emb = torch.randn(12, 6, generator=g, dtype=torch.float64)[y] + torch.randn(60, 6, generator=g, dtype=torch.float64)
+    f = F.normalize(emb, dim=1).tolist()
+    genuine, impostor = [], []
+    for a in range(60):
+        for b in range(a + 1, 60):
+            c = sum(u * v for u, v in zip(f[a], f[b]))
+            (genuine if y[a] == y[b] else impostor).append(c)
+    impostor.sort()
+    fars = (1e-3, 1e-2, 0.1, 0.5)
+    got = metrics.tar_at_fars(emb, y, fars)
+    for far in fars:
+        threshold = impostor[min(len(impostor) - 1, math.floor((1 - far) * len(impostor)))]
+        assert got[far] == pytest.approx(sum(c > threshold for c in genuine) / len(genuine), abs=1e-12)
+        assert metrics.tar_at_far(emb, y, far) == got[far]

@@ -10,12 +10,7 @@ from lossviz import train as T
 SHORT = dict(data="digits", dim=2, iters=30, eval_every=10, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-    T.clear_cache()
-    yield
-    T.clear_cache()
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_run_records_history_and_evaluations():

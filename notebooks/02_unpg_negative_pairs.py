@@ -1,0 +1,517 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 — UNPG: one softmax for proxy negatives and batch negatives
+#
+# **Paper.** Junuk Jung, Seonhoon Lee, Heung-Seon Oh, Yongjun Park, Joochan Park, Sungbin Son.
+# *Unified Negative Pair Generation toward Well-discriminative Feature Space for Face Recognition.*
+# [arXiv:2203.11593](https://arxiv.org/abs/2203.11593) (2022, revised 2024) ·
+# official code: [Jung-Jun-Uk/UNPG](https://github.com/Jung-Jun-Uk/UNPG) (Apache-2.0; lossviz
+# re-implements it from the formulas, because the official head only runs on a GPU — see the pitfalls).
+#
+# **The story.** Face verification asks one question of two photos: same person or not? It works when
+# *every* same-person similarity is higher than *every* different-person similarity. Two families of
+# losses train such features, and each sees only half of the negatives. A **metric loss** (notebook 01)
+# compares the samples of a batch with each other: it sees real, sometimes very hard, negative pairs, but
+# only among the few people who happen to be in the batch. A **classification loss** such as ArcFace
+# compares each sample with one weight vector (a *proxy*) per person: it sees every identity at every
+# step, but proxies sit at class centres and are never *very* hard negatives. UNPG asks: *why not put
+# both kinds of negative pair into one softmax?* And since some batch pairs are noise (mislabelled faces),
+# it first drops the outliers with a box-and-whisker rule.
+#
+# In this notebook you will write the loss, see which pairs it pushes apart and how hard (its pair
+# weights, as in notebook 01), move its knobs, train ArcFace with and without UNPG on synthetic
+# "faces", and check on unseen identities what of the paper's claim holds at small scale.
+
+# %% [markdown]
+# ## Setup
+#
+# One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains fewer seeds).
+
+# %%
+import inspect
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import lossviz as lv
+from lossviz import data, margins, models, plots, unpg
+from lossviz import train as T
+
+FAST = T.setup(seed=0)
+SEEDS = (0, 1) if FAST else (0, 1, 2)
+KNOBS = dict(s=30.0, m=0.3, kind="arcface")     # small-scale choice; the paper trains with s = 64, m = 0.5
+W = 1.5                                         # the whisker width of head.zoo.yaml
+print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| seeds", SEEDS)
+
+# %% [markdown]
+# ## 1. The idea and the math
+#
+# ### Notation
+# A batch holds $B$ samples with labels $y_i$ and features $x_i$; $\hat x_i = x_i/\lVert x_i\rVert$. There
+# are $K$ classes (identities), each with a learnable **proxy** $W_k$, $\hat W_k = W_k/\lVert W_k\rVert$.
+# Two similarity matrices:
+#
+# * $C_{ik} = \cos\theta_{ik} = \langle \hat x_i, \hat W_k\rangle$ ($B\times K$): sample-to-proxy;
+# * $S_{ab} = \langle \hat x_a, \hat x_b\rangle$ ($B\times B$): sample-to-sample, as in notebook 01.
+#
+# $s$ is the scale (an inverse temperature) and $m$ the margin; $\psi(\theta) = \cos(\theta+m)$ for ArcFace,
+# $\cos\theta - m$ for CosFace.
+#
+# ### The baseline: ArcFace pairs each sample with every proxy
+# $$L_{cls} = \frac1B\sum_i -\log\frac{e^{s\psi(\theta_{i,y_i})}}{e^{s\psi(\theta_{i,y_i})} + \sum_{k\neq y_i} e^{s\cos\theta_{ik}}}.$$
+# Its negative pairs are the $K-1$ pairs (sample $i$, wrong proxy $k$).
+#
+# ### Metric pair generation and the box-and-whisker filter
+# The batch negatives are the different-identity pairs of the upper triangle, each pair once:
+# $S^n = \{S_{ab} : a<b,\ y_a\neq y_b\}$, $L = |S^n|$. Sort them; the official code takes the quartiles **by
+# integer index**, $Q_1 = \mathrm{sort}(S^n)[\lfloor L/4\rfloor]$ and $Q_3 = \mathrm{sort}(S^n)[\lfloor 3L/4\rfloor]$, and
+# keeps the pairs inside the whiskers of width $w$:
+# $$S^{n\prime} = \{v\in S^n:\ Q_1 - w\,\mathrm{IQR} \le v \le Q_3 + w\,\mathrm{IQR}\},\qquad \mathrm{IQR} = Q_3 - Q_1.$$
+# Both tails are cut. The upper tail holds the hardest negatives; the paper calls them *noisy* pairs (in
+# web-scale face data many of them are mislabelled photos of the same person).
+#
+# ### UNPG: both kinds of negative pair in one softmax
+# $$L_{UNPG} = \frac1B\sum_i -\log\frac{e^{s\psi(\theta_{i,y_i})}}{e^{s\psi(\theta_{i,y_i})} + \sum_{k\neq y_i} e^{s\cos\theta_{ik}} + \sum_{v\in S^{n\prime}} e^{s v}}.$$
+# The **same** kept pairs enter every row's denominator, and they are not detached: the gradient reaches
+# both features of every kept pair. There is no new knob besides $w$; $s$ is shared.
+#
+# ### The pair weights (General Pair Weighting, as in notebook 01)
+# Let $Z_i$ be row $i$'s denominator and $p_{i,v} = e^{sv}/Z_i$ its softmax probability of kept pair $v=(a,b)$. Then
+# $$\frac{\partial L}{\partial S_{ab}} = \frac sB\sum_i p_{i,v} = \frac sB\, e^{sS_{ab}} \sum_i \frac1{Z_i}\quad(\text{kept pair}),\qquad
+#   \frac{\partial L}{\partial S_{ab}} = 0\quad(\text{filtered pair, positive pair}),$$
+# $$\frac{\partial L}{\partial \cos\theta_{ik}} = \frac sB\, p_{ik} = \frac sB\,\frac{e^{s\cos\theta_{ik}}}{Z_i}\quad(k\neq y_i).$$
+# Three things to read off:
+# 1. **Hardness-aware, exponentially.** A pair's weight grows like $e^{sS_{ab}}$: a softmax at temperature
+#    $1/s$, like the negative half of lifted structure or MS.
+# 2. **Not tied to an anchor.** $\sum_i 1/Z_i$ is one number for the whole batch, so *every* kept pair lies on
+#    the *same* exponential curve — unlike MS, whose weight depends on the anchor's other pairs. Every row
+#    pushes pair $(a,b)$ apart, even rows whose sample is neither $a$ nor $b$; so at equal similarity a batch
+#    pair gets about $B$ times the weight of one proxy negative.
+# 3. **No positive-pair term.** UNPG only adds negatives; the pull towards the own class still comes from the proxy.
+#
+# | | negatives per row | weight of a negative | positives |
+# |---|---|---|---|
+# | ArcFace / CosFace | $K-1$ proxies | $\frac sB e^{s\cos\theta_{ik}}/Z_i$ (own row) | the proxy, with margin |
+# | MS (notebook 01) | the anchor's mined batch negatives | $e^{\beta S_{ij}}$ over the anchor's own negatives | mined batch positives |
+# | ArcFace + UNPG | $K-1$ proxies **and** all of $S^{n\prime}$ | $\frac sB e^{sS_{ab}}\sum_i 1/Z_i$ (all rows) | the proxy, with margin |
+#
+# ### One column instead of $|S^{n\prime}|$
+# The official code appends the vector $s\,S^{n\prime}$ to every row: a $B\times|S^{n\prime}|$ block (about
+# $128\times 8000$ logits here, $B^3/2$ in general). But $\sum_{v} e^{sv}$ is the same number in every row, so
+# lossviz appends its logarithm, $\operatorname{logsumexp}(s\,S^{n\prime})$, as **one** extra column. Same loss,
+# same gradients, and a UNPG step costs about as much as an ArcFace step.
+
+# %% [markdown]
+# ## 2. From formula to code
+#
+# `unpg.unpg_logits` builds the ArcFace logits with `margins.margin_logits` (notebook-independent, shared
+# with the margin-softmax lessons), filters the batch negatives with `kept_pairs`, and appends the one column.
+# `unpg_loss` is cross-entropy on these logits.
+
+# %%
+print(inspect.getsource(unpg.whisker_window))
+print(inspect.getsource(unpg.unpg_logits))
+
+# %% [markdown]
+# A batch of 64 training "faces" (see section 5 for the data) through an untrained network: a 16-d
+# embedding $x$ and 300 random proxies give $C$ and $S$.
+
+# %%
+ids = data.load("ids")
+x64, y64 = unpg.probe_batch(ids, batch=64)
+torch.manual_seed(0)
+net0, head0 = unpg.face_model(), margins.CosineClassifier(16, 300)
+with torch.no_grad():
+    f0 = net0(x64).double()
+C0, S0 = margins.cosine_logits(f0, head0.weight.detach().double()), lv.similarity(f0)
+print(f"train: {len(ids.y_train)} images of {len(ids.y_train.unique())} identities; test: {len(ids.y_test)} images "
+      f"of {len(ids.y_test.unique())} unseen identities | batch: C {tuple(C0.shape)}, S {tuple(S0.shape)}")
+
+# %% [markdown]
+# **From scratch, the official way:** sort the batch negatives, take the quartiles by index, keep the
+# window, append the whole kept vector to every row, cross-entropy. It equals lossviz's one-column form.
+
+# %%
+s, m = KNOBS["s"], KNOBS["m"]
+sn = S0[(y64[:, None] != y64[None, :]).triu(1)]            # S^n: upper triangle, different labels
+ordered = sn.sort().values
+L = len(ordered)
+q1, q3 = ordered[int(0.25 * L)], ordered[int(0.75 * L)]
+kept = ordered[(ordered >= q1 - W * (q3 - q1)) & (ordered <= q3 + W * (q3 - q1))]
+logits = torch.cat([margins.margin_logits(C0, y64, s=s, m=m), s * kept.expand(64, -1)], dim=1)
+literal = F.cross_entropy(logits, y64)
+ours = unpg.unpg_loss(C0, S0, y64, w=W, **KNOBS)
+print(f"{L} batch negatives, {len(kept)} kept; logits {tuple(logits.shape)} vs "
+      f"{tuple(unpg.unpg_logits(C0, S0, y64, w=W, **KNOBS).shape)}")
+print(f"literal {float(literal):.10f}   lossviz {float(ours):.10f}")
+assert abs(float(literal) - float(ours)) < 1e-10
+
+# %% [markdown]
+# ## 3. Weights as pictures
+#
+# ### How many pairs does the filter keep?
+# The kept count can only grow with $w$ (the window widens), and a huge $w$ keeps every pair. At $w = 0$ only
+# the inter-quartile half of the pairs stays.
+
+# %%
+ws = [0.0, 0.5, 1.0, 1.5, 3.0, 1e3]
+counts0 = unpg.kept_counts(S0, y64, ws)
+print(f"|S^n| = {L}; kept at w = " + ", ".join(f"{w:g}: {c}" for w, c in zip(ws, counts0)))
+assert list(counts0) == sorted(counts0) and counts0[-1] == L
+
+# %% [markdown]
+# ### The mismatch: batch negatives against proxy negatives
+# The paper's motivation, as a picture. We take a fixed probe batch of 128 training images and plot three
+# densities: all batch negatives $S^n$ (vermillion line), the kept window $S^{n\prime}$ (shaded vermillion,
+# grey = the cut tails), and the proxy negatives $\cos\theta_{ik}$, $k\neq y_i$ (purple). Left: untrained
+# network. Right: after 300 steps of plain ArcFace (the run of section 5, cached: it takes about a second).
+
+# %%
+probe = unpg.probe_batch(ids)
+arc0 = unpg.train_faces(unpg=False, seed=0, progress=False, **KNOBS)
+C_init, S_init, y_p = unpg.batch_view(net0, head0, *probe)
+C_arc, S_arc, _ = arc0.view(*probe)
+fig, axes = plots.new_figure(2, width=5.2, height=3.8)
+_ = unpg.mismatch_plot(axes[0, 0], C_init, S_init, y_p, w=W, title="untrained network")
+_ = unpg.mismatch_plot(axes[0, 1], C_arc, S_arc, y_p, w=W, title="after 300 steps of ArcFace")
+fig
+
+# %%
+for name, (C_, S_) in {"untrained": (C_init, S_init), "after ArcFace": (C_arc, S_arc)}.items():
+    pb, pp = unpg.mismatch(C_, S_, y_p)
+    print(f"{name:14s} 99th percentile: batch negatives {pb:.3f}, proxy negatives {pp:.3f}")
+
+# %% [markdown]
+# Untrained, all features point roughly the same way, so batch negatives are very similar while random
+# proxies are not. After ArcFace the bulk of both distributions sits near 0, but the batch negatives keep
+# a longer upper tail than the proxies: the hardest negatives a sample meets are other *samples*, not
+# class centres. Notice also what the whisker cuts at $w = 1.5$: a few pairs in the tails — exactly the
+# hardest negatives.
+#
+# ### Weight against similarity
+# The pair weights by autograd (`unpg.unpg_weights` makes $C$ and $S$ leaves and reads both gradients), for
+# the probe batch after ArcFace training. Each kept batch pair (vermillion) and each proxy negative (purple)
+# at its similarity, on a log scale (twelve decades; smaller weights fall off the bottom); filtered pairs are
+# drawn as crosses on the bottom line: their weight is exactly 0.
+
+# %%
+fig, axes = plots.new_figure(1, width=6.4, height=4.0)
+wts = unpg.weight_plot(axes[0, 0], C_arc, S_arc, y_p, w=W, **KNOBS)
+fig
+
+# %% [markdown]
+# The vermillion points lie on **one straight line** of slope $s/\ln 10$ per unit of similarity: the weight is
+# $\frac sB e^{sS_{ab}}\sum_i 1/Z_i$, the same curve for every pair. The purple cloud is wide because each proxy
+# weight carries its own row's $1/Z_i$, and it sits about $\log_{10}B \approx 2$ decades lower. We check the
+# three exact properties of the loss on this batch: zero weight off the kept pairs, the slope $s$, and
+# autograd $=\frac sB\sum_i p_{i,v}$ (from the literal $B\times(K+|S^{n\prime}|)$ softmax).
+
+# %%
+kept_mask, neg_mask = unpg.kept_pairs(S_arc, y_p, w=W), unpg.negative_pairs(y_p)
+pos_mask = lv.pair_masks(y_p)[0]
+slope, _ = np.polyfit(S_arc[kept_mask].numpy(), np.log(wts.S[kept_mask].numpy()), 1)
+full = torch.cat([margins.margin_logits(C_arc, y_p, s=s, m=m), s * S_arc[kept_mask].expand(len(y_p), -1)], 1)
+closed = s / len(y_p) * full.softmax(dim=1)[:, C_arc.shape[1]:].sum(dim=0)     # (s/B) sum_i p_iv
+err = float((wts.S[kept_mask] - closed).abs().max())
+print(f"filtered pairs: {int((neg_mask & ~kept_mask).sum())}, largest |weight| there: "
+      f"{float(wts.S[neg_mask & ~kept_mask].abs().max()):g}; on positives: {float(wts.S[pos_mask].abs().max()):g}")
+print(f"fitted slope of log-weight vs similarity: {slope:.6f} (s = {s:g});  max |autograd - closed form| = {err:.1e}")
+assert bool((wts.S[~kept_mask] == 0).all()) and bool((wts.S[kept_mask] > 0).all())
+assert abs(slope - s) < 1e-6 and err < 1e-6
+
+# %% [markdown]
+# ### The batch as a heat-map, next to MS loss
+# A batch of 16 identities × 4 images (so that positive pairs exist and show as outlined blocks), through the
+# ArcFace-trained network. Left: UNPG's $\partial L/\partial S$. Right: MS loss's weights on the same $S$
+# (`lv.pair_weights(lv.ms_loss, ...)`, official-code knobs). UNPG's $S$ is used only on the upper triangle
+# and MS's per anchor, so both maps show each pair's total, $\partial L/\partial S_{ab} + \partial L/\partial S_{ba}$;
+# each map is scaled to its own largest weight.
+
+# %%
+idx = data.PKSampler(ids.y_train.numpy(), p=16, k=4, seed=0).sample()
+C_pk, S_pk, y_pk = arc0.view(ids.x_train[idx], ids.y_train[idx])
+G_unpg = unpg.unpg_weights(C_pk, S_pk, y_pk, w=W, **KNOBS).S
+G_ms = lv.pair_weights(lv.ms_loss, S_pk, y_pk, signed=True, **lv.MS_PRESETS["official_code"])
+fig, axes = plots.new_figure(2, width=4.8, height=4.2)
+_ = plots.weight_heatmap(axes[0, 0], G_unpg + G_unpg.T, y_pk, title="ArcFace + UNPG: ∂L/∂S")
+_ = plots.weight_heatmap(axes[0, 1], G_ms + G_ms.T, y_pk, title="MS loss: ∂L/∂S")
+fig
+
+# %%
+pos_pk = lv.pair_masks(y_pk)[0]
+for name, G in (("UNPG", G_unpg), ("MS", G_ms)):
+    G = G + G.T
+    print(f"{name:4s}: pairs with non-zero weight: {float((G[pos_pk] != 0).float().mean()):.0%} of positives, "
+          f"{float((G[~pos_pk & ~torch.eye(64, dtype=torch.bool)] != 0).float().mean()):.0%} of negatives")
+assert bool((G_unpg[pos_pk] == 0).all()) and bool((G_ms[pos_pk] != 0).any())
+
+# %% [markdown]
+# The UNPG map has blank diagonal blocks (no positive-pair term) and bright spots wherever two different
+# people look alike — wherever they are in the batch. MS pulls its mined positives (blue) and spends its
+# push on each anchor's own few hardest negatives.
+
+# %% [markdown]
+# ## 4. Explore
+# **Pure maths on the probe batch** (ArcFace-trained features). Move the scale $s$, the margin $m$, the whisker
+# $w$ (or switch the filter off), and the margin type. Left: the mismatch picture with the whisker window;
+# middle: pair weights against similarity; right: the kept count against $w$. The status line says how much
+# of each row's softmax mass goes to the proxies and how much to the batch pairs. Try $s = 8$ (weights spread
+# over many pairs) and $s = 64$ (the top few pairs take everything).
+
+# %%
+explore = unpg.explore_panel(C_arc, S_arc, y_p, w=W, **KNOBS)
+assert explore.state["kept"] == int(kept_mask.sum())
+explore
+
+# %% [markdown]
+# The panel is an ordinary object: setting a control redraws it.
+
+# %%
+explore.controls["w"].value = 0.0
+kept_w0 = explore.state["kept"]
+explore.controls["filter"].value = False
+print(f"kept at w = 0: {kept_w0};  without the filter: {explore.state['kept']} of {int(neg_mask.sum())}")
+assert kept_w0 < int(kept_mask.sum()) < explore.state["kept"] == int(neg_mask.sum())
+explore.controls["filter"].value, explore.controls["w"].value = True, W
+
+# %% [markdown]
+# ## 5. A real training run: verification on unseen identities
+# **Data** (`data.load("ids")`, generated locally). 400 synthetic identities, 12 images each: class centres
+# $\mu_k\sim\mathcal N(0, I_{24})$, an image is $\tanh((\mu_k + 0.7\varepsilon)A) + 0.05\varepsilon'$ with one fixed
+# random $24\times32$ map $A$. We train on identities 0–299 (3600 images) and verify on the 100 unseen
+# identities 300–399: 1200 images, 6,600 genuine pairs and about 712,000 impostor pairs.
+#
+# **Model and training.** An MLP 32 → 128 → 128 → 16 with ReLU, L2-normalised; 300 proxies; ArcFace with
+# $s = 30$, $m = 0.3$, with or without UNPG ($w = 1.5$); Adam, learning rate 2e-3, batches of 128 random images,
+# 300 steps, for each seed in `SEEDS`.
+#
+# **Metric.** TAR@FAR: the threshold is the $(1-\mathrm{FAR})$-quantile of the impostor cosines, TAR the fraction
+# of genuine pairs above it — measured before training and every 50 steps. We also track the mismatch on the
+# probe batch (99th percentile of batch negatives minus that of proxy negatives).
+
+# %% tags=["nbval-ignore-output"]
+runs = {(seed, u): unpg.train_faces(unpg=u, w=W, seed=seed, **KNOBS) for seed in SEEDS for u in (False, True)}
+assert all(np.isfinite(r.history["loss"]).all() for r in runs.values())
+
+# %%
+fig, axes = plots.new_figure(3, width=4.3, height=3.5)
+_ = unpg.learning_curves(axes[0], [runs[0, False], runs[0, True]])
+fig
+
+# %% [markdown]
+# Left: the two losses are not comparable in value (UNPG's denominators hold about 8,000 more terms); both fall.
+# Middle: on the *unseen* identities, UNPG's features are better from the first evaluation on. Right: ArcFace
+# leaves the hardest batch negatives above the hardest proxy negatives (gap > 0) throughout; UNPG, which
+# pushes exactly those pairs, keeps the gap smaller.
+#
+# **Train it yourself.** Choose ArcFace or CosFace, with or without UNPG, $s$, $m$, $w$ and the seed, and press
+# *Train* (about two seconds; the panel also trains the plain margin softmax with the same knobs, for comparison;
+# a setting already trained shows at once).
+
+# %%
+panel = unpg.train_panel(w=W, **KNOBS)
+assert panel.state["result"][1] is runs[0, True]        # the default setting came from the cache
+panel
+
+# %%
+panel.controls["seed"].value = SEEDS[-1]                  # an example: another seed (already trained above)
+base_, run_ = panel.train()
+assert run_ is runs[SEEDS[-1], True] and base_ is runs[SEEDS[-1], False]
+
+# %% [markdown]
+# ## 6. The claim, checked
+# **The paper's claim.** Adding UNPG to ArcFace, CosFace or MagFace improves verification on the face
+# benchmarks (IJB-B, IJB-C, K-FACE, trained on MS1MV2 with a ResNet-100), and the box-and-whisker filter is
+# needed for reliable training.
+#
+# **What we check here.**
+# 1. *Training:* on the unseen identities, TAR@FAR=1e-2 with ArcFace + UNPG is at least ArcFace's + 0.03, on
+#    every seed (fixed in advance, not tuned).
+# 2. *The mismatch, in numbers:* after ArcFace-only training, the 99th percentile of the batch negatives is
+#    above the 99th percentile of the proxy negatives, on every seed.
+# 3. *The exact properties* (no training): checked in sections 2 and 3 above and in `tests/test_unpg.py`.
+
+# %%
+print(f"{'seed':>4s} {'ArcFace TAR@1e-3':>17s} {'@1e-2':>6s} {'+UNPG TAR@1e-3':>15s} {'@1e-2':>6s}"
+      f"  {'gain @1e-2':>10s}  {'p99 batch':>9s} {'p99 proxy':>9s}")
+gains, gaps = {}, {}
+for seed in SEEDS:
+    a, u = runs[seed, False], runs[seed, True]
+    gains[seed] = u.tar(1e-2) - a.tar(1e-2)
+    gaps[seed] = a.evals["p99_batch"][-1] - a.evals["p99_proxy"][-1]
+    print(f"{seed:4d} {a.tar(1e-3):17.3f} {a.tar(1e-2):6.3f} {u.tar(1e-3):15.3f} {u.tar(1e-2):6.3f}  "
+          f"{gains[seed]:+10.3f}  {a.evals['p99_batch'][-1]:9.3f} {a.evals['p99_proxy'][-1]:9.3f}")
+assert all(g >= 0.03 for g in gains.values())          # claim 1, every seed
+assert all(g > 0 for g in gaps.values())               # the mismatch, every seed
+
+# %% [markdown]
+# **Both hold at this scale.** UNPG's gain is large and consistent, and after ArcFace training the batch
+# negatives do reach higher similarities than the proxy negatives — by a few hundredths of a cosine at the
+# 99th percentile.
+#
+# **The filter: does it help here?** The paper cuts the tails because, in web-scale face data, many of the
+# hardest "negatives" are the same person under two labels. Our synthetic identities have **no label noise**, so
+# the upper tail holds only genuine hard negatives. We train UNPG without the filter ($w = \infty$) on the same
+# seeds.
+
+# %% tags=["nbval-ignore-output"]
+no_filter = {seed: unpg.train_faces(unpg=True, w=math.inf, seed=seed, **KNOBS) for seed in SEEDS}
+assert all(r.history["kept"].min() == 1.0 for r in no_filter.values())   # w = inf keeps every pair
+
+# %%
+for seed in SEEDS:
+    print(f"seed {seed}: TAR@1e-2  ArcFace {runs[seed, False].tar(1e-2):.3f}   + UNPG w=1.5 "
+          f"{runs[seed, True].tar(1e-2):.3f} (keeps {runs[seed, True].history['kept'].mean():.1%} of S^n)   "
+          f"+ UNPG w=inf {no_filter[seed].tar(1e-2):.3f}")
+mean_filtered = np.mean([runs[seed, True].tar(1e-2) for seed in SEEDS])
+mean_unfiltered = np.mean([no_filter[seed].tar(1e-2) for seed in SEEDS])
+assert mean_unfiltered >= mean_filtered                  # on clean labels the filter does not help
+
+# %% [markdown]
+# Why can cutting 0.2% of the pairs matter? Because of the exponential weight: on the probe batch after ArcFace,
+# the pairs that $w = 1.5$ cuts would carry a large share of all the batch-pair weight if they were kept.
+
+# %%
+w_all = unpg.unpg_weights(C_arc, S_arc, y_p, w=math.inf, **KNOBS).S
+cut = neg_mask & ~kept_mask
+frac_pairs, frac_weight = float(cut.sum() / neg_mask.sum()), float(w_all[cut].sum() / w_all.sum())
+print(f"w = {W:g} cuts {int(cut.sum())} of {int(neg_mask.sum())} pairs ({frac_pairs:.2%}); "
+      f"without the filter they would carry {frac_weight:.0%} of the batch-pair weight")
+assert frac_weight > 10 * frac_pairs
+
+# %% [markdown]
+# On clean labels the filter does not help: the pairs it removes from the top are the hardest *true*
+# negatives, the very pairs that make the mismatch, and they carry much of the push. The second half of the paper's claim is about noisy labels,
+# and this miniature has none, so it cannot test it (exercise 2 adds noise).
+#
+# **What we do not claim.** The benchmark numbers need MS1MV2 (5.8M images, 85K identities), a ResNet-100 and
+# IJB-B/C. And our small MLP is a weak face model: the *raw* 32 input features, or simply their top 16 principal
+# components, verify the unseen identities better than either trained network:
+
+# %%
+pca16 = models.pca_embedding(ids.x_train, ids.x_test, 16)
+raw = {"raw 32 features": ids.x_test, "PCA-16 (fit on train)": pca16}
+for name, z in raw.items():
+    print(f"{name:22s} TAR@1e-2 {lv.metrics.tar_at_far(z, ids.y_test, 1e-2):.3f}")
+assert lv.metrics.tar_at_far(pca16, ids.y_test, 1e-2) > max(r.tar(1e-2) for r in runs.values())
+
+# %% [markdown]
+# With 12 images for each of 300 identities the network memorises the training identities (the training loss
+# keeps falling while TAR stalls). The lesson is comparative — at the same budget, the extra batch negatives
+# make the features generalise better to new people — not that 300 steps of ArcFace make a good face model.
+
+# %% [markdown]
+# ## 7. Pitfalls
+#
+# **The official head assumes a GPU.** It stacks the kept vector once per visible GPU,
+# `torch.stack([sn_prime] * torch.cuda.device_count())`. On a CPU-only machine that count is 0:
+
+# %%
+n_gpu = 0                                       # what torch.cuda.device_count() returns without a GPU
+try:
+    torch.stack([kept] * n_gpu)
+except RuntimeError as err:
+    print("RuntimeError:", err)
+
+# %% [markdown]
+# **A batch of one identity has no negative pair.** The official quartile indexing then fails on an empty
+# vector. lossviz returns plain ArcFace, exactly:
+
+# %%
+y_one = torch.zeros(64, dtype=torch.long)
+assert not unpg.kept_pairs(S0, y_one).any()
+assert torch.equal(unpg.unpg_loss(C0, S0, y_one, **KNOBS), margins.margin_softmax_loss(C0, y_one, **KNOBS))
+print("one identity: UNPG == ArcFace, and dL/dS =", float(unpg.unpg_weights(C0, S0, y_one, **KNOBS).S.abs().max()))
+
+# %% [markdown]
+# **Quartiles.** `torch.quantile` interpolates; the official code indexes. The windows differ slightly, and so
+# do the kept pairs. lossviz follows the official code.
+
+# %%
+sn_arc = S_arc[neg_mask]
+by_index = unpg.whisker_window(sn_arc, W)
+q1_i, q3_i = torch.quantile(sn_arc, 0.25), torch.quantile(sn_arc, 0.75)
+lo_i, hi_i = q1_i - W * (q3_i - q1_i), q3_i + W * (q3_i - q1_i)
+print(f"integer index: [{float(by_index.lo):.5f}, {float(by_index.hi):.5f}] keeps {int(kept_mask.sum())}")
+print(f"interpolated:  [{float(lo_i):.5f}, {float(hi_i):.5f}] keeps {int(((sn_arc >= lo_i) & (sn_arc <= hi_i)).sum())}")
+assert float(by_index.q1) != float(q1_i)
+
+# %% [markdown]
+# **`acos` at ±1.** The official ArcFace takes `acos` of the cosines in place, with no clamp. The derivative of
+# $\arccos$ is infinite at 1: a sample that sits exactly on its proxy gets an infinite gradient (NaN as soon as
+# it meets a zero), and one step spreads it to every weight.
+# `margins.margin_logits` writes $\cos(\theta+m) = \cos\theta\cos m - \sin\theta\sin m$ with $\sin\theta$ clamped.
+
+# %%
+c = torch.tensor([[1.0, 0.2], [0.3, 0.1]], requires_grad=True)          # row 0: a perfect match
+labels2 = torch.tensor([0, 0])
+naive = c.scatter(1, labels2[:, None], torch.cos(torch.acos(c.gather(1, labels2[:, None])) + 0.5))
+naive_grad = torch.autograd.grad(F.cross_entropy(30 * naive, labels2), c)[0]
+safe_grad = torch.autograd.grad(margins.margin_softmax_loss(c, labels2, s=30.0, m=0.5), c)[0]
+print("official-style gradient finite:", bool(torch.isfinite(naive_grad).all()),
+      "| lossviz gradient finite:", bool(torch.isfinite(safe_grad).all()))
+assert not torch.isfinite(naive_grad).all() and torch.isfinite(safe_grad).all()
+
+# %% [markdown]
+# **Normalisation.** $S$ must come from L2-normalised features; otherwise $sS$ is not on the scale of
+# $s\cos\theta$ and the batch pairs swamp the softmax. lossviz refuses such an $S$:
+
+# %%
+try:
+    unpg.unpg_loss(C0, (2 * f0) @ (2 * f0).T, y64, **KNOBS)     # features of norm 2, not 1
+except ValueError as err:
+    print("ValueError:", err)
+
+# %% [markdown]
+# **More traps.**
+# - *Memory of the literal form:* the official block has $B\cdot|S^{n\prime}|\approx B^3/2$ entries — about 1M at
+#   $B = 128$, 8.4M at $B = 256$ and 67M at $B = 512$. lossviz's one column is $B$ entries.
+# - *Loss values are not comparable* between ArcFace and ArcFace + UNPG: the denominators differ. Compare
+#   verification metrics.
+# - *Defaults differ:* head.zoo.yaml trains ArcFace and CosFace with $s = 64$, $m = 0.5$, but the `CosFace` class
+#   defaults to $m = 0.35$; the MS1M model name uses $w = 1.5$, the K-FACE one $w = 1.0$. We use $s = 30$, $m = 0.3$
+#   for a 16-d embedding (a large $s$ on few dimensions saturates the softmax).
+# - *$\theta + m > \pi$:* ArcFace's $\cos(\theta+m)$ stops decreasing there; the official head has no fall-back.
+#   `margins.margin_logits(..., easy_threshold=True)` offers insightface's fall-back (not part of UNPG's code).
+#
+# ## 8. Exercises
+# 1. **The filter, swept.** In the training panel, try $w = 0, 0.5, 1.5, 3$. How do TAR and the kept fraction
+#    change? *Hint:* `unpg.train_faces(w=0.0).history["kept"]`; at $w = 0$ exactly the inter-quartile half stays.
+# 2. **Noisy labels.** Give 10% of the training images a random wrong identity (copy `data.load("ids")` and edit
+#    `y_train`), and compare $w = 1.5$ with $w = \infty$. Does the filter earn its keep now? *Hint:* mislabelled pairs
+#    are "negatives" of very high similarity — where is the upper whisker?
+# 3. **Scale.** Compare the weight pictures at $s = 8$ and $s = 64$ in the explore panel. What fraction of the
+#    batch-pair weight goes to the top 1% of pairs? *Hint:* `w = unpg.unpg_weights(...).S`, sort it, `cumsum`.
+# 4. **An anchor-tied variant.** Write a loss where row $i$ adds only *its own* negatives $S_{ij}$
+#    ($y_j\neq y_i$) to its denominator, take its weights with `lv.pair_weights`, and compare the heat-map with
+#    UNPG's. Which one is closer to MS? *Hint:* mask the other entries with `-inf` and use `torch.logsumexp` per row.
+#
+# ## 9. Summary
+# - UNPG adds the batch's different-identity pairs, minus a box-and-whisker's outliers, to every row of an
+#   ArcFace/CosFace softmax. Because the kept set is the same for every row, it is one extra logit,
+#   $\operatorname{logsumexp}(sS^{n\prime})$.
+# - Its pair weights are one exponential $e^{sS_{ab}}$ with a batch-wide factor: hardness-aware at temperature
+#   $1/s$, not tied to an anchor, exactly zero on filtered and positive pairs.
+# - On unseen synthetic identities, ArcFace + UNPG verifies better than ArcFace on every seed, and the mismatch
+#   (batch negatives harder than proxy negatives) shows in numbers. On clean labels the filter does not help; its
+#   purpose is label noise, which this miniature does not have.
+#
+# **References.** Jung et al., *Unified Negative Pair Generation toward Well-discriminative Feature Space for Face
+# Recognition*, arXiv:2203.11593. Deng et al., *ArcFace: Additive Angular Margin Loss for Deep Face Recognition*,
+# CVPR 2019. Wang et al., *CosFace: Large Margin Cosine Loss for Deep Face Recognition*, CVPR 2018. Wang et al.,
+# *Multi-Similarity Loss with General Pair Weighting for Deep Metric Learning*, CVPR 2019. Tukey, *Exploratory Data
+# Analysis*, 1977 (the box plot).
