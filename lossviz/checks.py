@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import torch
 
 _VALIDATE = True
@@ -90,6 +91,13 @@ def check_anchors(anchors, n_rows: int, n_cols: int, device: torch.device) -> to
     if _VALIDATE and n_rows and not bool(((anchors >= 0) & (anchors < n_cols)).all()):
         raise ValueError(f"anchors must be column indices in [0, {n_cols})")
     return anchors if anchors.device == device else anchors.to(device)
+
+
+def integer(value, name: str, low: int = 0) -> int:
+    """``value`` as an int, if it is an integer (not a bool) ``>= low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    return int(value)
 
 
 def positive(value, name: str) -> float:

@@ -65,6 +65,19 @@ def digits(split: str = "seen", *, seed: int = 0) -> Split:
     raise ValueError(f"digits split must be 'seen' or 'zero_shot'; got {split!r}")
 
 
+def digits_novel(n_base: int = 8, *, seed: int = 0) -> Split:
+    """Digits for novel-class lessons: :func:`digits` ("seen", stratified 50/50), with training
+    images of the first ``n_base`` digits only; the test split keeps all ten digits (the others are
+    the *novel* classes, never seen in training)."""
+    if isinstance(n_base, bool) or not isinstance(n_base, int) or not 1 <= n_base <= 9:
+        raise ValueError(f"n_base must be an integer in [1, 9] (digits 0..n_base-1 are trained on); got {n_base!r}")
+    d = digits("seen", seed=seed)
+    keep = d.y_train < n_base
+    return Split(f"digits_{n_base}+{10 - n_base}", d.x_train[keep], d.y_train[keep], d.x_test, d.y_test,
+                 f"digits: train on 0-{n_base - 1} ({int(keep.sum())} images), "
+                 f"test on all ten digits ({len(d.y_test)} images); {n_base}-9 are novel")
+
+
 def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray]:
     """All 5000 MNIST-1D signals and labels (default arguments), generated once and cached."""
     path = DATA_DIR / "mnist1d.npz"
@@ -139,6 +152,8 @@ DATASETS = {
     "mnist1d_unseen": lambda: mnist1d("unseen"),
     "mnist1d": lambda: mnist1d("seen"),
     "ids": lambda: identities(),
+    "digits_8+2": lambda: digits_novel(8),
+    "digits_5+5": lambda: digits_novel(5),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -163,3 +164,31 @@ def tolerance(emb, labels) -> float:
     if not bool(same.any()):
         raise ValueError("tolerance needs at least one class with two or more samples")
     return float((f @ f.T)[same].mean())
+
+
+def _scores(x, name) -> np.ndarray:
+    a = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64).reshape(-1)
+    if a.size == 0:
+        raise ValueError(f"{name} is empty: the AUC needs at least one score on each side")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    return a
+
+
+def roc_auc(negative_scores, positive_scores) -> float:
+    """ROC-AUC: the probability that a positive scores higher than a negative, ties counted 1/2
+    (Mann-Whitney U / (n_pos n_neg), from average ranks)."""
+    from scipy.stats import rankdata
+
+    neg, pos = _scores(negative_scores, "negative_scores"), _scores(positive_scores, "positive_scores")
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def roc_curve(negative_scores, positive_scores) -> tuple[np.ndarray, np.ndarray]:
+    """``(fpr, tpr)`` of the ROC curve, one point per distinct threshold (from (0, 0) to (1, 1))."""
+    neg, pos = _scores(negative_scores, "negative_scores"), _scores(positive_scores, "positive_scores")
+    thresholds = np.unique(np.concatenate([neg, pos]))[::-1]
+    fpr = np.searchsorted(np.sort(-neg), -thresholds, side="right") / len(neg)
+    tpr = np.searchsorted(np.sort(-pos), -thresholds, side="right") / len(pos)
+    return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])

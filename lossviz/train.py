@@ -108,9 +108,8 @@ def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p:
     10 iterations (a widget's progress bar).
     """
     name, fn = _loss_fn(loss)
-    for arg, value, low in (("dim", dim, 1), ("iters", iters, 1), ("eval_every", eval_every, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{arg} must be an integer >= {low}; got {value!r}")
+    for arg, value in (("dim", dim), ("iters", iters), ("eval_every", eval_every)):
+        checks.integer(value, arg, 1)
     lr = checks.positive(lr, "lr")
     split = load(data)
     p0, k0 = DEFAULT_PK.get(data, (5, 8))
@@ -205,8 +204,7 @@ def loop(step: Callable[[int], dict], iters: int, *, desc: str = "training", pro
     those iterations when they differ from ``iter``).  A non-finite ``"loss"`` stops the run with a
     clear error.
     """
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be an integer >= 1; got {iters!r}")
+    checks.integer(iters, "iters", 1)
     bar = _progress(iters, desc, progress is True)
     report = progress if callable(progress) else None
     rows: dict = {}
@@ -226,7 +224,8 @@ def loop(step: Callable[[int], dict], iters: int, *, desc: str = "training", pro
         if bar is not None:
             bar.update(1)
             if it % 25 == 0 and out:
-                bar.set_postfix({k: f"{float(v):.3f}" for k, v in list(out.items())[:3]})
+                bar.set_postfix({k: f"{float(v.detach()) if torch.is_tensor(v) else float(v):.3f}"
+                                 for k, v in list(out.items())[:3]})
     if bar is not None:
         bar.close()
     hist = {"iter": np.arange(1, iters + 1)}

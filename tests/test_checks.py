@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -255,3 +257,12 @@ def test_map_at_r_without_any_same_class_pair():
     x, _, _ = good_batch()
     with pytest.raises(ValueError, match="at least one class with two or more samples"):
         lv.map_at_r(x, torch.arange(6))
+
+
+def test_integer_accepts_ints_and_rejects_bools_floats_and_small_values():
+    from lossviz import checks
+
+    assert checks.integer(3, "k", 1) == 3 and checks.integer(np.int64(2), "k", 1) == 2
+    for bad in (True, 2.0, 0, "3"):
+        with pytest.raises(ValueError, match="k must be an integer >= 1"):
+            checks.integer(bad, "k", 1)

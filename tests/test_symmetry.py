@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from lossviz import symmetry as sy
-from lossviz import train as T
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

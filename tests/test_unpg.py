@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import lossviz as lv
-from lossviz import margins, metrics, models, unpg
-from lossviz import train as T
+from lossviz import margins, unpg
 
 
 def unpg_ref(C, S, labels, *, s, m, w, kind):
