@@ -10,10 +10,26 @@ The one idea: a pair-based loss is a function ``L(S, labels)`` of the similarity
     W = lv.pair_weights(lv.ms_loss, S, labels)   # B x B pair weights, by autograd
 """
 
-from . import data, models
+from . import augment, checks, data, metrics, models
 from .checks import set_validation, validation, validation_enabled
-from .contrastive import nt_xent_loss, supcon_loss
-from .metrics import map_at_r, recall_at_k
+from .contrastive import (
+    hard_nt_xent_loss,
+    negative_weight_entropy,
+    nt_xent_loss,
+    nt_xent_weights,
+    relative_penalty,
+    simple_contrastive_loss,
+    supcon_loss,
+)
+from .margins import (
+    arcface_loss,
+    cosface_loss,
+    cosine_logits,
+    margin_softmax_loss,
+    normface_loss,
+    proxy_weights,
+)
+from .metrics import alignment, map_at_r, recall_at_k, roc_auc, tar_at_far, tolerance, uniformity
 from .mining import ms_mining
 from .pairs import (
     MS_PRESETS,
@@ -33,5 +49,8 @@ __all__ = [
     "MS_PRESETS", "PAIR_LOSSES", "active_fraction", "binomial_deviance_loss", "contrastive_loss",
     "lifted_structure_loss", "map_at_r", "ms_loss", "ms_mining", "pair_masks", "pair_weights",
     "recall_at_k", "set_validation", "similarity", "triplet_loss", "validation", "validation_enabled",
-    "nt_xent_loss", "supcon_loss",
+    "nt_xent_loss", "supcon_loss", "arcface_loss", "cosface_loss", "cosine_logits", "margin_softmax_loss",
+    "normface_loss", "proxy_weights", "roc_auc", "tar_at_far", "checks", "data", "metrics", "models",
+    "augment", "hard_nt_xent_loss", "negative_weight_entropy", "nt_xent_weights", "relative_penalty",
+    "simple_contrastive_loss", "alignment", "tolerance", "uniformity",
 ]

@@ -389,3 +389,116 @@ def supcon_loss_ref(S, labels, *, tau: float = 0.1) -> torch.Tensor:
 
 
 __all__ += ["nt_xent_loss_ref", "supcon_loss_ref"]
+
+
+# --------------------------------------------------------------------------------------------
+# The per-negative weight view of NT-Xent (Wang & Liu 2021) and the geometry metrics
+# --------------------------------------------------------------------------------------------
+
+def relative_penalty_ref(S, labels, *, tau: float = 0.1) -> torch.Tensor:
+    r"""r_ik = e^{S_ik/tau} / sum_{k' in N_i} e^{S_ik'/tau} for each negative k of anchor i, 0 elsewhere
+    (float64 B x B; written with the row's largest negative subtracted, so small tau is safe)."""
+    _, v, y, _ = _unpack(S, labels)
+    B = len(y)
+    R = torch.zeros(B, B, dtype=torch.float64)
+    for i in range(B):
+        N = _negatives(y, i)
+        if not N:
+            continue
+        top = max(v[i][k] for k in N)
+        Z = sum(math.exp((v[i][k] - top) / tau) for k in N)
+        for k in N:
+            R[i, k] = math.exp((v[i][k] - top) / tau) / Z
+    return R
+
+
+def negative_weight_entropy_ref(S, labels, *, tau: float = 0.1) -> torch.Tensor:
+    r"""H_i = -sum_{k in N_i} r_ik log r_ik, one anchor at a time (0 for an anchor without negatives)."""
+    R = relative_penalty_ref(S, labels, tau=tau)
+    return torch.tensor([-sum(float(r) * math.log(float(r)) for r in row if r > 0) for row in R],
+                        dtype=torch.float64)
+
+
+def nt_xent_weights_closed_form(S, labels, *, tau: float = 0.1) -> torch.Tensor:
+    r"""NT-Xent's weights without its constant factors: for each positive pair (i, p), with q the
+    softmax of S_i./tau over {p} ∪ N_i, add 1 - q_p at (i, p) and q_n at each (i, n)."""
+    _, v, y, _ = _unpack(S, labels)
+    B = len(y)
+    W = torch.zeros(B, B, dtype=torch.float64)
+    for i in range(B):
+        N = _negatives(y, i)
+        if not N:
+            continue
+        for p in _positives(y, i):
+            top = max(v[i][k] for k in [p] + N)
+            e = {k: math.exp((v[i][k] - top) / tau) for k in [p] + N}
+            Z = sum(e.values())
+            W[i, p] += 1 - e[p] / Z
+            for n in N:
+                W[i, n] += e[n] / Z
+    return W
+
+
+def _unit(f):
+    norm = math.sqrt(sum(a * a for a in f))
+    return [a / norm for a in f]
+
+
+def uniformity_ref(emb, *, t: float = 2.0) -> float:
+    r"""log( mean over pairs i < j of exp(-t ||f_i - f_j||^2) ), f the L2-normalised rows."""
+    f = [_unit(row) for row in torch.as_tensor(emb).double().tolist()]
+    terms = [math.exp(-t * sum((a - b) ** 2 for a, b in zip(f[i], f[j])))
+             for i in range(len(f)) for j in range(i + 1, len(f))]
+    return math.log(sum(terms) / len(terms))
+
+
+def alignment_ref(emb1, emb2, *, alpha: float = 2.0) -> float:
+    r"""mean over i of ||f1_i - f2_i||^alpha, rows L2-normalised."""
+    f1 = [_unit(row) for row in torch.as_tensor(emb1).double().tolist()]
+    f2 = [_unit(row) for row in torch.as_tensor(emb2).double().tolist()]
+    return sum(math.sqrt(sum((a - b) ** 2 for a, b in zip(u, w))) ** alpha for u, w in zip(f1, f2)) / len(f1)
+
+
+def tolerance_ref(emb, labels) -> float:
+    r"""mean over ordered pairs i != j of the same class of f_i . f_j, rows L2-normalised."""
+    f = [_unit(row) for row in torch.as_tensor(emb).double().tolist()]
+    y = [int(t) for t in torch.as_tensor(labels).tolist()]
+    sims = [sum(a * b for a, b in zip(f[i], f[j]))
+            for i in range(len(f)) for j in range(len(f)) if i != j and y[i] == y[j]]
+    return sum(sims) / len(sims)
+
+
+__all__ += ["alignment_ref", "negative_weight_entropy_ref", "nt_xent_weights_closed_form",
+            "relative_penalty_ref", "tolerance_ref", "uniformity_ref"]
+
+
+def simple_contrastive_loss_ref(S, labels, *, lam: float = 0.01) -> torch.Tensor:
+    r"""L = 1/|P| sum_{(i, p)} ( -S_ip + lam sum_{n in N_i} S_in ), one positive pair at a time."""
+    s, _, y, zero = _unpack(S, labels)
+    total, count = zero, 0
+    for i in range(len(y)):
+        for p in _positives(y, i):
+            total = total - s[i][p] + lam * sum((s[i][n] for n in _negatives(y, i)), zero)
+            count += 1
+    return total / max(count, 1)
+
+
+def hard_nt_xent_loss_ref(S, labels, *, tau: float = 0.1, frac: float = 0.1) -> torch.Tensor:
+    r"""NT-Xent where anchor i's denominator keeps only the negatives at least as similar as its
+    ceil(frac |N_i|)-th most similar negative."""
+    s, v, y, zero = _unpack(S, labels)
+    total, count = zero, 0
+    for i in range(len(y)):
+        N = _negatives(y, i)
+        if N:
+            cut = sorted((v[i][n] for n in N), reverse=True)[math.ceil(frac * len(N)) - 1]
+            N = [n for n in N if v[i][n] >= cut]
+        for p in _positives(y, i):
+            numerator = torch.exp(s[i][p] / tau)
+            denominator = numerator + sum((torch.exp(s[i][n] / tau) for n in N), zero)
+            total = total - torch.log(numerator / denominator)
+            count += 1
+    return total / max(count, 1)
+
+
+__all__ += ["hard_nt_xent_loss_ref", "simple_contrastive_loss_ref"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -314,3 +316,237 @@ def test_traces_without_graph_breaks(case):
     eager_value, eager_grad = value_and_grad(fast, S, y, tau=0.1)
     torch.testing.assert_close(value.detach(), eager_value, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(leaf.grad, eager_grad, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# The per-negative weight view (Wang & Liu 2021): relative penalty, entropy, closed-form weights
+# ------------------------------------------------------------------------------------------------
+
+from lossviz import contrastive as C  # noqa: E402
+
+
+@pytest.mark.parametrize("tau", TAUS)
+@pytest.mark.parametrize("batch", BATCHES)
+def test_closed_form_weights_are_the_autograd_weights(batch, tau):
+    """GPW by autograd == the closed form, up to the loss's 1/tau and its mean over positive pairs;
+    and the closed form == its loop reference."""
+    S, y = make_S(batch)
+    W = C.nt_xent_weights(S, y, tau=tau)
+    n_pairs = int(lv.pair_masks(y)[0].sum())
+    torch.testing.assert_close(lv.pair_weights(lv.nt_xent_loss, S, y, tau=tau), W / (tau * n_pairs),
+                               rtol=1e-10, atol=1e-12)
+    signed = lv.pair_weights(lv.nt_xent_loss, S, y, tau=tau, signed=True)
+    torch.testing.assert_close(signed, C.nt_xent_weights(S, y, tau=tau, signed=True) / (tau * n_pairs),
+                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(W, ref.nt_xent_weights_closed_form(S, y, tau=tau), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("tau", TAUS)
+@pytest.mark.parametrize("batch", BATCHES)
+def test_relative_penalty_and_entropy_match_the_loops(batch, tau):
+    S, y = make_S(batch)
+    r = C.relative_penalty(S, y, tau=tau)
+    torch.testing.assert_close(r, ref.relative_penalty_ref(S, y, tau=tau), rtol=1e-10, atol=1e-12)
+    _, neg = lv.pair_masks(y)
+    torch.testing.assert_close(r.sum(1), neg.any(1).double())         # a distribution over N_i
+    H = C.negative_weight_entropy(S, y, tau=tau)
+    torch.testing.assert_close(H, ref.negative_weight_entropy_ref(S, y, tau=tau), rtol=1e-9, atol=1e-12)
+    Hn = C.negative_weight_entropy(S, y, tau=tau, normalized=True)
+    torch.testing.assert_close(Hn, H / neg.sum(1).double().log())
+    assert bool((Hn > 0).all()) and bool((Hn <= 1).all())
+
+
+def test_push_is_shared_by_the_relative_penalty_and_equals_the_pull():
+    """Per anchor: the total push on the negatives equals the total pull on the positives, and the
+    push on each negative is that total times r (for any labels, several positives included)."""
+    S, y = make_S("unbalanced")
+    pos, neg = lv.pair_masks(y)
+    W = C.nt_xent_weights(S, y, tau=0.3)
+    pull, push = (W * pos).sum(1), (W * neg).sum(1)
+    torch.testing.assert_close(pull, push)
+    torch.testing.assert_close(W * neg, C.relative_penalty(S, y, tau=0.3) * pull[:, None])
+    assert bool((pull > 0).all())
+
+
+def test_entropy_rises_and_the_largest_share_falls_with_tau():
+    g = torch.Generator().manual_seed(3)
+    S = lv.similarity(torch.randn(40, 8, generator=g, dtype=F64))
+    y = torch.arange(20).repeat(2)
+    taus = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 100.0]
+    H = torch.stack([C.negative_weight_entropy(S, y, tau=t) for t in taus])
+    top = torch.stack([C.relative_penalty(S, y, tau=t).max(1).values for t in taus])
+    assert bool((H.diff(dim=0) > 0).all()) and bool((top.diff(dim=0) < 0).all())
+    assert float(H[0].median()) < 0.1                                  # about one-hot at tau = 0.01
+    torch.testing.assert_close(H[-1], torch.full((40,), math.log(38), dtype=F64), rtol=1e-3, atol=0)
+
+
+def test_one_anchor_weights():
+    s_neg = torch.tensor([0.9, 0.3, -0.2, 0.5], dtype=F64)
+    tau = 0.2
+    w_pos, w_neg = C.anchor_nt_xent_weights(0.7, s_neg, tau=tau)
+    q = torch.softmax(torch.cat([torch.tensor([0.7], dtype=F64), s_neg]) / tau, 0)
+    torch.testing.assert_close(w_pos, 1 - q[0])
+    torch.testing.assert_close(w_neg, q[1:])
+    torch.testing.assert_close(w_neg / w_pos, torch.softmax(s_neg / tau, 0))
+    with pytest.raises(ValueError, match="at least one negative"):
+        C.anchor_nt_xent_weights(0.7, [], tau=tau)
+    with pytest.raises(ValueError, match="s_pos .* must be finite"):
+        C.anchor_nt_xent_weights(math.nan, s_neg, tau=tau)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
+def test_weight_view_at_tiny_temperature_is_finite(dtype):
+    """tau = 0.005 puts S/tau at 200: every exponential would overflow float32 if it were formed."""
+    S, y = make_S("singleton")
+    S = S.to(dtype)
+    for out in (C.relative_penalty(S, y, tau=0.005), C.negative_weight_entropy(S, y, tau=0.005),
+                C.nt_xent_weights(S, y, tau=0.005)):
+        assert torch.isfinite(out).all()
+    torch.testing.assert_close(C.relative_penalty(S, y, tau=0.005).double(),
+                               ref.relative_penalty_ref(S.double(), y, tau=0.005), rtol=1e-2, atol=1e-3)
+
+
+def test_rows_without_negatives_get_zero_weight():
+    S, _ = make_S("4x3")
+    y = torch.zeros(12, dtype=torch.long)
+    assert (C.relative_penalty(S, y, tau=0.1) == 0).all()
+    assert (C.negative_weight_entropy(S, y, tau=0.1) == 0).all()
+    assert (C.nt_xent_weights(S, y, tau=0.1) == 0).all()
+
+
+def test_blocks_of_anchors_give_the_rows_of_the_full_view():
+    S, y = make_S("4x3")
+    rows = torch.arange(3, 8)
+    for fn in (C.relative_penalty, C.nt_xent_weights):
+        torch.testing.assert_close(fn(S[rows], y, tau=0.2, anchors=rows), fn(S, y, tau=0.2)[rows])
+    torch.testing.assert_close(C.negative_weight_entropy(S[rows], y, tau=0.2, anchors=rows),
+                               C.negative_weight_entropy(S, y, tau=0.2)[rows])
+
+
+def test_weight_view_refuses_bad_input():
+    S, y = make_S("4x3")
+    for fn in (C.relative_penalty, C.negative_weight_entropy, C.nt_xent_weights):
+        with pytest.raises(ValueError, match="a temperature of 0"):
+            fn(S, y, tau=0)
+        with pytest.raises(ValueError, match="integer class ids"):
+            fn(S, y.float())
+        with pytest.raises(ValueError, match="NaN"):
+            fn(torch.full_like(S, math.nan), y)
+    with pytest.raises(ValueError, match="no positive pair"):
+        C.nt_xent_weights(S, torch.arange(12))
+    assert C.relative_penalty(S, torch.arange(12), tau=0.1).sum(1).allclose(torch.ones(12, dtype=F64))
+
+
+def test_weight_plots_draw():
+    from lossviz import plots
+
+    fig, axes = plots.new_figure(2)
+    s_neg = torch.tensor([0.9, 0.3, -0.2, 0.5], dtype=F64)
+    w_pos, w_neg = C.anchor_nt_xent_weights(0.7, s_neg, tau=0.2)
+    plots.anchor_weights_view(axes[0, 0], 0.7, s_neg, w_pos, w_neg)
+    lines = plots.temperature_curves(axes[0, 1], s_neg, [0.05, 0.5])
+    assert len(lines) == 2 and np.allclose(lines[0].get_ydata(), torch.softmax(s_neg.sort().values / 0.05, 0))
+    assert "total" in axes[0, 0].get_legend().get_texts()[0].get_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# Uniformity, alignment (Wang & Isola 2020) and tolerance (Wang & Liu 2021)
+# ------------------------------------------------------------------------------------------------
+
+from lossviz import metrics  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_geometry_metrics_match_the_loops(seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(30, 5, generator=g, dtype=F64) * 3
+    x2 = x + 0.4 * torch.randn(30, 5, generator=g, dtype=F64)
+    y = torch.randint(0, 4, (30,), generator=g)
+    for t in (0.5, 2.0, 5.0):
+        assert math.isclose(metrics.uniformity(x, t=t), ref.uniformity_ref(x, t=t), rel_tol=1e-10)
+    for a in (1.0, 2.0):
+        assert math.isclose(metrics.alignment(x, x2, alpha=a), ref.alignment_ref(x, x2, alpha=a), rel_tol=1e-10)
+    assert math.isclose(metrics.tolerance(x, y), ref.tolerance_ref(x, y), rel_tol=1e-10)
+
+
+def test_geometry_metrics_limits():
+    g = torch.Generator().manual_seed(0)
+    same = torch.ones(10, 3)
+    assert metrics.uniformity(same) == pytest.approx(0.0, abs=1e-12)      # collapsed: exp(0) = 1
+    assert metrics.alignment(same, 2 * same) == pytest.approx(0.0, abs=1e-12)
+    opposite = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    assert metrics.uniformity(opposite) == pytest.approx(-8.0)           # ||f_i - f_j||^2 = 4
+    assert metrics.alignment(opposite, -opposite) == pytest.approx(4.0)
+    spread = torch.randn(2000, 16, generator=g)
+    assert -4.0 < metrics.uniformity(spread) < -3.5                       # near the sphere's optimum
+    y = torch.arange(10).repeat(3)
+    assert metrics.tolerance(torch.eye(10)[y] + 0.0, y) == pytest.approx(1.0)
+    assert metrics.tolerance(torch.eye(30), y) == pytest.approx(0.0)
+
+
+def test_geometry_metrics_refuse_bad_input():
+    x = torch.randn(6, 3)
+    with pytest.raises(ValueError, match="at least 2 embeddings"):
+        metrics.uniformity(x[:1])
+    with pytest.raises(ValueError, match=r"t .* must be > 0"):
+        metrics.uniformity(x, t=0)
+    with pytest.raises(ValueError, match="all-zero row"):
+        metrics.uniformity(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.alignment(x, x[:5])
+    with pytest.raises(ValueError, match="two or more samples"):
+        metrics.tolerance(x, torch.arange(6))
+    with pytest.raises(ValueError, match="integer class ids"):
+        metrics.tolerance(x, torch.zeros(6))
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.alignment(x, torch.full_like(x, math.nan))
+
+
+# ------------------------------------------------------------------------------------------------
+# Wang & Liu's comparison losses: simple (uniform negative weights) and hard NT-Xent
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_comparison_losses_match_their_loops(batch):
+    S, y = make_S(batch)
+    for lam in (0.0, 0.01, 0.5):
+        value, grad = value_and_grad(C.simple_contrastive_loss, S, y, lam=lam)
+        ref_value, ref_grad = value_and_grad(ref.simple_contrastive_loss_ref, S, y, lam=lam)
+        torch.testing.assert_close(value, ref_value, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
+    for tau, frac in ((0.1, 0.1), (0.5, 0.3), (0.05, 0.5), (1.0, 1e-3)):
+        value, grad = value_and_grad(C.hard_nt_xent_loss, S, y, tau=tau, frac=frac)
+        ref_value, ref_grad = value_and_grad(ref.hard_nt_xent_loss_ref, S, y, tau=tau, frac=frac)
+        torch.testing.assert_close(value, ref_value, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(C.hard_nt_xent_loss(S, y, tau=0.2, frac=1.0), lv.nt_xent_loss(S, y, tau=0.2))
+
+
+def test_hard_loss_weights_only_the_hardest_negatives_and_simple_weights_all_equally():
+    g = torch.Generator().manual_seed(5)
+    S = lv.similarity(torch.randn(40, 6, generator=g, dtype=F64))
+    y = torch.arange(20).repeat(2)
+    _, neg = lv.pair_masks(y)
+    W = lv.pair_weights(C.hard_nt_xent_loss, S, y, tau=0.5, frac=0.1)
+    kept = (W > 0) & neg
+    assert bool((kept.sum(1) == 4).all())                                # ceil(0.1 * 38) per anchor
+    hardest = S.masked_fill(~neg, -2).topk(4, dim=1).indices
+    assert bool(kept.gather(1, hardest).all())
+    Ws = lv.pair_weights(C.simple_contrastive_loss, S, y, lam=0.05, signed=True)
+    torch.testing.assert_close(Ws[neg], torch.full_like(Ws[neg], 0.05 / 40))
+    # NT-Xent's large-temperature limit: the weights become the simple loss's with lam = 1/|N_i|
+    big = C.nt_xent_weights(S, y, tau=1e4, signed=True)
+    simple = lv.pair_weights(C.simple_contrastive_loss, S, y, lam=1 / 38, signed=True) * 40
+    torch.testing.assert_close(big * 39 / 38, simple, rtol=1e-3, atol=1e-6)
+
+
+def test_comparison_losses_refuse_bad_knobs():
+    S, y = make_S("simclr")
+    with pytest.raises(ValueError, match=r"frac .* must be in \(0, 1\]"):
+        C.hard_nt_xent_loss(S, y, frac=1.5)
+    with pytest.raises(ValueError, match=r"frac .* must be > 0"):
+        C.hard_nt_xent_loss(S, y, frac=0)
+    with pytest.raises(ValueError, match=r"lam .* must be >= 0"):
+        C.simple_contrastive_loss(S, y, lam=-1)
+    with pytest.raises(ValueError, match="no positive pair"):
+        C.simple_contrastive_loss(S, torch.arange(len(y)))

@@ -1,0 +1,272 @@
+r"""The temperature of the contrastive loss, measured on real self-supervised runs (Wang & Liu, CVPR 2021).
+
+* :func:`train_two_view`: SimCLR in miniature, two random views of each digit (:mod:`lossviz.augment`),
+  an MLP encoder and projector, any ``loss(S, labels, **knobs)`` of the InfoNCE family on the 2B
+  views, Adam; class labels are used only to *evaluate* (uniformity, tolerance, alignment, Recall@1
+  of the test embeddings).  Every iteration records the loss and how peaked the loss's push over
+  the negatives is (the entropy of the relative penalty, :func:`lossviz.contrastive.negative_weight_entropy`).
+  Runs are cached by their parameters (:func:`lossviz.train.memo`).
+* :func:`sweep`: one run per temperature.
+* :func:`temperature_panel` (pure maths: one anchor's weights as tau moves) and :func:`training_panel`
+  (a Train button over :func:`train_two_view`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import ipywidgets as W
+import numpy as np
+import torch
+from torch import nn
+
+from . import augment, checks, contrastive, data, metrics, plots, widgets
+from .models import L2Normalize
+from .similarity import pair_masks, similarity
+from .train import loop, memo
+
+#: The losses :func:`train_two_view` knows by name, with the knobs each reads.
+LOSSES = {
+    "nt_xent": (contrastive.nt_xent_loss, ("tau",)),
+    "hard_nt_xent": (contrastive.hard_nt_xent_loss, ("tau", "frac")),
+    "simple": (contrastive.simple_contrastive_loss, ("lam",)),
+}
+#: The temperatures of the sweep: SimCLR's 0.5 (CIFAR) and 0.1 (ImageNet), MoCo's 0.2, and two extremes.
+TAUS = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def encoder_projector(in_dim: int = 64, hidden: int = 128, dim: int = 32) -> nn.Sequential:
+    """SimCLR's network in miniature: encoder ``in_dim -> hidden -> hidden`` (the representation h),
+    projector ``hidden -> hidden -> dim`` (z, L2-normalised; the loss sees z)."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),      # encoder
+        nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, dim), L2Normalize(),     # projector
+    )
+
+
+@dataclass
+class TwoViewRun:
+    """One self-supervised run: its parameters, per-iteration history and test geometry."""
+
+    params: dict
+    history: dict = field(default_factory=dict)   # iter, loss, entropy, top_share (of the push, see push_entropy)
+    z_test: np.ndarray | None = None              # L2-normalised test embeddings after training
+    y_test: np.ndarray | None = None              # class labels (evaluation only)
+    scores: dict = field(default_factory=dict)    # uniformity, tolerance, alignment, recall_at_1
+    seconds: float = 0.0
+
+    @property
+    def uniformity(self) -> float:
+        """Uniformity loss of the test embeddings (lower = more uniform)."""
+        return self.scores["uniformity"]
+
+    @property
+    def tolerance(self) -> float:
+        """Mean cosine similarity of same-class test pairs."""
+        return self.scores["tolerance"]
+
+    def __repr__(self) -> str:
+        knobs = ", ".join(f"{k}={self.params[k]:g}" for k in LOSSES[self.params["loss"]][1])
+        s = self.scores
+        return (f"TwoViewRun({self.params['loss']}, {knobs}: uniformity {s['uniformity']:.3f}, "
+                f"tolerance {s['tolerance']:.3f}, alignment {s['alignment']:.3f})")
+
+
+def train_two_view(loss: str = "nt_xent", *, tau: float = 0.2, frac: float = 0.1, lam: float = 0.01,
+                   dataset: str = "digits", epochs: int = 30, batch_size: int = 128, dim: int = 32,
+                   lr: float = 1e-3, seed: int = 0, progress=True, cache: bool = True) -> TwoViewRun:
+    """Self-supervised training on two views of each training digit, then the test geometry.
+
+    ``loss`` is a name of :data:`LOSSES` (``tau``, ``frac``, ``lam`` go to the losses that read them).
+    One epoch is ``len(train) // batch_size`` batches of ``batch_size`` items (2 x batch_size views).
+    Evaluation (labels used only here) on the test split's embeddings z: uniformity (t = 2),
+    tolerance, Recall@1, and the alignment of two fresh views of each test item.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+    fn, knob_names = LOSSES[loss]
+    knobs = {k: v for k, v in dict(tau=tau, frac=frac, lam=lam).items() if k in knob_names}
+    checks.integer(epochs, "epochs", 1)
+    checks.integer(dim, "dim", 2)
+    lr = checks.positive(lr, "lr")
+    params = dict(loss=loss, dataset=dataset, epochs=epochs, batch_size=batch_size, dim=dim, lr=lr,
+                  seed=seed, **knobs)
+    return memo("two_view", params, lambda: _train(fn, params, knobs, progress), cache=cache)
+
+
+def _train(fn: Callable, params: dict, knobs: dict, progress) -> TwoViewRun:
+    kind = {"digits": "digits", "mnist1d": "mnist1d"}.get(params["dataset"])
+    if kind is None:
+        raise ValueError(f"dataset must be 'digits' or 'mnist1d'; got {params['dataset']!r}")
+    split = data.load(params["dataset"])
+    torch.manual_seed(params["seed"])
+    model = encoder_projector(split.x_train.shape[1], dim=params["dim"])
+    opt = torch.optim.Adam(model.parameters(), lr=params["lr"])
+    sampler = augment.TwoViewSampler(split.x_train, kind, params["batch_size"], seed=params["seed"])
+    iters = params["epochs"] * (len(split.x_train) // params["batch_size"])
+    neg = ~torch.eye(params["batch_size"], dtype=torch.bool).repeat(2, 2)   # the masks of two_view_labels
+
+    def step(it: int) -> dict:
+        views, labels, _ = sampler.sample()
+        S = similarity(model(views))
+        S.retain_grad()
+        value = fn(S, labels, **knobs)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        H, top = push_entropy(S.grad, neg)
+        return {"loss": value.detach(), "entropy": H.mean(), "top_share": top.mean()}
+
+    start = time.perf_counter()
+    with checks.validation(False):              # well-formed batches by construction: no per-step syncs
+        history = loop(step, iters, desc=f"{params['loss']} {knobs}", progress=progress)
+    seconds = time.perf_counter() - start
+    model.eval()
+    with torch.no_grad():
+        z = model(split.x_test)
+        v1, v2 = augment.two_views(split.x_test, kind, torch.Generator().manual_seed(10_000 + params["seed"]))
+        align = metrics.alignment(model(v1), model(v2))
+    scores = dict(uniformity=metrics.uniformity(z), tolerance=metrics.tolerance(z, split.y_test),
+                  alignment=align, recall_at_1=metrics.recall_at_k(z, split.y_test, 1))
+    return TwoViewRun(params=params, history=history, z_test=z.numpy(), y_test=split.y_test.numpy(),
+                      scores=scores, seconds=seconds)
+
+
+def push_entropy(grad: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How each anchor's push is shared over its negatives, for *any* loss, from its pair weights
+    ``grad = dL/dS`` (General Pair Weighting): with ``r_ik = |grad_ik| / sum_{k' in N_i} |grad_ik'|``,
+    returns ``(H_i / log |N_i|, max_k r_ik)``.  For NT-Xent ``r`` is the relative penalty, so ``H`` is
+    :func:`lossviz.contrastive.negative_weight_entropy` (normalised); for the simple loss it is 1.
+    An anchor whose negatives get no weight at all gets ``(0, 0)``."""
+    w = torch.where(neg, grad.abs(), 0.0)
+    r = w / w.sum(dim=1, keepdim=True).clamp(min=torch.finfo(w.dtype).tiny)
+    H = -torch.where(r > 0, r * r.clamp(min=torch.finfo(w.dtype).tiny).log(), 0.0).sum(dim=1)
+    return H / neg.sum(dim=1).clamp(min=2).to(H.dtype).log(), r.max(dim=1).values
+
+
+def sweep(taus=TAUS, *, progress=True, **kwargs) -> dict:
+    """``{tau: train_two_view(tau=tau, **kwargs)}`` for each temperature (each run cached)."""
+    return {tau: train_two_view(tau=tau, progress=progress, **kwargs) for tau in taus}
+
+
+# ------------------------------------------------------------------------------------------------
+# Pictures and panels
+# ------------------------------------------------------------------------------------------------
+
+def dilemma_plot(ax, runs: dict, *, highlight=None):
+    """Uniformity (x, lower = more uniform) against tolerance (y), one point per run, labelled
+    by its temperature: the uniformity-tolerance dilemma as a curve."""
+    taus = sorted(runs)
+    u = [runs[t].uniformity for t in taus]
+    tol = [runs[t].tolerance for t in taus]
+    colors = plots.mpl.colormaps["viridis"](np.linspace(0.0, 0.85, len(taus)))
+    ax.plot(u, tol, color=plots.MUTED, lw=1, zorder=1)
+    for t, x, y, c in zip(taus, u, tol, colors):
+        ax.scatter([x], [y], color=c, s=60 if t == highlight else 30, zorder=3,
+                   edgecolors="k" if t == highlight else "none")
+        ax.annotate(f"τ={t:g}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=10)
+    ax.set(xlabel="uniformity loss (lower = more uniform)", ylabel="tolerance (mean same-class cosine)",
+           title="the uniformity-tolerance dilemma")
+    return ax
+
+
+def similarity_histograms(ax, z, labels, *, bins: int = 60):
+    """Cosine similarities of the test pairs: same class (blue, their mean is the tolerance) and
+    different classes (vermillion; a uniform embedding centres them near 0)."""
+    z = torch.as_tensor(z, dtype=torch.float64)
+    y = torch.as_tensor(labels)
+    S = z @ z.T
+    i, j = torch.triu_indices(len(y), len(y), offset=1)
+    same = y[i] == y[j]
+    s = S[i, j].numpy()
+    edges = np.linspace(-1, 1, bins + 1)
+    ax.hist(s[same.numpy()], bins=edges, density=True, alpha=0.6, color=plots.POS_COLOR, label="same class")
+    ax.hist(s[~same.numpy()], bins=edges, density=True, alpha=0.6, color=plots.NEG_COLOR, label="different class")
+    ax.axvline(float(s[same.numpy()].mean()), color=plots.POS_COLOR, ls="--", lw=1.2)
+    ax.set(xlabel="cosine similarity of a test pair", ylabel="density", title="test pair similarities")
+    ax.legend(loc="upper left")
+    return ax
+
+
+def temperature_panel(S, labels, *, tau: float = 0.2, anchor: int = 0) -> widgets.Panel:
+    """Pure maths on one anchor of a batch (``S``, ``labels`` with one positive per anchor, as in
+    SimCLR): move tau, or pick another anchor, and see the pull on the positive and the push on each
+    negative (left), and where tau sits on that anchor's entropy curve (right)."""
+    S = torch.as_tensor(S, dtype=torch.float64).detach()
+    pos, neg = pair_masks(torch.as_tensor(labels))
+    if not bool((pos.sum(dim=1) == 1).all()):
+        raise ValueError("temperature_panel needs exactly one positive per anchor (two views of each item)")
+    style = dict(continuous_update=False, style={"description_width": "initial"})
+    controls = {"tau": W.FloatLogSlider(value=tau, base=10, min=-2, max=math.log10(2), step=0.05,
+                                        description="τ (temperature)", readout_format=".3g", **style),
+                "anchor": W.IntSlider(value=anchor, min=0, max=len(S) - 1, description="anchor", **style)}
+    grid = np.logspace(-2, math.log10(2), 60)
+    fig, axes = plots.new_figure(2, width=5.0, height=3.7)
+
+    def draw(v):
+        t, a = v["tau"], v["anchor"]
+        s_pos, s_neg = float(S[a, pos[a]]), S[a, neg[a]]
+        w_pos, w_neg = contrastive.anchor_nt_xent_weights(s_pos, s_neg, tau=t)
+        for ax in axes.ravel():
+            ax.clear()
+        plots.anchor_weights_view(axes[0, 0], s_pos, s_neg, w_pos, w_neg, title=f"anchor {a}, τ = {t:.3g}")
+        H_grid = [_entropy(s_neg, g) / math.log(len(s_neg)) for g in grid]
+        H = _entropy(s_neg, t) / math.log(len(s_neg))
+        ax = axes[0, 1]
+        ax.plot(grid, H_grid, color="k")
+        ax.scatter([t], [H], color=plots.NEG_COLOR, s=50, zorder=3)
+        ax.set(xscale="log", ylim=(0, 1.05), xlabel="τ (log scale)", ylabel="entropy of r / log |N|",
+               title=f"how evenly anchor {a}'s push is shared")
+        top = float(w_neg.max() / w_neg.sum())
+        return {"w_pos": w_pos, "w_neg": w_neg, "entropy": H, "top_share": top,
+                "status": f"τ = {t:.3g}, anchor {a}: pull {float(w_pos):.3f} = total push; the hardest "
+                          f"negative gets {top:.0%} of it; normalised entropy {H:.2f}"}
+
+    return widgets.Panel(controls, fig, draw)
+
+
+def _entropy(s_neg: torch.Tensor, tau: float) -> float:
+    log_r = torch.log_softmax(s_neg / tau, dim=0)
+    return float(-(log_r.exp() * log_r).sum())
+
+
+def training_panel(*, sweep_runs: dict | None = None, autorun: bool = True, **defaults) -> widgets.Panel:
+    """A Train button over :func:`train_two_view`: loss, tau, hard-negative fraction, epochs, seed.
+
+    Draws the loss and the entropy of the push during training, the test pair similarities, and the
+    run on the uniformity-tolerance plane next to ``sweep_runs`` (if given)."""
+    d = dict(loss="nt_xent", tau=0.2, frac=0.1, epochs=30, seed=0) | defaults
+    style = dict(continuous_update=False, style={"description_width": "initial"})
+    controls = {
+        "loss": W.Dropdown(options=list(LOSSES), value=d["loss"], description="loss", layout=W.Layout(width="200px")),
+        "tau": W.FloatLogSlider(value=d["tau"], base=10, min=math.log10(0.05), max=0, step=0.05,
+                                description="τ", readout_format=".3g", **style),
+        "frac": W.FloatLogSlider(value=d["frac"], base=10, min=-2, max=0, step=0.1,
+                                 description="hard fraction", readout_format=".2g", **style),
+        "epochs": W.IntSlider(value=d["epochs"], min=5, max=60, step=5, description="epochs", **style),
+        "seed": W.BoundedIntText(value=d["seed"], min=0, max=99, description="seed", layout=W.Layout(width="140px")),
+    }
+
+    def run(values, progress):
+        return train_two_view(values["loss"], tau=values["tau"], frac=values["frac"], epochs=values["epochs"],
+                              seed=values["seed"], progress=progress)
+
+    def draw(axes, result, values):
+        h = result.history
+        ax = axes[0, 0]
+        ax.plot(h["iter"], h["entropy"], color=plots.NEG_COLOR, label="entropy of r / log |N|")
+        ax.plot(h["iter"], h["top_share"], color="k", lw=1, label="share of the hardest negative")
+        ax.set(xlabel="iteration", ylabel="fraction", ylim=(0, 1.02), title="how the push is shared")
+        ax.legend(loc="center right", fontsize=9)
+        similarity_histograms(axes[0, 1], result.z_test, result.y_test)
+        if sweep_runs:
+            dilemma_plot(axes[0, 2], sweep_runs)
+        axes[0, 2].scatter([result.uniformity], [result.tolerance], marker="*", s=220, color=plots.NEG_COLOR,
+                           zorder=4, label="this run")
+        axes[0, 2].legend(loc="lower right")
+        return {"status": f"{result!r} in {result.seconds:.1f} s"}
+
+    return widgets.run_panel(controls, run, draw, ncols=3, width=4.4, height=3.6, autorun=autorun)
