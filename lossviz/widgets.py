@@ -368,6 +368,8 @@ def run_panel(controls: dict, run: Callable[[dict, Callable], object], draw: Cal
             else [W.HBox([*controls.values(), button], layout=W.Layout(flex_flow="row wrap"))])
     panel = Panel(controls, fig, redraw, extra=[progress], layout=rows)
     panel.train = press
+    panel.button = button
+    button.on_click(press)
     if autorun:
         press()
     return panel

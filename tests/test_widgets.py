@@ -131,8 +131,9 @@ def test_run_panel_trains_on_press_caches_and_flags_stale_settings():
     panel.train()
     assert calls == [1.0, 2.0] and panel.state["final"] == pytest.approx(2.0 / 20)
     controls["lr"].value = 1.0
-    panel.train()
+    panel.button.click()  # what a press in the browser does
     assert calls == [1.0, 2.0], "a setting already run comes from the cache"
+    assert not panel.state["stale"] and panel.state["final"] == pytest.approx(1.0 / 20)
     assert panel._extra[0].value == panel._extra[0].max == 20
 
 
