@@ -543,12 +543,11 @@ class FewShotRun:
 
 
 def embedder(x: torch.Tensor, dim: int) -> torch.nn.Module:
-    """The lessons' network for ``x`` (1-D CNN for MNIST-1D, MLP otherwise) *without* the final
-    L2 normalisation: ProtoNet works with raw Euclidean embeddings."""
-    from .models import L2Normalize, model_for
+    """The lessons' network for ``x`` *without* the final L2 normalisation: ProtoNet works with raw
+    Euclidean embeddings."""
+    from .models import model_for
 
-    net = model_for(x, dim)
-    return torch.nn.Sequential(*[layer for layer in net if not isinstance(layer, L2Normalize)])
+    return model_for(x, dim, normalize=False)
 
 
 def train_fewshot(terms=("cross",), *, data: str = "mnist1d_unseen", way: int = 5, shot: int = 1,

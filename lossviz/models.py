@@ -30,9 +30,11 @@ def cnn1d(length: int = 40, out_dim: int = 32) -> nn.Sequential:
     )
 
 
-def model_for(x: torch.Tensor, out_dim: int) -> nn.Module:
-    """The lessons' model for a feature matrix: a 1-D CNN for signals (MNIST-1D), an MLP otherwise."""
-    return cnn1d(x.shape[1], out_dim) if x.shape[1] == 40 else mlp(x.shape[1], out_dim)
+def model_for(x: torch.Tensor, out_dim: int, *, normalize: bool = True) -> nn.Module:
+    """The lessons' model for a feature matrix: a 1-D CNN for signals (MNIST-1D), an MLP otherwise.
+    ``normalize=False`` drops the final L2 normalisation (raw Euclidean embeddings)."""
+    net = cnn1d(x.shape[1], out_dim) if x.shape[1] == 40 else mlp(x.shape[1], out_dim)
+    return net if normalize else net[:-1]
 
 
 def pca_embedding(x_train: torch.Tensor, x_test: torch.Tensor, dim: int, *, whiten: bool = False) -> torch.Tensor:
