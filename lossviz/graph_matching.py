@@ -46,6 +46,7 @@ from torch import nn
 
 from . import checks, plots
 from .contrastive import nt_xent_loss
+from .metrics import knn_accuracy  # noqa: F401  (graph_matching.knn_accuracy, as before)
 
 #: Colours of the three losses of the notebook (the pair colours mean pull / push, never a loss).
 COLORS = {k: plots.LOSS_COLORS[k] for k in ("infonce", "gm_1st", "gm_2nd")}
@@ -312,18 +313,6 @@ def ssl_model(in_dim: int = 40, hidden: int = 256, rep_dim: int = 64, out_dim: i
 
     encoder = nn.Sequential(*list(mlp(in_dim, rep_dim, hidden))[:-1])  # mlp without its L2Normalize
     return encoder, nn.Sequential(nn.ReLU(), nn.Linear(rep_dim, out_dim), L2Normalize())
-
-
-def knn_accuracy(f_train, y_train, f_test, y_test, *, k: int = 5) -> float:
-    """k-nearest-neighbour class accuracy: each test point takes the majority label of its ``k``
-    most cosine-similar training points (ties: the smaller class id)."""
-    f_tr = F.normalize(checks.as_float_tensor(f_train, "f_train", 2), dim=1)
-    f_te = F.normalize(checks.as_float_tensor(f_test, "f_test", 2), dim=1)
-    y_train = checks.check_labels(y_train, f_tr.shape[0], f_tr.device)
-    y_test = checks.check_labels(y_test, f_te.shape[0], f_te.device)
-    idx = (f_te @ f_tr.T).topk(k, dim=1).indices
-    votes = F.one_hot(y_train[idx], int(y_train.max()) + 1).sum(1)
-    return float((votes.argmax(1) == y_test).float().mean())
 
 
 @lru_cache(maxsize=4)

@@ -37,6 +37,7 @@ from torch import nn
 
 from . import checks
 from .contrastive import _nt_xent, _temperature
+from .metrics import effective_rank, singular_spectrum  # noqa: F401  (hydra.effective_rank, as before)
 from .pairs import _working
 from .train import loop, memo
 
@@ -294,35 +295,6 @@ class FeatureGate(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # Dimensional collapse
 # ------------------------------------------------------------------------------------------------
-
-def singular_spectrum(h, *, center: bool = False) -> torch.Tensor:
-    """The singular values of ``h`` (N x D) divided by their sum: a distribution over directions."""
-    h = checks.as_float_tensor(h, "h (representations, N x D)", 2).detach().double()
-    if min(h.shape) < 1:
-        raise ValueError(f"h must have at least one row and one column; got shape {tuple(h.shape)}")
-    if center:
-        h = h - h.mean(dim=0, keepdim=True)
-    s = torch.linalg.svdvals(h)
-    if not float(s.sum()) > 0:
-        raise ValueError("h is all zeros (after centring): its spectrum, and its effective rank, are undefined")
-    return s / s.sum()
-
-
-def effective_rank(h, *, center: bool = False) -> float:
-    r"""Effective rank of ``h`` (N x D; Roy & Vetterli 2007, RankMe):
-
-    .. math::
-        p_k = \frac{\sigma_k}{\sum_l \sigma_l}, \qquad
-        \mathrm{erank}(h) = \exp\Big(-\sum_k p_k \log p_k\Big) \in [1, \min(N, D)]
-
-    1 when every row lies on one line (rank 1), ``min(N, D)`` when all singular values are equal
-    (an isotropic cloud); k for k equal singular values and the rest 0.  A low value is
-    *dimensional collapse*: the representations use few directions.  ``center=True`` removes the
-    mean first (then a shared offset does not count as a direction).
-    """
-    p = singular_spectrum(h, center=center)
-    return float(torch.exp(-torch.where(p > 0, p * p.clamp(min=1e-300).log(), 0.0).sum()))
-
 
 # ------------------------------------------------------------------------------------------------
 # The subspace mechanism, measured

@@ -192,3 +192,44 @@ def roc_curve(negative_scores, positive_scores) -> tuple[np.ndarray, np.ndarray]
     fpr = np.searchsorted(np.sort(-neg), -thresholds, side="right") / len(neg)
     tpr = np.searchsorted(np.sort(-pos), -thresholds, side="right") / len(pos)
     return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])
+
+
+def knn_accuracy(f_train, y_train, f_test, y_test, *, k: int = 5) -> float:
+    """k-nearest-neighbour class accuracy: each test point takes the majority label of its ``k``
+    most cosine-similar training points (ties: the smaller class id)."""
+    f_tr = F.normalize(checks.as_float_tensor(f_train, "f_train", 2), dim=1)
+    f_te = F.normalize(checks.as_float_tensor(f_test, "f_test", 2), dim=1)
+    y_train = checks.check_labels(y_train, f_tr.shape[0], f_tr.device)
+    y_test = checks.check_labels(y_test, f_te.shape[0], f_te.device)
+    idx = (f_te @ f_tr.T).topk(k, dim=1).indices
+    votes = F.one_hot(y_train[idx], int(y_train.max()) + 1).sum(1)
+    return float((votes.argmax(1) == y_test).float().mean())
+
+
+def singular_spectrum(h, *, center: bool = False) -> torch.Tensor:
+    """The singular values of ``h`` (N x D) divided by their sum: a distribution over directions."""
+    h = checks.as_float_tensor(h, "h (representations, N x D)", 2).detach().double()
+    if min(h.shape) < 1:
+        raise ValueError(f"h must have at least one row and one column; got shape {tuple(h.shape)}")
+    if center:
+        h = h - h.mean(dim=0, keepdim=True)
+    s = torch.linalg.svdvals(h)
+    if not float(s.sum()) > 0:
+        raise ValueError("h is all zeros (after centring): its spectrum, and its effective rank, are undefined")
+    return s / s.sum()
+
+
+def effective_rank(h, *, center: bool = False) -> float:
+    r"""Effective rank of ``h`` (N x D; Roy & Vetterli 2007, RankMe):
+
+    .. math::
+        p_k = \frac{\sigma_k}{\sum_l \sigma_l}, \qquad
+        \mathrm{erank}(h) = \exp\Big(-\sum_k p_k \log p_k\Big) \in [1, \min(N, D)]
+
+    1 when every row lies on one line (rank 1), ``min(N, D)`` when all singular values are equal
+    (an isotropic cloud); k for k equal singular values and the rest 0.  A low value is
+    *dimensional collapse*: the representations use few directions.  ``center=True`` removes the
+    mean first (then a shared offset does not count as a direction).
+    """
+    p = singular_spectrum(h, center=center)
+    return float(torch.exp(-torch.where(p > 0, p * p.clamp(min=1e-300).log(), 0.0).sum()))
