@@ -266,6 +266,10 @@ assert bool((G_unpg[pos_pk] == 0).all()) and bool((G_ms[pos_pk] != 0).any())
 
 # %% [markdown]
 # ## 4. Explore
+#
+# The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
+# and a Train button runs a real training run, cached by its settings.
+#
 # **Pure maths on the probe batch** (ArcFace-trained features). Move the scale $s$, the margin $m$, the whisker
 # $w$ (or switch the filter off), and the margin type. Left: the mismatch picture with the whisker window;
 # middle: pair weights against similarity; right: the kept count against $w$. The status line says how much

@@ -255,6 +255,10 @@ assert (np.diff(sc[scales >= 0.75]) >= 0).all()                  # monotone once
 
 # %% [markdown]
 # ## 4. Explore
+#
+# The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
+# and a Train button runs a real training run, cached by its settings.
+#
 # The knobs of the paper on the synthetic episode: margin $m$, CE temperature $T$, the ICNN $k$, the weight
 # of PT against CE (the code's average is weight 1), and how far apart the classes are. Try: $m=0$ (only
 # misclassified queries get PT weight); a small $T$ (CE's weights concentrate on the nearest wrong prototype,
@@ -466,7 +470,7 @@ assert float(t1["lam_same"]) == 1.0 and one_shot.reduced and float(t1["gamma"]) 
 # %% [markdown]
 # **The dropped first neighbour.** The code takes the $\text{ipc}+1$ nearest points of the target set and drops
 # the first as "the point itself". For `queryicnn` (queries against supports or prototypes) the first is a real
-# neighbour, and it is dropped all the same. lossviz reproduces this by default (`drop_first=True`);
+# neighbour, and it is dropped all the same. lossviz reproduces this by default (`drop_first=True`),
 # `drop_first=False` keeps it:
 
 # %%

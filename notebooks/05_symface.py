@@ -222,6 +222,10 @@ fig
 
 # %% [markdown]
 # ## 4. Explore
+#
+# The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
+# and a Train button runs a real training run, cached by its settings.
+#
 # **The pure-maths panel.** A fixed batch of six unseen people × three images, embedded by an ArcFace network
 # trained below (section 5). Move $w_{sym}$, the threshold $\tau$, the variant, the mirror and the nuisance
 # strength; the panel redraws at once. Things to try:

@@ -271,6 +271,9 @@ assert vanish < 1e-3 and blowup > 100 and clipped["radius"].max() <= math.tanh(m
 # %% [markdown]
 # ## 4. Explore: curvature, clip radius and the pseudo-negatives' spread
 #
+# The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
+# and a Train button runs a real training run, cached by its settings.
+#
 # This panel is pure maths: the head is the identity, in 2-D. A fixed cloud of "real" features (blue)
 # and pseudo-negatives (vermillion $\times$) drawn from $\mathcal N(\mu, \sigma^2 I)$ around its mean:
 # - **left**, the Euclidean plane with the clip circle of radius $r$ and a linear decision boundary;

@@ -298,6 +298,10 @@ assert sum(bad.values()) == 0 and 0 < n_right < 2000
 
 # %% [markdown]
 # ## 4. Explore
+#
+# The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
+# and a Train button runs a real training run, cached by its settings.
+#
 # **The pure maths, live.** λ (interpolation), β (weight of the second-order proxy), $k$ (neighbours per node) and
 # InfoNCE's temperature τ, on the batch above. Top: the graphs with the solver's matching, and the matching loss's
 # weights. Bottom: InfoNCE's weights, and the staircase with $f_\lambda$. Try λ from 0.05 to 1 (when does the

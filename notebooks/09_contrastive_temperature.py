@@ -211,6 +211,10 @@ assert balance < 1e-6 and abs(float(limit - hinge)) < 1e-2
 
 # %% [markdown]
 # ## 4. Explore
+#
+# The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
+# and a Train button runs a real training run, cached by its settings.
+#
 # **Move τ, pick an anchor.** One anchor of the batch above: its pull and pushes (left) and where τ sits on its
 # entropy curve (right). The panel answers at once (pure maths, no training). Try τ = 0.01: the hardest negative
 # takes almost all the push. Try τ = 2: the push is flat, every negative counts the same. Then pick the anchor

@@ -129,7 +129,7 @@ print(inspect.getsource(H.hydra_loss))
 
 # %% [markdown]
 # Three checks on a random batch of 16 anchors, 4 classes, arbitrary partners, in float64: the loss equals a slow
-# loop written from the formula; it equals FastSSL's arithmetic (subtract the row mean, `exp`, mask, `log`);
+# loop written from the formula; it equals FastSSL's arithmetic (subtract the row mean, `exp`, mask, `log`),
 # and with an open gate $S^g$ is the plain cosine.
 
 # %%
@@ -236,13 +236,17 @@ assert balance < 1e-12 and excluded == 0 and gap < 1e-10
 
 # %% [markdown]
 # ## 4. Explore
+#
+# The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
+# and a Train button runs a real training run, cached by its settings.
+#
 # **The gate as a subspace selector, in pure maths.** Six toy classes of 16 points on the unit sphere. The anchor's
 # class *a* and its partner *b* share their mean on the first quarter of the dimensions (shaded) and differ on the
 # rest; four other classes *c* are unrelated. The gate of (a, b) has logit $+\kappa$ on the shared dimensions and
 # $-\kappa$ elsewhere, the gate a trained Hydra would want. Knobs:
-# - **gate**: `open` (no gate), `sigmoid` (FastSSL's `BasicGate`), `gumbel` (a noisy sample, temperature $\tau_g$);
+# - **gate**: `open` (no gate), `sigmoid` (FastSSL's `BasicGate`), `gumbel` (a noisy sample, temperature $\tau_g$),
 # - **κ**: how decided the gate is; at κ = 0 every $g_k = 1/2$;
-# - **τ**: the loss temperature; **d**: the dimension (a small d makes the subspace budget visible);
+# - **τ**: the loss temperature; **d**: the dimension (a small d makes the subspace budget visible),
 # - **renormalise**: vitookit's cosine of the gated vectors instead of FastSSL's $g^2$-weighted dot product.
 #
 # Try: `open` versus `sigmoid` (the a-b and a-c histograms separate, the loss drops); κ = 0 with and without

@@ -197,6 +197,9 @@ assert ell[-2] == ell.min() and ell[-1] == ell.max()
 # %% [markdown]
 # ## 4. Explore: the threshold knobs and the weight function
 #
+# The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
+# and a Train button runs a real training run, cached by its settings.
+#
 # Pure maths, no data. Left: history scores spread as a Gaussian with mean $\mu$ and standard deviation $\sigma$,
 # the two cuts, and the share of pairs beyond each. Right: the weight $g(\ell)$ of a flagged pair against its
 # current loss. Things to try:

@@ -217,6 +217,10 @@ assert bool((w_ada.grad[pos | neg] > 0).all())
 
 # %% [markdown]
 # ## 4. Explore
+#
+# The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
+# and a Train button runs a real training run, cached by its settings.
+#
 # **Move the clustering knobs.** K is the number of clusters of the first clustering (clustering $m$ has
 # $K \cdot 3^m$), M the number of clusterings, the floor the smallest weight, τ the temperature. The panel
 # re-clusters the 898 training images and redraws at once (pure maths, no training). Try K = 2: the clusters are
@@ -240,7 +244,7 @@ panel.controls["floor"].value = 0.0
 # noise), an MLP encoder 64 → 128 → 128 and projector 128 → 128 → 32 (L2-normalised), batches of 128 images (256
 # views), Adam (lr 1e-3), 30 epochs (210 steps), τ = 0.4, one torch thread. The three runs share the seed and
 # differ only in the weights:
-# - `infonce`: every $w = 1$ (the baseline, `lv.nt_xent_loss`);
+# - `infonce`: every $w = 1$ (the baseline, `lv.nt_xent_loss`),
 # - `meow`: cluster weights from k-means with $K = 10, 30$ on the clean training images' embeddings, once per epoch;
 # - `ada`: AdaMEOW's weight network, trained by the same optimiser.
 #
