@@ -108,6 +108,15 @@ def positive(value, name: str) -> float:
     return v
 
 
+def temperature_range(tau_min, tau_max) -> tuple[float, float]:
+    """``(tau_min, tau_max)`` as floats, if ``0 < tau_min < tau_max``: bounds on learned temperatures."""
+    tau_min = positive(tau_min, "tau_min (the smallest temperature)")
+    tau_max = positive(tau_max, "tau_max (the largest temperature)")
+    if not tau_min < tau_max:
+        raise ValueError(f"tau_min must be < tau_max; got [{tau_min}, {tau_max}]")
+    return tau_min, tau_max
+
+
 def non_negative(value, name: str) -> float:
     """A finite number >= 0 (margins)."""
     v = _number(value, name)

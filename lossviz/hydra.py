@@ -383,12 +383,6 @@ class HydraRun:
                 f"erank(z) {s['erank_z']:.1f}, 5-NN(z) {s['knn_z']:.3f})")
 
 
-def _int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    return value
-
-
 def train_hydra(mode: str = "arbitrary", gate: bool = True, *, tau: float = 0.1, dim: int = 32,
                 epochs: int = 30, batch_size: int = 128, gate_kind: str = "sigmoid", gumbel_tau: float = 1.0,
                 fuse: bool = True, renormalize: bool = False, learn_scale: bool = True,
@@ -407,9 +401,9 @@ def train_hydra(mode: str = "arbitrary", gate: bool = True, *, tau: float = 0.1,
         raise ValueError(f"unknown pair mode {mode!r}; choose one of {MODES}")
     if gate_kind not in ("sigmoid", "gumbel"):
         raise ValueError(f"gate_kind must be 'sigmoid' or 'gumbel' (gate=False turns the gate off); got {gate_kind!r}")
-    _int("epochs", epochs, 1)
-    _int("dim", dim, 2)
-    _int("batch_size", batch_size, 2)
+    checks.integer(epochs, "epochs", 1)
+    checks.integer(dim, "dim", 2)
+    checks.integer(batch_size, "batch_size", 2)
     params = dict(mode=mode, gate=bool(gate), tau=_temperature(tau), dim=dim, epochs=epochs,
                   batch_size=batch_size, gate_kind=gate_kind, gumbel_tau=checks.positive(gumbel_tau, "gumbel_tau"),
                   fuse=bool(fuse), renormalize=bool(renormalize), learn_scale=bool(learn_scale),
@@ -614,7 +608,7 @@ def toy_classes(d: int = 32, *, shared: float = 0.25, n_per_class: int = 16, n_c
     in d dimensions (float64), where class 0 (the anchor's class a) and class 1 (its partner b)
     share their mean on the first ``k = round(shared * d)`` dimensions and differ on the rest.
     Returns ``(z, y, k)``."""
-    _int("d", d, 2)
+    checks.integer(d, "d", 2)
     if not 0 < shared < 1:
         raise ValueError(f"shared (the fraction of dimensions that a and b share) must be in (0, 1); got {shared}")
     g = torch.Generator().manual_seed(seed)

@@ -183,7 +183,7 @@ def tau_star(S, labels, *, rho: float = 0.4, tau_min: float = 0.05, tau_max: flo
     in tau).  Pinned at ``tau_min`` when even ``tau_min`` leaves ``KL < rho`` (a rho beyond reach:
     ``KL <= log |N_i|``), at ``tau_max`` when ``KL > rho`` there.  Float64, one value per row."""
     rho = checks.non_negative(rho, "rho (the radius of the KL ball)")
-    tau_min, tau_max = _tau_range(tau_min, tau_max)
+    tau_min, tau_max = checks.temperature_range(tau_min, tau_max)
     S = checks.as_float_tensor(S, "S", 2).detach().double()
     pair_batch(S, labels, anchors, need_positive=False)                     # validate once, not per step
     lo = torch.full((S.shape[0],), math.log(tau_min), dtype=torch.float64, device=S.device)
@@ -194,14 +194,6 @@ def tau_star(S, labels, *, rho: float = 0.4, tau_min: float = 0.05, tau_max: flo
             too_peaked = kl_to_uniform(S, labels, tau=mid.exp(), anchors=anchors) > rho   # dF/dtau < 0: raise tau
             lo, hi = torch.where(too_peaked, mid, lo), torch.where(too_peaked, hi, mid)
     return ((lo + hi) / 2).exp()
-
-
-def _tau_range(tau_min, tau_max) -> tuple[float, float]:
-    tau_min = checks.positive(tau_min, "tau_min (the smallest temperature)")
-    tau_max = checks.positive(tau_max, "tau_max (the largest temperature)")
-    if not tau_min < tau_max:
-        raise ValueError(f"tau_min must be < tau_max; got [{tau_min}, {tau_max}]")
-    return tau_min, tau_max
 
 
 def _fraction(value, name: str, *, zero_ok: bool = False) -> float:
@@ -256,7 +248,7 @@ class ISogCLR:
         self.beta_u = _fraction(beta_u, "beta_u (the temperature gradient's moving-average weight)")
         self.eta = checks.non_negative(eta, "eta (the temperature's step size)")
         self.grad_clip = checks.positive(grad_clip, "grad_clip")
-        self.tau_min, self.tau_max = _tau_range(tau_min, tau_max)
+        self.tau_min, self.tau_max = checks.temperature_range(tau_min, tau_max)
         tau_init = checks.positive(tau_init, "tau_init (the initial temperature)")
         if not self.tau_min <= tau_init <= self.tau_max:
             raise ValueError(f"tau_init must lie in [tau_min, tau_max] = [{self.tau_min}, {self.tau_max}]; got {tau_init}")
@@ -506,7 +498,7 @@ def simulate_tau(s_neg, *, rho: float = 0.4, gamma: float = 0.8, beta_u: float =
     gamma = _fraction(gamma, "gamma (the denominator's moving-average weight)")
     beta_u = _fraction(beta_u, "beta_u (the temperature gradient's moving-average weight)")
     eta = checks.non_negative(eta, "eta (the temperature's step size)")
-    tau_min, tau_max = _tau_range(tau_min, tau_max)
+    tau_min, tau_max = checks.temperature_range(tau_min, tau_max)
     g = torch.Generator().manual_seed(seed)
     tau, u, log_s = float(checks.positive(tau_init, "tau_init")), 0.0, None
     taus, ss, grads = [tau], [], []
