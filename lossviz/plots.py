@@ -30,7 +30,7 @@ LOSS_COLORS = {"ms": "#000000", "ms_paper": "#7F7F7F", "ms_mine_only": "#56B4E9"
                "contrastive": "#E69F00", "triplet": "#CC79A7", "binomial": "#8C6D1F",
                "lifted": "#5D3A9B", "raw": MUTED, "pca": MUTED,
                "arcface": "#000000", "arcface_unpg": "#009E73",
-               "infonce": "#E69F00", "gm_1st": "#009E73", "gm_2nd": "#5D3A9B"}
+               "infonce": "#E69F00", "gm_1st": "#009E73", "gm_2nd": "#5D3A9B", "groco": "#009E73"}
 
 
 def use_style() -> None:
