@@ -1,0 +1,924 @@
+r"""All negatives at cluster cost: the meta-node approximation of PamC (Kulatilleke, Portmann, Chandra 2022).
+
+A graph contrastive loss (Graph-MLP's neighbourhood contrast, used by SCGC and PamC) scores every node
+against every other node.  With embeddings ``z`` (N x d), the cosine matrix with its diagonal set to 0
+(``ŝ_ii = 0``, as in the official code), and an **inverse** temperature ``tau`` that *multiplies* the
+cosine:
+
+.. math::
+    L_{NC} = \underbrace{-\frac1N \sum_i \log \sum_j A^r_{ij} e^{\tau \hat s_{ij}}}_{\text{positive term, } O(|E|)}
+             \; + \; \underbrace{\frac1N \sum_i \log \sum_k e^{\tau \hat s_{ik}}}_{\text{negative term, } O(N^2)}
+
+PamC groups the nodes into K clusters (hard assignment ``a(i)``, no gradient through it), sums each
+cluster into a **meta-node** ``c_l = sum_{a(i) = l} z_i`` and keeps only the K x K meta-node cosines
+``C_{ll'}`` (diagonal set to 0 as well), O(N d + K^2).  This module gives:
+
+* :func:`negative_term`: the exact node-level term (O(N^2)), the reference;
+* :func:`approx_negative_term`: the **size-weighted** meta-node approximation.  Every off-diagonal
+  similarity ``ŝ_ik`` is replaced by the similarity of the two nodes' meta-nodes, ``C_{a(i) a(k)}``
+  (the "block" view, :func:`block_similarity`), and the N x N sum is regrouped by cluster, so that the
+  cluster sizes ``n_l`` become weights:
+
+  .. math::
+      \tilde L^- = \frac1N \sum_l n_l \log\Big(1 + (n_l - 1)\, e^{\tau C_{ll}} + \sum_{l' \ne l} n_{l'} e^{\tau C_{ll'}}\Big)
+
+  It equals the exact term when every node is its own meta-node (K = N) and when clusters are tight
+  (all members of a cluster point the same way);
+* :func:`pamc_negative_term`: the term PamC's code computes, each meta-node counted **once** and the
+  mean taken over clusters, :math:`\frac1K \sum_l \log(1 + \sum_{l' \ne l} e^{\tau C_{ll'}})`.  It is
+  exact at K = N but is not a size-weighted estimate of the node-level term: the numerator (over
+  nodes) and the denominator (over clusters) are decoupled;
+* :func:`positive_term` over an edge list (O(|E|)), :func:`knn_graph` (symmetrised kNN graph,
+  self-loops, binary r-th power), :func:`kmeans` (seeded, in torch), the DEC clustering head
+  (:func:`soft_assign`, :func:`target_distribution`, :func:`kl_clustering_loss`);
+* :func:`train_clustering`: PamC's training on digits (DEC + contrastive, full batch) with the exact
+  term, PamC's term or the size-weighted term, on :func:`lossviz.train.loop` and cached by
+  :func:`lossviz.train.memo`; :func:`cost_curve` for the time and memory of the negative term;
+* panels: :func:`approximation_panel` (pure maths) and :func:`training_panel` (a Train button).
+
+Official defaults (code ``gayanku/PAMC``): ``tau = 1``, ``alpha = 2`` (contrastive), ``beta = 0.1``
+(clustering KL), ``r = 2``, Adam lr 1e-3, full batch, 200 epochs, ``n_z = 10``.  Where we differ:
+
+* the code adds 1e-10 inside each log; we do not need to: every denominator here holds the self term
+  ``e^0 = 1``, and a node without an edge is refused instead of being silently logged at
+  ``log 1e-10 = -23``;
+* the code builds meta-nodes from a one-hot matrix of ``argmax q``, so an empty cluster is a zero vector
+  whose cosine is 0/0 (NaN); we drop empty clusters (:func:`meta_nodes`) and count them;
+* the graph is a binary ``A^r`` (the code can also weight edges by a normalised adjacency), and the DEC
+  centres start from a k-means of the untrained encoder, not of a pretrained autoencoder (which would
+  need a download).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import checks, contrastive, plots
+from .pairs import _working
+from .similarity import similarity
+from .train import loop, memo
+
+#: The official code's defaults.
+TAU, ALPHA, BETA, R = 1.0, 2.0, 0.1, 2
+#: The three negative terms :func:`train_clustering` knows, by name.
+METHODS = ("nc", "pamc", "approx")
+METHOD_NAMES = {"nc": "L_NC (all N² pairs)", "pamc": "PamC (K² meta-node pairs)",
+                "approx": "size-weighted meta-nodes"}
+METHOD_COLORS = {"nc": "#000000", "pamc": "#009E73", "approx": "#CC79A7"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Input checks
+# ------------------------------------------------------------------------------------------------
+
+def _tau(tau) -> float:
+    return checks.positive(tau, "tau (the inverse temperature: it multiplies the cosine)")
+
+
+def _embeddings(z, name: str = "z (node embeddings, N x d)") -> torch.Tensor:
+    z = checks.as_float_tensor(z, name, 2)
+    if z.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 nodes (rows) to have a negative; got {z.shape[0]}")
+    if checks.validation_enabled() and bool((z.detach().norm(dim=1) == 0).any()):
+        raise ValueError(f"{name} has an all-zero row, whose direction (and cosine) is undefined")
+    return _working(z)
+
+
+def _assignment(assign, n: int, device) -> torch.Tensor:
+    assign = checks.check_labels(assign, n, device)
+    if checks.validation_enabled() and n and int(assign.min()) < 0:
+        raise ValueError("assign must hold cluster ids >= 0 (one per node)")
+    return assign
+
+
+def _choice(value, name: str, options) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {list(options)}; got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------
+# Clusters and meta-nodes
+# ------------------------------------------------------------------------------------------------
+
+def kmeans(x, n_clusters: int, *, n_init: int = 10, iters: int = 50, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means with k-means++ seeding, in torch: ``(assign, centres)``.
+
+    ``n_init`` restarts (the one with the smallest within-cluster sum of squares wins, as in
+    scikit-learn; PamC's code uses 20), each at most ``iters`` Lloyd steps, stopping early when no
+    assignment changes.  Seeded by ``seed`` through a private generator (the global RNG is untouched),
+    so the result is deterministic.  A cluster that loses all its points keeps its old centre, so
+    ``assign`` may use fewer than ``n_clusters`` ids (:func:`meta_nodes` drops empty clusters).
+    """
+    x = checks.as_float_tensor(x, "x (points to cluster, N x d)", 2).detach()
+    n = x.shape[0]
+    K = checks.integer(n_clusters, "n_clusters", 1)
+    n_init = checks.integer(n_init, "n_init", 1)
+    iters = checks.integer(iters, "iters", 1)
+    if K > n:
+        raise ValueError(f"n_clusters must be <= the number of points ({n}); got {K}")
+    g = torch.Generator().manual_seed(int(seed))
+    best = None
+    for _ in range(n_init):
+        assign, centres = _lloyd(x, _kmeans_pp(x, K, g), iters)
+        inertia = float((x - centres[assign]).pow(2).sum())
+        if best is None or inertia < best[0]:
+            best = (inertia, assign, centres)
+    return best[1], best[2]
+
+
+def _kmeans_pp(x: torch.Tensor, K: int, g: torch.Generator) -> torch.Tensor:
+    """k-means++ seeds: each next centre drawn with probability proportional to its squared distance
+    to the nearest centre so far."""
+    n = x.shape[0]
+    idx = [int(torch.randint(n, (1,), generator=g))]
+    d2 = (x - x[idx[0]]).pow(2).sum(1)
+    for _ in range(1, K):
+        w = d2.double().cpu()
+        w = w / w.sum() if float(w.sum()) > 0 else torch.full_like(w, 1.0 / n)
+        idx.append(int(torch.multinomial(w, 1, generator=g)))
+        d2 = torch.minimum(d2, (x - x[idx[-1]]).pow(2).sum(1))
+    return x[idx].clone()
+
+
+def _lloyd(x: torch.Tensor, centres: torch.Tensor, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    K = len(centres)
+    assign = torch.cdist(x, centres).argmin(1)
+    for _ in range(iters):
+        sums = torch.zeros_like(centres).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=K).to(x.dtype)[:, None]
+        centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
+        new = torch.cdist(x, centres).argmin(1)
+        if torch.equal(new, assign):
+            break
+        assign = new
+    return assign, centres
+
+
+def meta_nodes(z, assign, *, mode: str = "sum") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The meta-nodes of a hard assignment: ``(c, sizes, cluster)``.
+
+    .. math::  c_l = \sum_{i:\, a(i) = l} z_i \quad (\texttt{mode="sum"}, \text{ PamC's code}),
+               \qquad c_l = \frac{1}{n_l} \sum_{i:\, a(i) = l} z_i \quad (\texttt{mode="mean"})
+
+    computed in O(N d) with ``index_add``.  Empty clusters are dropped: ``c`` is K' x d with K' the
+    number of non-empty clusters, ``sizes`` (K',) their sizes, and ``cluster`` (N,) each node's row of
+    ``c``.  Gradients flow to ``z``, never through the assignment.
+    """
+    z = _embeddings(z)
+    _choice(mode, "mode", ("sum", "mean"))
+    assign = _assignment(assign, z.shape[0], z.device)
+    ids, cluster, sizes = torch.unique(assign, return_inverse=True, return_counts=True)
+    c = z.new_zeros(len(ids), z.shape[1]).index_add(0, cluster, z)
+    if mode == "mean":
+        c = c / sizes[:, None].to(z.dtype)
+    return c, sizes, cluster
+
+
+def _meta_cosine(c: torch.Tensor) -> torch.Tensor:
+    if checks.validation_enabled() and bool((c.detach().norm(dim=1) == 0).any()):
+        raise ValueError("a meta-node is the zero vector (its members' embeddings cancel out), so its cosine is "
+                         "undefined; use fewer clusters or check the embeddings")
+    return similarity(c)
+
+
+def block_similarity(z, assign) -> torch.Tensor:
+    r"""The N x N "block" similarity the meta-node approximation uses in place of the node cosines:
+    ``S̃_ik = C_{a(i) a(k)}`` (the cosine of the two nodes' meta-nodes) for ``i != k``, and 0 on the
+    diagonal (the code's ``ŝ_ii = 0``).  O(N^2): for pictures and references, never for training.
+    """
+    c, _, cluster = meta_nodes(z, assign)
+    C = _meta_cosine(c)
+    S = C[cluster][:, cluster]
+    return S.masked_fill(torch.eye(len(cluster), dtype=torch.bool, device=S.device), 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# The negative terms: exact, size-weighted approximation, PamC
+# ------------------------------------------------------------------------------------------------
+
+def node_negative_loss(S, labels=None, *, tau: float = TAU) -> torch.Tensor:
+    r"""The node-level negative term on a similarity matrix, as a loss ``L(S, labels)`` (so
+    :func:`lossviz.pair_weights` gives its pair weights; ``labels`` is ignored: every other node is a
+    negative).
+
+    .. math::  L^- = \frac1N \sum_i \log \sum_k e^{\tau \hat s_{ik}}, \qquad \hat s_{ii} = 0
+
+    The diagonal of ``S`` is replaced by 0, as the official code's cosine matrix does, so each row
+    holds the self term ``e^0 = 1``.  Its pair weights are ``dL/dS_ik = (tau / N) e^{tau S_ik} / sum_k'
+    e^{tau ŝ_ik'}``: a softmax at temperature ``1/tau`` over the row.
+    """
+    S = checks.as_float_tensor(S, "S", 2)
+    if S.shape[0] != S.shape[1] or S.shape[0] < 2:
+        raise ValueError(f"S must be square with at least 2 nodes; got shape {tuple(S.shape)}")
+    tau = _tau(tau)
+    logits = tau * _working(S)              # a fresh N x N tensor: its diagonal may be zeroed in place
+    logits.diagonal().zero_()               # (one N x N copy fewer than masked_fill: this term is memory-bound)
+    return torch.logsumexp(logits, dim=1).mean()
+
+
+def negative_term(z, *, tau: float = TAU) -> torch.Tensor:
+    r"""The exact negative term of :math:`L_{NC}`, every node against every node: O(N^2) time and memory.
+
+    .. math::  L^- = \frac1N \sum_i \log \Big(1 + \sum_{k \ne i} e^{\tau \cos(z_i, z_k)}\Big)
+
+    Equal to ``node_negative_loss(similarity(z), tau=tau)``, computed with a hand-written backward
+    (:class:`_NodeNegative`) that holds one N x N buffer: this is the baseline's bottleneck, and an
+    honest cost comparison needs a good baseline.
+    """
+    z = _embeddings(z)
+    return _NodeNegative.apply(z, _tau(tau))
+
+
+class _NodeNegative(torch.autograd.Function):
+    r"""``L^-`` and its gradient in one N x N buffer.  Forward: ``E = exp(tau S - m)`` row-wise (``S`` the
+    cosines with a zero diagonal, ``m`` the row maximum), ``L^- = mean(log sum_k E_ik + m_i)``.
+    Backward: the row softmax ``P = E / sum_k E_ik`` scaled by ``g tau / N`` is ``dL/dS`` (zero on the
+    diagonal, which is a constant); then ``dL/df = (P + P^T) f`` and ``dL/dz_i = (dL/df_i - f_i <dL/df_i,
+    f_i>) / |z_i|`` for ``f = z / |z|``, as in :func:`lossviz.similarity`."""
+
+    @staticmethod
+    def forward(ctx, z, tau):
+        r = torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(1e-12)
+        f = z / r
+        E = f @ f.T
+        E.mul_(tau).diagonal().zero_()
+        m = E.amax(dim=1, keepdim=True)
+        E.sub_(m).exp_()
+        total = E.sum(dim=1, keepdim=True)
+        ctx.save_for_backward(z, r, E, total)
+        ctx.tau = tau
+        return (total.log() + m).mean()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        z, r, E, total = ctx.saved_tensors
+        P = E.mul_((g * ctx.tau / len(z)) / total)      # in place: E is not needed again
+        P.diagonal().zero_()
+        f = z / r
+        gf = (P @ f).addmm_(P.T, f)
+        return (gf - f * (gf * f).sum(dim=1, keepdim=True)) / r, None
+
+
+def _block_lse(C: torch.Tensor, log_m: torch.Tensor, tau: float) -> torch.Tensor:
+    """Per meta-node row l: ``log(1 + sum_l' m_ll' e^{tau C_ll'})`` with ``log_m = log m`` (-inf where
+    m = 0), as one log-sum-exp over the row and a zero column (the self term e^0)."""
+    logits = torch.cat([log_m + tau * C, C.new_zeros(len(C), 1)], dim=1)
+    return torch.logsumexp(logits, dim=1)
+
+
+def approx_negative_term(z, assign, *, tau: float = TAU) -> torch.Tensor:
+    r"""The size-weighted meta-node approximation of :func:`negative_term`: O(N d + K^2).
+
+    .. math::
+        \tilde L^- = \frac1N \sum_l n_l \log\Big(1 + (n_l - 1)\, e^{\tau C_{ll}}
+                     + \sum_{l' \ne l} n_{l'} e^{\tau C_{ll'}}\Big),\qquad C_{ll'} = \cos(c_l, c_{l'})
+
+    It is :func:`node_negative_loss` of :func:`block_similarity` (each negative replaced by its
+    meta-node), regrouped by cluster.  Exact when every node is its own meta-node and when each
+    cluster's members point the same way.  Sum or mean meta-nodes give the same value (a cosine
+    ignores scale).
+    """
+    z = _embeddings(z)
+    tau = _tau(tau)
+    c, sizes, _ = meta_nodes(z, assign)
+    C = _meta_cosine(c)
+    m = sizes.to(C.dtype)[None, :] - torch.eye(len(sizes), dtype=C.dtype, device=C.device)   # n_l' - [l = l']
+    rows = _block_lse(C, m.log(), tau)
+    return (sizes.to(C.dtype) * rows).sum() / z.shape[0]
+
+
+def pamc_negative_term(z, assign, *, tau: float = TAU, mode: str = "sum", sim: str = "cosine") -> torch.Tensor:
+    r"""PamC's negative term, as in the official code: O(N d + K^2).
+
+    .. math::  L^-_{PamC} = \frac1K \sum_l \log\Big(1 + \sum_{l' \ne l} e^{\tau C_{ll'}}\Big)
+
+    over the K non-empty meta-nodes, ``C_{ll'} = cos(c_l, c_l')`` (diagonal 0: the ``1``).  Each meta-node
+    counts once whatever its size, and the mean is over clusters: not a size-weighted estimate of
+    :func:`negative_term` (compare :func:`approx_negative_term`).  ``mode="sum"`` (the code) or
+    ``"mean"`` meta-nodes give the same loss with ``sim="cosine"``; ``sim="dot"`` uses the raw dot
+    product ``c_l . c_l'`` instead (not in the paper), where big sum meta-nodes dominate.
+    """
+    z = _embeddings(z)
+    tau = _tau(tau)
+    _choice(sim, "sim", ("cosine", "dot"))
+    c, _, _ = meta_nodes(z, assign, mode=mode)
+    C = _meta_cosine(c) if sim == "cosine" else c @ c.T
+    off = ~torch.eye(len(C), dtype=torch.bool, device=C.device)
+    log_m = torch.zeros_like(C).masked_fill(~off, -math.inf)
+    return _block_lse(C, log_m, tau).mean()
+
+
+def approximation_error(z, assign, *, tau: float = TAU, kind: str = "approx") -> float:
+    """``|approximate - exact|`` of the negative term: ``kind="approx"`` (size-weighted) or ``"pamc"``."""
+    _choice(kind, "kind", ("approx", "pamc"))
+    with torch.no_grad():
+        exact = negative_term(z, tau=tau)
+        approx = (approx_negative_term if kind == "approx" else pamc_negative_term)(z, assign, tau=tau)
+    return abs(float(approx - exact))
+
+
+def push_shares(z, assign=None, *, tau: float = TAU) -> torch.Tensor:
+    r"""How each node's push is shared over its negatives (N x N, rows sum to 1): the engine's relative
+    penalty (:func:`lossviz.contrastive.relative_penalty`) at temperature ``1/tau``, on the node
+    cosines (``assign=None``, the exact term) or on the meta-node block similarity (the size-weighted
+    approximation), where every member of a meta-node gets the same share.
+
+    .. math::  r_{ik} = \frac{e^{\tau S_{ik}}}{\sum_{k' \ne i} e^{\tau S_{ik'}}}\quad (k \ne i)
+
+    These are the pair weights ``dL^-/dS_ik`` up to the factor ``tau (1 - e^0 / sum_k e^{tau ŝ_ik}) / N``
+    (the self term takes the rest of the row's softmax).
+    """
+    z = _embeddings(z)
+    S = similarity(z) if assign is None else block_similarity(z, assign)
+    everyone = torch.arange(z.shape[0], device=z.device)         # each node its own class: all others negative
+    return contrastive.relative_penalty(S.detach(), everyone, tau=1.0 / _tau(tau))
+
+
+def push_entropy(z, assign=None, *, tau: float = TAU) -> torch.Tensor:
+    """Normalised entropy of each node's push over its negatives (engine's
+    :func:`lossviz.contrastive.negative_weight_entropy`): 1 = even push, 0 = all on one negative."""
+    z = _embeddings(z)
+    S = similarity(z) if assign is None else block_similarity(z, assign)
+    everyone = torch.arange(z.shape[0], device=z.device)
+    return contrastive.negative_weight_entropy(S.detach(), everyone, tau=1.0 / _tau(tau), normalized=True)
+
+
+def push_mass(z, assign=None, *, tau: float = TAU, kind: str = "exact") -> torch.Tensor:
+    """The size of the negative term's gradient on each node, ``|dL^-/dz_i|`` (N,): ``kind`` is
+    ``"exact"`` (:func:`negative_term`), ``"approx"`` or ``"pamc"`` (these need ``assign``).  Under PamC
+    every member of a meta-node gets its meta-node's gradient: the same push, whatever its own position."""
+    _choice(kind, "kind", ("exact", "approx", "pamc"))
+    if kind != "exact" and assign is None:
+        raise ValueError(f"kind={kind!r} needs the cluster assignment assign")
+    leaf = _embeddings(z).detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        if kind == "exact":
+            value = negative_term(leaf, tau=tau)
+        else:
+            value = (approx_negative_term if kind == "approx" else pamc_negative_term)(leaf, assign, tau=tau)
+        (grad,) = torch.autograd.grad(value, leaf)
+    return grad.norm(dim=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# The positive term over the graph's edges
+# ------------------------------------------------------------------------------------------------
+
+def _edges(edges, n: int, device) -> torch.Tensor:
+    if not isinstance(edges, torch.Tensor):
+        edges = torch.as_tensor(edges)
+    if edges.dtype == torch.bool or edges.is_floating_point() or edges.is_complex():
+        raise ValueError(f"edges must hold integer node ids; got dtype {edges.dtype}")
+    if edges.ndim != 2 or edges.shape[0] != 2:
+        raise ValueError(f"edges must have shape (2, E): row 0 the nodes, row 1 their neighbours; got {tuple(edges.shape)}")
+    edges = edges.to(device)
+    if checks.validation_enabled():
+        if edges.numel() and (int(edges.min()) < 0 or int(edges.max()) >= n):
+            raise ValueError(f"edges must hold node ids in [0, {n})")
+        lonely = torch.bincount(edges[0], minlength=n) == 0
+        if bool(lonely.any()):
+            raise ValueError(f"node {int(lonely.nonzero()[0])} has no edge, so its positive term is log 0; "
+                             "add self-loops (knn_graph does)")
+    return edges
+
+
+def positive_term(z, edges, *, tau: float = TAU) -> torch.Tensor:
+    r"""The positive term of :math:`L_{NC}` over an edge list: O(|E| d), never an N x N matrix.
+
+    .. math::  L^+ = -\frac1N \sum_i \log \sum_{j:\,(i, j) \in E} e^{\tau \hat s_{ij}}, \qquad \hat s_{ii} = 0
+
+    ``edges`` (2, E) lists the non-zeros of the binary ``A^r``; a self-loop counts as ``e^0 = 1`` (the
+    code masks its cosine to 0).  Every node needs at least one edge.  A per-node log-sum-exp with
+    ``scatter_reduce`` / ``index_add`` (the code's ``scatter_add_``).
+    """
+    z = _embeddings(z)
+    tau = _tau(tau)
+    n = z.shape[0]
+    src, dst = _edges(edges, n, z.device)
+    f = F.normalize(z, dim=1)
+    s = (f[src] * f[dst]).sum(1).masked_fill(src == dst, 0.0)
+    logit = tau * s
+    top = torch.full((n,), -math.inf, dtype=logit.dtype, device=logit.device)
+    top = top.scatter_reduce(0, src, logit.detach(), "amax")
+    total = torch.zeros(n, dtype=logit.dtype, device=logit.device).index_add(0, src, (logit - top[src]).exp())
+    return -(total.log() + top).mean()
+
+
+def knn_graph(x, *, k: int = 5, r: int = R) -> torch.Tensor:
+    """The edges (2, E) of the binary r-th power of a symmetrised k-nearest-neighbour graph with
+    self-loops (Euclidean distances on ``x``): ``(i, j)`` is an edge when j is within r hops of i.
+    Built densely (O(N^2), once, before training)."""
+    x = checks.as_float_tensor(x, "x (node features, N x D)", 2).detach()
+    k = checks.integer(k, "k (neighbours)", 1)
+    r = checks.integer(r, "r (the adjacency power)", 1)
+    n = x.shape[0]
+    if k >= n:
+        raise ValueError(f"k (neighbours) must be < the number of nodes ({n}); got {k}")
+    d = torch.cdist(x, x).fill_diagonal_(math.inf)
+    nn_idx = d.topk(k, dim=1, largest=False).indices
+    A = torch.zeros(n, n, dtype=torch.bool, device=x.device)
+    A[torch.arange(n, device=x.device)[:, None], nn_idx] = True
+    A = A | A.T | torch.eye(n, dtype=torch.bool, device=x.device)
+    idx = A.nonzero().T
+    with warnings.catch_warnings():         # torch's "sparse support is in beta" notices
+        warnings.simplefilter("ignore", UserWarning)
+        A = torch.sparse_coo_tensor(idx, torch.ones(idx.shape[1], device=x.device), (n, n),
+                                    check_invariants=True).coalesce()
+        B = A
+        for _ in range(r - 1):              # sparse products: O(N deg^2), not O(N^3)
+            B = torch.sparse.mm(B, A).coalesce()
+    return B.indices().contiguous()         # values count paths (all > 0): keep the pattern only
+
+
+# ------------------------------------------------------------------------------------------------
+# The DEC clustering head (SDCN / SCGC / PamC)
+# ------------------------------------------------------------------------------------------------
+
+def soft_assign(z, mu, *, v: float = 1.0) -> torch.Tensor:
+    r"""Student-t soft assignments of DEC: :math:`q_{ik} \propto (1 + \lVert z_i - \mu_k\rVert^2 / v)^{-(v+1)/2}`, rows sum to 1."""
+    z = checks.as_float_tensor(z, "z (node embeddings, N x d)", 2)
+    mu = checks.as_float_tensor(mu, "mu (cluster centres, K x d)", 2)
+    if mu.shape[1] != z.shape[1]:
+        raise ValueError(f"mu must have {z.shape[1]} columns like z; got {tuple(mu.shape)}")
+    v = checks.positive(v, "v (degrees of freedom)")
+    q = (1.0 + torch.cdist(z, mu).pow(2) / v).pow(-(v + 1.0) / 2.0)
+    return q / q.sum(dim=1, keepdim=True)
+
+
+def target_distribution(q) -> torch.Tensor:
+    r"""DEC's sharpened target: :math:`p_{ik} = (q_{ik}^2 / f_k) / \sum_{k'} (q_{ik'}^2 / f_{k'})`, ``f_k = sum_i q_ik``."""
+    q = checks.as_float_tensor(q, "q (soft assignments, N x K)", 2).detach()
+    w = q.pow(2) / q.sum(dim=0)
+    return w / w.sum(dim=1, keepdim=True)
+
+
+def kl_clustering_loss(q, p) -> torch.Tensor:
+    r""":math:`KL(P \Vert Q) = \frac1N \sum_{ik} p_{ik} \log(p_{ik} / q_{ik})` (``F.kl_div``'s ``batchmean``, as the code)."""
+    q = checks.as_float_tensor(q, "q (soft assignments, N x K)", 2)
+    p = checks.as_float_tensor(p, "p (target distribution, N x K)", 2)
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape; got {tuple(p.shape)} and {tuple(q.shape)}")
+    return F.kl_div(q.log(), p, reduction="batchmean")
+
+
+def cluster_scores(y_true, y_pred) -> dict:
+    """NMI (arithmetic normalisation, scikit-learn's default) and clustering accuracy (the best
+    one-to-one match of clusters to classes, Hungarian), from one contingency table: fast enough to
+    run after every training step."""
+    from scipy.optimize import linear_sum_assignment
+
+    t = np.unique(np.asarray(y_true), return_inverse=True)[1].ravel()
+    p = np.unique(np.asarray(y_pred), return_inverse=True)[1].ravel()
+    if len(t) != len(p) or len(t) == 0:
+        raise ValueError(f"y_true and y_pred must be non-empty and of the same length; got {len(t)} and {len(p)}")
+    n_t, n_p = t.max() + 1, p.max() + 1
+    table = np.bincount(p * n_t + t, minlength=n_p * n_t).reshape(n_p, n_t).astype(float)
+    rows, cols = linear_sum_assignment(-table)
+    P = table / len(t)
+    pp, pt = P.sum(1), P.sum(0)
+    nz = P > 0
+    mi = float((P[nz] * np.log(P[nz] / np.outer(pp, pt)[nz])).sum())
+    h = -(pp * np.log(pp)).sum() - (pt * np.log(pt)).sum()      # H(pred) + H(true), no zero entries
+    nmi = 1.0 if n_t == n_p == 1 else (0.0 if h == 0 else max(0.0, min(1.0, 2 * mi / h)))
+    return {"nmi": nmi, "acc": float(table[rows, cols].sum() / len(t))}
+
+
+# ------------------------------------------------------------------------------------------------
+# Training: DEC + neighbourhood contrast on digits, full batch
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class ClusterRun:
+    """One clustering run: ``history`` (per epoch: loss, kl, pos, neg, ms; at the epochs ``nmi_iter``:
+    nmi, acc, empty) and the end state."""
+
+    params: dict
+    history: dict = field(default_factory=dict)
+    init: dict = field(default_factory=dict)         # NMI / accuracy of the k-means initialisation
+    assign: np.ndarray | None = None                 # argmax q after training
+    y: np.ndarray | None = None                      # class labels (evaluation only)
+    z: np.ndarray | None = None                      # embeddings after training
+    seconds: float = 0.0
+
+    @property
+    def nmi(self) -> float:
+        """NMI at the final epoch (what we report; the official code reports the best epoch)."""
+        return float(self.history["nmi"][-1])
+
+    @property
+    def best_nmi(self) -> float:
+        """The largest NMI over the evaluated epochs: the official code's optimistic number (it
+        evaluates every epoch)."""
+        return float(self.history["nmi"].max())
+
+    @property
+    def best_epoch(self) -> int:
+        """The (evaluated) epoch of :attr:`best_nmi`."""
+        return int(_eval_epochs(self)[int(np.argmax(self.history["nmi"]))])
+
+    def __repr__(self) -> str:
+        return (f"ClusterRun({self.params['method']}, tau={self.params['tau']:g}, K={self.params['n_clusters']}, "
+                f"{self.params['epochs']} epochs: final NMI {self.nmi:.3f}, best {self.best_nmi:.3f}, "
+                f"ACC {self.history['acc'][-1]:.3f})")
+
+
+def encoder(in_dim: int = 64, hidden: int = 256, n_z: int = 10) -> nn.Sequential:
+    """The miniature of PamC's MLP encoder: ``in_dim -> hidden -> hidden -> n_z`` (ReLU), raw outputs
+    (the loss takes cosines itself, DEC uses Euclidean distances)."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, n_z))
+
+
+def digits_graph(k: int = 5, r: int = R) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All 1797 digits (both splits of :func:`lossviz.data.digits`), their labels, and the edges of
+    :func:`knn_graph` on the pixels (cached)."""
+    from . import data
+
+    def build():
+        split = data.load("digits")
+        x = torch.cat([split.x_train, split.x_test])
+        y = torch.cat([split.y_train, split.y_test])
+        return x, y, knn_graph(x, k=k, r=r)
+
+    return memo("digits_graph", dict(k=k, r=r), build)
+
+
+def train_clustering(method: str = "pamc", *, tau: float = TAU, n_clusters: int = 10, r: int = R, k: int = 5,
+                     alpha: float = ALPHA, beta: float = BETA, epochs: int = 100, lr: float = 1e-3,
+                     seed: int = 0, eval_every: int = 5, progress=True, cache: bool = True) -> ClusterRun:
+    """PamC's training, in miniature, on all 1797 digits: full batch, Adam, one step per epoch.
+
+    ``L = beta KL(P || Q) + alpha (L+ + L-)`` with the negative term ``L-`` chosen by ``method``:
+    ``"nc"`` (:func:`negative_term`, O(N^2)), ``"pamc"`` (:func:`pamc_negative_term`) or ``"approx"``
+    (:func:`approx_negative_term`); meta-nodes come from ``argmax q`` (detached).  The DEC centres
+    start from a seeded :func:`kmeans` of the untrained encoder's embeddings (no pretrained
+    autoencoder).  Every ``eval_every`` epochs and after the last one we record NMI and accuracy of
+    ``argmax q`` (labels are used only here) and the number of empty clusters (``history["nmi_iter"]``
+    holds those epochs); every epoch, the loss, its terms and the step's time in ms.
+    """
+    _choice(method, "method", METHODS)
+    tau = _tau(tau)
+    n_clusters = checks.integer(n_clusters, "n_clusters", 2)
+    epochs = checks.integer(epochs, "epochs", 1)
+    r = checks.integer(r, "r (the adjacency power)", 1)
+    k = checks.integer(k, "k (neighbours)", 1)
+    alpha = checks.non_negative(alpha, "alpha (weight of the contrastive loss)")
+    beta = checks.non_negative(beta, "beta (weight of the clustering KL)")
+    lr = checks.positive(lr, "lr")
+    eval_every = checks.integer(eval_every, "eval_every", 1)
+    params = dict(method=method, tau=tau, n_clusters=n_clusters, r=r, k=k, alpha=alpha, beta=beta,
+                  epochs=epochs, lr=lr, seed=int(seed), eval_every=eval_every)
+    return memo("pamc_clustering", params, lambda: _train(params, progress), cache=cache)
+
+
+def _train(params: dict, progress) -> ClusterRun:
+    x, y, edges = digits_graph(params["k"], params["r"])
+    y_np = y.numpy()
+    torch.manual_seed(params["seed"])
+    model = encoder(x.shape[1])
+    with torch.no_grad():
+        assign0, mu0 = kmeans(model(x), params["n_clusters"], seed=params["seed"])
+    mu = nn.Parameter(mu0.clone())
+    opt = torch.optim.Adam([*model.parameters(), mu], lr=params["lr"])
+    method, tau, K = params["method"], params["tau"], params["n_clusters"]
+    state = {}
+
+    def step(it: int) -> dict:
+        t0 = time.perf_counter()
+        z = model(x)
+        q = soft_assign(z, mu)
+        kl = kl_clustering_loss(q, target_distribution(q))
+        assign = q.detach().argmax(1)
+        neg = (negative_term(z, tau=tau) if method == "nc"
+               else pamc_negative_term(z, assign, tau=tau) if method == "pamc"
+               else approx_negative_term(z, assign, tau=tau))
+        pos = positive_term(z, edges, tau=tau)
+        loss = params["beta"] * kl + params["alpha"] * (pos + neg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        out = {"loss": loss.detach(), "kl": kl.detach(), "pos": pos.detach(), "neg": neg.detach(),
+               "ms": 1e3 * (time.perf_counter() - t0)}
+        if it % params["eval_every"] == 0 or it == params["epochs"]:
+            with torch.no_grad():
+                state["assign"] = soft_assign(model(x), mu).argmax(1).numpy()
+            out |= cluster_scores(y_np, state["assign"])
+            out["empty"] = K - len(np.unique(state["assign"]))
+        return out
+
+    start = time.perf_counter()
+    with checks.validation(False):          # well-formed by construction: no per-step value syncs
+        history = loop(step, params["epochs"], desc=f"{method} τ={tau:g} K={K}", progress=progress)
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        z = model(x).numpy()
+    return ClusterRun(params=params, history=history, init=cluster_scores(y_np, assign0.numpy()),
+                      assign=state["assign"], y=y_np, z=z, seconds=seconds)
+
+
+# ------------------------------------------------------------------------------------------------
+# Cost of the negative term: time and memory against N
+# ------------------------------------------------------------------------------------------------
+
+def blobs(n: int, *, centers: int = 10, dim: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` points of a Gaussian mixture (scikit-learn's ``make_blobs``, generated offline) and their
+    component labels: stand-in node embeddings for the scaling curve."""
+    from sklearn.datasets import make_blobs
+
+    n = checks.integer(n, "n", 2)
+    x, y = make_blobs(n_samples=n, centers=centers, n_features=dim, random_state=seed)
+    return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y)
+
+
+def saved_elements(fn, *args, **kwargs) -> int:
+    """How many tensor elements the autograd graph of ``fn(*args, **kwargs)`` keeps for its backward
+    pass (``torch.autograd.graph.saved_tensors_hooks``; each stored tensor counted once): the memory a
+    training step holds between forward and backward, measured without timing."""
+    seen: dict = {}
+
+    def pack(t):
+        seen[(t.data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))] = t.numel()
+        return t
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args, **kwargs)
+    return int(sum(seen.values()))
+
+
+def _fwd_bwd_seconds(fn, z: torch.Tensor, repeats: int) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        leaf = z.detach().clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        fn(leaf).backward()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def cost_curve(ns=(500, 1000, 2000, 4000), *, n_clusters: int = 10, dim: int = 10, tau: float = TAU,
+               repeats: int = 3, seed: int = 0) -> dict:
+    """Cost of the negative term (forward + backward) on ``blobs(n)`` for each n: node-level
+    (:func:`negative_term`) and meta-node (:func:`pamc_negative_term`, assignment by a seeded
+    :func:`kmeans` done beforehand, as PamC's argmax q is).  Returns arrays ``n``, ``node_s``,
+    ``meta_s`` (best of ``repeats`` wall-clock seconds, machine-dependent) and ``node_saved``,
+    ``meta_saved`` (elements kept for backward, :func:`saved_elements`: exact and repeatable)."""
+    repeats = checks.integer(repeats, "repeats", 1)
+    out = {key: [] for key in ("n", "node_s", "meta_s", "node_saved", "meta_saved")}
+    for n in ns:
+        z, _ = blobs(n, centers=n_clusters, dim=dim, seed=seed)
+        assign, _ = kmeans(z, n_clusters, seed=seed)
+        node = functools.partial(negative_term, tau=tau)
+        meta = functools.partial(pamc_negative_term, assign=assign, tau=tau)
+        with checks.validation(False):
+            out["node_s"].append(_fwd_bwd_seconds(node, z, repeats))
+            out["meta_s"].append(_fwd_bwd_seconds(meta, z, repeats))
+            out["node_saved"].append(saved_elements(node, z.clone().requires_grad_(True)))
+            out["meta_saved"].append(saved_elements(meta, z.clone().requires_grad_(True)))
+        out["n"].append(n)
+    return {key: np.asarray(v) for key, v in out.items()}
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of ``log y`` against ``log x`` (the exponent of a power law)."""
+    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# Pictures and panels
+# ------------------------------------------------------------------------------------------------
+
+def _heat(ax, M, order, bounds, title: str):
+    """A similarity heat-map (rows and columns in ``order``), cluster boundaries as thin white lines,
+    one colour bar."""
+    M = M.detach().cpu().double().numpy()[np.ix_(order, order)]
+    im = ax.imshow(M, cmap=plots.SIM_CMAP, vmin=-1, vmax=1)
+    for b in bounds:
+        ax.axhline(b - 0.5, color="w", lw=0.6)
+        ax.axvline(b - 0.5, color="w", lw=0.6)
+    ax.set_title(title)
+    ax.grid(False)
+    return im
+
+
+def block_view(axes, z, assign) -> dict:
+    """Three heat-maps on ``axes`` (3 axes): the node cosines sorted by cluster, the block similarity
+    that replaces them (each pair of nodes gets its meta-nodes' cosine), and the K x K meta-node
+    cosines.  Returns ``{"S", "S_block", "C"}``."""
+    z = _embeddings(z).detach()
+    S = similarity(z)
+    S_block = block_similarity(z, assign)
+    c, sizes, cluster = meta_nodes(z, assign)
+    C = similarity(c)
+    order = plots.class_order(cluster)
+    bounds = np.cumsum(sizes.numpy())[:-1]
+    n, K = len(S), len(C)
+    _heat(axes[0], S, order, bounds, f"node cosines ({n} × {n})")
+    _heat(axes[1], S_block + torch.eye(n, dtype=S.dtype), order, bounds, "each pair → its meta-nodes' cosine")
+    im = _heat(axes[2], C, np.arange(K), [], f"meta-node cosines ({K} × {K})")
+    for ax in axes[:2]:
+        ax.set(xlabel="node k (sorted by cluster)", ylabel="node i")
+    axes[2].set(xlabel="meta-node l'", ylabel="meta-node l")
+    axes[2].figure.colorbar(im, ax=list(axes), shrink=0.8, label="cosine")
+    return {"S": S, "S_block": S_block, "C": C}
+
+
+def anchor_shares_view(ax, z, assign, anchor: int, *, tau: float = TAU) -> dict:
+    """One node's share of the push per negative (:func:`push_shares`) against its cosine with that
+    negative: exact (dots) and size-weighted meta-node approximation (crosses, one level per meta-node),
+    coloured by cluster.  The anchor's own cluster-mates (grey squares) sit at the meta-node's cosine
+    with itself, 1: the largest share, but a constant, so they are never pushed."""
+    z = _embeddings(z).detach()
+    s = similarity(z)[anchor]
+    exact = push_shares(z, tau=tau)[anchor]
+    approx = push_shares(z, assign, tau=tau)[anchor]
+    cluster = torch.unique(torch.as_tensor(assign), return_inverse=True)[1].cpu()
+    others = torch.arange(len(s)) != anchor
+    mates = others & (cluster == cluster[anchor])
+    rest = others & ~mates
+    colors = plots.mpl.colormaps["tab20"](cluster.numpy() % 20)
+    ax.scatter(s[others].numpy(), exact[others].numpy(), s=9, color=colors[others.numpy()], alpha=0.7,
+               label="exact: one share per negative")
+    ax.scatter(s[rest].numpy(), approx[rest].numpy(), s=22, marker="x", lw=0.9, color=colors[rest.numpy()],
+               label="meta-nodes: one share per meta-node")
+    ax.scatter(s[mates].numpy(), approx[mates].numpy(), s=22, marker="s", facecolors="none",
+               edgecolors=plots.MUTED, label="meta-nodes: own cluster (constant, no push)")
+    ax.axhline(1 / int(others.sum()), color=plots.MUTED, ls="--", lw=1, label="uniform share")
+    ax.set(yscale="log", xlabel=f"cosine of node {anchor} with negative k", ylabel="share of the push $r_{ik}$",
+           title=f"node {anchor}: push per negative, τ = {tau:g}")
+    ax.legend(loc="upper left", fontsize=8)
+    return {"exact": exact, "approx": approx, "mates": mates}
+
+
+def clusterings(z, ks, *, seed: int = 0) -> dict:
+    """``{K: assign}`` for each K in ``ks``: seeded :func:`kmeans` on the L2-normalised rows of ``z``
+    (the loss sees directions only); ``K = N`` gives every node its own meta-node."""
+    z = _embeddings(z).detach()
+    n = z.shape[0]
+    out = {}
+    for k in ks:
+        k = checks.integer(k, "each K in ks", 1)
+        out[k] = torch.arange(n, device=z.device) if k == n else kmeans(F.normalize(z, dim=1), k, seed=seed)[0]
+    return out
+
+
+def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | None = None, tau: float = TAU,
+                        anchor: int = 0, seed: int = 0):
+    """Pure maths on fixed embeddings ``z``: move the number of meta-nodes K, the inverse temperature
+    tau and the anchor.  Left: exact, size-weighted and PamC negative terms against K (K = N added at
+    the end, where both are exact).  Middle: the anchor's share of the push per negative, exact and
+    approximated.  Right: the K x K meta-node cosines.  ``clusters`` (``{K: assign}``, e.g. from
+    :func:`clusterings`) is computed once here when not given."""
+    import ipywidgets as W
+
+    from . import widgets
+
+    z = _embeddings(z).detach()
+    n = z.shape[0]
+    if clusters is None:
+        ks = tuple(sorted({checks.integer(k, "each K in ks", 1) for k in ks if k < n} | {n}))
+        clusters = clusterings(z, ks, seed=seed)
+    clusters = dict(clusters)
+    clusters.setdefault(n, torch.arange(n, device=z.device))
+    ks = tuple(sorted(clusters))
+    start = ks[len(ks) // 2]
+    style = dict(continuous_update=False, style={"description_width": "initial"})
+    controls = {
+        "K": W.SelectionSlider(options=list(ks), value=start, description="K (meta-nodes)", **style),
+        "tau": W.FloatLogSlider(value=tau, base=10, min=math.log10(0.5), max=math.log10(20), step=0.05,
+                                description="τ (inverse temperature, × cosine)", readout_format=".3g", **style),
+        "anchor": W.IntSlider(value=anchor, min=0, max=n - 1, description="anchor node", **style),
+    }
+    fig, axes = plots.new_figure(3, width=4.7, height=3.9)
+    image = axes[0, 2].imshow(np.eye(2), cmap=plots.SIM_CMAP, vmin=-1, vmax=1)
+    axes[0, 2].grid(False)
+    axes[0, 2].set(xlabel="meta-node l'", ylabel="meta-node l")
+    fig.colorbar(image, ax=axes[0, 2], shrink=0.8, label="cosine")
+    cache: dict = {}
+
+    def curves(t: float):
+        if t not in cache:
+            with torch.no_grad():
+                exact = float(negative_term(z, tau=t))
+                approx = [float(approx_negative_term(z, clusters[k], tau=t)) for k in ks]
+                pamc = [float(pamc_negative_term(z, clusters[k], tau=t)) for k in ks]
+            cache[t] = (exact, np.asarray(approx), np.asarray(pamc))
+        return cache[t]
+
+    def draw(v):
+        K, t, a = v["K"], v["tau"], v["anchor"]
+        exact, approx, pamc = curves(t)
+        for ax in axes[0, :2]:
+            ax.clear()
+        ax = axes[0, 0]
+        ax.axhline(exact, color="k", lw=2, label="exact (N² pairs)")
+        ax.plot(ks, approx, marker="o", color=METHOD_COLORS["approx"], label="size-weighted meta-nodes")
+        ax.plot(ks, pamc, marker="s", color=METHOD_COLORS["pamc"], label="PamC (each meta-node once)")
+        i = ks.index(K)
+        ax.scatter([K, K], [approx[i], pamc[i]], s=120, facecolors="none", edgecolors="k", zorder=4)
+        ax.set(xscale="log", xlabel="K, the number of meta-nodes (log scale)", ylabel="negative term $L^-$",
+               title=f"N = {n} nodes, τ = {t:.3g}")
+        ax.legend(loc="best", fontsize=9)
+        shares = anchor_shares_view(axes[0, 1], z, clusters[K], a, tau=t)
+        c, _, _ = meta_nodes(z, clusters[K])
+        C = similarity(c)
+        image.set_data(C.numpy())
+        image.set_extent((-0.5, len(C) - 0.5, len(C) - 0.5, -0.5))
+        axes[0, 2].set_title(f"the {len(C)} × {len(C)} meta-node cosines")
+        err = abs(approx[i] - exact)
+        return {"exact": exact, "approx": approx[i], "pamc": pamc[i], "error": err, "shares": shares,
+                "status": f"K = {K}: exact {exact:.4f}, size-weighted {approx[i]:.4f} (error {err:.1e}), "
+                          f"PamC {pamc[i]:.4f}; the approximation costs {len(C)}² instead of {n}² pairs"}
+
+    return widgets.Panel(controls, fig, draw)
+
+
+def cost_view(axes, cost: dict) -> None:
+    """Two log-log plots of :func:`cost_curve`: time (left) and memory kept for backward (right) of the
+    node-level and the meta-node negative terms against N."""
+    n = cost["n"]
+    for ax, key, label, title in ((axes[0], "_s", "seconds (forward + backward)", "time of the negative term"),
+                                  (axes[1], "_saved", "elements kept for backward", "memory of the negative term")):
+        ax.plot(n, cost["node" + key], marker="o", color=METHOD_COLORS["nc"], label="node-level ($N^2$ pairs)")
+        ax.plot(n, cost["meta" + key], marker="s", color=METHOD_COLORS["pamc"], label="meta-nodes ($K^2$ pairs)")
+        ax.set(xscale="log", yscale="log", xlabel="N, nodes (log scale)", ylabel=label, title=title)
+        ax.set_xticks(n, [str(v) for v in n])
+        ax.minorticks_off()
+    axes[1].legend(loc="center right", fontsize=9)
+
+
+def _eval_epochs(run: ClusterRun) -> np.ndarray:
+    return run.history.get("nmi_iter", run.history["iter"])
+
+
+def draw_run(axes, run: ClusterRun, *, others: dict | None = None) -> dict:
+    """Learning curves of a clustering run on 3 axes: NMI per epoch (final epoch marked, the best one
+    ringed), the loss, and the cluster sizes at the end.  ``others``: runs to draw faintly for comparison."""
+    h = run.history
+    ax = axes[0]
+    for name, other in (others or {}).items():
+        ax.plot(_eval_epochs(other), other.history["nmi"], color=METHOD_COLORS[other.params["method"]],
+                lw=1, alpha=0.45, label=f"{name} (final {other.nmi:.3f})")
+    color = METHOD_COLORS[run.params["method"]]
+    epochs = _eval_epochs(run)
+    ax.plot(epochs, h["nmi"], color=color, lw=2, label=f"{METHOD_NAMES[run.params['method']]}")
+    ax.scatter([epochs[-1]], [run.nmi], color=color, s=60, zorder=4, label=f"final epoch: {run.nmi:.3f}")
+    best = int(np.argmax(h["nmi"]))
+    ax.scatter([epochs[best]], [run.best_nmi], facecolors="none", edgecolors=color, s=110, zorder=4,
+               label=f"best epoch (code reports it): {run.best_nmi:.3f}")
+    ax.set(xlabel="epoch (one full-batch step)", ylabel="NMI of argmax q", title="clustering quality")
+    ax.legend(loc="lower right", fontsize=8)
+    ax = axes[1]
+    ax.plot(h["iter"], h["loss"], color=color, lw=2, label="total")
+    ax.plot(h["iter"], h["pos"], color=plots.POS_COLOR, lw=1, label="positive term $L^+$")
+    ax.plot(h["iter"], h["neg"], color=plots.NEG_COLOR, lw=1, label="negative term $L^-$")
+    ax.set(xlabel="epoch", ylabel="loss", title="training loss")
+    ax.legend(loc="best", fontsize=8)
+    ax = axes[2]
+    sizes = np.bincount(run.assign, minlength=run.params["n_clusters"])
+    ax.bar(np.arange(len(sizes)), sizes, color=color)
+    ax.set(xlabel="cluster (argmax q)", ylabel="nodes", title=f"cluster sizes ({int((sizes == 0).sum())} empty)")
+    return {"nmi": run.nmi, "best_nmi": run.best_nmi}
+
+
+def training_panel(*, others: dict | None = None, autorun: bool = True, **defaults):
+    """A Train button over :func:`train_clustering`: method, tau, K, r, epochs, seed.  Draws the run's
+    NMI per epoch (final epoch marked, best ringed), its loss and cluster sizes; ``others`` (name ->
+    run) are drawn faintly on the NMI plot."""
+    import ipywidgets as W
+
+    from . import widgets
+
+    d = dict(method="pamc", tau=TAU, n_clusters=10, r=R, epochs=100, seed=0) | defaults
+    style = dict(continuous_update=False, style={"description_width": "initial"})
+    controls = {
+        "method": W.Dropdown(options=[(METHOD_NAMES[m], m) for m in METHODS], value=d["method"],
+                             description="negative term", style={"description_width": "initial"}),
+        "tau": W.FloatLogSlider(value=d["tau"], base=10, min=math.log10(0.5), max=math.log10(5), step=0.05,
+                                description="τ (inverse temperature)", readout_format=".3g", **style),
+        "n_clusters": W.IntSlider(value=d["n_clusters"], min=5, max=40, step=1, description="K (clusters)", **style),
+        "r": W.IntSlider(value=d["r"], min=1, max=3, description="r (adjacency power)", **style),
+        "epochs": W.IntSlider(value=d["epochs"], min=20, max=200, step=10, description="epochs", **style),
+        "seed": W.BoundedIntText(value=d["seed"], min=0, max=99, description="seed", layout=W.Layout(width="140px")),
+    }
+
+    def run(values, progress):
+        return train_clustering(values["method"], tau=values["tau"], n_clusters=values["n_clusters"],
+                                r=values["r"], epochs=values["epochs"], seed=values["seed"], progress=progress)
+
+    def draw(axes, result, _values):
+        state = draw_run(axes[0], result, others=others)
+        state["status"] = f"{result!r} in {result.seconds:.1f} s"
+        return state
+
+    return widgets.run_panel(controls, run, draw, ncols=3, width=4.6, height=3.7, autorun=autorun)
