@@ -110,24 +110,13 @@ def _check_weights(weights, z: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def kmeans(z, K: int, *, iters: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means on the rows of ``z`` (detached): ``(assign (N,), centroids (K x d))``.
+    """Lloyd's k-means on the rows of ``z`` (detached): ``(assign (N,), centroids (K x d))``, from K
+    distinct rows drawn with ``seed``, one start (:func:`lossviz.cluster.kmeans` with
+    ``init="random"``).  The official code uses faiss with 20 iterations and 5 restarts; 10
+    iterations of plain Lloyd are plenty at this size."""
+    from .cluster import kmeans as _kmeans
 
-    Seeded: the K starting centroids are distinct rows drawn by a CPU generator seeded with ``seed``.
-    An empty cluster keeps its previous centroid.  (The official code uses faiss with 20 iterations
-    and 5 restarts; 10 iterations of plain Lloyd are the spec's choice and plenty at this size.)"""
-    z = checks.as_float_tensor(z, "z (the embeddings to cluster, N x d)", 2).detach()
-    K = checks.integer(K, "K (the number of clusters)", 1)
-    iters = checks.integer(iters, "iters", 1)
-    if K > len(z):
-        raise ValueError(f"K (the number of clusters) must be at most the number of points, {len(z)}; got {K}")
-    g = torch.Generator().manual_seed(int(seed))
-    c = z[torch.randperm(len(z), generator=g)[:K].to(z.device)].clone()
-    for _ in range(iters):
-        assign = torch.cdist(z, c).argmin(dim=1)
-        counts = torch.bincount(assign, minlength=K).to(z.dtype)
-        sums = torch.zeros_like(c).index_add_(0, assign, z)
-        c = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], c)
-    return torch.cdist(z, c).argmin(dim=1), c
+    return _kmeans(z, K, n_init=1, iters=iters, seed=seed, init="random")
 
 
 @dataclass

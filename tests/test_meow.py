@@ -191,7 +191,7 @@ def test_bad_input():
         M.cluster_weights(torch.rand(2, 5))
     with pytest.raises(ValueError, match=r"floor .* \[0, 1\]"):
         M.cluster_weights(torch.zeros(2, 5, dtype=torch.long), floor=2)
-    with pytest.raises(ValueError, match="at most the number of points"):
+    with pytest.raises(ValueError, match="<= the number of points"):
         M.kmeans(torch.randn(4, 2), 5)
     with pytest.raises(ValueError, match="integer >= 1"):
         M.kmeans(torch.randn(4, 2), 0)
