@@ -42,47 +42,48 @@ def _working(S: torch.Tensor) -> torch.Tensor:
     return S.float() if S.dtype in (torch.float16, torch.bfloat16) else S
 
 
-#: Stand-in for -inf in :func:`_log1p_sum_exp`: ``e^-60 ~ 1e-26`` vanishes next to the sum's ``1``
+#: Stand-in for -inf in :func:`_ms_terms`: ``e^-60 ~ 1e-26`` vanishes next to the sum's ``1``
 #: (it is below float64's resolution even summed over 10^9 entries), and ``exp`` is several times
 #: slower on -inf and on inputs below about -87 (it stays fast while a row's largest exponent is
 #: below 27; MS's defaults reach 25).
 FAR = -60.0
 
 
-def _log1p_sum_exp(x: torch.Tensor, mask: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
-    """Row-wise ``log(1 + sum_{k in mask} exp(a_k))`` with ``a = scale * (x - shift)``, stably.
+def _ms_terms(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, alpha: float, beta: float,
+              lam: float) -> torch.Tensor:
+    """Per anchor, MS's two soft-max terms ``log(1 + sum_P e^{-alpha (S - lam)}) / alpha +
+    log(1 + sum_N e^{beta (S - lam)}) / beta``, stably: each is a logsumexp over ``[0, a_1, ...]``
+    with :data:`FAR` (about -inf) outside its mask (logsumexp subtracts the row's largest entry,
+    >= 0 thanks to the leading 0, so no exponent overflows).  Exactly 0, with a zero gradient, on
+    a row whose masks are empty.
 
-    With ``m = max(0, max_k a_k)`` (entries outside the mask at :data:`FAR`, about -inf):
-    ``m + log(e^-m + sum_k e^(a_k - m))``, so no exponent overflows.  The gradient is written by
-    hand (:class:`_Log1pSumExp`): ``d/dx_k = scale * e^(a_k - out)`` on the mask, 0 elsewhere,
-    computed in one B x B buffer from the saved ``x`` (the loss's own input, kept anyway), where
-    autograd through ``where``, ``pad`` and ``logsumexp`` holds several.
-
-    Exactly 0, with a zero gradient, on a row whose mask is empty."""
-    return _Log1pSumExp.apply(x, mask, scale, shift)
+    The gradient is written by hand (:class:`_MSTerms`): ``-e^{a+ - out+}`` on the positives and
+    ``e^{a- - out-}`` on the negatives (the pair weights of the paper's eq. 9-10), computed from
+    the saved ``x`` in two B x B buffers, where autograd through ``where``, ``pad`` and
+    ``logsumexp`` holds several; one autograd node for both terms keeps small batches fast."""
+    return _MSTerms.apply(x, pos, neg, alpha, beta, lam)
 
 
-class _Log1pSumExp(torch.autograd.Function):
+class _MSTerms(torch.autograd.Function):
     @staticmethod
-    def _exponents(x, mask, scale, shift):
-        a = (x - shift).mul_(scale)
-        return a.masked_fill_(mask.logical_not(), FAR)
-
-    @staticmethod
-    def forward(ctx, x, mask, scale, shift):
-        a = _Log1pSumExp._exponents(x, mask, scale, shift)
-        m = a.amax(dim=1).clamp_min(0.0)
-        out = (a.sub_(m[:, None]).exp_().sum(dim=1) + torch.exp(-m)).log_().add_(m)
-        ctx.save_for_backward(x, mask, out)
-        ctx.scale, ctx.shift = scale, shift
-        return out
+    def forward(ctx, x, pos, neg, alpha, beta, lam):
+        out_p = torch.logsumexp(F.pad(torch.where(pos, (x - lam).mul_(-alpha), FAR), (1, 0)), dim=1)
+        out_n = torch.logsumexp(F.pad(torch.where(neg, (x - lam).mul_(beta), FAR), (1, 0)), dim=1)
+        ctx.save_for_backward(x, pos, neg, out_p, out_n)
+        ctx.knobs = alpha, beta, lam
+        return out_p / alpha + out_n / beta
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
-        x, mask, out = ctx.saved_tensors
-        w = _Log1pSumExp._exponents(x, mask, ctx.scale, ctx.shift).sub_(out[:, None]).exp_()
-        return w.mul_(mask).mul_((g * ctx.scale)[:, None]), None, None, None
+        x, pos, neg, out_p, out_n = ctx.saved_tensors
+        alpha, beta, lam = ctx.knobs
+        # e^(a - out) with a = scale * (x - lam), -inf off the mask: exactly 0 there, never inf * 0
+        w_n = torch.add((out_n + beta * lam).neg_()[:, None], x, alpha=beta)
+        w_n = w_n.masked_fill_(neg.logical_not(), -math.inf).exp_()
+        w_p = torch.add((out_p - alpha * lam).neg_()[:, None], x, alpha=-alpha)
+        w_p = w_p.masked_fill_(pos.logical_not(), -math.inf).exp_()
+        return w_n.sub_(w_p).mul_(g[:, None]), None, None, None, None, None
 
 
 def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0.5,
@@ -111,11 +112,9 @@ def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0
     if mining:
         pos, neg = ms_mining_masks(x, pos, neg, eps)
     if weighting:
-        pos_term = _log1p_sum_exp(x, pos, -alpha, lam) / alpha
-        neg_term = _log1p_sum_exp(x, neg, beta, lam) / beta
-    else:
-        pos_term = torch.where(pos, 1 - x, 0.0).sum(dim=1)
-        neg_term = torch.where(neg, 1 + x, 0.0).sum(dim=1)
+        return _ms_terms(x, pos, neg, alpha, beta, lam).mean()
+    pos_term = torch.where(pos, 1 - x, 0.0).sum(dim=1)
+    neg_term = torch.where(neg, 1 + x, 0.0).sum(dim=1)
     return (pos_term + neg_term).mean()
 
 
