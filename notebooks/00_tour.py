@@ -42,6 +42,8 @@
 # One cell. `T.setup` fixes the seeds, uses **one** torch thread (on a small shared CPU, two
 # threads can be 30x slower for models this small) and sets a figure style that reads on a
 # projector. It returns `FAST`, true when the environment sets `LOSSVIZ_FAST=1` (shorter runs in CI).
+# Other notebooks shorten their training runs when it is set; the two runs of this tour take a few
+# seconds and keep their full length, because the claim at the end is checked on them.
 
 # %%
 import inspect
@@ -275,15 +277,19 @@ print(f"contrastive, λ = 0.9: non-zero weight on {active_at_09[0]:.0%} of posit
 # images (we test on images never seen in training). The network: an MLP 64 → 128 → **2**,
 # L2-normalised, so every embedding is a point on the unit circle and we can look at all of them.
 # Batches of 10 classes x 8 images, MS loss with the official-code defaults, Adam with learning
-# rate $10^{-3}$, 300 iterations (about two seconds on one CPU thread).
+# rate $10^{-3}$, 300 iterations (a few seconds on one CPU thread).
 #
 # We measure **Recall@1** on the test images: the fraction of test images whose nearest other test
 # image (by cosine) has the same label. The baseline needs no training: PCA of the raw pixels down
 # to 2 dimensions. For comparison we also train the contrastive loss (λ = 0.5), everything else
 # the same.
+#
+# A training run's numbers differ in their last digits from one CPU to another, so the tests never
+# compare the cells that show them verbatim: such a cell carries the `nbval-ignore-output` tag and
+# asserts what it shows instead.
 
 # %% tags=["nbval-ignore-output"]
-iters = 200 if FAST else 300
+iters = 300                                                # not shortened by FAST: see Setup
 run = T.train("ms", data="digits", dim=2, iters=iters, **ms)
 assert run.evals["recall_at_1"][-1] > run.evals["recall_at_1"][0]
 run
@@ -293,34 +299,45 @@ run_con = T.train("contrastive", data="digits", dim=2, iters=iters, lam=lam)
 assert run_con.evals["recall_at_1"][-1] > run_con.evals["recall_at_1"][0]
 run_con
 
+# %% [markdown]
+# The baselines need no training, so their numbers are the same on every machine:
+
 # %%
 base = T.baselines("digits", dims=(2,))                    # {name: (R@1, MAP@R)}, no training
+print(f"no training: PCA-2 of the pixels {base['pca2'][0]:.3f}, raw 64-d pixels {base['raw'][0]:.3f}")
+
+# %% tags=["nbval-ignore-output"]
 print(f"test R@1 before training {run.evals['recall_at_1'][0]:.3f}; after {iters} iterations: "
       f"MS {run.recall_at_1:.3f}, contrastive {run_con.recall_at_1:.3f}")
-print(f"no training: PCA-2 of the pixels {base['pca2'][0]:.3f}, raw 64-d pixels {base['raw'][0]:.3f}")
+gains = [r.recall_at_1 - r.evals["recall_at_1"][0] for r in (run, run_con)]
+assert min(gains) > 0.2                                    # both runs learned, by a wide margin
 
 # %% [markdown]
 # The test embeddings before and after training with MS, coloured by class (each class is drawn at
 # a slightly different radius so that overlapping classes stay visible):
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, ax = plots.new_figure(2, width=4.0, height=4.0)
 plots.circle(ax[0, 0], run.emb_before, run.y_test, title="test embeddings, before training")
 dots = plots.circle(ax[0, 1], run.emb_after, run.y_test, title=f"after {iters} iterations of MS")
 _ = plots.class_colorbar(fig, dots, ax[0, :], label="digit")
+assert len(dots.get_offsets()) == len(run.y_test)           # every test image is on the picture
 fig
 
 # %% [markdown]
 # Learning curves: the training loss (the two losses are on different scales: compare shapes, not
 # heights); the fraction of negative pairs in each batch that still get a non-zero weight; and test
-# Recall@1 against PCA-2 (grey). As the classes separate, fewer and fewer negatives are similar
-# enough to matter: MS (through its mining) and contrastive (through $\lambda$) both stop pushing them.
+# Recall@1 against PCA-2 (grey). As the classes separate, far fewer negatives are similar enough
+# to matter: MS (through its mining) and contrastive (through $\lambda$) stop pushing most of them.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, ax = plots.new_figure(3, width=3.8, height=3.3)
 plots.learning_curves(ax[0], {"ms": run, "contrastive": run_con}, what=("loss", "active", "recall_at_1"))
 ax[0, 2].axhline(base["pca2"][0], color=plots.MUTED, ls="--", label="PCA-2")
 ax[0, 2].legend(loc="lower right")
+for r in (run, run_con):                                   # active negatives: first step vs last 50
+    assert len(r.history["loss"]) == iters
+    assert r.history["active_neg"][-50:].mean() < 0.5 * r.history["active_neg"][0]
 fig
 
 # %% [markdown]
@@ -348,16 +365,17 @@ assert again is run_con and trainer.state["run"] is run_con  # the cached run, n
 # 2. the contrastive pair weights found by autograd equal the closed form $\mathbb{1}/B$ on positives
 #    and $\mathbb{1}[S_{ij} > \lambda]/B$ on negatives (checked in *From formula to code*),
 # 3. training works: after training with MS, test Recall@1 of the 2-d embedding beats PCA-2 of
-#    the raw pixels by at least 0.05 (the same check as notebook 01, with a looser margin).
+#    the raw pixels (the same check as notebook 01).
 #
 # A note on what this does *not* show: the raw 64-d pixels reach a far higher Recall@1 than either
-# 2-d embedding. Digits is an easy data set; we squeeze it into 2 dimensions only so that we can
-# draw it.
+# 2-d embedding (the second assert). Digits is an easy data set; we squeeze it into 2 dimensions
+# only so that we can draw it.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 margin = run.recall_at_1 - base["pca2"][0]
 print(f"MS (2-d) {run.recall_at_1:.3f} vs PCA-2 {base['pca2'][0]:.3f}: margin {margin:+.3f}")
-assert margin >= 0.05
+assert margin > 0.02                                       # a margin that holds across seeds
+assert base["raw"][0] - max(run.recall_at_1, run_con.recall_at_1) > 0.15
 
 # %% [markdown]
 # ## Pitfalls and exercises
@@ -371,8 +389,15 @@ assert margin >= 0.05
 #   step $S$ is computed from the network, so autograd does not keep its gradient unless asked:
 # - **Defaults differ between paper and code.** MS's $\lambda$ is 1 in the paper, 0.5 in the
 #   official code; see `lv.MS_PRESETS` (printed below).
-# - **nbval** (for authors of notebooks): cells with widgets, timings or training logs need the
-#   `nbval-ignore-output` tag *and* a real `assert`; a trailing `;` does not hide output under nbval.
+# - **Portable outputs** (for authors of notebooks): a training run's numbers differ in their last
+#   bits from one CPU to another, and then the whole trajectory differs. So the tests (strict nbval)
+#   never compare a training result verbatim: every cell that prints or draws one (like any cell
+#   whose output changes from run to run: timings, training logs) carries the `nbval-ignore-output`
+#   tag *and* a real `assert` on what it is for, with a margin that holds across seeds; only outputs
+#   that are the same on every machine are compared. Prose never types a number that training
+#   produced: print it, or state it qualitatively behind an assert. `make test` runs every notebook
+#   twice, the second time with the math kernels switched (`make test-portable`), to show what
+#   another CPU would see. A trailing `;` does not hide output under nbval.
 
 # %%
 S_net = lv.similarity(net(x))                              # computed from the network: not a leaf

@@ -37,7 +37,9 @@
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread (small models on a shared 2-core machine run fastest
-# single-threaded), and the `FAST` switch (`LOSSVIZ_FAST=1` shortens the training runs).
+# single-threaded), and the `FAST` switch (`LOSSVIZ_FAST=1` shortens training runs in other notebooks).
+# Here it changes nothing: the digits runs are already short, and the mechanism checked in section 7
+# (MS's mining switching itself off) needs the full length of the MNIST-1D runs.
 
 # %%
 import inspect
@@ -50,10 +52,11 @@ from lossviz import data, plots, reference
 from lossviz import widgets
 from lossviz import train as T
 from lossviz.weights import anchor_weights, weight_curve
+from IPython.display import Markdown
 
 FAST = T.setup(seed=0)
-MNIST1D_ITERS = 300 if FAST else 500
-print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
+MNIST1D_ITERS = 500                          # not shortened by FAST (see above)
+print("lossviz", lv.__version__, "| torch", torch.__version__)
 
 # %% [markdown]
 # ## 1. The idea and the math
@@ -176,7 +179,9 @@ fig
 # most of the weight on the hardest negatives.
 #
 # **GPW in numbers.** For each loss the autograd weights equal the paper's closed form (written as loops
-# in `lossviz.reference`), and the sign pattern holds: $\le 0$ on positives, $\ge 0$ on negatives.
+# in `lossviz.reference`) up to float64 round-off, and the sign pattern holds: $\le 0$ on positives,
+# $\ge 0$ on negatives. (The round-off itself, around $10^{-16}$, differs from one CPU to another, so
+# we print the bound it stays under.)
 
 # %%
 closed_forms = {"contrastive": reference.contrastive_weights_closed_form,
@@ -187,8 +192,8 @@ closed_forms = {"contrastive": reference.contrastive_weights_closed_form,
 pos, neg = lv.pair_masks(y)
 for name, W in weights.items():
     err = float((W.abs() - closed_forms[name](S, y, **LOSSES[name][1])).abs().max())
-    print(f"{name:12s} max |autograd - closed form| = {err:.1e}")
-    assert err < 1e-6
+    print(f"{name:12s} max |autograd - closed form| {'< 1e-12' if err < 1e-12 else f'= {err:.1e}'}")
+    assert err < 1e-12
     assert bool((W[pos] <= 0).all()) and bool((W[neg] >= 0).all())
 
 # %% [markdown]
@@ -351,6 +356,10 @@ mining_panel
 # by cosine similarity, each query removed from its own gallery; we report Recall@1 and MAP@R. The losses:
 # MS with the official code's values and with the paper's, its two ablations (mining only: uniform weights on
 # the mined pairs; weighting only: no mining), and the four classic losses.
+#
+# Training results differ in their last digits from one CPU to another (and then the whole trajectory
+# differs), so from here on the cells that show them are not compared verbatim by the tests; each one
+# asserts what it shows, with a margin that holds across seeds.
 
 # %%
 DIGIT_RUNS = {  # name: (loss, knobs)
@@ -372,35 +381,41 @@ for name, (r1, mapr) in base.items():
     print(f"{'pixels ' + name:16s} {r1:.3f}  {mapr:.3f}")
 for name, run in runs2d.items():
     print(f"{name:16s} {run.recall_at_1:.3f}  {run.map_at_r:.3f}")
-assert all(np.isfinite(run.map_at_r) for run in runs2d.values())
+assert all(run.recall_at_1 > run.evals["recall_at_1"][0] + 0.1 for run in runs2d.values())   # every loss learns
 
 # %% [markdown]
-# Before and after: the untrained network scatters the classes around the circle; MS sorts them into arcs.
+# Before and after: the untrained network puts all ten classes, mixed, into one narrow arc; MS spreads them
+# around the circle, class by class (the length of the mean embedding, 1 when all points coincide, drops).
 # The shaded wedge is the cone $S > \lambda = 0.5$ around class 0: a negative inside it gets weight. With ten
 # classes on a circle the best one can do is $\cos(36°) \approx 0.81$ between neighbours, *above*
 # $\lambda=0.5$ — in 2-D, MS can never push every negative out of the cone.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 ms_run = runs2d["ms"]
 fig, axes = plots.new_figure(3, width=3.8, height=3.6)
 plots.circle(axes[0, 0], ms_run.emb_before, ms_run.y_test, title="before training")
 plots.circle(axes[0, 1], ms_run.emb_after, ms_run.y_test, lam=0.5, title="after MS")
 dots = plots.circle(axes[0, 2], runs2d["triplet"].emb_after, ms_run.y_test, title="after triplet")
 _ = plots.class_colorbar(fig, dots, axes[0, :], label="digit")
+spread = lambda emb: float(np.linalg.norm(emb.mean(axis=0)))   # length of the mean unit vector
+assert spread(ms_run.emb_after) < spread(ms_run.emb_before) - 0.2
 fig
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.0, height=3.4)
 _ = plots.learning_curves(axes[0], {n: runs2d[n] for n in ("ms", "ms_mine_only", "contrastive", "binomial", "triplet")},
                           what=("loss", "active", "recall_at_1"))
+mined = runs2d["ms"].history["active_neg"]
+assert mined[-50:].mean() < 0.5 * mined[0]       # MS mines far fewer negatives once classes separate
 fig
 
 # %% [markdown]
-# **Train it yourself.** Choose a loss and its knobs and press *Train* (300 iterations take about a second;
-# a setting you have already trained is shown at once from the cache).
+# **Train it yourself.** Choose a loss and its knobs and press *Train* (300 iterations take a few seconds;
+# a setting you have already trained is shown at once from the cache). It opens on the MS run above.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 train_panel = widgets.training_panel(data="digits", dim=2, iters=300, **MS)
+assert np.array_equal(train_panel.state["run"].evals["recall_at_1"], runs2d["ms"].evals["recall_at_1"])
 train_panel
 
 # %%
@@ -417,7 +432,7 @@ runs16 = {name: T.train(loss, data="digits", dim=16, iters=300, **DIGIT_RUNS[nam
           for name, loss in (("ms", "ms"), ("contrastive", "contrastive"), ("triplet", "triplet"))}
 for name, run in runs16.items():
     print(f"16-d {name:12s} R@1 {run.recall_at_1:.3f}  MAP@R {run.map_at_r:.3f}")
-assert runs16["ms"].map_at_r > 0
+assert all(run.recall_at_1 > runs2d[name].recall_at_1 + 0.1 for name, run in runs16.items())
 
 # %% [markdown]
 # ## 6. The paper's claim, on classes never seen in training
@@ -441,21 +456,33 @@ for name, run in runs1d.items():
     best = int(run.evals["recall_at_1"].argmax())
     print(f"{name:16s} {run.recall_at_1:.3f}  {run.map_at_r:.3f}  "
           f"{run.evals['recall_at_1'][best]:.3f} ({run.evals['iter'][best]})")
-assert len(runs1d) == 7
+assert len(runs1d) == 7 and all(len(run.history["loss"]) == MNIST1D_ITERS for run in runs1d.values())
+assert runs1d["ms"].recall_at_1 > runs1d["ms"].evals["recall_at_1"][0] + 0.03   # MS learns on unseen classes
 
 # %% [markdown]
 # **Watch MS switch itself off.** Left: test Recall@1 on the unseen classes. Right: the fraction of
-# negative pairs with a non-zero weight (for MS: the mined pairs; log scale). From about iteration 300
-# MS's mining often keeps nothing at all: on those iterations its loss is exactly 0 and the network is
-# not updated; on the others only a handful of pairs move. Binomial deviance, lifted structure and MS
-# without mining weight every pair at every step, and contrastive keeps pulling every positive pair with
-# weight 1: their test Recall@1 on the *unseen* classes peaks between iterations 150 and 250 and then
-# falls as they fit the five training classes ever more closely. MS and its mining-only ablation keep
-# most of their peak.
+# negative pairs with a non-zero weight (for MS: the mined pairs; log scale). Late in training MS's
+# mining often keeps nothing at all: on those iterations its loss is exactly 0 and the network is not
+# updated; on the others only a handful of pairs move (section 7 counts them). Binomial deviance, lifted
+# structure and MS without mining weight every pair at every step, and contrastive keeps pulling every
+# positive pair with weight 1. The test Recall@1 of contrastive, binomial deviance and MS without mining
+# on the *unseen* classes peaks and then falls back as they fit the five training classes ever more
+# closely: on average they lose most of what their best checkpoint had gained over the untrained network.
+# MS and its mining-only ablation keep most of their gain. The cell prints, per loss, the gain of its
+# best checkpoint over the untrained network and the share of it kept at the end: compare lifted
+# structure's gain with the others' before reading much into MS beating it.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 compare = widgets.compare_panel(runs1d, title="MNIST-1D, unseen classes 5-9")
+r1 = {n: run.evals["recall_at_1"] for n, run in runs1d.items()}
+gain = {n: r.max() - r[0] for n, r in r1.items()}        # best checkpoint vs the untrained network
+kept = {n: (r[-1] - r[0]) / gain[n] if gain[n] > 0 else float("nan") for n, r in r1.items()}
+print("R@1 minus the untrained network's, at each loss's best checkpoint and at the end:")
+for n, r in r1.items():
+    print(f"{n:16s} {gain[n]:+.3f}  {r[-1] - r[0]:+.3f}" + (f"  ({kept[n]:.0%} kept)" if gain[n] > 0 else ""))
 assert compare.state["shown"] == tuple(runs1d)
+assert kept["ms"] > 0.5 and kept["ms_mine_only"] > 0.5
+assert np.mean([kept[n] for n in ("contrastive", "binomial", "ms_weight_only")]) < 0.5
 compare
 
 # %% [markdown]
@@ -464,8 +491,8 @@ compare
 # weighting with S and N — sets a new state of the art (CUB-200 Recall@1 60.6 → 65.7 at 512-d, BN-Inception).
 #
 # **What we can check here.**
-# 1. *GPW is exact:* autograd weights equal the closed forms for all five losses; the three identities hold
-#    (checked above, to 1e-6 or better).
+# 1. *GPW is exact:* autograd weights equal the closed forms for all five losses (to 1e-12); the three
+#    identities hold (checked above).
 # 2. *MS learns:* on digits, 16-d MS embeddings beat raw pixels on MAP@R by a wide margin, and 2-D MS
 #    beats PCA-2 on Recall@1.
 # 3. *Unseen classes:* at this fixed budget MS beats contrastive and lifted structure on Recall@1.
@@ -474,10 +501,12 @@ compare
 #
 # **What we do not claim.** The state-of-the-art ranking needs ImageNet-pretrained networks on CUB, Cars196
 # and SOP; and under fair tuning ("A Metric Learning Reality Check", Musgrave et al. 2020) MS is roughly on
-# par with contrastive. Here too: on 2-D digits triplet and lifted structure beat full MS, on MNIST-1D the
-# mining-only ablation beats it, and each loss stopped at *its own* best checkpoint (right-hand column
-# above) closes most of the gap — contrastive's best is even higher than MS's. The lesson is
-# "mining + weighting, including knowing when to stop", not "MS weights are simply better".
+# par with contrastive. Here too MS is not ahead everywhere: the last cell of this section lists, from the
+# runs above, the losses that end ahead of full MS on 2-D digits and on MNIST-1D, and those whose *own*
+# best checkpoint (right-hand column of the MNIST-1D table) is ahead of MS's best. For the losses whose
+# Recall@1 peaks and falls back (contrastive, binomial deviance, MS without mining), stopping them at their
+# best checkpoints closes, on average, most of the gap to MS. The lesson is "mining + weighting, including knowing when to
+# stop", not "MS weights are simply better".
 
 # %% tags=["nbval-ignore-output"]
 ms1d = runs1d["ms"]
@@ -487,6 +516,12 @@ claims = {
     "R@1 unseen MS - contrastive": ms1d.recall_at_1 - runs1d["contrastive"].recall_at_1,
     "R@1 unseen MS - lifted": ms1d.recall_at_1 - runs1d["lifted"].recall_at_1,
 }
+for k_, v_ in claims.items():
+    print(f"{k_:40s} {v_:+.3f}")
+assert claims["MAP@R 16-d MS - raw pixels"] >= 0.2
+assert claims["R@1 2-d MS - PCA-2"] > 0.02           # a margin that every seed we tried clears
+assert claims["R@1 unseen MS - contrastive"] > 0.05
+assert claims["R@1 unseen MS - lifted"] > 0.05
 
 # %% tags=["nbval-ignore-output"]
 h = ms1d.history
@@ -497,17 +532,23 @@ mechanism = {
     "mined negatives, last 50 iterations": h["active_neg"][-50:].mean(),
     "iterations with nothing mined": int(nothing_mined.sum()),
 }
-for k_, v_ in (claims | mechanism).items():
+for k_, v_ in mechanism.items():
     print(f"{k_:40s} {v_:+.3f}" if isinstance(v_, float) else f"{k_:40s} {v_}")
-
-# %%
-assert claims["MAP@R 16-d MS - raw pixels"] >= 0.2
-assert claims["R@1 2-d MS - PCA-2"] >= 0.05
-assert claims["R@1 unseen MS - contrastive"] > 0.05
-assert claims["R@1 unseen MS - lifted"] > 0.05
 assert mechanism["mined negatives, last 50 iterations"] < 0.1 * mechanism["mined negatives, first 10 iterations"]
 assert mechanism["iterations with nothing mined"] > 0
 assert np.array_equal(zero_loss, nothing_mined)      # loss is exactly 0 exactly when nothing is mined
+
+# %% tags=["nbval-ignore-output"]
+best = {n: float(r.max()) for n, r in r1.items()}    # each loss at its own best checkpoint
+ahead = lambda runs, ref, at: ", ".join(n for n in runs if at(n) > at(ref)) or "none"
+early = ("contrastive", "binomial", "ms_weight_only")
+gap_end = np.mean([ms1d.recall_at_1 - runs1d[n].recall_at_1 for n in early])
+gap_best = np.mean([best["ms"] - best[n] for n in early])
+assert gap_best < 0.5 * gap_end                      # stopping early closes most of the gap
+Markdown(f"Ahead of full MS at the end — on 2-D digits: {ahead(runs2d, 'ms', lambda n: runs2d[n].recall_at_1)}; "
+         f"on MNIST-1D: {ahead(runs1d, 'ms', lambda n: runs1d[n].recall_at_1)}. At their own best checkpoints "
+         f"on MNIST-1D: {ahead(runs1d, 'ms', best.get)}. MS's mean lead over {', '.join(early)} is "
+         f"{gap_end:+.3f} at the end and {gap_best:+.3f} between best checkpoints.")
 
 # %% [markdown]
 # ## 8. Pitfalls
@@ -521,6 +562,7 @@ for name in ("ms", "ms_paper"):
     print(f"{name:9s} {lv.MS_PRESETS['official_code' if name == 'ms' else 'paper']}  "
           f"R@1 {runs2d[name].recall_at_1:.3f}")
 assert runs2d["ms_paper"].params["knob_lam"] == 1.0
+assert all(runs2d[n].recall_at_1 > runs2d[n].evals["recall_at_1"][0] + 0.1 for n in ("ms", "ms_paper"))  # both learn
 
 # %% [markdown]
 # With λ = 1 no negative can ever be "below the threshold", so every mined negative keeps weight: the λ widget
@@ -543,12 +585,14 @@ except ValueError as err:
 
 # %% [markdown]
 # **The zero-shot digits trap.** Training on digits 0–4 and testing on 5–9 looks like the paper's protocol,
-# but raw pixels are already excellent on digits, and no embedding learned from five classes beats them:
+# but raw pixels are already excellent on digits, and the MS embedding learned from five classes does not
+# beat them (though its training did its job: its mining ends up keeping almost no pair):
 
 # %% tags=["nbval-ignore-output"]
 zs = T.train("ms", data="digits_zero_shot", dim=16, iters=300, **MS)
 zs_raw = T.baselines("digits_zero_shot", dims=())["raw"][0]
 print(f"unseen digits 5-9: raw pixels R@1 {zs_raw:.3f}, MS 16-d R@1 {zs.recall_at_1:.3f}")
+assert zs.history["active_neg"][-50:].mean() < 0.1 * zs.history["active_neg"][:10].mean()   # it trained
 assert zs.recall_at_1 < zs_raw
 
 # %% [markdown]

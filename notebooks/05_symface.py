@@ -30,8 +30,8 @@
 # marked *(reconstructed)*.
 #
 # In this notebook you will build the loss, see its gradient weights, move its knobs, train it on small
-# synthetic faces that *are* symmetric, and measure what it does. At this scale the paper's claim does not show
-# up, and we can measure a likely reason: without negative pairs, the half-face embeddings *collapse*.
+# synthetic faces that *are* symmetric, and measure what it does. We check whether the paper's claim shows at this
+# scale, and measure a likely obstacle: without negative pairs, the half-face embeddings *collapse*.
 
 # %% [markdown]
 # ## Setup
@@ -45,6 +45,7 @@ import inspect
 import numpy as np
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown
 
 import lossviz as lv
 from lossviz import data, plots
@@ -154,8 +155,10 @@ zl, zr = (net(h) for h in sy.split_halves(x24))
 kept = rho24 >= 0.5
 scratch = (rho24 * (1 - F.cosine_similarity(zl, zr, dim=1)))[kept].sum() / kept.sum()
 ours = sy.symmetry_loss(zl, zr, rho24, tau=0.5)
-print(f"from scratch {float(scratch.detach()):.10f}   lossviz {float(ours.detach()):.10f}   kept {int(kept.sum())} of 24")
-assert torch.allclose(scratch, ours, atol=1e-12)
+gap = float((scratch - ours).abs().detach())
+print(f"from scratch {float(scratch.detach()):.4f}   lossviz {float(ours.detach()):.4f}   "
+      f"|difference| {'< 1e-12' if gap < 1e-12 else gap}   kept {int(kept.sum())} of 24")
+assert gap < 1e-12
 
 # %% [markdown]
 # **An exact check (check 1 of section 7).** For a face equal to its own mirror image, $x_L$ and $x_{R'}$ are the same
@@ -170,7 +173,7 @@ for name, model in (("random MLP", sy.face_net("mlp")), ("random CNN", sy.face_n
         zl_c, zr_c = model(cl), model(cr)
     exact[name] = float(sy.symmetry_loss(zl_c, zr_c, torch.ones(len(clean))))
     assert torch.equal(zl_c, zr_c) and exact[name] < 1e-6
-print("L_ρ on the 100 clean unseen faces:", {k: f"{abs(v):.0e}" for k, v in exact.items()})
+print("L_ρ on the 100 clean unseen faces:", {k: "< 1e-6" if abs(v) < 1e-6 else v for k, v in exact.items()})
 
 # %% [markdown]
 # ## 3. Weights as pictures
@@ -197,9 +200,9 @@ fig
 off_pair = W300.clone()
 off_pair.diagonal(offset=300).zero_()
 off_pair.diagonal(offset=-300).zero_()
-print(f"{int(keep300.sum())} of 300 faces kept; max |autograd - ρ/n| on kept faces = "
-      f"{float((pull[keep300] - b.rho[keep300] / keep300.sum()).abs().max()):.1e}; "
-      f"largest weight on any other pair = {float(off_pair.abs().max()):.1e}")
+err = float((pull[keep300] - b.rho[keep300].double() / keep300.sum()).abs().max())
+print(f"{int(keep300.sum())} of 300 faces kept; max |autograd - ρ/n| on kept faces "
+      f"{'< 1e-15' if err < 1e-15 else err}; largest weight on any other pair = {float(off_pair.abs().max()):.1e}")
 assert torch.allclose(pull, torch.where(keep300, b.rho.double() / keep300.sum(), 0.0), atol=1e-15)
 assert float(off_pair.abs().max()) == 0.0           # no push: pairs of different people get no weight
 
@@ -235,7 +238,7 @@ fig
 # - *InfoNCE*: vermillion pushes appear between the halves of different people.
 # - mirror off: the status line's half disparity jumps, since the halves no longer correspond.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 base0 = sy.train_symface(w_sym=0.0, seed=0, iters=ITERS, progress=False)
 maths_panel = sy.symmetry_panel(base0.model, templates=faces.templates[200:206])
 assert maths_panel.state["push"] == 0 and 0 < int(maths_panel.state["keep"].sum()) < 18
@@ -313,14 +316,18 @@ RUNS = {"ArcFace": dict(w_sym=0.0), "+ symmetry (cosine)": dict(w_sym=1.0)}
 runs = {name: [sy.train_symface(seed=s, iters=ITERS, **kw) for s in SEEDS] for name, kw in RUNS.items()}
 assert runs["ArcFace"][0] is base0                  # the panel's network came from the cache
 assert all(np.isfinite(r.history["loss"]).all() for rs in runs.values() for r in rs)
+arc_term = lambda r: np.asarray(r.history["arcface"])                   # noqa: E731
+assert all(arc_term(r)[-20:].mean() < arc_term(r)[:20].mean() / 10 for rs in runs.values() for r in rs)
 
-# %%
+# %% tags=["nbval-ignore-output"]
 print(f"{'':22s}{'seed':>5s} {'TAR@1e-2':>9s} {'half 1-c':>9s} {'cross-person':>13s} {'light sens.':>12s}")
 for name, rs in runs.items():
     for r in rs:
         m_ = r.measures
         print(f"{name:22s}{r.params['seed']:5d} {m_['tar']:9.3f} {m_['half_disparity']:9.3f} "
               f"{m_['cross_half_cos']:13.3f} {m_['light_sensitivity']:12.3f}")
+assert all(len(rs) == len(SEEDS) for rs in runs.values())
+assert all(s_.measures["half_disparity"] < a_.measures["half_disparity"] for a_, s_ in zip(*runs.values()))
 
 # %% [markdown]
 # *half 1−c*: the half disparity on unseen, centred faces. *cross-person*: the mean cosine between the left-half
@@ -328,25 +335,31 @@ for name, rs in runs.items():
 # the same face lit from the right (smaller = less sensitive to one-sided light).
 #
 # ### Learning curves
-# Thin lines are seeds. The ArcFace term trains the same with or without $L_\rho$. The half disparity (logged every
-# 10th step, also when $w_{sym} = 0$, where it has no gradient) falls once $L_\rho$ is on, on the training batches
-# and on unseen faces. Meanwhile the cosine between the halves of *different* people rises, and is still rising at
-# the last step: the two halves of each face are pulled together, and the halves of everybody move together.
+# Thin lines are seeds. The ArcFace term trains with or without $L_\rho$ (it falls by more than an order of magnitude
+# either way). The half disparity (logged every 10th step, also when $w_{sym} = 0$, where it has no gradient) ends far
+# lower once $L_\rho$ is on, on the training batches and on unseen faces. Meanwhile the cosine between the halves
+# of *different* people rises, and keeps rising through the second half of training: the two halves of each face are pulled
+# together, and the halves of everybody move together.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(4, width=3.6, height=3.3)
 sy.plot_curves(axes[0], runs)
+for a_, s_ in zip(runs["ArcFace"], runs["+ symmetry (cosine)"]):
+    assert np.mean(s_.history["half_disparity"][-3:]) < np.mean(a_.history["half_disparity"][-3:]) / 2
+    assert s_.evals["half_disparity"][-1] < a_.evals["half_disparity"][-1] / 2
+    cross_ = s_.evals["cross_half_cos"]
+    assert cross_[-1] > cross_[len(cross_) // 2] and cross_[-1] > a_.evals["cross_half_cos"][-1]  # rising late
 fig
 
 # %% [markdown]
 # ### Half disparity against frontness, before and after
 # Each dot is an unseen face: its frontness $\rho_i$ and its half disparity $1 - c_i$. Before training, centred
 # faces already have somewhat closer halves than turned ones. ArcFace alone drives the halves further apart,
-# turned faces most. With $L_\rho$ the disparity drops for **every** face, also for the turned faces
+# turned faces most. With $L_\rho$ the disparity drops for nearly **every** face, also for the turned faces
 # ($\rho \approx 0$), whose halves are cut off-axis and which never received $L_\rho$ gradient. A network that
 # maps any half-face near one point does that.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=3.9, height=3.4, sharey=True)
 r0, s0 = runs["ArcFace"][0], runs["+ symmetry (cosine)"][0]
 for ax, (title, d, color) in zip(axes[0], (("before training", r0.half_cos_before, plots.MUTED),
@@ -355,6 +368,10 @@ for ax, (title, d, color) in zip(axes[0], (("before training", r0.half_cos_befor
     ax.scatter(r0.rho, 1 - d, s=6, color=color, alpha=0.5)
     ax.set(title=title, xlabel="frontness ρ_i")
 axes[0, 0].set_ylabel("half disparity 1 - c_i")
+d0, d_arc, d_sym, front = 1 - r0.half_cos_before, 1 - r0.half_cos_after, 1 - s0.half_cos_after, r0.rho >= 0.5
+assert d0[front].mean() < d0[~front].mean()                                   # before: centred faces closer
+assert 0 < (d_arc - d0)[front].mean() < (d_arc - d0)[~front].mean()           # ArcFace: apart, turned most
+assert (d_sym < d_arc).mean() > 0.9 and d_sym[~front].mean() < d0[~front].mean()   # L_ρ: nearly every face
 fig
 
 # %% [markdown]
@@ -366,7 +383,7 @@ fig
 # %% tags=["nbval-ignore-output"]
 variants = {"+ InfoNCE halves": sy.train_symface(variant="infonce", seed=0, iters=ITERS),
             "+ ArcFace halves": sy.train_symface(variant="arcface", seed=0, iters=ITERS)}
-assert all(v.params["w_sym"] == 1.0 for v in variants.values())
+assert all(v.params["w_sym"] == 1.0 and np.isfinite(v.history["loss"]).all() for v in variants.values())
 
 # %% [markdown]
 # Left: cosines between the half embeddings of two *different* unseen people. ArcFace alone spreads them
@@ -375,11 +392,18 @@ assert all(v.params["w_sym"] == 1.0 for v in variants.values())
 # verification uses), as mean $1-\cos$ over same-person pairs (intra, blue) and different-person pairs
 # (inter, vermillion), for each seed.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 seed0 = {"ArcFace": r0, "+ symmetry (cosine)": s0, **variants}
 fig, axes = plots.new_figure(3, width=4.1, height=3.6)
 sy.plot_collapse(axes[0, 0], seed0)
 sy.plot_spread(axes[0, 1:], runs)
+cc = {k: r.measures["cross_half_cos"] for k, r in seed0.items()}
+assert abs(cc["ArcFace"]) < 0.2 and cc["+ symmetry (cosine)"] > cc["ArcFace"] + 0.3
+assert max(cc["+ InfoNCE halves"], cc["+ ArcFace halves"]) < 0.2             # a push: no pile-up
+change = {k: np.mean([s_.measures[k] - a_.measures[k] for a_, s_ in zip(*runs.values())])
+          for k in ("intra", "inter", "half_intra", "half_inter")}
+assert max(abs(change["intra"]), abs(change["inter"])) < 0.05               # full faces barely move
+assert change["half_inter"] < 1.5 * change["half_intra"] < 0                # halves: inter shrinks much more
 fig
 
 # %% [markdown]
@@ -393,7 +417,7 @@ fig
 # unseen person's clean face, light it from the left and from the right, and measure $1-\cos$ between the two
 # embeddings.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 lit = [faces.templates[200] + sy.lighting_ramp(torch.tensor([side]), 1.0)[0] for side in (-1, 1)]
 fig, axes = plots.new_figure(3, width=3.2, height=3.2, gridspec_kw={"width_ratios": [1, 1, 2]})
 sy.show_faces(axes[0, :2], lit, ["lit from the left", "lit from the right"])
@@ -404,6 +428,7 @@ for j, v in enumerate(sens.values()):
     ax.scatter([j] * len(v), v, color="k", s=10, zorder=3)
 ax.set_xticks(range(len(sens)), [k.replace("+ ", "+").replace(" ", "\n") for k in sens], fontsize=9)
 ax.set(ylabel="1 - cos(left-lit, right-lit)", title="lighting sensitivity (lower = better)")
+assert len(ax.patches) == len(sens) == 4 and all(0 < v_ < 2 for v in sens.values() for v_ in v)
 fig
 
 # %% [markdown]
@@ -413,7 +438,7 @@ fig
 # seed, then press **Train**. Each press also trains the same setting with $w_{sym} = 0$ as the baseline. An MLP run
 # takes a few seconds; a setting already trained comes back at once from the cache.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 train_panel = sy.train_panel(iters=ITERS)
 assert train_panel.state["result"]["run"] is s0      # the default setting was trained above: from the cache
 train_panel
@@ -451,39 +476,52 @@ arc, sym = runs["ArcFace"], runs["+ symmetry (cosine)"]
 gain = np.array([s_.tar - a_.tar for a_, s_ in zip(arc, sym)])
 ratio = np.array([s_.measures["half_disparity"] / a_.measures["half_disparity"] for a_, s_ in zip(arc, sym)])
 cross = {k: np.array([r.measures["cross_half_cos"] for r in v]) for k, v in runs.items()}
+light = np.array([s_.measures["light_sensitivity"] - a_.measures["light_sensitivity"] for a_, s_ in zip(arc, sym)])
 table = [("TAR gain of + L_ρ, per seed", gain, "> 0 (the paper's claim)", bool((gain > 0).all())),
          ("half disparity, + L_ρ / ArcFace", ratio, "<= 0.1", bool((ratio <= 0.1).all())),
          ("cross-person half cosine, + L_ρ", cross["+ symmetry (cosine)"], "> 0.9", bool((cross["+ symmetry (cosine)"] > 0.9).all())),
          ("cross-person half cosine, ArcFace", cross["ArcFace"], "< 0.6", bool((cross["ArcFace"] < 0.6).all())),
-         ("non-inferiority: TAR gain", gain, ">= -0.02", bool((gain >= -0.02).all()))]
+         ("non-inferiority: TAR gain", gain, ">= -0.02", bool((gain >= -0.02).all())),
+         ("lighting sens., + L_ρ - ArcFace", light, "< 0 (the paper's hope)", bool((light < 0).all()))]
 for what, vals, target, ok in table:
     print(f"{what:36s} {' '.join(f'{v:+.3f}' for v in vals):22s} target {target:24s} {'holds' if ok else 'does NOT hold'}")
-print(f"InfoNCE halves (exercise, seed 0): TAR gain {variants['+ InfoNCE halves'].tar - arc[0].tar:+.3f}, "
+info_gain = variants["+ InfoNCE halves"].tar - arc[0].tar
+print(f"InfoNCE halves (exercise, seed 0): TAR gain {info_gain:+.3f}, "
       f"cross-person half cosine {variants['+ InfoNCE halves'].measures['cross_half_cos']:.3f}")
-
-# %% [markdown]
-# **At this scale, the claim does not show.** Adding $L_\rho$ did not lift TAR on any seed. It lowered it on
-# every seed, by one to five hundredths, at or above the ~0.01 noise level, so the non-inferiority margin
-# of 0.02 is not met on every seed. Lighting sensitivity did not go down either (figure above). The mechanism
-# numbers suggest why:
-# - $L_\rho$ is minimised: the half disparity drops to about a fifth of ArcFace's.
-# - It is minimised largely by **collapse**. The half-faces of different people move towards one point, because
-#   the term has a pull and no push, and zero-padded half inputs are easy to recognise as "a half".
-# - The collapse is only partial after 500 steps, and still progressing (learning curves). The earlier prototype's
-#   stricter thresholds (a tenth of the disparity, a cross-person cosine above 0.9) are not reached here, so we
-#   assert the direction, on every seed. The full-face embedding, which verification uses, gains nothing. In a
-#   shorter run (300 steps, `LOSSVIZ_FAST=1`) the collapse is weaker and the TAR difference stays within noise:
-#   the cost grows as the collapse progresses.
-#
-# The InfoNCE exercise, which adds a push between people's halves, avoided the collapse and *raised* TAR on
-# seed 0. That is one seed of a loss that is not the paper's: a hypothesis for discussion. The gain may come
-# from the extra contrastive signal, not from symmetry.
-
-# %%
-assert exact["random MLP"] < 1e-6 and exact["random CNN"] < 1e-6           # 1. exact
 assert (ratio < 0.5).all()                                                   # 2. optimisation, every seed
 assert (cross["+ symmetry (cosine)"] > cross["ArcFace"]).all()               # 3. collapse, every seed
-assert gain.mean() < 0.01                                                    # the claimed lift does not show
+
+# %% tags=["nbval-ignore-output"]
+def seeds_where(mask):
+    return f"{int(mask.sum())} of {len(mask)} seeds"
+
+
+assert len(gain) == len(light) == len(SEEDS) and np.isfinite([*gain, *light, info_gain]).all()
+Markdown(f"**From the runs above.** Adding $L_\\rho$ changed TAR by {gain.min():+.3f} to {gain.max():+.3f} (higher "
+         f"on {seeds_where(gain > 0)}; non-inferiority met on {seeds_where(gain >= -0.02)}), and the lighting "
+         f"sensitivity by {light.min():+.3f} to {light.max():+.3f} (lower on {seeds_where(light < 0)}). "
+         + ("The claimed lift shows here. " if (gain > 0.01).all() else "**The paper's claimed lift does not show.** ")
+         + f"The half disparity drops to {ratio.min():.2f}–{ratio.max():.2f} of ArcFace's. The InfoNCE exercise "
+         f"(seed 0) changed TAR by {info_gain:+.3f}.")
+
+# %% [markdown]
+# **Reading the verdict.** TAR differences below about 0.01 are noise (section 6). The mechanism numbers suggest
+# why $L_\rho$ has little to give here:
+# - $L_\rho$ is minimised: the half disparity drops well below half of ArcFace's, on every seed (asserted).
+# - It is minimised largely by **collapse**. The half-faces of different people move towards one point, because
+#   the term has a pull and no push, and zero-padded half inputs are easy to recognise as "a half".
+# - The collapse is only partial after 500 steps, and still progressing (learning curves, asserted there). The
+#   table says whether the earlier prototype's stricter thresholds (a tenth of the disparity, a cross-person cosine
+#   above 0.9) are reached here; we assert only the direction, on every seed. The full-face embedding, which
+#   verification uses, hardly moves (its spread, section 6). Run the notebook with `LOSSVIZ_FAST=1` (300 steps, a
+#   less advanced collapse) to see how the TAR difference changes.
+#
+# The InfoNCE exercise, which adds a push between people's halves, avoided the collapse (asserted below); its TAR
+# change on seed 0 is in the verdict above. That is one seed of a loss that is not the paper's: a hypothesis for
+# discussion. Any gain may come from the extra contrastive signal, not from symmetry.
+
+# %%
+assert exact["random MLP"] < 1e-6 and exact["random CNN"] < 1e-6           # 1. exact (2. and 3.: above)
 assert variants["+ InfoNCE halves"].measures["cross_half_cos"] < cross["+ symmetry (cosine)"][0]  # a push prevents it
 
 # %% [markdown]
@@ -527,10 +565,10 @@ assert variants["+ InfoNCE halves"].measures["cross_half_cos"] < cross["+ symmet
 #   reconstruction.
 # - In the GPW view $L_\rho$ is a constant pull $\rho_i/n$ on one positive pair per kept face, with no push. So
 #   sending every half to one point minimises it.
-# - On synthetic faces that really are symmetric, $L_\rho$ is optimised. The half disparity drops to about a fifth, but
-#   largely by collapsing the halves of different people together. TAR on unseen people did not improve (it fell a
-#   little), and lighting sensitivity did not go down. Adding a push between the halves (InfoNCE, an exercise) avoided
-#   the collapse.
+# - On synthetic faces that really are symmetric, $L_\rho$ is optimised. The half disparity drops well below half of
+#   ArcFace's, but largely by collapsing the halves of different people together, while the full-face embedding that
+#   verification uses hardly moves. Whether TAR on unseen people or the lighting sensitivity improved is printed in
+#   section 7 from the runs. Adding a push between the halves (InfoNCE, an exercise) avoided the collapse.
 # - The loss assumes symmetric identity. Digits do not have it; faces mostly do.
 #
 # **References.** Prakash et al., *SymFace: Additional Facial Symmetry Loss for Deep Face Recognition*, arXiv:2409.11816,

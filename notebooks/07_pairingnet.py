@@ -223,6 +223,7 @@ EXAMPLE = 20 * 7 + 1                                        # tile 20, pair (0, 
 S_ex, gt_ex = fr.pair_similarity(test, EXAMPLE, learned.model)
 print(f"pair {EXAMPLE}: {gt_ex.shape[0]} x {gt_ex.shape[1]} contour points, {int(gt_ex.sum())} matched")
 assert gt_ex.sum() > 5 and learned.params["tau_m"] == 4.0
+assert learned.after["f1"] > learned.before["f1"] + 0.3                  # the matcher learned
 
 # %% [markdown]
 # Left: $P$ with the ground truth outlined (the anti-diagonal band: the two contours walk the cut in opposite
@@ -230,7 +231,7 @@ assert gt_ex.sum() > 5 and learned.params["tau_m"] == 4.0
 # ($\gamma = 8$) and of plain cross-entropy ($\gamma = 0$, $\alpha = 0.5$) on the same matrix. Blue raises a
 # similarity, vermillion lowers it; each map is scaled to its own largest weight.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 P_ex = fr.dual_softmax(S_ex, tau=4.0)
 W_focal = lv.pair_weights(fr.matching_loss, S_ex, gt_ex, signed=True, tau_m=4.0)
 W_bce = lv.pair_weights(fr.matching_loss, S_ex, gt_ex, signed=True, tau_m=4.0, **fr.FOCAL_PRESETS["bce"])
@@ -239,6 +240,7 @@ kw = dict(xlabel="target point j", ylabel="source point i")
 fr.matrix_heatmap(axes[0, 0], P_ex, gt_ex, title="P after training (truth outlined)", label="$P_{ij}$", vmax=1.0, **kw)
 fr.matrix_heatmap(axes[0, 1], W_focal, gt_ex, signed=True, title="dL/dS, focal γ = 8", **kw)
 _ = fr.matrix_heatmap(axes[0, 2], W_bce, gt_ex, signed=True, title="dL/dS, cross-entropy γ = 0", **kw)
+assert float(P_ex[gt_ex].mean()) > 20 * float(P_ex[~gt_ex].mean())     # P lights up along the cut
 fig
 
 # %% [markdown]
@@ -250,15 +252,17 @@ fig
 #
 # **Numbers.** How much of the matrix carries weight, and the two structural facts of the dual softmax:
 
-# %%
-for name, W in (("focal γ=8", W_focal), ("cross-entropy", W_bce)):
-    big = W.abs() > 0.01 * W.abs().max()
-    print(f"{name:14s} entries with > 1% of the largest weight: {float(big.double().mean()):.1%}")
+# %% tags=["nbval-ignore-output"]
+share = {name: float((W.abs() > 0.01 * W.abs().max()).double().mean())
+         for name, W in (("focal γ=8", W_focal), ("cross-entropy", W_bce))}
+for name, v_ in share.items():
+    print(f"{name:14s} entries with > 1% of the largest weight: {v_:.1%}")
 big_P = P_ex > 0.5
 print(f"P > 0.5 on {int(big_P.sum())} entries, all mutual nearest neighbours in S: "
       f"{bool(fr.mutual_nearest(S_ex)[big_P].all())}; largest row / column sum "
       f"{float(P_ex.sum(1).max()):.3f} / {float(P_ex.sum(0).max()):.3f}")
 assert bool(fr.mutual_nearest(S_ex)[big_P].all()) and P_ex.sum(1).max() <= 1 and P_ex.sum(0).max() <= 1
+assert share["focal γ=8"] < share["cross-entropy"]                     # the focal loss silences more entries
 
 # %% [markdown]
 # ### The fragment matrix of a search batch
@@ -308,7 +312,7 @@ fig
 p_st = torch.softmax(S_st / 0.12, dim=1)
 q_st = torch.where(M_st, p_st, 0.0) / torch.where(M_st, p_st, 0.0).sum(1, keepdim=True)
 err = float((W_st - (p_st - q_st) / (0.12 * len(S_st))).abs().max())
-print(f"max |autograd - closed form| = {err:.1e}; largest positive's share of row {ROW}'s pull: "
+print(f"max |autograd - closed form| < 1e-12: {err < 1e-12}; largest positive's share of row {ROW}'s pull: "
       f"{float(q_st[ROW].max()):.0%}")
 assert err < 1e-12
 
@@ -322,9 +326,9 @@ assert err < 1e-12
 # threshold that turns $P$ into predicted matches. Watch the weights shrink onto a few entries as $\gamma$ grows,
 # and $P$ melt into a blur as $\tau_m$ grows: a row of $P$ sums to far less than 1 when no partner stands out.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 match_panel = fr.matching_panel(S_ex, gt_ex, tau_m=4.0)
-assert 0 < match_panel.state["scores"]["f1"] <= 1
+assert torch.allclose(match_panel.state["P"], P_ex) and 0 < match_panel.state["scores"]["f1"] <= 1
 match_panel
 
 # %% [markdown]
@@ -358,15 +362,20 @@ search_panel
 match_runs = {"focal γ=8": learned, "cross-entropy": fr.train_matching(train, test, iters=ITERS, **fr.FOCAL_PRESETS["bce"])}
 hand = fr.handcrafted_matching(train, test)
 assert match_runs["focal γ=8"] is learned
+assert all(r.after["f1"] > r.before["f1"] + 0.3 for r in match_runs.values()) and 0 < hand["f1"] < 1
 
-# %%
+# %% tags=["nbval-ignore-output"]
 print(f"{'':15s} precision  recall  F1")
 print(f"{'hand-crafted':15s} {hand['precision']:.3f}      {hand['recall']:.3f}   {hand['f1']:.3f}   (temperature {hand['tau']:g})")
 for name, run in match_runs.items():
     a_ = run.after
     print(f"{name:15s} {a_['precision']:.3f}      {a_['recall']:.3f}   {a_['f1']:.3f}   (untrained: F1 {run.before['f1']:.3f})")
+gap = match_runs["focal γ=8"].after["f1"] - match_runs["cross-entropy"].after["f1"]
+print(f"F1, focal γ=8 - cross-entropy: {gap:+.3f} (one seed each): "
+      + ("no sign that γ = 8 helps at this scale" if gap < 0.02 else "γ = 8 ahead in this run"))
+assert all(r.after["f1"] > hand["f1"] for r in match_runs.values())     # both learned matchers beat hand-crafted
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(2, width=4.6, height=3.4)
 for name, run in match_runs.items():
     axes[0, 0].plot(run.history["iter"], run.history["loss"] / run.history["loss"][0], lw=1, label=name)
@@ -375,20 +384,28 @@ axes[0, 1].axhline(hand["f1"], color=plots.MUTED, ls="--", label="hand-crafted")
 axes[0, 0].set(title="training loss (relative to step 1)", xlabel="iteration", ylabel="loss / first loss", yscale="log")
 axes[0, 1].set(title="test F1 of P > 0.2", xlabel="iteration", ylabel="F1", ylim=(0, 1))
 axes[0, 1].legend(loc="lower right")
+assert all(r.history["loss"][-20:].mean() < 0.5 * r.history["loss"][:20].mean() for r in match_runs.values())
+assert all(r.curve("f1")[1].argmax() > 0 for r in match_runs.values())  # best checkpoint after iteration 0
 fig
 
 # %% [markdown]
 # The example pair under the hand-crafted similarity and after training. The hand-crafted $P$ is all or nothing:
 # it finds part of the cut, and confidently pairs points far from any cut (stretches of straight tile border
-# look alike); the learned one finds more of the band and hesitates where it should.
+# look alike); the learned one finds more of the band and hesitates where it should (more entries between 0.05
+# and 0.5). The counts are printed and asserted below the maps.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 S_hand, _ = fr.pair_similarity(test, EXAMPLE)               # encoder=None: hand-crafted
 P_hand = fr.dual_softmax(S_hand, tau=hand["tau"])
 fig, axes = plots.new_figure(2, width=4.4, height=4.0)
+ex = {}
 for ax, P, name in ((axes[0, 0], P_hand, "hand-crafted"), (axes[0, 1], P_ex, "learned, focal γ = 8")):
-    f1 = fr.match_scores(P, gt_ex)["f1"]
-    fr.matrix_heatmap(ax, P, gt_ex, vmax=1.0, label="$P_{ij}$", title=f"{name}: F1 {f1:.2f}", **kw)
+    ex[name] = fr.match_scores(P, gt_ex) | {"unsure": int(((P > 0.05) & (P < 0.5)).sum())}
+    fr.matrix_heatmap(ax, P, gt_ex, vmax=1.0, label="$P_{ij}$", title=f"{name}: F1 {ex[name]['f1']:.2f}", **kw)
+    print(f"{name:22s} recall {ex[name]['recall']:.2f}, F1 {ex[name]['f1']:.2f}, "
+          f"entries with 0.05 < P < 0.5: {ex[name]['unsure']}")
+hand_ex, learned_ex = ex.values()
+assert learned_ex["recall"] > hand_ex["recall"] and learned_ex["unsure"] > hand_ex["unsure"]
 fig
 
 # %% [markdown]
@@ -407,8 +424,9 @@ SEARCH = {"InfoNCE τ=0.12": dict(loss="infonce", tau=0.12), "InfoNCE τ=1": dic
 search_runs = {(name, seed): fr.train_search(train, test, learned, iters=ITERS, seed=seed, **knobs)
                for name, knobs in SEARCH.items() for seed in range(3)}
 assert len(search_runs) == 9
+assert all(search_runs["InfoNCE τ=0.12", s].curve("recall_at_1")[1].argmax() > 0 for s in range(3))  # it learns
 
-# %%
+# %% tags=["nbval-ignore-output"]
 r1 = {name: [search_runs[name, seed].after["recall_at_1"] for seed in range(3)] for name in SEARCH}
 hand_search = fr.search_scores(fr.handcrafted_descriptor(test), test.adjacency)
 pooled = fr.search_scores(fr.pooled_features(learned.model, test), test.adjacency)
@@ -419,21 +437,26 @@ untrained = [search_runs["InfoNCE τ=0.12", seed].before["recall_at_1"] for seed
 print(f"{'untrained search head':32s} {untrained[0]:.3f}   {untrained[1]:.3f}   {untrained[2]:.3f}    {np.mean(untrained):.3f}")
 print(f"{'hand-crafted colour descriptor':32s} {hand_search['recall_at_1']:.3f}")
 print(f"{'matching features, mean-pooled':32s} {pooled['recall_at_1']:.3f}")
+assert all(min(v) > 0.1 for v in r1.values())                # every searcher is far above chance (under 1%)
 
 # %% [markdown]
 # The search batch of section 3 again (rows and columns sorted by tile: each 3 × 3 diagonal block is one tile),
 # under the hand-crafted colour descriptor and under the trained searcher; and over the whole test pool, the mean
 # cosine of three kinds of pair: fits, other fragments of the same tile, fragments of other tiles.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 searcher = search_runs["InfoNCE τ=0.12", 0].model
 with torch.no_grad():
     G_test = F.normalize(searcher(test.x, test.valid).double(), dim=1)
+kinds = {}
 fig, axes = plots.new_figure(2, width=4.6, height=3.8)
 for ax, G_, name in ((axes[0, 0], G_hand, "hand-crafted colour"), (axes[0, 1], G_test, "trained, InfoNCE τ = 0.12")):
     fr.matrix_heatmap(ax, G_[s_idx] @ G_[t_idx].T, M_st, vmin=-1, vmax=1, title=f"S, {name}", label="$S_{ij}$", **kw_st)
-    kinds = fr.cosine_by_kind(G_, test)
-    print(f"{name:26s} mean cosine: " + ", ".join(f"{k} {v:+.2f}" for k, v in kinds.items()))
+    kinds[name] = fr.cosine_by_kind(G_, test)
+    print(f"{name:26s} mean cosine: " + ", ".join(f"{k} {v:+.2f}" for k, v in kinds[name].items()))
+hand_k, trained_k = kinds.values()
+assert trained_k["fits"] < hand_k["fits"]                                      # a smaller range of cosines...
+assert trained_k["fits"] - trained_k["same tile"] > hand_k["fits"] - hand_k["same tile"]  # ...a wider gap
 fig
 
 # %% [markdown]
@@ -441,7 +464,7 @@ fig
 # uses a smaller range of cosines but a wider gap between the fragments that touch and those that only share the
 # tile, which is what Recall@1 rewards. What it cannot fix is two tiles of the same plain sky.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(2, width=4.6, height=3.4)
 for name, color in zip(SEARCH, ("k", plots.MUTED, plots.LOSS_COLORS["triplet"])):
     for seed in range(3):
@@ -451,21 +474,27 @@ for ax, k in ((axes[0, 0], 1), (axes[0, 1], 5)):
     ax.axhline(hand_search[f"recall_at_{k}"], color=plots.MUTED, ls="--", label="hand-crafted colour")
     ax.set(title=f"test Recall@{k} (3 seeds each)", xlabel="iteration", ylabel=f"Recall@{k}")
 axes[0, 0].legend(loc="lower right", fontsize=9)
+gain = {name: np.mean([search_runs[name, s].curve("recall_at_1")[1][1:].max()      # best checkpoint - iteration 0,
+                       - search_runs[name, s].before["recall_at_1"] for s in range(3)]) for name in SEARCH}  # 3 seeds
+assert all(len(ax.lines) == 10 for ax in axes[0]) and gain["InfoNCE τ=0.12"] > 0.03 and gain["triplet"] > 0.01
 fig
 
 # %% [markdown]
-# **What the search returns.** Two fragments of test tile 8 (the first picture of this notebook): the first
-# whose nearest fragment fits it and the first whose nearest does not, each with its five nearest fragments in
-# the whole test pool of 384, framed blue if they fit the query and vermillion if not. Mistakes are fragments
-# of the same tile that do not touch the query, or fragments of a similar-looking tile.
+# **What the search returns.** Two fragments of test tile 8 (the first picture of this notebook; of the next
+# tiles if tile 8 lacks one kind): the first whose nearest fragment fits it and the first whose nearest does
+# not, each with its five nearest fragments in the whole test pool of 384, framed blue if they fit the query
+# and vermillion if not. Mistakes are fragments of the same tile that do not touch the query, or fragments of a
+# similar-looking tile.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 nearest = (G_test @ G_test.T).fill_diagonal_(-2).argmax(1)
 hit = test.adjacency[torch.arange(len(test)), nearest]
-tile8 = test.tear == 8
+order = torch.argsort((test.tear - 8) % len(test.tears), stable=True)      # tile 8 first, then 9, 10, ...
+queries = (int(order[hit[order]][0]), int(order[~hit[order]][0]))
 fig, axes = plots.new_figure(6, 2, width=1.6, height=1.5)
-for row, query in enumerate((int(torch.nonzero(hit & tile8)[0]), int(torch.nonzero(~hit & tile8)[0]))):
+for row, query in enumerate(queries):
     _ = fr.draw_retrieval(axes[row], test, G_test, query)
+assert abs(float(hit.double().mean()) - r1["InfoNCE τ=0.12"][0]) < 2 / len(test)   # the table's searcher, seed 0
 fig
 
 # %% [markdown]
@@ -473,7 +502,7 @@ fig
 # from the cache). The left curve is the matcher's test F1, the middle one the searcher's Recall@1 and @5, the
 # right map $P$ of the example pair after training.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 train_panel = fr.training_panel(train, test, iters=ITERS, example=EXAMPLE)
 assert train_panel.state["result"][0] is learned
 train_panel
@@ -493,40 +522,45 @@ train_panel
 # 3. *The mechanism:* on all 448 learned test matrices, every $P_{ij} > 0.5$ is a mutual nearest neighbour in
 #    $S$, and no row or column of $P$ sums to more than 1.
 #
-# **What does not show at this scale.** The focal loss with $\gamma = 8$ does not beat plain cross-entropy here
-# (see the table above: it is lower); the official $\gamma$ was chosen for contours of thousands of points with
-# far more negatives per positive. And learned search is only about as good as a plain colour histogram: our
-# search head sees 16-d local features of 64 training tiles, PairingNet a graph network and a transformer
-# trained on thousands of fragments. The gaps between the search losses are of the order of the seed-to-seed
-# spread (a few queries out of 384) and shrink with shorter training (try `iters=200`), so we assert on the
-# 3-seed means, print the per-seed wins, and read them as a tendency, not a law.
+# **What does not show at this scale.** We see no sign that the focal loss with $\gamma = 8$ beats plain
+# cross-entropy here (the line under the matching table gives the gap, one seed each); the official $\gamma$ was
+# chosen for contours of thousands of points with far more negatives per positive. And learned search is only
+# about as good as a plain colour histogram (their mean Recall@1 are within 0.05; asserted): our search head sees
+# 16-d local features of 64 training tiles, PairingNet a graph network and a transformer trained on thousands
+# of fragments. The gaps between the search losses are of the order of the seed-to-seed spread (a few queries
+# out of 384; check how they move with shorter training, `iters=200`), so we assert on the 3-seed means, print
+# the per-seed wins, and read them as a tendency, not a law.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 S_all, P_all, gt_all, valid_all = fr.predict_matches(learned.model, test, tau_m=learned.params["tau_m"])
 big = P_all > 0.5
 mechanism = {"entries with P > 0.5": int(big.sum()),
              "of them not mutual nearest in S": int((big & ~fr.mutual_nearest(S_all, valid_all)).sum()),
              "largest row sum of P": float(P_all.sum(2).max()), "largest column sum of P": float(P_all.sum(1).max())}
-wins = {other: sum(a > b for a, b in zip(r1["InfoNCE τ=0.12"], r1[other])) for other in ("triplet", "InfoNCE τ=1")}
 claims = {"F1 learned - hand-crafted": learned.after["f1"] - hand["f1"],
-          "F1 learned - untrained": learned.after["f1"] - learned.before["f1"],
-          "R@1 InfoNCE 0.12 - triplet (mean)": np.mean(r1["InfoNCE τ=0.12"]) - np.mean(r1["triplet"]),
-          "R@1 InfoNCE 0.12 - τ=1 (mean)": np.mean(r1["InfoNCE τ=0.12"]) - np.mean(r1["InfoNCE τ=1"]),
-          "R@1 InfoNCE 0.12 - untrained (mean)": np.mean(r1["InfoNCE τ=0.12"]) - np.mean(untrained)}
-for k_, v_ in claims.items():
-    print(f"{k_:38s} {v_:+.3f}")
-for k_, v_ in mechanism.items():
-    print(f"{k_:38s} {v_:.6f}" if isinstance(v_, float) else f"{k_:38s} {v_}")
-print("seeds where InfoNCE τ=0.12 wins:", wins)
-
-# %%
+          "F1 learned - untrained": learned.after["f1"] - learned.before["f1"]}
+for k_, v_ in (claims | mechanism).items():
+    print(f"{k_:38s} {v_:+.3f}" if k_ in claims else f"{k_:38s} {v_:.6f}" if isinstance(v_, float)
+          else f"{k_:38s} {v_}")
 assert claims["F1 learned - hand-crafted"] > 0.05
 assert claims["F1 learned - untrained"] > 0.3
-assert claims["R@1 InfoNCE 0.12 - triplet (mean)"] > 0
-assert claims["R@1 InfoNCE 0.12 - τ=1 (mean)"] > 0
-assert claims["R@1 InfoNCE 0.12 - untrained (mean)"] > 0
 assert mechanism["entries with P > 0.5"] > 1000 and mechanism["of them not mutual nearest in S"] == 0
 assert mechanism["largest row sum of P"] <= 1 + 1e-6 and mechanism["largest column sum of P"] <= 1 + 1e-6
+
+# %% tags=["nbval-ignore-output"]
+wins = {other: sum(a > b for a, b in zip(r1["InfoNCE τ=0.12"], r1[other])) for other in ("triplet", "InfoNCE τ=1")}
+search_claims = {"R@1 InfoNCE 0.12 - triplet (mean)": np.mean(r1["InfoNCE τ=0.12"]) - np.mean(r1["triplet"]),
+                 "R@1 InfoNCE 0.12 - τ=1 (mean)": np.mean(r1["InfoNCE τ=0.12"]) - np.mean(r1["InfoNCE τ=1"]),
+                 "R@1 InfoNCE 0.12 - untrained (mean)": np.mean(r1["InfoNCE τ=0.12"]) - np.mean(untrained),
+                 "R@1 InfoNCE 0.12 - hand-crafted (mean)":
+                     np.mean(r1["InfoNCE τ=0.12"]) - hand_search["recall_at_1"]}
+for k_, v_ in search_claims.items():
+    print(f"{k_:38s} {v_:+.3f}")
+print("seeds where InfoNCE τ=0.12 wins:", wins)
+assert search_claims["R@1 InfoNCE 0.12 - triplet (mean)"] > 0
+assert search_claims["R@1 InfoNCE 0.12 - τ=1 (mean)"] > 0
+assert search_claims["R@1 InfoNCE 0.12 - untrained (mean)"] > 0.03
+assert abs(search_claims["R@1 InfoNCE 0.12 - hand-crafted (mean)"]) < 0.05   # a tie with the colour histogram
 
 # %% [markdown]
 # ## 7. Pitfalls
@@ -604,8 +638,8 @@ for n, shared in ((40, 12), (400, 120)):
 #   caps every row and column at 1; the focal factors silence almost every entry.
 # - On photos torn along random frayed cuts, a point encoder trained in seconds matches contours better than a
 #   hand-crafted descriptor, and PairingNet's τ = 0.12 InfoNCE is ahead of τ = 1 and of the triplet baseline on
-#   average over 3 seeds, by about the seed-to-seed spread. At this scale, though, γ = 8 does not beat
-#   cross-entropy, and learned search only matches a colour histogram.
+#   average over 3 seeds, by about the seed-to-seed spread. At this scale, though, we see no sign that γ = 8
+#   beats cross-entropy, and learned search only ties with a colour histogram.
 #
 # **References.** Zhou et al., *PairingNet: A Learning-based Pair-searching and -matching Network for Image
 # Fragments*, ECCV 2024. Lin et al., *Focal Loss for Dense Object Detection*, ICCV 2017. Rocco et al.,

@@ -194,8 +194,9 @@ from pytorch_metric_learning.losses import NTXentLoss
 
 ours = gm.nt_xent_views(z_s @ z_t.T, z_s @ z_s.T, z_t @ z_t.T, tau=0.2)
 pml = NTXentLoss(temperature=0.2)(torch.cat([z_s, z_t]), torch.arange(16).repeat(2))
-print(f"lossviz {float(ours):.8f}   pytorch-metric-learning {float(pml):.8f}")
-assert abs(float(ours) - float(pml)) < 1e-10
+assert abs(float(ours) - float(pml)) < 1e-10                 # the same float64 views: agreement to round-off
+print(f"lossviz {float(ours):.4f}   pytorch-metric-learning {float(pml):.4f}   "
+      f"|difference| < 1e-10: {abs(float(ours) - float(pml)) < 1e-10}")
 
 # %% [markdown]
 # ## 3. Weights as pictures
@@ -345,33 +346,40 @@ for (loss, seed), r in runs.items():
     e = r.evals
     print(f"{gm.NAMES[loss] + f', seed {seed}':22s} {e['view_match'][0]:9.3f} -> {e['view_match'][-1]:.3f}"
           f" {e['knn'][0]:12.3f} -> {e['knn'][-1]:.3f}   {1000 * r.seconds / ITERS:5.1f}")
-assert all(np.isfinite(r.evals["view_match"]).all() for r in runs.values())
+assert all(r.evals["view_match"][-1] > r.evals["view_match"][0] + 0.15 for r in runs.values())  # all learn
 
 # %% [markdown]
 # Left: held-out view matching. Middle: 5-NN accuracy of the encoder. Right: the number of non-zero entries of
 # $\partial L/\partial C$ per step, out of $64^2 = 4096$ (log scale; solid: seed 0, dashed: seed 1).
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.6, height=3.8)
 gm.plot_runs(axes[0], {f"{gm.NAMES[loss]}, seed {seed}": r for (loss, seed), r in runs.items()})
+nnz_gm = {(loss, s): runs[loss, s].history["nnz"] for loss in ("gm_1st", "gm_2nd") for s in SEEDS}
+assert all(len(ax.lines) == len(runs) for ax in axes[0])
+assert all(h[-50:].mean() < 0.75 * h[:50].mean() for h in nnz_gm.values())  # the gradient shrinks with the mistakes
 fig
 
 # %% [markdown]
-# InfoNCE learns to match views fast, and its gradient stays dense (all 4096 entries, every step). The matching
-# losses learn more slowly: their gradient lives on the mistakes only — $2\times$(wrong rows), far below 4096 — and
-# shrinks as the matching improves. Neither SSL loss *improves* the 5-NN accuracy of the random encoder here: InfoNCE
-# lowers it markedly, the matching losses keep it close to where it started.
+# InfoNCE's gradient stays dense (all 4096 entries, every step). The matching losses' gradient lives on the
+# mistakes only — $2\times$(wrong rows), far below 4096 — and shrinks as the matching improves (asserted). Which
+# loss matches held-out views best, and how fast, is the left panel; §6 prints the paired verdict. The 5-NN
+# accuracy of the encoder (middle) is another matter: with augmentations this strong, a self-supervised loss need
+# not help the class; §6 prints each loss's change per seed.
 #
 # **The matching, before and after.** The 16 held-out images of §3, first-order matching, through the untrained
 # network and through the networks trained with GM-1st and with InfoNCE (seed 0).
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=5.0, height=4.6)
+right = {}
 for ax, (title, run) in zip(axes[0], [("untrained", None), ("after GM-1st", runs["gm_1st", 0]),
                                       ("after InfoNCE", runs["infonce", 0])]):
     zs_, zt_ = gm.demo_batch(16, run=run)
-    gm.draw_matching(ax, zs_, zt_, gm.solve_matching(gm.node_affinity(zs_, zt_)),
-                     A_s=gm.neighbourhood(zs_, k=K), A_t=gm.neighbourhood(zt_, k=K), title=title)
+    right[title] = round(16 * gm.matching_accuracy(gm.node_affinity(zs_, zt_)))
+    gm.draw_matching(ax, zs_, zt_, gm.solve_matching(gm.node_affinity(zs_, zt_)), A_s=gm.neighbourhood(zs_, k=K),
+                     A_t=gm.neighbourhood(zt_, k=K), title=f"{title}: {right[title]} of 16 right")
+assert right["after GM-1st"] > right["untrained"] and right["after InfoNCE"] > right["untrained"]
 fig
 
 # %% [markdown]
@@ -379,8 +387,9 @@ fig
 # 2021: both solver calls see the same Gumbel noise on $C$), and press *Train* (about 3 s for 600 steps; a setting
 # already trained, such as the ones above, is shown at once from the cache).
 
-# %%
+# %% tags=["nbval-ignore-output"]
 train_panel = gm.ssl_panel(iters=ITERS)
+assert train_panel.state["result"] is runs["gm_1st", 0]          # the default setting: from the cache
 train_panel
 
 # %% [markdown]
@@ -391,13 +400,18 @@ train_panel.controls["lam"].value = 1.0
 train_panel.controls["noise"].value = 0.05
 imle = train_panel.train()
 print(imle)
+print("held-out view matching after training: " + ", ".join(
+    f"{name} {r.evals['view_match'][-1]:.3f}" for name, r in (("I-MLE run", imle), ("GM-1st (λ = 5, no noise)",
+    runs["gm_1st", 0]), ("InfoNCE", runs["infonce", 0]))) + " (seed 0)")
 assert imle.params["noise"] == 0.05 and train_panel.state["result"] is imle
+assert imle.evals["view_match"][-1] > imle.evals["view_match"][0] + 0.15       # it learns through the solver
 
 # %% [markdown]
-# Compare with GM-1st without noise above: in this run the noise changes the picture much more than λ does.
-# Why? With noise, an image that the solver matches correctly *by a small margin* is often matched wrongly in
-# the forward pass and gets a gradient too: the noise acts like a margin, and the loss keeps pushing where the
-# noiseless version has stopped (exercises 2 and 4). Note what happens to the 5-NN accuracy as well.
+# Compare with GM-1st without noise above (the line printed under the run). This run changed two knobs at once,
+# the noise and λ; exercise 2 tells them apart. Why would the noise matter? With noise, an image that the solver
+# matches correctly *by a small margin* is often matched wrongly in the forward pass and gets a gradient too: the
+# noise acts like a margin, and the loss keeps pushing where the noiseless version has stopped (exercises 2
+# and 4). Note what happens to the 5-NN accuracy as well.
 
 # %% [markdown]
 # ## 6. The claim, checked
@@ -407,9 +421,10 @@ assert imle.params["noise"] == 0.05 and train_panel.state["result"] is imle
 # second-order term captures the structure between images that pair-wise contrastive losses miss.
 #
 # **What we can check here.** Not the headline: no medical data, no ResNet, no QAP solver, no downstream tasks.
-# Nor "matching beats InfoNCE" at this scale: **it does not** — InfoNCE matches held-out views better and
-# faster than the (noiseless) matching losses, and the second-order proxy does not beat first-order matching
-# either (numbers below). What we *can* check is the mechanism:
+# Nor "matching beats InfoNCE": at this scale we do not expect the paper's ranking, and we do not assert one
+# either way. The cell below prints, seed by seed, whether InfoNCE or the (noiseless) matching losses match
+# held-out views better, and whether the second-order proxy beats first-order matching. What we *can* check is
+# the mechanism:
 # 1. *The gradient's structure* (exact, no training): values $\pm1/\lambda$ or 0, rows and columns summing to 0,
 #    at most two non-zeros per row, exactly 0 when the matching is right (§3, 2000 random problems).
 # 2. *It trains through a combinatorial solver*: GM-1st's held-out view matching rises by at least 0.15 on
@@ -419,7 +434,7 @@ assert imle.params["noise"] == 0.05 and train_panel.state["result"] is imle
 #    InfoNCE's has all $N^2 = 4096$.
 # 4. *A sanity check of the data pipeline*, not a claim of the paper: InfoNCE's view matching reaches 0.8.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 gain = {(loss, s): runs[loss, s].evals["view_match"][-1] - runs[loss, s].evals["view_match"][0] for loss, s in runs}
 knn_change = {(loss, s): runs[loss, s].evals["knn"][-1] - runs[loss, s].evals["knn"][0] for loss, s in runs}
 for loss in gm.LOSSES:
@@ -429,13 +444,17 @@ gm_steps = np.concatenate([runs[loss, s].history["nnz"] for loss in ("gm_1st", "
 gm_loss_hist = np.concatenate([runs[loss, s].history["loss"] for loss in ("gm_1st", "gm_2nd") for s in SEEDS])
 print(f"GM steps: at most {int(gm_steps.max())} non-zero entries; InfoNCE: at least "
       f"{min(int(runs['infonce', s].history['nnz'].min()) for s in SEEDS)}")
-
-# %%
-assert sum(bad.values()) == 0                                            # 1. gradient structure
+final = {loss: np.array([runs[loss, s].evals["view_match"][-1] for s in SEEDS]) for loss in gm.LOSSES}
+wins = lambda a, b: f"{int((final[a] > final[b]).sum())} of {len(SEEDS)} seeds"   # noqa: E731
+print(f"held-out view matching: InfoNCE beats GM-1st on {wins('infonce', 'gm_1st')}, GM-2nd proxy on "
+      f"{wins('infonce', 'gm_2nd')}; GM-2nd proxy beats GM-1st on {wins('gm_2nd', 'gm_1st')}")
 assert all(gain["gm_1st", s] >= 0.15 for s in SEEDS)                      # 2. GM-1st learns through the solver
 assert gm_steps.max() <= 2 * 64 and np.array_equal(gm_steps, gm_loss_hist)  # 3. only mistakes, perceptron at λ = 5
 assert all((runs["infonce", s].history["nnz"] == 64 * 64).all() for s in SEEDS)
 assert all(runs["infonce", s].evals["view_match"][-1] >= 0.8 for s in SEEDS)  # 4. pipeline sanity
+
+# %%
+assert sum(bad.values()) == 0                                            # 1. gradient structure (no training)
 
 # %% [markdown]
 # ## 7. Pitfalls
@@ -483,10 +502,11 @@ assert all(runs["infonce", s].evals["view_match"][-1] >= 0.8 for s in SEEDS)  # 
 #   $[\hat v(C) - \hat v(C + 2\lambda I)]/\lambda$ is the exact gradient of a piecewise-linear interpolation of the
 #   loss. Its weights are sparse ($\pm1/\lambda$, at most two per row), vanish once the matching is right, and for
 #   λ above half the range of $C$ become a perceptron update.
-# - At this small scale the matching loss trains, but InfoNCE, whose dense softmax weights act on every pair at every
-#   step, matches views better and faster; the second-order proxy does not help. In our run, perturbing the solver (I-MLE
-#   noise) gave the matching loss a margin, and it then behaved much more like InfoNCE. No loss improves the 5-NN accuracy
-#   of the random encoder on MNIST-1D; InfoNCE lowers it most.
+# - At this small scale the matching loss trains through the solver (asserted), with a sparse gradient where InfoNCE's
+#   dense softmax weights act on every pair at every step; §6 prints how the two, and the second-order proxy, compare
+#   on held-out view matching. Perturbing the solver (I-MLE noise) acts like a margin: the matching loss keeps a
+#   gradient on images matched right by a small margin, as InfoNCE does (compare the I-MLE run of §5 with GM-1st).
+#   The 5-NN accuracy of the random encoder on MNIST-1D is a poor yardstick for these augmentations (§6).
 #
 # **References.** Nguyen et al., *LVM-Med: Learning Large-Scale Self-Supervised Vision Models for Medical Imaging via
 # Second-order Graph Matching*, NeurIPS 2023. Vlastelica, Paulus, Musil, Martius, Rolínek, *Differentiation of

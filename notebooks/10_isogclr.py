@@ -133,8 +133,8 @@ print(inspect.getsource(I.robust_loss))
 # **Checks on a real batch.** Sixteen training images of the long-tailed digits set of section 5, two views each
 # (notebook 09's augmentations), the raw pixels as embedding. We give every view a random temperature and check:
 # `I.robust_loss` equals the formula written with $h_{ij}$; autograd's $\partial F_i/\partial\tau_i$ equals
-# $\rho-\mathrm{KL}(p_i\|u)$ (the spec's first exact assertion, 1e-6); and the pair weights of `lv.pair_weights`
-# are $p_{ij}$ on the negatives and −1 on the positive.
+# $\rho-\mathrm{KL}(p_i\|u)$ (the spec's first exact assertion asks for 1e-6; it holds to 1e-12); and the pair
+# weights of `lv.pair_weights` are $p_{ij}$ on the negatives and −1 on the positive.
 
 # %%
 lt = I.long_tailed("digits", imbalance=10)
@@ -149,8 +149,9 @@ F = I.robust_loss(S, y, tau=tau, rho=0.4, reduction="none")
 (dF_dtau,) = torch.autograd.grad(F.sum(), tau)
 gap = (dF_dtau - (0.4 - I.kl_to_uniform(S, y, tau=tau.detach()))).abs().max()
 W = lv.pair_weights(I.robust_loss, S, y, signed=True, tau=tau.detach(), rho=0.4) * n
-print(f"F {F.mean().item():.6f} vs scratch {scratch.item():.6f} | max |dF/dtau - (rho - KL)| = {gap.item():.1e}")
-assert torch.allclose(F.mean(), scratch, atol=1e-12) and gap < 1e-6
+print(f"F {F.mean().item():.6f} vs scratch {scratch.item():.6f} | "
+      f"max |dF/dtau - (rho - KL)| {'< 1e-12' if gap < 1e-12 else gap.item()}")
+assert torch.allclose(F.mean(), scratch, atol=1e-12) and gap < 1e-12
 assert torch.allclose(W[neg], I.dro_weights(S, y, tau=tau.detach())[neg]) and torch.allclose(W[pos], -torch.ones(n, dtype=torch.float64))
 
 # %% [markdown]
@@ -172,7 +173,8 @@ leaf = S.clone().requires_grad_(True)
 (g_surrogate,) = torch.autograd.grad(state(leaf, idx), leaf)
 g_robust = lv.pair_weights(I.robust_loss, S, y, signed=True, tau=0.1, rho=0.4)
 exact = I.tau_gradient(S, y, tau=0.1, rho=0.4)
-print(f"max |surrogate grad - robust grad| = {float((g_surrogate - g_robust).abs().max()):.1e}")
+err = float((g_surrogate - g_robust).abs().max())
+print(f"max |surrogate grad - robust grad| {'< 1e-12' if err < 1e-12 else err}")
 assert torch.allclose(g_surrogate, g_robust, atol=1e-12)
 assert torch.allclose(state.last["grad_tau"], ((exact[:16] + exact[16:]) / 2).clamp(-3, 3))
 u = DIGITS["beta_u"] * state.last["grad_tau"]                      # u starts at 0
@@ -267,9 +269,11 @@ fig
 # %%
 inside = (star_all > 0.05 + 1e-6) & (star_all < 1 - 1e-6)
 kl_star = I.kl_to_uniform(S_all, ids, tau=torch.as_tensor(star_all)).numpy()
-print(f"{inside.sum()} of {len(star_all)} inside the range; max |KL(tau*) - rho| = {np.abs(kl_star - 0.4)[inside].max():.1e}")
+kl_err = np.abs(kl_star - 0.4)[inside].max()                      # bisection to 3e-9: round-off-level noise
+print(f"{inside.sum()} of {len(star_all)} inside the range; "
+      f"max |KL(tau*) - rho| {'< 1e-6' if kl_err < 1e-6 else kl_err}")
 print(f"head mean tau* {star_all[head].mean():.3f}, tail mean tau* {star_all[~head].mean():.3f}")
-assert np.abs(kl_star - 0.4)[inside].max() < 1e-3
+assert kl_err < 1e-6
 assert (I.kl_to_uniform(S_all, ids, tau=torch.full((len(ids),), 1e-3, dtype=torch.float64)) <= math.log(495) + 1e-9).all()
 
 # %% [markdown]
@@ -327,17 +331,27 @@ runs = {
 for name, run in runs.items():
     print(f"{name:18s} {run!r}  ({run.seconds:.1f} s)")
 assert all(np.isfinite(run.history["loss"]).all() for run in runs.values())
+assert all(r.history["loss"][-20:].mean() < r.history["loss"][:5].mean() - 0.2 for r in runs.values())  # all learn
+assert all(r.scores["knn"] > 0.5 for r in runs.values())                  # far above chance (0.1)
 
 # %% [markdown]
 # **Learning curves.** Left: the mean temperature of head and tail images. Every τ first drops towards
 # $\tau_{\min}$ (the untrained network maps all images close together, so KL ≈ 0 < ρ), then climbs as the
-# embedding spreads out. With γ = 1 (solid) the head settles above the tail; with γ = 0.8 (dashed) both means sit
-# near 0.2. Middle: why: with γ = 0.8 single images' temperatures jump between two values every epoch instead of
-# settling. Right: test kNN accuracy; the three runs end close together.
+# embedding spreads out. With γ = 1 (solid) the head settles above the tail; with γ = 0.8 (dashed) both means stay
+# far below those of γ = 1. Middle: why: with γ = 0.8 single images' temperatures jump between two values every
+# epoch instead of settling. Right: test kNN accuracy; the three runs end close together.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.6, height=3.8)
 _ = I.learning_curves(axes[0], runs, items={"class 0 image": first[0], "class 5 image": first[5]})
+iso, stale = runs["iSogCLR"], runs["iSogCLR, γ = 0.8"]
+for r in (iso, stale):                                              # down towards tau_min, then up
+    assert all(r.history[g].min() < 0.1 < r.history[g][-1] for g in ("tau_head", "tau_tail"))
+assert iso.history["tau_head"][-1] > iso.history["tau_tail"][-1]                          # γ = 1: head above tail
+assert max(stale.group_mean(stale.tau)) < min(iso.group_mean(iso.tau)) - 0.15            # γ = 0.8: far below
+jump = [np.abs(np.diff(np.log(r.tau_epochs[-10:, first[0]]))).mean() for r in (iso, stale)]   # class 0 image
+assert jump[1] > 10 * jump[0]                                                 # γ = 0.8 jumps, γ = 1 settles
+assert np.ptp([r.scores["knn"] for r in runs.values()]) < 0.05                           # they end close together
 fig
 
 # %% [markdown]
@@ -346,8 +360,7 @@ fig
 # τ* for SimCLR's final embedding: the head–tail order is a property of the embedding of long-tailed data, not of
 # the method. Right: each image's learned τ_i against its τ*.
 
-# %%
-iso = runs["iSogCLR"]
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.5, height=3.7)
 _ = I.tau_by_class(axes[0, 0], iso.tau, iso.y_train, star=iso.tau_star, title="iSogCLR: learned τ_i")
 _ = I.tau_by_class(axes[0, 1], runs["SimCLR, τ = 0.1"].tau_star, iso.y_train, title="SimCLR embedding: τ*")
@@ -357,6 +370,9 @@ axes[0, 2].plot([0.3, 0.7], [0.3, 0.7], color=plots.MUTED, ls="--", lw=1, label=
 axes[0, 2].legend(loc="upper left", fontsize=9)
 r_iso = np.corrcoef(iso.tau, iso.tau_star)[0, 1]
 axes[0, 2].set(xlabel="τ*_i (final embedding)", ylabel="learned τ_i", title=f"learned τ vs τ* (r = {r_iso:.2f})")
+sim_star = runs["SimCLR, τ = 0.1"].group_mean(runs["SimCLR, τ = 0.1"].tau_star)
+assert iso.group_mean(iso.tau)[0] > iso.group_mean(iso.tau)[1] and sim_star[0] > sim_star[1]   # head > tail, both
+assert r_iso > 0.5                                                                # learned τ tracks τ*
 fig
 
 # %% [markdown]
@@ -364,7 +380,7 @@ fig
 # global τ of SimCLR and SogCLR), the imbalance ratio (head count / tail count), epochs and seed. A run takes a few
 # seconds; a setting already trained comes back at once from the cache.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 train_panel = I.training_panel(**DIGITS, epochs=EPOCHS)
 assert train_panel.state["result"] is runs["iSogCLR"]              # the default setting comes from the cache
 train_panel
@@ -384,7 +400,8 @@ train_panel
 #    (r > 0.5) in every seed.
 # 4. *A control:* on the **balanced** set (imbalance 1) the same classes 0–4 and 5–9 get nearly equal temperatures,
 #    so the gap of check 2 comes from class frequency, not from which digits are in the head. (A third of the
-#    epochs: the balanced set has 7 batches per epoch against 3, and the temperatures settle within 30 epochs.)
+#    epochs: the balanced set has 7 batches per epoch against 3, and the temperatures settle within 30 epochs:
+#    their group means move little over the last five.)
 # 5. *Accuracy (b):* the 5-NN accuracy of iSogCLR against SimCLR (τ = 0.1). We do not expect a gain at this scale.
 
 # %% tags=["nbval-ignore-output"]
@@ -403,16 +420,20 @@ print("mean  " + "  ".join(f"{v:.3f}" for v in rows.mean(0)))
 bal = balanced.group_mean(balanced.tau)
 print(f"balanced control: classes 0-4 tau {bal[0]:.3f}, classes 5-9 tau {bal[1]:.3f}")
 assert rows.shape == (3, 7)
+assert np.ptp([balanced.group_mean(t) for t in balanced.tau_epochs[-5:]], axis=0).max() < 0.02   # settled
 
-# %%
+# %% tags=["nbval-ignore-output"]
 gap_lt = rows[:, 0] - rows[:, 1]
 assert (gap_lt > 0).all()                                            # 2. head tau > tail tau, every seed
 assert (rows[:, 2] > 0.5).all()                                      # 3. learned tau tracks tau*, every seed
 assert abs(bal[0] - bal[1]) < 0.5 * gap_lt[0]                        # 4. no gap without the imbalance
-knn_gap = rows[:, 3] - rows[:, 4]
+assert rows[:, :2].min() > 3 * 0.1                                   #    learned taus far above SimCLR's 0.1
+knn_gap, tail_gap = rows[:, 3] - rows[:, 4], rows[:, 5] - rows[:, 6]
 spread = math.sqrt(rows[:, 3].var(ddof=1) / 3 + rows[:, 4].var(ddof=1) / 3)
-print(f"kNN iSogCLR - SimCLR: {knn_gap.mean():+.3f} (seed-to-seed standard error {spread:.3f})")
-assert abs(knn_gap.mean()) <= 2 * spread                             # 5. no difference beyond seed noise
+tail_spread = math.sqrt(rows[:, 5].var(ddof=1) / 3 + rows[:, 6].var(ddof=1) / 3)
+print(f"kNN iSogCLR - SimCLR: {knn_gap.mean():+.3f} (seed-to-seed standard error {spread:.3f}); "
+      f"tail classes {tail_gap.mean():+.3f} ({tail_spread:.3f})")
+assert abs(knn_gap.mean()) <= 2 * spread and abs(tail_gap.mean()) <= 2 * tail_spread   # 5. within seed noise
 
 # %% [markdown]
 # **What holds, what does not.**
@@ -455,11 +476,11 @@ stale = runs["iSogCLR, γ = 0.8"]
 r_stale = np.corrcoef(stale.tau, stale.tau_star)[0, 1]
 print(f"r(learned tau, tau*): gamma = 1 {r_iso:.2f}, gamma = 0.8 {r_stale:.2f}; "
       f"gamma = 0.8 images at tau_min: {np.mean(stale.tau == 0.05):.0%}")
-assert r_stale < r_iso
+assert r_stale < 0.5 < r_iso                      # γ = 0.8 fails check 3 of section 6, γ = 1 passes it
 
 # %% [markdown]
 # **The two default sets disagree.** The README (CIFAR-100) uses ρ = 0.4, τ_init = 0.1, β_u = 0.5, η = 0.03; the
-# class `SogCLR_DRO_Loss` defaults to ρ = 6, τ_init = 0.07, β_u = 0.9, η = 0.001. Name the preset you use:
+# class `SogCLR_DRO_Loss` defaults to ρ = 6, τ_init = 0.07, β_u = 0.9, η = $10^{-3}$. Name the preset you use:
 
 # %%
 for name, preset in I.PRESETS.items():
@@ -491,8 +512,8 @@ except ValueError as err:
 # %% [markdown]
 # - *The clip.* The official code clips $\hat\nabla_\tau$ to ±3 (`grad_clip`); early in training, when KL is far from
 #   ρ, every step is clipped and the step size is really η × 3 (× the momentum).
-# - *η too small.* With the README's η = 0.03, τ moves at most 0.09 per visit; 100 visits is enough with γ = 1 on
-#   digits but not by much (exercise 3).
+# - *η too small.* With the README's η = 0.03, τ moves at most 0.09 per visit; whether 100 visits are enough with
+#   γ = 1 on digits is exercise 3.
 # - *A temperature of 0* is refused with a clear error:
 
 # %%
@@ -510,7 +531,7 @@ except ValueError as err:
 #    temperatures move? *Hint:* section 6's control; count each tail class's images with `I.class_counts`.
 # 3. **The README's step.** Train with η = 0.03 (γ = 1) and with η = 0.03, γ = 0.8 for 100 epochs. Which one
 #    tracks τ*? *Hint:* `np.corrcoef(run.tau, run.tau_star)`.
-# 4. **Individual or just warmer?** Our learned temperatures end near 0.5, far above SimCLR's 0.1. Train SimCLR with
+# 4. **Individual or just warmer?** Our learned temperatures end far above SimCLR's 0.1 (section 6). Train SimCLR with
 #    τ = 0.5. Is any difference between iSogCLR and SimCLR due to individual temperatures, or to a better global
 #    one? *Hint:* `I.train_isogclr("simclr", tau_init=0.5)`; also compare SogCLR at τ = 0.5.
 #

@@ -220,6 +220,9 @@ fig
 # 2. official, negative: positive below the watershed $1 - s/(k\beta)$, negative above it;
 # 3. bounded: negative below $\tau^*$, positive above it, for positives and negatives alike.
 #
+# A grid point that falls exactly on the sign change (τ = 2 is the watershed of $s = -0.2$) has a derivative of
+# zero up to round-off, so its sign depends on the machine: the checks skip points within $10^{-9}$ of the edge.
+#
 # The closed forms of `A.temperature_gradient` are tested against autograd in `tests/test_amcl.py`.
 
 # %%
@@ -228,10 +231,12 @@ s_grid = torch.linspace(-0.95, 0.95, 39, dtype=torch.float64)[:, None]
 g_pos = A.temperature_gradient(s_grid, taus, beta=0.01, dim=32)
 assert (g_pos[s_grid[:, 0] > 0.01] > 0).all()                                                    # 1.
 g_neg = A.temperature_gradient(s_grid, taus, role="negative", beta=0.01, dim=32, topk=20)
-assert ((g_neg > 0) == (taus < 1 - s_grid / 0.2)).all()                                          # 2.
+edge = 1 - s_grid / 0.2                                                        # the watershed
+assert ((g_neg > 0) == (taus < edge))[(taus - edge).abs() > 1e-9].all()                          # 2.
 for role, sign in (("positive", -1), ("negative", 1)):
     g = A.temperature_gradient(s_grid, taus, role=role, beta=0.1, dim=32, topk=20, bounded=True)
-    assert ((g < 0) == (taus < 2 * (1 + sign * s_grid + 0.1) / (0.1 * 32))).all()                # 3.
+    edge = 2 * (1 + sign * s_grid + 0.1) / (0.1 * 32)                          # τ*
+    assert ((g < 0) == (taus < edge))[(taus - edge).abs() > 1e-9].all()                          # 3.
 print(f"official: dℓ/dτ_p > 0 at all 400 temperatures for the {int((s_grid > 0.01).sum())} similarities above β")
 
 # %% [markdown]
@@ -296,6 +301,7 @@ runs = {
 for name, run in runs.items():
     print(f"{name:17s} {run!r}  ({run.seconds:.1f} s)")
 assert all(np.isfinite(run.history["loss"]).all() for run in runs.values())
+assert all(r.history["loss"][-20:].mean() < r.history["loss"][:5].mean() - 1 for r in runs.values())   # all learn
 
 # %% [markdown]
 # **The temperatures during training**, every head (solid: positive pairs; dashed: top-k negatives; dotted:
@@ -305,10 +311,15 @@ assert all(np.isfinite(run.history["loss"]).all() for run in runs.values())
 # near 1, the middle of the range. Bounded at β = 0.1 (right): the positives settle lower than the negatives, as
 # $\tau^*$ predicts ($\tau^*$ is smaller for a higher similarity, and positives are more similar than negatives).
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.5, height=3.8, sharey=True)
 for ax, name in zip(axes[0], ("official", "bounded", "bounded, β = 0.1")):
     _ = A.temperature_history(ax, runs[name], title=f"{name}: temperatures")
+hist = {name: np.array([runs[name].history[f"tau_{w}_{c}"] for c in range(3) for w in ("pos", "neg")])
+        for name in ("official", "bounded", "bounded, β = 0.1")}                # 6 curves per run
+assert (hist["official"][:, 5 * (898 // 64):] < 10 * A.TAU_MIN).all()          # at the floor from epoch 5 on
+assert 0.5 < hist["bounded"].min() and hist["bounded"].max() < 1.5              # β = 0.01: near 1
+assert (hist["bounded, β = 0.1"][0::2, -1] < hist["bounded, β = 0.1"][1::2, -1] - 0.1).all()  # β = 0.1: pos < neg
 fig
 
 # %% [markdown]
@@ -324,24 +335,36 @@ fig
 #   the pair's role. The shared inner-product network ties every pair's temperature to its similarity in the same
 #   direction.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.6, height=3.9)
 for ax, name, ylim in zip(axes[0], ("official", "bounded", "bounded, β = 0.1"), (None, (0.1, 3), (0.1, 3))):
     _ = A.pair_temperature_scatter(ax, runs[name], title=f"{name}: τ against s", ylim=ylim)
+P, P_small = runs["bounded, β = 0.1"].pairs, runs["bounded"].pairs
+assert max(runs["official"].pairs[k].max() for k in ("tau_pos", "tau_neg")) < 10 * A.TAU_MIN   # all at the floor
+assert (P_small["tau_pos"].std(1) < 0.1 * P["tau_pos"].std(1)).all()          # β = 0.01: a tiny effect
+assert (P["tau_pos"] > 2 * (1 - P["s_pos"] + 0.1) / (0.1 * 32)).mean() > 0.8   # β = 0.1: above τ*(s),
+assert all(spearmanr(P["s_neg"][c], P["tau_neg"][c]).correlation < 0.1 for c in range(3))  # negatives: no rise
 fig
 
+# %% [markdown]
 # **The evaluation metric during training** (5-NN accuracy, test queries, train gallery). Left: on $z$ (all
 # heads side by side; SimCLR has one head, hence its different start); right: on the representation $h$. Step 0
 # is the untrained network, and on digits it is already good: an MLP with random weights keeps the pixels'
 # neighbourhoods. All three AMCL models end *below* it on $z$, far below SimCLR. Their objective pushes the top-k
 # negatives with equal weights, whatever their similarity, and this spreads the images of a class apart. The
 # official model first holds its accuracy, then loses the most of all. On $h$ the differences are smaller, and no
-# model beats the untrained network.
+# model ends clearly above the untrained network (by more than a point).
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(2, width=5.0, height=3.7)
 _ = A.knn_curves(axes[0, 0], runs, key="knn_z")
 _ = A.knn_curves(axes[0, 1], runs, key="knn_h")
+kz, kh = ({n: r.evals[k] for n, r in runs.items()} for k in ("knn_z", "knn_h"))
+amcl = [n for n in runs if n != "SimCLR"]
+assert all(kz[n][-1] < min(kz[n][0], kz["SimCLR"][-1] - 0.05) for n in amcl)    # below the start, far below SimCLR
+assert kz["official"][1:4].max() >= kz["official"][0] and kz["official"][-1] == min(k[-1] for k in kz.values())
+assert all(k[-1] < k[0] + 0.01 and k[0] > 0.9 for k in kh.values())          # h: untrained already good, and
+                                                                               # no model ends clearly above it
 fig
 
 # %% [markdown]
@@ -351,7 +374,7 @@ fig
 # accuracy of $h$ next to the SimCLR baseline, and each pair's temperature against its similarity. Try the official
 # objective at β = 1e-4 (the training script's value), or with a floor of 0.05. Try 1 head against 4.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 train_panel = A.training_panel(baseline=runs["SimCLR"], variant="bounded", beta=0.01, topk=100, epochs=EPOCHS)
 assert train_panel.state["result"] is runs["bounded"]              # the default setting comes from the cache
 train_panel
@@ -380,8 +403,8 @@ def f(u, s, b):                                     # the bounded positive's ter
 gaps = [abs(math.exp(minimize_scalar(f, bounds=(-8, math.log(50)), args=(s, b), method="bounded",
                                      options={"xatol": 1e-12}).x) - 2 * (1 - s + b) / (b * 32))
         for s in np.linspace(-0.9, 0.9, 7) for b in (0.1, 0.3, 1.0)]
-print(f"1. largest |numerical minimiser - closed form| over 21 (s, β): {max(gaps):.1e}")
-assert max(gaps) < 1e-4
+print(f"1. largest |numerical minimiser - closed form| over 21 (s, β) {'< 1e-6' if max(gaps) < 1e-6 else max(gaps)}")
+assert max(gaps) < 1e-6
 
 # %% tags=["nbval-ignore-output"]
 off, per_epoch = runs["official"], 898 // 64
@@ -400,7 +423,7 @@ for name, r in rho.items():
 for name, run in runs.items():
     print(f"4. {name:17s} 5-NN(z) {run.evals['knn_z'][0]:.3f} -> {run.evals['knn_z'][-1]:.3f}   "
           f"5-NN(h) {run.evals['knn_h'][0]:.3f} -> {run.evals['knn_h'][-1]:.3f}")
-assert len(rho) == 2 and first >= 1
+assert len(rho) == 2 and collapsed[first - 1:].all() and s_min > 0.01       # 2. (all the checks: next cell)
 
 # %%
 assert collapsed[first - 1:].all() and first <= 10 * per_epoch and s_min > 0.01      # 2.
@@ -416,8 +439,8 @@ assert all(r > 0.3 for v in rho.values() for r in v)                            
 #   and every top-k pair gets the same weight, $10^5$. AMCL then acts as a fixed-weight loss: pull each positive,
 #   push each top-k negative equally. This follows from the sign of $\partial\ell/\partial\tau$, not from our
 #   small scale: it holds for any positive with $s > \beta$.
-# - *Accuracy.* We see no gain. On digits an untrained network's 5-NN accuracy is already about 0.96 on $h$.
-#   Every self-supervised model here ends at or below it, and the three AMCL models end lowest on $z$. The linear,
+# - *Accuracy.* We see no gain. On digits an untrained network's 5-NN accuracy on $h$ is already above 0.9 (printed
+#   above). No self-supervised model here ends clearly above it, and the three AMCL models end lowest on $z$. The linear,
 #   equal-weight push of the top-k negatives spreads the classes apart. The paper's gains come from ResNets
 #   pre-trained for hundreds of epochs with strong, combined augmentations. We cannot test that on a CPU in a
 #   minute, so we claim nothing about it.
@@ -429,12 +452,15 @@ assert all(r > 0.3 for v in rho.values() for r in v)                            
 # head, and $1/\tau$ overflows float16 (largest value 65 504). This is why the official code computes the
 # temperatures in float32 even under mixed precision, and why lossviz does the same:
 
-# %%
+# %% tags=["nbval-ignore-output"]
 losses = runs["official"].history["loss"]
 print(f"official loss: {losses[0]:.3g} at iteration 1, {losses[-1]:.3g} at the end")
+assert 1e4 < -losses[-1] / 3 < 1e6                                   # of order -1e5 per head
+
+# %%
 print("1/τ_min in float16:", float(1 / torch.tensor(A.TAU_MIN, dtype=torch.float16)),
       "| in float32:", float(1 / torch.tensor(A.TAU_MIN)))
-assert losses[-1] < -1e3 and math.isinf(float(1 / torch.tensor(A.TAU_MIN, dtype=torch.float16)))
+assert math.isinf(float(1 / torch.tensor(A.TAU_MIN, dtype=torch.float16)))
 
 # %% [markdown]
 # **Too few negatives cannot spread a collapsed start.** An untrained network maps every digit to almost the same
@@ -459,7 +485,7 @@ assert mean_s(few) > 0.99 and mean_s(runs["bounded"]) < 0.5
 # score stays near 0 or above, and the temperature near the middle of the range or below. In the bounded run at
 # β = 0.01 the negatives' minimiser is the ceiling 2. Their mean temperature after training:
 
-# %%
+# %% tags=["nbval-ignore-output"]
 t_neg = runs["bounded"].pairs["tau_neg"]
 print(f"bounded, β = 0.01: negatives' mean τ {t_neg.mean():.3f}; middle of the range "
       f"{(A.TAU_MIN + A.TAU_MAX) / 2:.3f}; their minimiser {A.TAU_MAX:g}")

@@ -49,6 +49,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
 import lossviz as lv
 from lossviz import augment, data, metrics, plots
@@ -288,8 +289,8 @@ g_pos, g_neg = SO.anchor_groco_weights(anchor_pos, anchor_neg, steepness=5.0)
 far = anchor_neg < 0.5 - 0.3
 G = lv.pair_weights(SO.groco_loss, S, y, signed=True)
 print(f"L at steepness 1e4: ordered {limit_ok:.2e}, one negative above {limit_bad:.2f} | far / largest push: "
-      f"{float(g_neg[far].abs().max() / g_neg.abs().max()):.4f} | max |row sum of dL/dS| "
-      f"{float(G.sum(1).abs().max()):.1e}")
+      f"{float(g_neg[far].abs().max() / g_neg.abs().max()):.4f} | max |row sum of dL/dS| < 1e-15: "
+      f"{float(G.sum(1).abs().max()) < 1e-15}")
 assert limit_ok < 1e-3 and limit_bad > 1
 assert float(g_neg[far].abs().max()) < 0.1 * float(g_neg.abs().max())
 assert float(G.sum(1).abs().max()) < 1e-15 and int((G != 0).sum(1).max()) == 1 + 10
@@ -353,16 +354,17 @@ runs = {s: {loss: SO.train_ssl(loss, epochs=EPOCHS, seed=s, **knobs)
             for loss, knobs in (("groco", {}), ("nt_xent", dict(tau=0.1)))} for s in SEEDS}
 for s, pair in runs.items():
     for run in pair.values():
-        print(f"seed {s}: {run!r} ({run.seconds:.1f} s)")
+        print(f"seed {s}: {run!r} ({run.seconds:.1f} s) | MAP@R(z) at step 0: {run.evals['map_at_r'][0]:.3f}")
 assert all(np.isfinite(r.history["loss"]).all() for pair in runs.values() for r in pair.values())
+assert all(r.final("map_at_r") > r.evals["map_at_r"][0] + 0.05 for pair in runs.values() for r in pair.values())
 
 # %% [markdown]
 # **Learning curves** (seed 0). The two losses live on different scales, so each is divided by its first value.
-# NT-Xent starts at $\log(2B-1) \approx 5.5$ and falls steadily. GroCo at steepness 1 barely moves, from 0.21 to
-# 0.20 ($\S$3: its value is bounded away from 0 on cosines). Yet both raise the ordering accuracy and MAP@R at a
-# similar pace. A loss that "does not go down" can still train well.
+# NT-Xent starts near $\log(2B-1) \approx 5.5$ and falls steadily. GroCo at steepness 1 barely moves (less than
+# 20 % below its start, checked below; $\S$3: its value is bounded away from 0 on cosines). Yet both raise the
+# ordering accuracy and MAP@R well above their start. A loss that "does not go down" can still train well.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.4, height=3.5)
 for name, run in runs[0].items():
     h, e, color = run.history, run.evals, SO.COLORS[name]
@@ -373,15 +375,20 @@ axes[0, 0].set(xlabel="iteration", ylabel="loss / first value", title="training 
 axes[0, 1].set(xlabel="iteration", ylabel="fraction of anchors (running mean)", title="positive above every negative")
 axes[0, 2].set(xlabel="iteration", ylabel="MAP@R", title="test MAP@R of z")
 axes[0, 2].legend(loc="lower right")
+first_last = {n: (r.history["loss"][:20].mean(), r.history["loss"][-20:].mean()) for n, r in runs[0].items()}
+print({n: f"{b / a:.3f}" for n, (a, b) in first_last.items()}, "(mean loss of the last 20 steps / first 20)")
+(g0, g1), (n0, n1) = first_last["groco"], first_last["nt_xent"]
+assert g1 > 0.8 * g0 and n1 < 0.8 * n0                  # GroCo's loss barely moves, NT-Xent's falls
+assert all(r.history["order_acc"][-20:].mean() > r.history["order_acc"][:20].mean() for r in runs[0].values())
 fig
 
 # %% [markdown]
 # **Train it yourself.** Choose the loss, the steepness, the top-$k$, the relaxation, the number of views, stop-grad,
-# τ for NT-Xent, the epochs and the seed, then press *Train*. A GroCo run takes about 4 s for 30 epochs, and a setting
-# already trained comes back at once from the cache. The grey dashed lines are the seed-0 SimCLR run. Ideas: steepness
-# 20, top-$k$ 1, four views, stop-grad off.
+# τ for NT-Xent, the epochs and the seed, then press *Train*. A GroCo run takes a few seconds for 30 epochs, and a
+# setting already trained comes back at once from the cache. The grey dashed lines are the seed-0 SimCLR run. Ideas:
+# steepness 20, top-$k$ 1, four views, stop-grad off.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 train_panel = SO.training_panel(baselines={"SimCLR, seed 0": runs[0]["nt_xent"]}, epochs=EPOCHS)
 assert train_panel.state["result"] is runs[0]["groco"]          # the default setting comes from the cache
 train_panel
@@ -396,9 +403,9 @@ train_panel
 # **What we can check here.** The same comparison in miniature: GroCo against SimCLR at equal budget, three seeds,
 # on the test retrieval metrics. Before running it we picked MAP@R of $z$ as the metric that decides, because it is
 # the one that digits does not saturate. Raw pixels already reach Recall@1 0.99 and a 20-NN accuracy of 0.95 (more
-# than either loss reaches after training), but only MAP@R 0.52.
+# than either loss reaches after training, on the seed mean: checked below), but only MAP@R 0.52.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 metric_names = {"map_at_r": "MAP@R(z)", "map_at_r_h": "MAP@R(h)", "recall_at_1": "R@1(z)", "knn": "20-NN(h)"}
 table = {(loss, key): np.array([runs[s][loss].final(key) for s in SEEDS]) for loss in SO.LOSSES for key in metric_names}
 raw_r1, raw_map = T.baselines("digits")["raw"]
@@ -410,29 +417,42 @@ for loss in SO.LOSSES:
 diff = table["groco", "map_at_r"] - table["nt_xent", "map_at_r"]
 print(f"GroCo - SimCLR, MAP@R(z) per seed: {diff.round(4)}")
 print(f"raw pixels: R@1 {raw_r1:.3f}, MAP@R {raw_map:.3f}, 20-NN {raw_knn:.3f}")
+assert all(table[loss, "recall_at_1"].max() < raw_r1 and table[loss, "knn"].mean() < raw_knn for loss in SO.LOSSES)
+
+# %% [markdown]
+# The verdict on the metric we chose in advance, written from the numbers above. We call two losses **tied** when
+# their mean paired difference stays within ±0.02 MAP@R, a margin wider than the seed-to-seed spread of these runs
+# (the ± column of the table; checked).
+
+# %% tags=["nbval-ignore-output"]
+spread = max(float(table[loss, "map_at_r"].std()) for loss in SO.LOSSES)
+r1_gap = table["groco", "recall_at_1"] - table["nt_xent", "recall_at_1"]
+display(Markdown(f"GroCo − SimCLR on MAP@R(z): **{diff.mean():+.4f}** on the mean of {len(SEEDS)} paired seeds "
+                 f"(per seed: {', '.join(f'{d:+.4f}' for d in diff)}; seed spread up to ±{spread:.3f}): a tie. "
+                 f"On Recall@1(z), not chosen in advance, GroCo − SimCLR is {r1_gap.mean():+.3f} on the mean."))
+assert spread < 0.02 and abs(diff.mean()) < 0.02     # parity: no gap beyond the tie margin, in either direction
 
 # %% [markdown]
 # **What holds, what does not.**
-# - *The claimed advantage does not show here.* On MAP@R of $z$, the metric we chose in advance, SimCLR is ahead by
-#   0.005 in two seeds and tied in the third (paired differences above). That gap is the size of the seed-to-seed
-#   spread (±0.003 to ±0.005), so at this scale we call it **parity**, with SimCLR marginally ahead rather than
-#   behind.
-#   The other metrics are close to their ceilings on digits: MAP@R and 20-NN of $h$ tie within the spread, and
-#   GroCo's Recall@1 of $z$ is about 0.01 higher in every seed. We did not choose Recall@1 in advance, and raw
-#   pixels beat both losses on it (0.989), so we read nothing into it. This is a 64-pixel data set with a small MLP
-#   and 30 epochs, without ImageNet's neighbourhood structure. The paper's gains are 1–3 k-NN points after 100+
-#   epochs on ImageNet.
+# - *The claimed advantage does not show here.* On MAP@R of $z$, the metric we chose in advance, the mean paired
+#   difference stays inside the tie margin (printed and checked above), so at this scale we call it **parity**: a
+#   tie, not a win for either loss.
+#   The other metrics are close to their ceilings on digits, so their small differences (in the table) say little.
+#   We did not choose Recall@1 in advance, and raw pixels beat both losses on it by far, so we read nothing into
+#   it. This is a 64-pixel data set with a small MLP and 30 epochs, without ImageNet's neighbourhood structure.
+#   The paper's gains are 1–3 k-NN points after 100+ epochs on ImageNet.
 # - *The mechanism does show.* We assert it on measured numbers instead:
 #   1. on the trained GroCo network, for the anchors of a fresh test batch, the loss in the hard limit (steepness
-#      $10^6$: the real gaps go down to 0.001) is ~0 exactly for those whose positive beats their top-10 negatives,
-#      and clearly positive for the others: the loss measures the ordering;
+#      $10^6$, steep enough that even small gaps between trained similarities are sorted almost hard) is ~0
+#      exactly for those whose positive beats their top-10 negatives, and clearly positive for the others: the
+#      loss measures the ordering;
 #   2. on those trained rows the push is concentrated near the boundary: the hardest half of the top-10 negatives
 #      receives more than half of it (a uniform push would give exactly half) in every row, and more so at
 #      steepness 5 than at the trained steepness 1;
 #   3. in every seed, GroCo training raises both the batch ordering accuracy and the test MAP@R of $z$ far above
 #      their values at the start.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 test_views = augment.two_views(digits.x_test[:128], "digits", torch.Generator().manual_seed(123))
 with torch.no_grad():
     z_test = torch.cat([runs[0]["groco"].model(v) for v in test_views]).double()
@@ -447,10 +467,10 @@ print(f"test anchors ordered: {float(ok.double().mean()):.3f} | hard loss: order
       f"{float(hard_loss[ok].max()):.1e}, others min {float(hard_loss[~ok].min()):.2f}")
 print("share of the push on the hardest half: " + ", ".join(
     f"steepness {b:g}: min {float(v.min()):.3f}, mean {float(v.mean()):.3f}" for b, v in half.items()))
-
-# %%
 assert bool((hard_loss[ok] < 1e-2).all()) and bool((hard_loss[~ok] > 0.1).all())    # 1. it measures the ordering
 assert float(half[1.0].min()) > 0.5 and float(half[5.0].mean()) > float(half[1.0].mean())   # 2. concentration
+
+# %%
 for s in SEEDS:                                                                         # 3. GroCo learns, every seed
     h, e = runs[s]["groco"].history, runs[s]["groco"].evals
     assert h["order_acc"][-20:].mean() > 2 * h["order_acc"][:20].mean() and e["map_at_r"][-1] > e["map_at_r"][0] + 0.1
@@ -540,9 +560,9 @@ except ValueError as err:
 #   positives land in the top ranks. The loss is ~0 exactly when they outrank the negatives (at high steepness). Its
 #   pair weights sum to zero per anchor (pull = push), sit only on the positives and the top-$k$ negatives, and
 #   concentrate near the boundary. At high steepness they can be non-monotone.
-# - On digits at equal budget, GroCo and SimCLR reach the same retrieval quality (MAP@R of $z$ within a few
-#   thousandths, three seeds). The paper's k-NN advantage does not show at this scale, but the mechanism does. GroCo
-#   needs a projector that does not start collapsed (the official head's final BatchNorm).
+# - On digits at equal budget, GroCo and SimCLR reach the same retrieval quality (MAP@R of $z$ tied over three paired
+#   seeds, inside a ±0.02 margin). The paper's k-NN advantage does not show at this scale, but the mechanism does.
+#   GroCo needs a projector that does not start collapsed (the official head's final BatchNorm).
 #
 # **References.** Shvetsova, Petersen, Kukleva, Schiele, Kuehne, *Learning by Sorting: Self-supervised Learning with
 # Group Ordering Constraints*, ICCV 2023. Petersen, Borgelt, Kuehne, Deussen, *Differentiable Sorting Networks for

@@ -44,6 +44,7 @@ import inspect
 import numpy as np
 import torch
 import torch.nn.functional as F
+from IPython.display import Markdown, display
 
 import lossviz as lv
 from lossviz import data, plots
@@ -174,7 +175,7 @@ for name, fn in {"exact": lambda v: MN.negative_term(v, tau=tau),
     fn(leaf).backward()
     grads[name] = leaf.grad
 gaps = [float((g - grads["exact"]).abs().max()) for g in grads.values()]
-print("max |gradient - exact gradient| at K = N:", [f"{g:.1e}" for g in gaps])
+print("max |gradient - exact gradient| at K = N, below 1e-12:", [g < 1e-12 for g in gaps])
 assert max(gaps) < 1e-12
 
 # %% [markdown]
@@ -207,7 +208,7 @@ def terms(t):
 
 curves = {t: terms(t) for t in (1.0, 5.0)}
 for t, (exact, approx, pamc) in curves.items():
-    errors = ", ".join(f"{k}: {e:.4f}" for k, e in zip(KS, approx - exact))
+    errors = ", ".join(f"{k}: {round(e, 4) + 0:.4f}" for k, e in zip(KS, approx - exact))   # + 0: no "-0.0000"
     print(f"τ = {t:g}: exact {exact:.3f} | size-weighted minus exact, by K: {errors}")
 
 # %%
@@ -238,7 +239,7 @@ fig
 for t, (exact, approx, pamc) in curves.items():
     err = np.abs(approx - exact)
     assert err[-1] < 1e-10 and abs(pamc[-1] - exact) < 1e-10      # K = N: both exact
-    assert (np.diff(err) < 0).all() and (approx >= exact).all()       # error falls with K; an over-estimate
+    assert (np.diff(err) < 0).all() and (approx >= exact - 1e-12).all()   # error falls with K; an over-estimate
 assert np.abs(curves[5.0][1] - curves[5.0][0])[2] > np.abs(curves[1.0][1] - curves[1.0][0])[2]   # τ=5 worse
 
 # %% [markdown]
@@ -250,7 +251,7 @@ a = clusters[10]
 c_dir = F.normalize(torch.zeros(10, 10, dtype=z.dtype).index_add(0, a, z), dim=1)
 z_tight = c_dir[a] * z.norm(dim=1, keepdim=True)
 gap_tight = MN.approximation_error(z_tight, a, tau=5.0)
-print(f"tight clusters: |size-weighted - exact| = {gap_tight:.1e}, "
+print(f"tight clusters: |size-weighted - exact| < 1e-10: {gap_tight < 1e-10}, "
       f"|PamC - exact| = {MN.approximation_error(z_tight, a, tau=5.0, kind='pamc'):.2f}")
 assert gap_tight < 1e-10
 
@@ -289,7 +290,7 @@ fig
 
 # %%
 spread = {name: max(float(m[clusters[10] == l].std()) for l in range(10)) for name, m in mass.items()}
-print("largest within-cluster spread of the push:", {k: f"{v:.1e}" for k, v in spread.items()})
+print(f"largest within-cluster spread of the push: exact {spread['exact']:.1e}, PamC < 1e-12: {spread['PamC'] < 1e-12}")
 assert spread["PamC"] < 1e-12 and spread["exact"] > 1e-6
 
 # %% [markdown]
@@ -319,43 +320,47 @@ assert panel.state["error"] < 1e-10 and abs(panel.state["pamc"] - panel.state["e
 # %% [markdown]
 # ## 5. A real training run: clustering digits with PamC and with the exact term
 #
-# **Protocol.** All 1797 scikit-learn digits are the nodes of one graph: the symmetrised 5-nearest-neighbour graph
-# on the pixels, with self-loops, and its binary square ($r = 2$, about 30 neighbours per node, 54k edges).
-# Encoder: MLP 64 → 256 → 256 → 10. There is no pretrained autoencoder (the paper loads one, which would need a
-# download). Instead, the $K = 10$ DEC centres start from a seeded k-means of the untrained encoder's
-# embeddings. Full batch, Adam (lr $10^{-3}$), one step per epoch, 100 epochs (the code trains 200; NMI is still
-# rising at 100, so we compare the two losses at the same budget), the code's $\alpha = 2$, $\beta = 0.1$, $\tau = 1$. Two runs share everything but the negative term: exact $L^-$ ($N^2 = 3.2$M pairs) or
-# PamC's ($K^2 = 100$ pairs). After every step we record the NMI of $\arg\max q$ against the digit labels (used
-# only here), and the number of empty clusters. **We report the final epoch**; the official code reports the
-# best epoch.
+# **Protocol.** All 1797 scikit-learn digits are the nodes of one graph: the symmetrised 5-nearest-neighbour graph on
+# the pixels, with self-loops, and its binary square ($r = 2$, about 30 neighbours per node, 54k edges). Encoder: MLP
+# 64 → 256 → 256 → 10. There is no pretrained autoencoder (the paper loads one, which would need a download). Instead,
+# the $K = 10$ DEC centres start from a seeded k-means of the untrained encoder's embeddings. Full batch, Adam (lr
+# $10^{-3}$), one step per epoch, 100 epochs (the code trains 200; we compare the two losses at the same, shorter
+# budget), the code's $\alpha = 2$, $\beta = 0.1$, $\tau = 1$. Two runs share everything but the negative term: exact
+# $L^-$ ($N^2 = 3.2$M pairs) or PamC's ($K^2 = 100$ pairs). After every step we record the NMI of $\arg\max q$ against
+# the digit labels (used only here), and the number of empty clusters. **We report the final epoch**; the official
+# code reports the best epoch.
 
 # %% tags=["nbval-ignore-output"]
 runs = {m: MN.train_clustering(m, epochs=EPOCHS) for m in ("nc", "pamc")}
 for run in runs.values():
-    print(f"{run!r}  | {run.history['ms'].mean():.0f} ms per step, {run.seconds:.1f} s")
+    print(f"{run!r}  | k-means start: NMI {run.init['nmi']:.3f} | {run.history['ms'].mean():.0f} ms per step, "
+          f"{run.seconds:.1f} s")
 assert all(np.isfinite(r.history["loss"]).all() for r in runs.values())
+assert all(r.nmi > r.init["nmi"] + 0.05 and r.history["loss"][-1] < r.history["loss"][0] for r in runs.values())
 
 # %% [markdown]
 # **Learning curves.** Left: NMI per epoch for both runs (dots: the final epoch; rings: the best epoch, which the
 # official code would report). Middle: PamC's loss and its two contrastive terms. Right: PamC's cluster sizes at
 # the end.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.6, height=3.7)
-_ = MN.draw_run(axes[0], runs["pamc"], others={"L_NC": runs["nc"]})
+drawn = MN.draw_run(axes[0], runs["pamc"], others={"L_NC": runs["nc"]})
 axes[0, 0].scatter([EPOCHS], [runs["nc"].nmi], color=MN.METHOD_COLORS["nc"], s=40, zorder=4)
+assert len(axes[0, 0].lines) == 2 and drawn["best_nmi"] >= drawn["nmi"] > runs["pamc"].history["nmi"][0]
 fig
 
 # %% [markdown]
-# **The embeddings.** The 10-d embeddings after training, projected on their first two principal axes and
-# coloured by digit (the NMI is read from the DEC clusters, $\arg\max q$, not from this picture). With the exact
-# term several digits get a direction of their own (the arms of the star: it pushes every pair apart, and the
-# cosine only sees directions), while the rest crowd the centre. PamC's embedding is more crowded, with several
-# digits sharing a direction and one large cluster (the cluster sizes above): nothing pushes apart the nodes
-# inside a meta-node. Right: the time of one training step, where the exact term's $N^2$ pairs dominate
-# (timings depend on the machine and its load).
+# **The embeddings.** The 10-d embeddings after training, projected on their first two principal axes and coloured by
+# digit (the NMI is read from the DEC clusters, $\arg\max q$, not from this picture). With the exact term several
+# digits get a direction of their own (the arms of the star: it pushes every pair apart, and the cosine only sees
+# directions), while the rest crowd the centre. PamC's embedding is more crowded, with several digits sharing a
+# direction and one large cluster (the cluster sizes above): nothing pushes apart the nodes inside a meta-node. The
+# cell checks both: PamC's largest cluster is the larger one, and its normalised embedding is less uniform on the
+# sphere (notebook 09's uniformity, higher = more crowded). Right: the time of one training step, where the exact
+# term's $N^2$ pairs dominate (timings depend on the machine and its load).
 
-# %%
+# %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.4, height=3.8)
 for ax, (m, run) in zip(axes[0, :2], runs.items()):
     zz = torch.as_tensor(run.z)
@@ -367,6 +372,10 @@ for m, run in runs.items():
     axes[0, 2].plot(run.history["iter"], run.history["ms"], color=MN.METHOD_COLORS[m], lw=1, label=MN.METHOD_NAMES[m])
 axes[0, 2].set(xlabel="epoch", ylabel="ms per training step", title="time per step", ylim=(0, None))
 axes[0, 2].legend(fontsize=8)
+largest = {m: int(np.bincount(run.assign).max()) for m, run in runs.items()}
+unif = {m: float(lv.metrics.uniformity(F.normalize(torch.as_tensor(run.z), dim=1))) for m, run in runs.items()}
+print("largest cluster:", largest, "| uniformity:", {m: round(u, 3) for m, u in unif.items()})
+assert largest["pamc"] > largest["nc"] and unif["pamc"] > unif["nc"]      # PamC's embedding: more crowded
 fig
 
 # %% [markdown]
@@ -375,7 +384,7 @@ fig
 # few seconds; an exact-term run takes several times longer; a setting already trained comes back at once. The
 # exact-term run above is drawn faintly for comparison.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 train_panel = MN.training_panel(others={"L_NC": runs["nc"]}, epochs=EPOCHS)
 assert train_panel.state["result"] is runs["pamc"]          # the default setting comes from the cache
 train_panel
@@ -405,6 +414,7 @@ for n, t_node, t_meta in zip(cost["n"], cost["node_s"], cost["meta_s"]):
 print(f"log-log slope of the node-level time: {MN.loglog_slope(cost['n'], cost['node_s']):.2f}, "
       f"meta-node: {MN.loglog_slope(cost['n'], cost['meta_s']):.2f}")
 assert np.isfinite(cost["node_s"]).all() and (cost["node_s"] > 0).all() and (cost["meta_s"] > 0).all()
+assert cost["node_s"][-1] > 10 * cost["meta_s"][-1]                      # far above 10 at N = 4000, any machine
 
 # %%
 fig, axes = plots.new_figure(2, width=4.6, height=3.7)
@@ -421,10 +431,11 @@ assert slope_node > 1.9 and slope_meta < 1.1 and mem_ratio > 10          # 1. O(
 # %% tags=["nbval-ignore-output"]
 seed_1 = {m: MN.train_clustering(m, epochs=EPOCHS, seed=1) for m in ("nc", "pamc")}
 for run in seed_1.values():
-    print(f"{run!r}  | {run.seconds:.1f} s")
+    print(f"{run!r}  | k-means start: NMI {run.init['nmi']:.3f} | {run.seconds:.1f} s")
 assert all(np.isfinite(r.history["loss"]).all() for r in seed_1.values())
+assert all(r.nmi > r.init["nmi"] + 0.05 and r.history["loss"][-1] < r.history["loss"][0] for r in seed_1.values())
 
-# %%
+# %% tags=["nbval-ignore-output"]
 nmi = {m: np.array([runs[m].nmi, seed_1[m].nmi]) for m in ("nc", "pamc")}
 for seed in (0, 1):
     print(f"seed {seed}: final NMI exact term {nmi['nc'][seed]:.3f}, PamC {nmi['pamc'][seed]:.3f} "
@@ -432,7 +443,10 @@ for seed in (0, 1):
 gap = nmi["pamc"].mean() - nmi["nc"].mean()
 print(f"mean over the two seeds: exact term {nmi['nc'].mean():.3f}, PamC {nmi['pamc'].mean():.3f} (difference {gap:+.3f})")
 assert abs(gap) < 0.15                                                    # 2. the weak accuracy claim, seed mean
-assert gap < 0                                                            # no gain here (the text below says so)
+d = nmi["pamc"] - nmi["nc"]
+word = lambda v: "ahead" if v > 0 else "behind"                           # noqa: E731
+display(Markdown(f"**Measured.** PamC is {word(d[0])} by {abs(d[0]):.3f} NMI with seed 0 and {word(d[1])} by "
+                 f"{abs(d[1]):.3f} with seed 1; on the two-seed mean it is {word(gap)} by {abs(gap):.3f}."))
 
 # %% [markdown]
 # **What holds, what does not.**
@@ -441,10 +455,10 @@ assert gap < 0                                                            # no g
 #   times printed above show the same picture, with a ratio far above 10 at $N = 4000$ (its exact value depends
 #   on the machine and its load). Over a whole training step the saving is smaller, because the encoder costs
 #   the same in both runs (see the step times of section 5).
-# - *Accuracy, weak form:* holds on the two-seed mean, but one seed would not have told us much. With seed 0
-#   PamC is slightly ahead; with seed 1 it is behind by more than 0.1.
-# - *The accuracy gain* is a claim about six benchmarks with pretrained autoencoders. On digits, PamC is behind
-#   on average, and the seed moves the difference more than the loss does. We do not assert a gain.
+# - *Accuracy, weak form:* holds on the two-seed mean (asserted: within 0.15). The per-seed differences are
+#   printed above; they differ from one seed to the next, so one seed alone would not have told us much.
+# - *The accuracy gain* is a claim about six benchmarks with pretrained autoencoders. Two seeds on digits cannot
+#   show it either way, and we do not assert a gain.
 # - *The approximation itself* is exact only for $K = N$ or tight clusters (section 3). PamC trades the
 #   within-cluster push for speed: inside a meta-node nothing is pushed apart.
 
@@ -456,7 +470,7 @@ assert gap < 0                                                            # no g
 # $\tau = 10$ (SimCLR's temperature 0.1) it concentrates on the nearest negatives. A slider labelled
 # "temperature" that multiplies the cosine turns the meaning of "larger" upside down.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 z_pamc = torch.as_tensor(runs["pamc"].z[::4]).double()                    # every 4th node: 450 nodes
 H = {t: float(MN.push_entropy(z_pamc, tau=t).mean()) for t in (1.0, 10.0)}
 print("mean normalised entropy of the push:", {f"τ = {t:g}": round(h, 3) for t, h in H.items()})
@@ -464,15 +478,18 @@ assert H[1.0] > 0.9 and H[10.0] < H[1.0]
 
 # %% [markdown]
 # **Best-over-epochs reporting.** The official code returns the maximum NMI (and ACC, ARI, F1) over all epochs,
-# using the labels to pick the epoch. That is optimistic, and it hides runs that peak and then fall back. Our
-# short runs are still improving at the end, so here best and final are close. Train PamC with seed 3 for
-# 150 epochs in the panel to see a run whose best epoch is far above its last one.
+# using the labels to pick the epoch. That is optimistic, and it hides runs that peak and then fall back. The
+# cell below prints both numbers for our four runs: in these short runs the two stay close (within 0.05 NMI,
+# checked). Train other seeds and longer runs in the panel, and compare: wherever a run peaks and then falls back,
+# the best epoch flatters it.
 
-# %%
-for m, run in {**runs, **{f"{m} seed 1": r for m, r in seed_1.items()}}.items():
+# %% tags=["nbval-ignore-output"]
+all_runs = {**runs, **{f"{m} seed 1": r for m, r in seed_1.items()}}
+for m, run in all_runs.items():
     print(f"{m:12s} final {run.nmi:.3f}   best {run.best_nmi:.3f} (epoch {run.best_epoch})")
-assert all(run.best_nmi >= run.nmi for run in (*runs.values(), *seed_1.values()))
+assert all(0 <= run.best_nmi - run.nmi < 0.05 for run in all_runs.values())
 
+# %% [markdown]
 # **Sum or mean meta-nodes.** The code sums. Under the cosine the sum and the mean give the *same* loss, because
 # the cosine ignores length. With a raw dot product, which is not in the paper, they differ: big sum meta-nodes
 # then dominate every similarity. Predict before you run: which of the three numbers below differs?
@@ -485,8 +502,8 @@ print({f"{mode}, {sim}": round(v, 4) for (mode, sim), v in values.items()})
 assert abs(values[("sum", "cosine")] - values[("mean", "cosine")]) < 1e-12
 
 # %% [markdown]
-# **Empty clusters.** $\arg\max q$ can leave a cluster empty (the cell below prints how many our runs ended
-# with). The code builds meta-nodes from a one-hot matrix of $\arg\max q$, so an empty
+# **Empty clusters.** $\arg\max q$ can leave a cluster empty (the second cell below prints how many our runs
+# ended with). The code builds meta-nodes from a one-hot matrix of $\arg\max q$, so an empty
 # cluster in the middle of the range is a zero vector, and its cosine is $0/0$. lossviz drops empty
 # clusters (`MN.meta_nodes`) and counts them in the run's history. The `+1e-10` the code adds inside each log does
 # not protect against this.
@@ -494,9 +511,13 @@ assert abs(values[("sum", "cosine")] - values[("mean", "cosine")]) < 1e-12
 # %%
 zero = torch.zeros(1, 10)
 print("cosine of a zero meta-node, computed naively:", float((zero @ zero.T) / (zero.norm() * zero.norm())))
-print("empty clusters at the last epoch:", {m: int(run.history["empty"][-1]) for m, run in runs.items()})
 c_kept, sizes, _ = MN.meta_nodes(z, torch.where(a == 3, 4, a))                  # cluster 3 emptied
 assert len(c_kept) == 9 and int(sizes.sum()) == N
+
+# %% tags=["nbval-ignore-output"]
+empty = {m: int(run.history["empty"][-1]) for m, run in runs.items()}
+print("empty clusters at the last epoch:", empty)
+assert all(0 <= e < 10 and np.isfinite(runs[m].history["loss"]).all() for m, e in empty.items())   # no NaN from 0/0
 
 # %% [markdown]
 # **More traps.**
@@ -538,8 +559,8 @@ except ValueError as err:
 #   same kind of push: between whole clusters, one push per cluster, none inside a cluster.
 # - Measured: the memory of the negative term grows as $N^2$ for nodes and $N$ for meta-nodes (a ratio in the
 #   hundreds at 4000 nodes), and the time follows. On digits, averaged over two seeds, PamC's final-epoch NMI is
-#   within 0.15 of the exact term's but below it. The gain the paper reports does not show at this scale, and
-#   the seed moves the result as much as the choice of loss.
+#   within 0.15 of the exact term's. The gain the paper reports does not show at this scale: two seeds of a
+#   small model cannot tell a gain from seed noise.
 #
 # **References.** Kulatilleke, Portmann, Chandra, *Efficient Block Contrastive Learning via Parameter-Free
 # Meta-Node Approximation*, arXiv 2022. Kulatilleke, Portmann, Chandra, *SCGC: Self-Supervised Contrastive Graph

@@ -3,6 +3,7 @@ from it by `make notebooks` and executed top to bottom. Strict nbval (`make test
 .ipynb; these tests catch a pair that was edited on one side only or executed out of order."""
 
 import pathlib
+import re
 
 import jupytext
 import nbformat
@@ -69,3 +70,34 @@ def test_executed_top_to_bottom_without_errors(pair):
 def test_kernelspec_is_python3(pair):
     for nb in pair:
         assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+# Portable outputs. A cell that shows a training result carries nbval-ignore-output (its numbers
+# differ in the last bits from one CPU to another), so it must check what it is for with an assert,
+# and no markdown may quote what such a cell printed: prose is the same on every machine.
+IGNORE = "nbval-ignore-output"
+DECIMAL = re.compile(r"(?<![\d.])\d*\.\d{3,}")  # 0.652, .437: a value, not a knob like 0.5
+
+
+def ignored_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and IGNORE in c.metadata.get("tags", [])]
+
+
+def test_every_output_ignored_cell_asserts_something(pair):
+    source, _ = pair
+    silent = [c.source.splitlines()[0] for c in ignored_cells(source)
+              if not re.search(r"^\s*assert\b", c.source, re.M)]
+    assert not silent, f"output-ignored cells without an assert (first lines): {silent}"
+
+
+def test_prose_does_not_quote_an_output_ignored_number(pair):
+    _, executed = pair
+    printed = set()
+    for cell in ignored_cells(executed):
+        for out in cell.outputs:
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            printed.update(DECIMAL.findall("".join(text)))
+    typed = {n for c in executed.cells if c.cell_type == "code" for n in DECIMAL.findall(c.source)}
+    printed -= typed  # a knob written in the code (a radius of 0.999) is not a result
+    quoted = {n for c in executed.cells if c.cell_type == "markdown" for n in DECIMAL.findall(c.source)}
+    assert not quoted & printed, f"markdown types numbers a training cell printed: {sorted(quoted & printed)}"
