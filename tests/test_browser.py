@@ -1,7 +1,8 @@
 """The notebooks in a real browser: Voila (code hidden, widgets live) and JupyterLab, driven by
 Playwright in the system's headless Chromium (never a downloaded browser).
 
-`make test` installs Debian's chromium when it is missing.  Screenshots land in artifacts/ (git-ignored).
+`make test` installs Debian's chromium when it is missing and apt is there; without a chromium
+(macOS, say) these tests are skipped with a one-line reason.  Screenshots land in artifacts/ (git-ignored).
 Every wait is on the state that is asserted next, never a fixed sleep.
 """
 
@@ -27,7 +28,9 @@ BIN = pathlib.Path(sys.executable).parent
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not pathlib.Path(CHROMIUM).exists(), reason="no chromium (make test installs it)"),
+    pytest.mark.skipif(not pathlib.Path(CHROMIUM).exists(),
+                       reason=f"no chromium at {CHROMIUM} (make test installs it where apt-get is; "
+                              "LOSSVIZ_CHROMIUM names another)"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api")
 
