@@ -30,6 +30,15 @@ def cnn1d(length: int = 40, out_dim: int = 32) -> nn.Sequential:
     )
 
 
+def encoder_projector(in_dim: int = 64, hidden: int = 128, dim: int = 32) -> nn.Sequential:
+    """SimCLR's network in miniature: encoder ``in_dim -> hidden -> hidden`` (the representation h),
+    projector ``hidden -> hidden -> dim`` (z, L2-normalised; the loss sees z)."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),      # encoder
+        nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, dim), L2Normalize(),     # projector
+    )
+
+
 def model_for(x: torch.Tensor, out_dim: int, *, normalize: bool = True) -> nn.Module:
     """The lessons' model for a feature matrix: a 1-D CNN for signals (MNIST-1D), an MLP otherwise.
     ``normalize=False`` drops the final L2 normalisation (raw Euclidean embeddings)."""

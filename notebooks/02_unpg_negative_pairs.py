@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 
 import lossviz as lv
-from lossviz import data, margins, models, plots, unpg
+from lossviz import data, margins, models, plots
+from lossviz.papers import unpg
 from lossviz import train as T
 
 FAST = T.setup(seed=0)

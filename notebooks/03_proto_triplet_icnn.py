@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 
 import lossviz as lv
 from lossviz import data, plots
-from lossviz import fewshot as fs
+from lossviz.papers import proto_triplet_icnn as fs
 from lossviz import train as T
 
 FAST = T.setup(seed=0)

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 import lossviz as lv
 from lossviz import data, margins, plots
-from lossviz import hypersphere as H
+from lossviz.papers import hyperspherical as H
 from lossviz import train as T
 
 FAST = T.setup(seed=0)

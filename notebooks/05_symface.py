@@ -49,7 +49,7 @@ from IPython.display import Markdown
 
 import lossviz as lv
 from lossviz import data, plots
-from lossviz import symmetry as sy
+from lossviz.papers import symface as sy
 from lossviz import train as T
 
 FAST = T.setup(seed=0)

@@ -51,7 +51,7 @@ import math
 import numpy as np
 import torch
 
-from lossviz import hyperbolic as H
+from lossviz.papers import hyp_oc as H
 from lossviz import plots
 from lossviz import train as T
 from lossviz import widgets

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 import lossviz as lv
-from lossviz import fragments as fr
+from lossviz.papers import pairingnet as fr
 from lossviz import plots
 from lossviz import train as T
 

@@ -53,7 +53,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import lossviz as lv
-from lossviz import graph_matching as gm
+from lossviz.papers import lvm_med as gm
 from lossviz import plots
 from lossviz import train as T
 
@@ -187,7 +187,7 @@ assert abs(float(fd) - float((C.grad * D).sum())) < 1e-6
 # %% [markdown]
 # The baseline reuses `lv.nt_xent_loss`: `gm.nt_xent_views` assembles the $2N\times 2N$ similarity matrix from its
 # blocks $[[Z_sZ_s^\top, C], [C^\top, Z_tZ_t^\top]]$ with labels $(0..N-1, 0..N-1)$. It agrees with
-# pytorch-metric-learning's `NTXentLoss` on the same views (`tests/test_graph_matching.py` also compares gradients).
+# pytorch-metric-learning's `NTXentLoss` on the same views (`tests/test_lvm_med.py` also compares gradients).
 
 # %%
 from pytorch_metric_learning.losses import NTXentLoss

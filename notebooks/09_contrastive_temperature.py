@@ -50,7 +50,7 @@ import lossviz as lv
 from lossviz import augment, data, metrics, plots
 from lossviz import widgets
 from lossviz import contrastive as C
-from lossviz import temperature as TT
+from lossviz.papers import contrastive_temperature as TT
 from lossviz import train as T
 
 FAST = T.setup(seed=0)

@@ -51,7 +51,7 @@ import torch
 import lossviz as lv
 from lossviz import augment, plots
 from lossviz import contrastive as C
-from lossviz import isogclr as I
+from lossviz.papers import isogclr as I
 from lossviz import train as T
 
 FAST = T.setup(seed=0)

@@ -47,7 +47,7 @@ from scipy.optimize import minimize_scalar
 from scipy.stats import spearmanr
 
 import lossviz as lv
-from lossviz import amcl as A
+from lossviz.papers import amcl as A
 from lossviz import augment, data, plots
 from lossviz import train as T
 

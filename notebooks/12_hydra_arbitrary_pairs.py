@@ -50,7 +50,7 @@ from scipy.stats import spearmanr
 import lossviz as lv
 from lossviz import data, plots
 from lossviz import contrastive as C
-from lossviz import hydra as H
+from lossviz.papers import hydra as H
 from lossviz import train as T
 
 FAST = T.setup(seed=0)

@@ -54,9 +54,9 @@ from IPython.display import Markdown, display
 import lossviz as lv
 from lossviz import augment, data, metrics, plots
 from lossviz import contrastive as C
-from lossviz import sorting as SO
+from lossviz.papers import groco as SO
 from lossviz import train as T
-from lossviz.graph_matching import knn_accuracy
+from lossviz.metrics import knn_accuracy
 
 FAST = T.setup(seed=0)
 EPOCHS = 30

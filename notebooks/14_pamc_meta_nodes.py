@@ -48,7 +48,7 @@ from IPython.display import Markdown, display
 
 import lossviz as lv
 from lossviz import data, plots
-from lossviz import meta_nodes as MN
+from lossviz.papers import pamc as MN
 from lossviz import train as T
 
 FAST = T.setup(seed=0)

@@ -46,7 +46,7 @@ from IPython.display import Markdown, display
 
 import lossviz as lv
 from lossviz import augment, plots
-from lossviz import bad_pairs as BP
+from lossviz.papers import dbpm as BP
 from lossviz import contrastive as C
 from lossviz import train as T
 

@@ -48,7 +48,7 @@ from IPython.display import Markdown, display
 import lossviz as lv
 from lossviz import augment, data, plots
 from lossviz import contrastive as C
-from lossviz import meow as M
+from lossviz.papers import meow as M
 from lossviz import train as T
 
 FAST = T.setup(seed=0)

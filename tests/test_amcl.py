@@ -1,4 +1,4 @@
-"""lossviz.amcl: the AMCL objective against a loop written from the official code's formula (values,
+"""lossviz.papers.amcl: the AMCL objective against a loop written from the official code's formula (values,
 gradients with respect to the similarities and to every temperature, float64), the collapse
 mechanism (the sign of dL/dtau), the bounded variant's optimum, the temperature network, short
 training runs, the two panels driven without a browser, and bad input."""
@@ -13,7 +13,7 @@ import torch
 from scipy.optimize import minimize_scalar
 
 import lossviz as lv
-from lossviz import amcl as A
+from lossviz.papers import amcl as A
 from lossviz import augment, data
 
 pytestmark = pytest.mark.usefixtures("one_thread")      # tests/conftest.py: one torch thread, an empty run cache

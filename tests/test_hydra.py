@@ -1,4 +1,4 @@
-"""lossviz.hydra: Hydra's loss against a loop written from the paper's formula (values and gradients,
+"""lossviz.papers.hydra: Hydra's loss against a loop written from the paper's formula (values and gradients,
 float64), the official recipe's stability trick, the gate's subspace property, the effective rank
 on known spectra, the measurements, a short run, the two panels, and bad input."""
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import lossviz as lv
-from lossviz import hydra as H
+from lossviz.papers import hydra as H
 
 from _util import value_and_grad
 

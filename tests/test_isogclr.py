@@ -1,4 +1,4 @@
-"""lossviz.isogclr: the robust objective and its temperature gradient against loops written from the
+"""lossviz.papers.isogclr: the robust objective and its temperature gradient against loops written from the
 paper's formula (float64, values and gradients), the per-sample update against the official
 algorithm written out as a loop, the long-tailed data, short runs, the panels, and bad input."""
 
@@ -12,7 +12,7 @@ import torch
 
 import lossviz as lv
 from lossviz import augment, data
-from lossviz import isogclr as I
+from lossviz.papers import isogclr as I
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")       # tests/conftest.py: one thread, an empty run cache

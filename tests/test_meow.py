@@ -1,4 +1,4 @@
-"""MEOW / AdaMEOW (lossviz.meow): loop references in float64, reductions to NT-Xent, weight
+"""MEOW / AdaMEOW (lossviz.papers.meow): loop references in float64, reductions to NT-Xent, weight
 properties, k-means, ProtoNCE, panels and bad input."""
 
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lossviz as lv
-from lossviz import meow as M
+from lossviz.papers import meow as M
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import lossviz as lv
-from lossviz import margins, unpg
+from lossviz import margins
+from lossviz.papers import unpg
 
 
 def unpg_ref(C, S, labels, *, s, m, w, kind):

@@ -1,4 +1,4 @@
-"""lossviz.fewshot: ProtoNet CE, Proto-Triplet and the ICNN score against slow loops written from
+"""lossviz.papers.proto_triplet_icnn: ProtoNet CE, Proto-Triplet and the ICNN score against slow loops written from
 the paper's formulas (values and gradients, float64), the episode sampler, the combination of
 terms, evaluation, a tiny training run, bad input, and both panels driven without a browser.
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lossviz as lv
-from lossviz import fewshot as fs
+from lossviz.papers import proto_triplet_icnn as fs
 
 F64 = torch.float64
 

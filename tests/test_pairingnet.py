@@ -1,4 +1,4 @@
-"""lossviz.fragments (PairingNet): torn photos, the matching and searching losses against loop
+"""lossviz.papers.pairingnet (PairingNet): torn photos, the matching and searching losses against loop
 references written from the formulas (values and gradients, float64), metrics, runs and panels."""
 
 import math
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import lossviz as lv
-from lossviz import fragments as fr
+from lossviz.papers import pairingnet as fr
 from _util import value_and_grad
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # one torch thread, an empty result cache

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossviz import hyperbolic as H
+from lossviz.papers import hyp_oc as H
 from lossviz import metrics
 from lossviz import train as T
 

@@ -62,11 +62,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checks, contrastive, plots
-from .cluster import cluster_scores, kmeans  # noqa: F401  (meta_nodes.kmeans / cluster_scores, as before)
-from .pairs import _working
-from .similarity import similarity
-from .train import loop, memo
+from .. import checks, contrastive, plots
+from ..cluster import cluster_scores, kmeans  # noqa: F401  (meta_nodes.kmeans / cluster_scores, as before)
+from ..pairs import _working
+from ..similarity import similarity
+from ..train import loop, memo
 
 #: The official code's defaults.
 TAU, ALPHA, BETA, R = 1.0, 2.0, 0.1, 2
@@ -468,7 +468,7 @@ def encoder(in_dim: int = 64, hidden: int = 256, n_z: int = 10) -> nn.Sequential
 def digits_graph(k: int = 5, r: int = R) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All 1797 digits (both splits of :func:`lossviz.data.digits`), their labels, and the edges of
     :func:`knn_graph` on the pixels (cached)."""
-    from . import data
+    from .. import data
 
     def build():
         split = data.load("digits")
@@ -706,7 +706,7 @@ def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | N
     :func:`clusterings`) is computed once here when not given."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     z = _embeddings(z).detach()
     n = z.shape[0]
@@ -822,7 +822,7 @@ def training_panel(*, others: dict | None = None, autorun: bool = True, **defaul
     run) are drawn faintly on the NMI plot."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     d = dict(method="pamc", tau=TAU, n_clusters=10, r=R, epochs=100, seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"})

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossviz import data, hypersphere as H, margins
+from lossviz import data, margins
+from lossviz.papers import hyperspherical as H
 from lossviz import train as T
 
 TINY = dict(dim=8, iters=30, eval_every=10, progress=False)

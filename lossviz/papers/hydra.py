@@ -14,7 +14,7 @@ subspace, so the pair can agree there and disagree everywhere else.
   similarity matrix like every loss of lossviz, so :func:`lossviz.pair_weights` gives its weights;
 * :func:`effective_rank`: the dimensional-collapse measure (exp of the entropy of the normalised
   singular values);
-* :func:`train_hydra`: a real run on the digits two-view kit (:mod:`lossviz.temperature`'s network),
+* :func:`train_hydra`: a real run on the digits two-view kit (:mod:`lossviz.papers.contrastive_temperature`'s network),
   on :func:`lossviz.train.loop` and cached with :func:`lossviz.train.memo`;
 * :func:`class_pair_alignment`: the subspace mechanism measured on test embeddings;
 * :func:`gate_panel` (pure maths) and :func:`training_panel` (a Train button).
@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checks
-from .contrastive import _nt_xent, _temperature
-from .metrics import effective_rank, singular_spectrum  # noqa: F401  (hydra.effective_rank, as before)
-from .pairs import _working
-from .train import loop, memo
+from .. import checks
+from ..contrastive import _nt_xent, _temperature
+from ..metrics import effective_rank, singular_spectrum  # noqa: F401  (hydra.effective_rank, as before)
+from ..pairs import _working
+from ..train import loop, memo
 
 #: How the partner class ``y2`` of each anchor is drawn.
 MODES = ("arbitrary", "identical", "distinct")
@@ -389,7 +389,7 @@ def train_hydra(mode: str = "arbitrary", gate: bool = True, *, tau: float = 0.1,
                 embed_dim: int = 512, mlp_dim: int = 1024, lr: float = 1e-3, seed: int = 0,
                 progress=True, cache: bool = True) -> HydraRun:
     """Hydra on digits: two views of each training image (:class:`lossviz.augment.TwoViewSampler`),
-    the network of :func:`lossviz.temperature.encoder_projector` (encoder 64 -> 128 -> 128 gives h,
+    the network of :func:`lossviz.models.encoder_projector` (encoder 64 -> 128 -> 128 gives h,
     projector -> ``dim`` gives z), the partner classes of ``mode``, the gate (or none), the loss
     :func:`hydra_loss` from the first views (anchors) to the second views (keys), as FastSSL.
 
@@ -412,9 +412,9 @@ def train_hydra(mode: str = "arbitrary", gate: bool = True, *, tau: float = 0.1,
 
 
 def _train(p: dict, progress) -> HydraRun:
-    from . import augment, data
-    from .graph_matching import knn_accuracy
-    from .temperature import encoder_projector
+    from .. import augment, data
+    from ..metrics import knn_accuracy
+    from ..models import encoder_projector
 
     split = data.load("digits")
     C = int(split.y_train.max()) + 1
@@ -468,7 +468,7 @@ def demo_batch(run: HydraRun, *, n: int = 32, mode: str = "arbitrary", seed: int
     Returns ``z1``, ``z2`` (anchors' and keys' projections), ``y1``, ``y2`` (classes and partner
     classes of ``mode``), ``g`` (each anchor's gate; ones for a run without a gate), ``S`` (the
     gated similarity), ``S_open`` (the plain cosine, ``g = 1``) and ``tau`` (1 / the learned scale)."""
-    from . import augment, data
+    from .. import augment, data
 
     if run.model is None or run.gate is None:
         raise ValueError("this run carries no trained model (train it with train_hydra)")
@@ -506,7 +506,7 @@ def weight_map(ax, W_signed, labels, partner, key_labels=None, *, title: str = "
     pushes; grey cells are excluded (the anchor's own class and its partner class) and get no push."""
     from matplotlib.colors import TwoSlopeNorm
 
-    from . import plots
+    from .. import plots
 
     W = torch.as_tensor(W_signed).detach().double()
     y1, y2 = _labels(labels, W.shape[0]), _labels(partner, W.shape[0], "partner")
@@ -632,8 +632,8 @@ def gate_panel(*, d: int = 32, tau: float = 0.1, kind: str = "sigmoid", kappa: f
     a-b pairs against all a-c pairs.  The status line gives the loss of the a-anchors."""
     import ipywidgets as W
 
-    from . import plots, widgets
-    from .weights import pair_weights
+    from .. import plots, widgets
+    from ..weights import pair_weights
 
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
@@ -695,7 +695,7 @@ def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, 
     of open dimensions per class pair."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     d = dict(mode="arbitrary", gate=True, gate_kind="sigmoid", gumbel_tau=1.0, tau=0.1, dim=32, epochs=30,
              seed=0) | defaults

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossviz import symmetry as sy
+from lossviz.papers import symface as sy
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

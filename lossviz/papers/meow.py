@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import augment, checks, data, plots
-from .contrastive import _temperature
-from .graph_matching import knn_accuracy
-from .pairs import _working
-from .similarity import pair_batch, pair_masks, similarity
-from .temperature import encoder_projector
-from .train import loop, memo
+from .. import augment, checks, data, plots
+from ..contrastive import _temperature
+from ..metrics import knn_accuracy
+from ..pairs import _working
+from ..similarity import pair_batch, pair_masks, similarity
+from ..models import encoder_projector
+from ..train import loop, memo
 
 #: The three weight modes: none (plain InfoNCE), hard cluster weights (MEOW), learned weights (AdaMEOW).
 MODES = ("infonce", "meow", "ada")
@@ -114,7 +114,7 @@ def kmeans(z, K: int, *, iters: int = 10, seed: int = 0) -> tuple[torch.Tensor, 
     distinct rows drawn with ``seed``, one start (:func:`lossviz.cluster.kmeans` with
     ``init="random"``).  The official code uses faiss with 20 iterations and 5 restarts; 10
     iterations of plain Lloyd are plenty at this size."""
-    from .cluster import kmeans as _kmeans
+    from ..cluster import kmeans as _kmeans
 
     return _kmeans(z, K, n_init=1, iters=iters, seed=seed, init="random")
 
@@ -392,8 +392,8 @@ def weights_panel(S, labels, classes, items, pool, *, tau: float = 0.4, K: int =
     of the push on same-class negatives with and without the weights."""
     import ipywidgets as W
 
-    from . import widgets
-    from .weights import pair_weights
+    from .. import widgets
+    from ..weights import pair_weights
 
     S = torch.as_tensor(S, dtype=torch.float64).detach()
     labels, classes, items = (torch.as_tensor(t) for t in (labels, classes, items))
@@ -443,7 +443,7 @@ def training_panel(*, autorun: bool = True, **defaults):
     epochs, seed.  Draws the three panels of :func:`plot_runs` for the run."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     d = dict(mode="meow", tau=0.4, K=10, floor=0.0, lam_proto=0.0, epochs=30, seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"})

@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checks
-from .contrastive import nt_xent_loss
-from .margins import CosineClassifier, arcface_loss
-from .metrics import tar_at_far
-from .models import L2Normalize, mlp
-from .similarity import similarity
+from .. import checks
+from ..contrastive import nt_xent_loss
+from ..margins import CosineClassifier, arcface_loss
+from ..metrics import tar_at_far
+from ..models import L2Normalize, mlp
+from ..similarity import similarity
 
 #: Side of the synthetic face images (pixels); the symmetry axis lies between columns 5 and 6.
 SIZE = 12
@@ -345,7 +345,7 @@ def half_arcface_loss(cos_left, cos_right, labels, rho, *, tau: float = 0.5, s: 
 def half_pair_weights(S, labels, *, rho, signed: bool = True, **knobs) -> torch.Tensor:
     """The pair weights ``dL/dS`` (2n x 2n) of :func:`half_pair_loss` by autograd, and for the
     cosine variant the per-face pull ``dL/dc_i`` on the diagonal block (see the module docstring)."""
-    from .weights import pair_weights
+    from ..weights import pair_weights
 
     return pair_weights(half_pair_loss, S, labels, signed=signed, rho=rho, **knobs)
 
@@ -479,7 +479,7 @@ def train_symface(*, w_sym: float = 1.0, tau: float = 0.5, variant: str = "cosin
     face lit from the left and from the right), ``intra`` / ``inter`` (:func:`spread` of the full
     faces) and ``half_intra`` / ``half_inter`` (of the left halves of centred faces).
     Cached by parameters (:func:`lossviz.train.memo`)."""
-    from .train import loop, memo
+    from ..train import loop, memo
 
     w_sym = checks.non_negative(w_sym, "w_sym (weight of the symmetry loss)")
     if variant not in VARIANTS:
@@ -615,7 +615,7 @@ def show_faces(axes_row, images, titles) -> None:
 
 def plot_frontness(ax, faces_: Faces, tau: float, *, seed: int = 0):
     """rho against the pose shift (jittered), the threshold tau, the kept faces filled."""
-    from .plots import MUTED, POS_COLOR
+    from ..plots import MUTED, POS_COLOR
 
     g = np.random.default_rng(seed)
     sx = faces_.shift.numpy() + g.uniform(-0.15, 0.15, len(faces_))
@@ -650,7 +650,7 @@ def plot_curves(axes, runs: dict) -> None:
 
 def plot_collapse(ax, runs: dict, *, bins: int = 40) -> None:
     """Histogram of cosines between half-face embeddings of *different* people, per run."""
-    from .plots import NEG_COLOR
+    from ..plots import NEG_COLOR
 
     for label, r in runs.items():
         ax.hist(r.cross_half_cos, bins=bins, range=(-1, 1), density=True, histtype="stepfilled", alpha=0.45,
@@ -664,7 +664,7 @@ def plot_collapse(ax, runs: dict, *, bins: int = 40) -> None:
 def plot_spread(axes_row, runs: dict) -> None:
     """Intra- and inter-class spread (mean 1 - cos over same / different-person pairs) of the
     full faces and of the half faces, per run kind, mean over seeds with each seed as a dot."""
-    from .plots import NEG_COLOR, POS_COLOR
+    from ..plots import NEG_COLOR, POS_COLOR
 
     for ax, (prefix, what) in zip(axes_row, (("", "full faces"), ("half_", "left halves (centred)"))):
         for j, (label, seeds) in enumerate(runs.items()):
@@ -690,7 +690,7 @@ def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, tau: float = 0.
     own half pair, ``-w_sym dL/dc_i``, against rho_i."""
     import ipywidgets as W
 
-    from . import plots, widgets
+    from .. import plots, widgets
 
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
@@ -742,7 +742,7 @@ def train_panel(*, iters: int = 500, autorun: bool = True, **defaults):
     curves of both and the collapse histogram; the status line gives TAR at FAR 1e-2."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     v = dict(w_sym=1.0, tau=0.5, variant="cosine", mirror=True, fill="zero", nuisance=1.0, s=16.0, m=0.3,
              backbone="mlp", seed=0) | defaults

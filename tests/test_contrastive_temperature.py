@@ -1,4 +1,4 @@
-"""lossviz.temperature: the self-supervised runs of notebook 09 (short ones), the push entropy read
+"""lossviz.papers.contrastive_temperature: the self-supervised runs of notebook 09 (short ones), the push entropy read
 from the gradient, and the two panels driven without a browser."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 
 import lossviz as lv
 from lossviz import augment, contrastive as C, data
-from lossviz import temperature as TT
+from lossviz.papers import contrastive_temperature as TT
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

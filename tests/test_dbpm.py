@@ -1,4 +1,4 @@
-"""DBPM (lossviz.bad_pairs): the per-pair loss and its weighted mean against loops written from the
+"""DBPM (lossviz.papers.dbpm): the per-pair loss and its weighted mean against loops written from the
 formula (values and gradients, float64), the threshold rule against the formula and the official
 code's numpy recipe, the injected ground truth, the training run's bookkeeping, panels, bad input."""
 
@@ -11,7 +11,7 @@ from scipy.stats import norm
 
 import lossviz as lv
 from lossviz import augment
-from lossviz import bad_pairs as BP
+from lossviz.papers import dbpm as BP
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from matplotlib.colors import LinearSegmentedColormap
 from torch import nn
 
-from . import checks
-from .contrastive import _temperature
+from .. import checks
+from ..contrastive import _temperature
 
 # ----------------------------------------------------------------------------------------------
 # Tearing photos into fragments
@@ -326,7 +326,7 @@ def photo_split(*, size=(48, 72), rows: int = 2, cols: int = 3, seed: int = 0, *
     ``rows x cols`` fragments (:func:`tear_tiles`); the even tiles (in reading order) train, the
     odd ones test, so no test pixel is ever seen in training.  Returns ``(train, test)``
     :class:`FragmentSet` s (cached by their parameters)."""
-    from .train import memo
+    from ..train import memo
 
     def compute():
         tiles = [tear_tiles(photo(name), size=tuple(size), rows=rows, cols=cols, seed=seed + i, **knobs)
@@ -765,7 +765,7 @@ def _optimise(parameters, batch_loss, evaluate, *, iters: int, lr: float, eval_e
     """The official optimiser (Adam, cosine annealing to 0 over ``iters``) on ``batch_loss()``, with
     ``evaluate()`` before training and every ``eval_every`` iterations, through
     :func:`lossviz.train.loop`.  Returns ``(history, before, after, seconds)``."""
-    from .train import loop
+    from ..train import loop
 
     opt = torch.optim.Adam(parameters, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iters)
@@ -811,7 +811,7 @@ def train_matching(train: FragmentSet, test: FragmentSet, *, alpha: float = 0.55
     neighbouring pairs per step (random source/target order); Adam with cosine annealing (official).
     ``tau_m`` defaults to ``sqrt(dim)`` (official rule).  Test F1 of ``{P > threshold}``
     (:func:`match_scores`) over every neighbouring pair of ``test``, every ``eval_every`` iterations."""
-    from .train import memo
+    from ..train import memo
 
     dim, iters = checks.integer(dim, "dim", 1), checks.integer(iters, "iters", 1)
     tau_m = math.sqrt(dim) if tau_m is None else checks.positive(tau_m, "tau_m")
@@ -860,7 +860,7 @@ def train_search(train: FragmentSet, test: FragmentSet, stage1: FragmentRun, *, 
     or ``"triplet"`` (:func:`triplet_search_loss`); Adam with cosine annealing.  Each step takes
     the fragments of ``tears`` random training tiles.  Test pair search (:func:`search_scores`, the
     whole test pool) every ``eval_every`` iterations.  ``run.model`` is the whole :class:`SearchNet`."""
-    from .train import memo
+    from ..train import memo
 
     if loss not in ("infonce", "triplet"):
         raise ValueError(f"loss must be 'infonce' or 'triplet'; got {loss!r}")
@@ -959,7 +959,7 @@ def draw_tear(ax, t: Tear, *, spread: float = 0.3, links: int = 3, title: str | 
     """The fragments of ``t`` pulled apart (``spread`` x their distance from the tile's centre),
     each with its contour; the ground-truth matched points of every cut in the positive colour,
     and every ``links``-th correspondence joined by a line across the gap."""
-    from . import plots
+    from .. import plots
 
     labels = t.labels()
     h, w = t.image.shape[:2]
@@ -1008,7 +1008,7 @@ def matrix_heatmap(ax, M, positives, *, title: str = "", signed: bool = False, l
     instead (blue pull, vermillion push, white 0; outlines in black)."""
     from matplotlib.colors import TwoSlopeNorm
 
-    from . import plots
+    from .. import plots
 
     from matplotlib.ticker import MaxNLocator
 
@@ -1045,7 +1045,7 @@ def set_heatmap(im, M, *, signed: bool = False, vmax: float | None = None) -> No
 def focal_curves(ax, *, gammas=(0.0, 2.0, 8.0), alpha: float = 0.55):
     """The focal modulation: ``alpha (1-p)^gamma`` on a positive (its weight, against its P) and
     ``(1-alpha) p^gamma`` on a negative, for several gamma."""
-    from . import plots
+    from .. import plots
 
     p = np.linspace(0, 1, 201)
     lines = []
@@ -1062,7 +1062,7 @@ def draw_retrieval(axes, fs: FragmentSet, G, query: int, *, k: int = 5):
     """Query fragment ``query`` (first axes) and its ``k`` nearest fragments by cosine of ``G`` (the
     next axes), framed in the positive colour if they fit the query, the negative one if not.
     Returns the indices of the ``k`` nearest."""
-    from . import plots
+    from .. import plots
 
     f = F.normalize(torch.as_tensor(G).double(), dim=1)
     s = f @ f[query]
@@ -1091,8 +1091,8 @@ def matching_panel(S, gt, *, tau_m: float = 4.0, alpha: float = 0.55, gamma: flo
     alpha, gamma, the F1 threshold.  Pure maths: one autograd call per change."""
     import ipywidgets as W
 
-    from . import plots
-    from .weights import pair_weights
+    from .. import plots
+    from ..weights import pair_weights
 
     S = torch.as_tensor(S).detach().double()
     gt = torch.as_tensor(gt)
@@ -1139,8 +1139,8 @@ def search_panel(S, M, *, tau: float = 0.12, positives: str = "sum_prob", row: i
     probabilities and the weights, bar by bar.  Controls: tau, the positives' form, the row."""
     import ipywidgets as W
 
-    from . import plots
-    from .weights import pair_weights
+    from .. import plots
+    from ..weights import pair_weights
 
     S = torch.as_tensor(S).detach().double()
     M = torch.as_tensor(M)
@@ -1185,7 +1185,7 @@ def search_panel(S, M, *, tau: float = 0.12, positives: str = "sum_prob", row: i
 
 
 def _panel(controls, fig, draw):
-    from .widgets import Panel
+    from ..widgets import Panel
 
     return Panel(controls, fig, draw)
 
@@ -1197,7 +1197,7 @@ def training_panel(train: FragmentSet, test: FragmentSet, *, iters: int = 300, e
     curves and ``P`` of one test pair (``example``) after training."""
     import ipywidgets as W
 
-    from .widgets import run_panel
+    from ..widgets import run_panel
 
     v0 = dict(gamma=8.0, alpha=0.55, tau_m=4.0, loss="infonce", tau=0.12, intra_weight=0.5, seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"}, layout=W.Layout(width="300px"))

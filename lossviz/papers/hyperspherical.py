@@ -37,8 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checks, data, margins, models, plots
-from . import train as T
+from .. import checks, data, margins, models, plots
+from .. import train as T
 
 #: Training modes of :func:`train_classifier`: the unit-norm constraint on ``W`` applied after each
 #: step (Keras, the paper's code), inside the forward pass, or not at all (plain softmax).
@@ -550,7 +550,7 @@ def bound_panel(s: float = 10.0, K: int = 8):
     and its per-sample weight ``s (1 - p_y)`` as its target cosine moves."""
     import ipywidgets as W
 
-    from .widgets import Panel
+    from ..widgets import Panel
 
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {"s": W.FloatLogSlider(value=s, base=10, min=0, max=np.log10(64), step=0.02, description="scale s",
@@ -597,7 +597,7 @@ def train_panel(data_name: str = "digits_8+2", *, s: float = 10.0, dim: int = 32
     and, for ``dim = 2``, the circle (or plane) with the weights; otherwise the joint confusion."""
     import ipywidgets as W
 
-    from .widgets import run_panel
+    from ..widgets import run_panel
 
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {"s": W.FloatLogSlider(value=s, base=10, min=0, max=np.log10(64), step=0.02, description="scale s",

@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import augment, checks, contrastive, data, metrics, plots
-from .contrastive import _temperature
-from .pairs import _working
-from .similarity import pair_batch, similarity
-from .train import loop, memo
+from .. import augment, checks, contrastive, data, metrics, plots
+from ..contrastive import _temperature
+from ..pairs import _working
+from ..similarity import pair_batch, similarity
+from ..train import loop, memo
 
 #: The two default sets of the official code (its unimodal README for CIFAR-100, and the class
 #: ``SogCLR_DRO_Loss``'s keyword defaults), and the one lossviz uses on digits: the README's with a
@@ -380,7 +380,7 @@ def train_isogclr(method: str = "isogclr", *, rho: float = 0.4, eta: float = 0.0
 
     ``method``: ``"isogclr"`` (per-sample tau by the DRO dual), ``"sogclr"`` (the same loss and
     estimator, tau fixed at ``tau_init``) or ``"simclr"`` (NT-Xent at the global ``tau_init``).  The
-    network is notebook 09's MLP encoder and projector (:func:`lossviz.temperature.encoder_projector`),
+    network is notebook 09's MLP encoder and projector (:func:`lossviz.models.encoder_projector`),
     Adam; one epoch is ``N // batch_size`` batches.  Evaluation (labels only here): kNN accuracy of the
     *encoder's* features on the balanced test split with the long-tailed training set as gallery
     (overall, head classes, tail classes), and uniformity / tolerance of the test projections.
@@ -404,8 +404,8 @@ def train_isogclr(method: str = "isogclr", *, rho: float = 0.4, eta: float = 0.0
 
 
 def _train(params: dict, progress) -> ISogRun:
-    from .graph_matching import knn_accuracy
-    from .temperature import encoder_projector
+    from ..metrics import knn_accuracy
+    from ..models import encoder_projector
 
     split = long_tailed(params["dataset"], imbalance=params["imbalance"])
     n, B = len(split.x_train), params["batch_size"]
@@ -654,7 +654,7 @@ def dro_panel(S, labels, *, anchors: dict, rho: float = 0.4, tau: float = 0.1, *
     update's gamma, beta_u, eta and batch size."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     S = torch.as_tensor(S, dtype=torch.float64).detach()
     labels = torch.as_tensor(labels)
@@ -713,7 +713,7 @@ def training_panel(*, autorun: bool = True, **defaults):
     the kNN accuracy during training."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     d = PRESETS["digits"] | dict(method="isogclr", imbalance=10.0, epochs=100, seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"})

@@ -21,12 +21,11 @@ from typing import Callable
 import ipywidgets as W
 import numpy as np
 import torch
-from torch import nn
 
-from . import augment, checks, contrastive, data, metrics, plots, widgets
-from .models import L2Normalize
-from .similarity import pair_masks, similarity
-from .train import loop, memo
+from .. import augment, checks, contrastive, data, metrics, plots, widgets
+from ..models import encoder_projector
+from ..similarity import pair_masks, similarity
+from ..train import loop, memo
 
 #: The losses :func:`train_two_view` knows by name, with the knobs each reads.
 LOSSES = {
@@ -36,15 +35,6 @@ LOSSES = {
 }
 #: The temperatures of the sweep: SimCLR's 0.5 (CIFAR) and 0.1 (ImageNet), MoCo's 0.2, and two extremes.
 TAUS = (0.05, 0.1, 0.2, 0.5, 1.0)
-
-
-def encoder_projector(in_dim: int = 64, hidden: int = 128, dim: int = 32) -> nn.Sequential:
-    """SimCLR's network in miniature: encoder ``in_dim -> hidden -> hidden`` (the representation h),
-    projector ``hidden -> hidden -> dim`` (z, L2-normalised; the loss sees z)."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),      # encoder
-        nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, dim), L2Normalize(),     # projector
-    )
 
 
 @dataclass

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checks
+from .. import checks
 
 #: Added to squared distances before the square root, as in the official ``nearest_neighbors``.
 EPS = 1e-6
@@ -490,7 +490,7 @@ def project_episode(z, support, query, *, shot: int) -> tuple:
     """One episode of embeddings ``z`` (indices ``support``, ``query``, grouped by class) in 2-D for
     :func:`draw_episode`: PCA fitted on the episode's points, and the true query-prototype distances
     of the full embedding.  Returns ``(p_support, y_support, p_query, y_query, D)``."""
-    from .models import pca_embedding
+    from ..models import pca_embedding
 
     z = checks.as_float_tensor(z, "z", 2).detach()
     way = len(support) // shot
@@ -545,7 +545,7 @@ class FewShotRun:
 def embedder(x: torch.Tensor, dim: int) -> torch.nn.Module:
     """The lessons' network for ``x`` *without* the final L2 normalisation: ProtoNet works with raw
     Euclidean embeddings."""
-    from .models import model_for
+    from ..models import model_for
 
     return model_for(x, dim, normalize=False)
 
@@ -563,8 +563,8 @@ def train_fewshot(terms=("cross",), *, data: str = "mnist1d_unseen", way: int = 
     accuracy on ``test_episodes`` fixed test episodes (the same for every run: compare pair-wise).
     Runs are cached by their parameters (:func:`lossviz.train.memo`).
     """
-    from .data import load
-    from .train import loop, memo
+    from ..data import load
+    from ..train import loop, memo
 
     terms = tuple(terms)
     test_shot = shot if test_shot is None else test_shot
@@ -643,7 +643,7 @@ def draw_episode(ax, z_support, y_support, z_query, y_query, *, m: float = 0.5, 
 
     The first two coordinates are drawn.  ``D`` (Q x way) gives the true distances when the points
     are a projection (PCA) of higher-dimensional embeddings; by default they are computed in 2-D."""
-    from . import plots
+    from .. import plots
 
     z_s, z_q = _np2(z_support), _np2(z_query)
     c = prototypes(torch.as_tensor(z_s), y_support).numpy()
@@ -676,7 +676,7 @@ def distance_weight_heatmap(ax, G, y_query, *, title: str = "", colorbar: bool =
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Rectangle
 
-    from . import plots
+    from .. import plots
 
     W = -_np2(G)
     vmax = max(np.abs(W).max(), 1e-12)
@@ -698,7 +698,7 @@ def draw_neighbourhood(ax, P, labels, nb: Neighbourhood, grad=None, *, title: st
     :func:`icnn_weights`) the edge width is the size of the loss's weight on that distance."""
     from matplotlib.collections import LineCollection
 
-    from . import plots
+    from .. import plots
 
     P, y = _np2(P), np.asarray(labels)
     idx, same = nb.index.numpy(), nb.same.numpy()
@@ -756,7 +756,7 @@ def learning_curves(axes, runs: dict) -> None:
     """Episode accuracy on the held-out classes and the fraction of Proto-Triplet-active training
     queries against iterations, one line per run (``{name: FewShotRun}``; a list of runs per name
     draws their mean)."""
-    from . import plots
+    from .. import plots
 
     for name, rr in runs.items():
         rr = rr if isinstance(rr, (list, tuple)) else [rr]
@@ -790,9 +790,9 @@ def knobs_panel(*, way: int = 5, shot: int = 1, query: int = 4, seed: int = 0):
     supports + queries (fullicnn), edge width = ICNN weight, with its score parts as the title."""
     import ipywidgets as W
 
-    from . import plots
-    from .weights import pair_weights
-    from .widgets import Panel
+    from .. import plots
+    from ..weights import pair_weights
+    from ..widgets import Panel
 
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
@@ -836,7 +836,7 @@ def training_panel(*, data: str = "mnist1d_unseen", iters: int = 300, autorun: b
     the CE baseline of the same setting (both cached)."""
     import ipywidgets as W
 
-    from .widgets import run_panel
+    from ..widgets import run_panel
 
     style = dict(style={"description_width": "initial"})
     controls = {

@@ -25,7 +25,7 @@ The method, as in the official code (``models/dbpm_model.py``):
    and the batch loss is the mean (:func:`dbpm_loss`).
 
 Everything else (the two-view NT-Xent, the augmentation, the network) is the contrastive engine of
-:mod:`lossviz.contrastive`, :mod:`lossviz.augment` and :mod:`lossviz.temperature`.
+:mod:`lossviz.contrastive`, :mod:`lossviz.augment` and :mod:`lossviz.papers.contrastive_temperature`.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import augment, checks, data, plots
-from .contrastive import _softmax_rows, _temperature
-from .graph_matching import knn_accuracy
-from .pairs import _working
-from .similarity import pair_batch, similarity
-from .temperature import encoder_projector
-from .train import loop, memo
+from .. import augment, checks, data, plots
+from ..contrastive import _softmax_rows, _temperature
+from ..metrics import knn_accuracy
+from ..pairs import _working
+from ..similarity import pair_batch, similarity
+from ..models import encoder_projector
+from ..train import loop, memo
 
 #: The kinds of positive pair, by code: ``kind == 0`` clean, ``1`` noisy, ``2`` faulty.
 KINDS = ("clean", "noisy", "faulty")
@@ -334,7 +334,7 @@ def train_dbpm(method: str = "dbpm", *, epochs: int = 40, warmup: int = 20, c_np
     (``"simclr"``: the same flags are computed and scored, never used).
 
     Each epoch visits every item once (a new permutation, the last batch smaller), two views each;
-    the network is :func:`lossviz.temperature.encoder_projector` (40-128-128 encoder, 128-128-32
+    the network is :func:`lossviz.models.encoder_projector` (40-128-128 encoder, 128-128-32
     projector), Adam.  Evaluation: 5-NN accuracy of the encoder on the clean test signals, the clean
     training signals as gallery (labels used only here).  Cached by parameters (:func:`lossviz.train.memo`).
     """
@@ -543,7 +543,7 @@ def threshold_panel(*, mu: float = 1.0, sigma: float = 0.3, c_np: float = 2.0, c
     (for Gaussian scores); right: the weight of a flagged pair against its current loss, both forms."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     controls = {
         "mu": W.FloatSlider(value=mu, min=0.2, max=4.0, step=0.05, description="μ (mean score)", **_style()),
@@ -592,7 +592,7 @@ def flag_panel(run: DBPMRun, *, epoch: int | None = None, c_np: float | None = N
     scores of epochs 0..e-1, the cuts, and the weight each flagged pair's current loss would get."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     E = run.memory.shape[0]
     p = run.params
@@ -630,7 +630,7 @@ def training_panel(*, autorun: bool = True, **defaults):
     the last epoch's history scores."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     d = dict(method="dbpm", c_np=2.0, c_fp=3.0, warmup_frac=0.5, faulty=0.1, noisy=0.1, form="pdf",
              epochs=30, seed=0) | defaults

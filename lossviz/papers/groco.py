@@ -5,7 +5,7 @@ A contrastive loss asks for an *ordering*: each view should be more similar to i
 anchor it sorts its similarities with a **differentiable sorting network** and penalises the
 probability that a positive ends up among the negatives' ranks.
 
-The pieces, each checked against a loop in ``tests/test_sorting.py``:
+The pieces, each checked against a loop in ``tests/test_groco.py``:
 
 * **Sorting networks** (:func:`sorting_network`): the odd-even transposition network (n layers of
   neighbour comparators, the one GroCo uses) and the bitonic network (``log2(n)(log2(n)+1)/2``
@@ -45,12 +45,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import augment, checks, contrastive, data, metrics, plots
-from .graph_matching import knn_accuracy
-from .pairs import _working
-from .similarity import pair_batch, similarity
-from .temperature import encoder_projector
-from .train import loop, memo
+from .. import augment, checks, contrastive, data, metrics, plots
+from ..metrics import knn_accuracy
+from ..pairs import _working
+from ..similarity import pair_batch, similarity
+from ..models import encoder_projector
+from ..train import loop, memo
 
 #: The relaxed step functions F of a comparator (the CDF of a symmetric distribution).
 INTERPOLATIONS = ("cauchy", "logistic")
@@ -373,7 +373,7 @@ def ssl_network(in_dim: int = 64, hidden: int = 128, dim: int = 32, *, bn_head: 
     ``bn_head=True``: the official code's projection head in miniature, ``Linear (no bias) -> BatchNorm
     -> ReLU -> Linear -> BatchNorm (no affine)``.  The last BatchNorm centres every output dimension
     over the batch, so the views never start (or end) bunched in one direction.  ``bn_head=False``:
-    notebook 09's plain head (:func:`lossviz.temperature.encoder_projector`)."""
+    notebook 09's plain head (:func:`lossviz.models.encoder_projector`)."""
     net = encoder_projector(in_dim, hidden, dim)
     if not bn_head:
         return net
@@ -415,7 +415,7 @@ def train_ssl(loss: str = "groco", *, dataset: str = "digits", views: int = 2, e
               eval_every: int = 5, progress=True, cache: bool = True) -> SortRun:
     """Self-supervised training with ``views`` random views of each training item (labels unused).
 
-    The network is notebook 09's (:func:`lossviz.temperature.encoder_projector`: an MLP encoder to h,
+    The network is notebook 09's (:func:`lossviz.models.encoder_projector`: an MLP encoder to h,
     a projector to z, L2-normalised), trained with Adam on ``batch_size`` items per step, one epoch =
     ``len(train) // batch_size`` steps.  ``loss="groco"`` reads ``steepness``, ``topk_neg``,
     ``interpolation``; ``"nt_xent"`` reads ``tau`` (:func:`lossviz.nt_xent_loss` on all views).
@@ -594,7 +594,7 @@ def sorting_panel(s_pos, s_neg, *, steepness: float = 1.0, topk_neg: int = 10, v
     positives), relaxation."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     s_pos = torch.as_tensor(s_pos, dtype=torch.float64).reshape(-1)
     s_neg = torch.as_tensor(s_neg, dtype=torch.float64).reshape(-1)
@@ -653,7 +653,7 @@ def training_panel(*, baselines: dict | None = None, autorun: bool = True, **def
     MAP@R against iterations, with ``baselines`` (``{name: SortRun}``, already trained) in grey."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     d = dict(loss="groco", steepness=1.0, topk_neg=10, interpolation="cauchy", views=2, stop_grad=True,
              tau=0.1, epochs=15, seed=0) | defaults

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checks, margins, metrics
-from .similarity import pair_masks, similarity
+from .. import checks, margins, metrics
+from ..similarity import pair_masks, similarity
 
 #: The margin types UNPG is combined with in this module (the paper also uses MagFace).
 KINDS = ("arcface", "cosface")
@@ -199,7 +199,7 @@ def negative_mass(C, S, labels, **knobs) -> tuple[float, float]:
 
 def face_model(in_dim: int = 32, hidden: int = 128, dim: int = 16) -> nn.Sequential:
     """MLP ``in_dim -> hidden -> hidden -> dim`` with ReLU, L2-normalised output (the face lesson's model)."""
-    from .models import L2Normalize
+    from ..models import L2Normalize
 
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                          nn.Linear(hidden, dim), L2Normalize())
@@ -245,7 +245,7 @@ def batch_view(net: nn.Module, head: margins.CosineClassifier, x, y):
 
 def probe_batch(split=None, batch: int = 128, seed: int = 0):
     """A fixed batch of training images ``(x, y)`` (the same for every run), to look at the pairs."""
-    from . import data
+    from .. import data
 
     split = data.load("ids") if split is None else split
     idx = torch.randperm(len(split.y_train), generator=torch.Generator().manual_seed(seed))[:batch]
@@ -271,7 +271,7 @@ def train_faces(*, unpg: bool = True, s: float = 30.0, m: float = 0.3, w: float 
     TAR@1e-3, TAR@1e-2 and the 99th percentiles of batch and proxy negatives on a fixed
     :func:`probe_batch`.  Cached by parameters (:func:`lossviz.train.memo`); ``progress`` as in
     :func:`lossviz.train.loop`."""
-    from . import train as T
+    from .. import train as T
 
     for arg, value, low in (("iters", iters, 1), ("batch", batch, 2), ("eval_every", eval_every, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -286,8 +286,8 @@ def train_faces(*, unpg: bool = True, s: float = 30.0, m: float = 0.3, w: float 
 
 
 def _train(p: dict, progress) -> FaceRun:
-    from . import data
-    from . import train as T
+    from .. import data
+    from .. import train as T
 
     split = data.load("ids")
     if p["batch"] > len(split.y_train):
@@ -353,7 +353,7 @@ PROXY_COLOR = "#CC79A7"
 def mismatch_plot(ax, C, S, labels, *, w: float = 1.5, title: str = "negative similarities", bins: int = 60):
     """Densities of the batch negatives ``S^n``, the kept window ``S^n'`` and the proxy negatives
     ``cos θ_ik (k ≠ y_i)``; the filtered tails are shaded.  Returns the window."""
-    from . import plots
+    from .. import plots
 
     labels = torch.as_tensor(labels)
     sn = plots._np(S[negative_pairs(labels)])
@@ -380,7 +380,7 @@ def mismatch_plot(ax, C, S, labels, *, w: float = 1.5, title: str = "negative si
 def weight_plot(ax, C, S, labels, **knobs):
     """|dL/dS_ab| of every batch negative and dL/dcos θ_ik of every proxy negative against their
     similarity (log scale); filtered pairs (weight exactly 0) are drawn as ``x`` on the floor."""
-    from . import plots
+    from .. import plots
 
     labels = torch.as_tensor(labels)
     Wt = unpg_weights(C, S, labels, **knobs)
@@ -409,7 +409,7 @@ def explore_panel(C, S, labels, *, s: float = 30.0, m: float = 0.3, w: float = 1
     similarity; right: kept count against ``w``."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     C, S, labels = torch.as_tensor(C).detach(), torch.as_tensor(S).detach(), torch.as_tensor(labels)
     style = dict(continuous_update=False, style={"description_width": "initial"})
@@ -420,7 +420,7 @@ def explore_panel(C, S, labels, *, s: float = 30.0, m: float = 0.3, w: float = 1
         "filter": W.Checkbox(value=True, description="filter on (off: w = ∞)", indent=False),
         "kind": W.Dropdown(options=list(KINDS), value=kind, description="margin"),
     }
-    from . import plots
+    from .. import plots
 
     fig, axes = plots.new_figure(3, width=4.4, height=3.7)
     grid = np.linspace(0, 3, 31)
@@ -452,7 +452,7 @@ def explore_panel(C, S, labels, *, s: float = 30.0, m: float = 0.3, w: float = 1
 
 def run_color(run: FaceRun) -> str:
     """Black for the margin softmax alone, green with UNPG (never the pair colours)."""
-    from . import plots
+    from .. import plots
 
     return plots.LOSS_COLORS["arcface_unpg" if run.params["unpg"] else "arcface"]
 
@@ -481,7 +481,7 @@ def train_panel(*, iters: int = 300, autorun: bool = True, unpg: bool = True, s:
     same knobs and seed, and the mismatch densities after training."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {

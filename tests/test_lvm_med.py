@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import lossviz as lv
-from lossviz import graph_matching as gm
+from lossviz.papers import lvm_med as gm
 from lossviz import train as T
 
 F64 = torch.float64

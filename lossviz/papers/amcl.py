@@ -46,14 +46,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import augment, checks, data, plots
-from .contrastive import nt_xent_loss
-from .graph_matching import knn_accuracy
-from .models import mlp
-from .pairs import _working
-from .similarity import pair_masks, similarity
-from .temperature import encoder_projector
-from .train import loop, memo
+from .. import augment, checks, data, plots
+from ..contrastive import nt_xent_loss
+from ..metrics import knn_accuracy
+from ..models import mlp
+from ..pairs import _working
+from ..similarity import pair_masks, similarity
+from ..models import encoder_projector
+from ..train import loop, memo
 
 #: The official code's defaults (newer version, ``AMCLNTXentLoss``): temperature bounds, β, top-k.
 #: Its training script overrides β with 1e-4 for SimCLR and MoCo; the older code uses β = 0.1.
@@ -112,7 +112,7 @@ class TemperatureNet(nn.Module):
 
 
 class MultiHeadModel(nn.Module):
-    """An encoder (the first half of :func:`lossviz.temperature.encoder_projector`), ``heads``
+    """An encoder (the first half of :func:`lossviz.models.encoder_projector`), ``heads``
     projection heads (each :func:`lossviz.models.mlp` ``hidden -> hidden -> dim``, L2-normalised, with
     its own weights), and one :class:`TemperatureNet` shared by the heads.
 
@@ -657,8 +657,8 @@ def negative_shares_view(ax, S, tau, labels, *, anchor: int = 0, topk: int = 20,
     """One anchor's push, shared over its negatives: AMCL's shares (its pair weights by autograd,
     :func:`lossviz.pair_weights`, divided by their total) against NT-Xent's relative penalty at the
     anchor's mean temperature (:func:`lossviz.contrastive.relative_penalty`), against similarity."""
-    from .contrastive import relative_penalty
-    from .weights import pair_weights
+    from ..contrastive import relative_penalty
+    from ..weights import pair_weights
 
     _, neg = pair_masks(torch.as_tensor(labels))
     W = pair_weights(amcl_loss, S, labels, tau=tau, topk=topk, dim=dim, beta=beta)[anchor, neg[anchor]]
@@ -684,7 +684,7 @@ def descent_panel(S, labels, *, heads: int = 3, bounded: bool = False, beta: flo
     over the steps; right: every positive pair's final temperature against its similarity."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     S = torch.as_tensor(S, dtype=torch.float64).detach()
     style = dict(continuous_update=False, style={"description_width": "initial"})
@@ -743,7 +743,7 @@ def training_panel(*, baseline: AMCLRun | None = None, autorun: bool = True, **d
     SimCLR run, dashed), and the pairs' temperatures against their similarity after training."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     d = dict(variant="bounded", heads=3, beta=BETA, tau_min=TAU_MIN, topk=20, epochs=30, seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"})

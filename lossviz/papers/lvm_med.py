@@ -44,9 +44,9 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from . import checks, plots
-from .contrastive import nt_xent_loss
-from .metrics import knn_accuracy  # noqa: F401  (graph_matching.knn_accuracy, as before)
+from .. import checks, plots
+from ..contrastive import nt_xent_loss
+from ..metrics import knn_accuracy
 
 #: Colours of the three losses of the notebook (the pair colours mean pull / push, never a loss).
 COLORS = {k: plots.LOSS_COLORS[k] for k in ("infonce", "gm_1st", "gm_2nd")}
@@ -301,7 +301,7 @@ AUGMENT = dict(shift=4, scale=0.4, shear=0.75, noise=0.1)
 
 def two_views(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Two random views of MNIST-1D signals (N x 40) with the strengths :data:`AUGMENT`."""
-    from .augment import two_views as views
+    from ..augment import two_views as views
 
     return views(x, "mnist1d", generator, **AUGMENT)
 
@@ -309,7 +309,7 @@ def two_views(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor
 def ssl_model(in_dim: int = 40, hidden: int = 256, rep_dim: int = 64, out_dim: int = 32) -> tuple[nn.Module, nn.Module]:
     """``(encoder, projector)``: MLP ``in_dim -> hidden -> rep_dim`` and ReLU + Linear ``rep_dim -> out_dim``,
     L2-normalised.  The losses see the projector's output; the evaluation the encoder's."""
-    from .models import L2Normalize, mlp
+    from ..models import L2Normalize, mlp
 
     encoder = nn.Sequential(*list(mlp(in_dim, rep_dim, hidden))[:-1])  # mlp without its L2Normalize
     return encoder, nn.Sequential(nn.ReLU(), nn.Linear(rep_dim, out_dim), L2Normalize())
@@ -318,7 +318,7 @@ def ssl_model(in_dim: int = 40, hidden: int = 256, rep_dim: int = 64, out_dim: i
 @lru_cache(maxsize=4)
 def _eval_views(batches: int = 10, n: int = 64, seed: int = 1234):
     """Fixed held-out view pairs: ``batches`` batches of ``n`` test signals, two views each."""
-    from .data import mnist1d
+    from ..data import mnist1d
 
     split = mnist1d("seen")
     g = torch.Generator().manual_seed(seed)
@@ -378,8 +378,8 @@ def _knobs(loss: str, lam, beta, k, tau_graph, tau, noise) -> dict:
 def evaluate(encoder: nn.Module, projector: nn.Module) -> dict:
     """Held-out view matching (Hungarian on first-order cosines, 10 batches of 64 test signals),
     5-NN accuracy (test queries, train gallery) and Recall@1 (test, leave-one-out) of the encoder."""
-    from .data import mnist1d
-    from .metrics import recall_at_k
+    from ..data import mnist1d
+    from ..metrics import recall_at_k
 
     split = mnist1d("seen")
     encoder.eval()
@@ -407,8 +407,8 @@ def train_ssl(loss: str = "gm_1st", *, iters: int = 600, batch: int = 64, lr: fl
     ``dL/dC``).  :func:`evaluate` runs at step 0, every ``eval_every`` steps and at the end.  Runs are
     cached by their parameters (:func:`lossviz.train.memo`); ``progress`` as in :func:`lossviz.train.loop`.
     """
-    from .data import mnist1d
-    from .train import loop, memo
+    from ..data import mnist1d
+    from ..train import loop, memo
 
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {list(LOSSES)}")
@@ -477,7 +477,7 @@ def draw_matching(ax, z_s, z_t, v, *, A_s=None, A_t=None, title: str = "the solv
     """Both views' graphs side by side (a shared 2-D PCA; view 1 left, view 2 right), their
     k-NN edges in grey, and the matching ``v`` as lines: correct (image n to image n) in the
     positive-pair colour, wrong in the negative-pair colour."""
-    from . import plots
+    from .. import plots
 
     p_s, p_t = _pca2(z_s, z_t)
     p_s[:, 0] -= 1.5
@@ -509,7 +509,7 @@ def draw_matching(ax, z_s, z_t, v, *, A_s=None, A_t=None, title: str = "the solv
 def grad_heatmap(ax, W, title: str):
     """Signed ``dL/dC`` as a heat-map (rows: view-1 images, columns: view-2 images; the correct
     pairs, the diagonal, outlined): blue pulls a pair together, vermillion pushes it apart."""
-    from . import plots
+    from .. import plots
 
     from matplotlib.ticker import MaxNLocator
 
@@ -540,8 +540,8 @@ def matching_panel(z_s, z_t, *, lam: float = 5.0, beta: float = 0.5, k: int = 3,
     interpolation ``f_λ`` along ``C + tI``.  Every change costs a few Hungarian calls on N x N."""
     import ipywidgets as W
 
-    from . import plots, widgets
-    from .weights import pair_weights
+    from .. import plots, widgets
+    from ..weights import pair_weights
 
     z_s, z_t = _views(z_s, z_t)
     z_s, z_t = z_s.detach().double(), z_t.detach().double()
@@ -617,7 +617,7 @@ def ssl_panel(*, iters: int = 600, loss: str = "gm_1st", lam: float = 5.0, beta:
     the learning curves of the run are drawn (runs are cached, so a setting already trained is instant)."""
     import ipywidgets as W
 
-    from . import widgets
+    from .. import widgets
 
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checks, metrics
+from .. import checks, metrics
 
 #: The official code's settings (``config.py``, ``models.py``, ``train.py``).
 DEFAULTS = dict(c=0.1, clip_r=2.0, alpha=0.8, sigma=1.0, max_grad_norm=3.0, w_pc=1.0)
@@ -524,7 +524,7 @@ def spoof_data(*, seed: int = 0, steps: int = 300, cache: bool = True) -> SpoofD
     597 test images (stratified).  A stand-in for the identity-trained face network: an MLP
     64 -> 128 -> 64 (ReLU) trained ``steps`` Adam steps (lr 1e-3, batches of 64) as a digit
     classifier on the training images, then frozen; its 64-d ReLU output is the feature ``f``."""
-    from . import train as T
+    from .. import train as T
 
     def compute() -> SpoofData:
         from sklearn.datasets import load_digits
@@ -650,7 +650,7 @@ def train_one_class(geometry: str = "hyperbolic", *, c: float = 0.1, clip_r: flo
     instead of the official 1e-6 (a head trained from scratch, not a fine-tuned VGG) and ``w_pc = 0.1``
     instead of 1 (the miniature collapses at 1; see the notebook).
     """
-    from . import train as T
+    from .. import train as T
 
     if geometry not in GEOMETRIES:
         raise ValueError(f"geometry must be one of {GEOMETRIES}; got {geometry!r}")
@@ -803,7 +803,7 @@ def pseudo_negative_figure(data: SpoofData, *, sigmas=(1.0, 0.3), batch: int = 3
     running mean ``mu`` (in 64-d a Gaussian is a thin shell of radius about ``sigma sqrt(64)``).  Right:
     how far ``mu`` is from the live mean at every step of two epochs, the official rule against a
     true running mean.  Returns ``(fig, stats)``."""
-    from . import plots
+    from .. import plots
 
     fig, axes = plots.new_figure(3, width=4.6, height=4.0)
     f, g = data.train.double(), torch.Generator().manual_seed(seed)
@@ -858,7 +858,7 @@ def draw_ball(ax, c: float, *, bound: float | None = None, label: bool = True):
     """The ball's rim (radius ``1/sqrt(c)``) and, optionally, a dashed circle of radius ``bound``."""
     from matplotlib.patches import Circle
 
-    from . import plots
+    from .. import plots
 
     R = 1 / math.sqrt(c)
     ax.add_patch(Circle((0, 0), R, fill=False, color="k", lw=1.2, label="rim, R = 1/√c" if label else None))
@@ -899,7 +899,7 @@ def embedding_plot(ax, run: OneClassRun, *, per_set: int = 80, title: str | None
     """A 2-D run's embedding plane: P(spoof) shaded, the decision boundary P = 1/2 (solid), the last
     training batch (real and pseudo-negatives) and ``per_set`` test points of each set.  For the
     hyperbolic head: the ball's rim and the clip bound around the learnt base point."""
-    from . import plots
+    from .. import plots
 
     if run.params["dim"] != 2:
         raise ValueError(f"embedding_plot draws 2-D runs; this one has dim={run.params['dim']}")
@@ -986,7 +986,7 @@ def geometry_panel(*, c: float = 0.1, clip_r: float = 2.0, sigma: float = 1.0, n
     ``a = a~ (1 - c||p||^2)``): a gyroplane, an arc that becomes the line as ``c -> 0``.  Right: the
     pair-term weight ``d term/du`` against ``u/R`` for arctan and artanh, with the largest ``u`` a pair
     can reach inside the clip bound."""
-    from . import plots, widgets
+    from .. import plots, widgets
 
     W = widgets.W
     style = dict(continuous_update=False, style={"description_width": "initial"})
@@ -1057,7 +1057,7 @@ def train_panel(*, iters: int = 400, dim: int = 2, autorun: bool = True, **defau
     σ, α, pair-term weight and form, gradient clipping, head dimension, seed.  Draws the training
     loss, the test AUC per attack against iterations, and the 2-D embedding (``dim = 2``) or the ROC
     curves. Runs are cached by parameters."""
-    from . import plots, widgets
+    from .. import plots, widgets
 
     W = widgets.W
     v = dict(geometry="hyperbolic", c=0.1, clip_r=2.0, sigma=1.0, alpha=0.8, w_pc=0.1, pc_form="arctan",

@@ -1,4 +1,4 @@
-"""lossviz.sorting: the relaxed sorting networks and the GroCo loss against loops written from the
+"""lossviz.papers.groco: the relaxed sorting networks and the GroCo loss against loops written from the
 formulas (values and gradients, float64), their limits, the training run and the panels."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from _util import value_and_grad
 
 import lossviz as lv
-from lossviz import sorting as SO
+from lossviz.papers import groco as SO
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

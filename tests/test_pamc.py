@@ -1,4 +1,4 @@
-"""lossviz.meta_nodes (notebook 14, PamC): the exact, size-weighted and PamC negative terms and the
+"""lossviz.papers.pamc (notebook 14, PamC): the exact, size-weighted and PamC negative terms and the
 positive term against slow loops written from the formulas (values and gradients, float64), the two
 cases where the approximation is exact, the clustering pieces, short training runs, the panels, and
 bad input."""
@@ -13,7 +13,7 @@ import torch
 
 import lossviz as lv
 from lossviz import contrastive as C
-from lossviz import meta_nodes as M
+from lossviz.papers import pamc as M
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
