@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checks
-from .mining import ms_mining_masks
+from .mining import ms_mining, ms_mining_masks
 from .similarity import pair_batch
 
 #: Multi-Similarity hyper-parameters: the paper, the official code (MalongTech/research-ms-loss),
@@ -84,6 +84,21 @@ class _MSTerms(torch.autograd.Function):
         w_p = torch.add((out_p - alpha * lam).neg_()[:, None], x, alpha=-alpha)
         w_p = w_p.masked_fill_(pos.logical_not(), -math.inf).exp_()
         return w_n.sub_(w_p).mul_(g[:, None]), None, None, None, None, None
+
+
+def ms_loss_formula(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0.5,
+                    eps: float = 0.1) -> torch.Tensor:
+    r"""The Multi-Similarity loss as the paper writes it (eq. 4, 6 and 8), to read: mine the
+    informative pairs, then one soft-max over each anchor's kept positives and one over its kept
+    negatives; autograd gives the backward pass. :func:`ms_loss`, which training uses, returns the
+    same value and gradient (a test holds them equal) with a hand-written backward pass."""
+    pos, neg = ms_mining(S, labels, eps=eps)                  # P_i and N_i: the pairs mining keeps
+    zero = S.new_zeros(len(S), 1)                             # log(1 + sum e^a) = logsumexp([0, a...])
+    a_pos = torch.where(pos, -alpha * (S - lam), -math.inf)   # e^-inf = 0: pairs not kept add nothing
+    a_neg = torch.where(neg, beta * (S - lam), -math.inf)
+    pull = torch.logsumexp(torch.cat([zero, a_pos], dim=1), dim=1) / alpha
+    push = torch.logsumexp(torch.cat([zero, a_neg], dim=1), dim=1) / beta
+    return (pull + push).mean()                               # the mean over the B anchors
 
 
 def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0.5,

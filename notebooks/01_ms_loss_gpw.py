@@ -115,11 +115,18 @@ print("lossviz", lv.__version__, "| torch", torch.__version__)
 # %% [markdown]
 # ## 2. From formula to code
 #
-# `lv.ms_loss` is a function of `S` and the labels. Mining is two masked row reductions; the
-# $\log(1+\sum e^{a_k})$ is a `logsumexp` over $[0, a_1, a_2, \dots]$, which never overflows.
+# The loss is a function of `S` and the labels. Here it is line by line as the paper writes it
+# (`lv.ms_loss_formula`): mining keeps the informative pairs (two masked row reductions, in
+# `lv.ms_mining`); each $\log(1+\sum e^{a_k})$ is a `logsumexp` over $[0, a_1, a_2, \dots]$, which never
+# overflows; a pair that mining drops gets the exponent $-\infty$, so it adds $e^{-\infty} = 0$.
 
 # %%
-print(inspect.getsource(lv.ms_loss))
+print(inspect.getsource(lv.ms_loss_formula))
+
+# %% [markdown]
+# Training uses `lv.ms_loss`: the same numbers, with the gradient of eq. 9–10 written by hand instead of
+# left to autograd, which saves time and memory on large batches (`make bench`). Below, the two agree, in
+# value and in every pair's gradient.
 
 # %% [markdown]
 # A P×K batch of real images: 4 digit classes × 4 images, embedded by an untrained MLP
@@ -140,6 +147,10 @@ MS = lv.MS_PRESETS["official_code"]          # alpha 2, beta 40, lam 0.5, eps 0.
 fast, slow = lv.ms_loss(S, y, **MS), reference.ms_loss_ref(S, y, **MS)
 print(f"lossviz {float(fast):.6f}  loop reference {float(slow):.6f}")
 assert torch.allclose(fast, slow, atol=1e-10)
+gap = (lv.pair_weights(lv.ms_loss_formula, S, y, signed=True, **MS)
+       - lv.pair_weights(lv.ms_loss, S, y, signed=True, **MS)).abs().max()
+assert torch.allclose(lv.ms_loss_formula(S, y, **MS), fast, atol=1e-12) and gap < 1e-12
+print("ms_loss_formula = ms_loss, value and every dL/dS_ij to 1e-12:", bool(gap < 1e-12))
 
 # %%
 from pytorch_metric_learning import losses as pml_losses, miners as pml_miners

@@ -104,7 +104,7 @@ def test_threshold_is_inclusive_and_silent_on_equal_scores():
     assert f.noisy.tolist() == [True, False] and f.faulty.tolist() == [False, True]
     f = BP.flag_bad_pairs(torch.full((5,), 2.0))
     assert f.sigma == 0 and not f.any.any()
-    assert (BP.pair_weights(torch.ones(5), f) == 1).all()
+    assert (BP.flag_weights(torch.ones(5), f) == 1).all()
 
 
 def test_weight_function_forms():
@@ -116,11 +116,11 @@ def test_weight_function_forms():
     assert float(BP.weight_function(1.0, 1.0, 0.3)) > 1 > float(BP.weight_function(1.0, 1.0, 0.45))
 
 
-def test_pair_weights_only_touch_flagged_pairs():
+def test_flag_weights_only_touch_flagged_pairs():
     m = torch.tensor([-4.0, 0, 0, 0, 0, 0, 0, 4], dtype=torch.float64)     # mu 0, sigma 2: cuts at -3 and 3
     f = BP.flag_bad_pairs(m, c_np=1.5, c_fp=1.5)
     ell = torch.tensor([0.5, 2, 2, 2, 2, 2, 2, 6], dtype=torch.float64)
-    w = BP.pair_weights(ell, f, form="normalised")
+    w = BP.flag_weights(ell, f, form="normalised")
     assert f.noisy.tolist()[0] and f.faulty.tolist()[-1]
     assert (w[1:-1] == 1).all()
     assert torch.allclose(w[[0, -1]], BP.weight_function(ell[[0, -1]], f.mu, f.sigma, form="normalised"))

@@ -61,6 +61,11 @@ CASES = [
     ("ms-weight-only", lv.ms_loss, ref.ms_loss_ref, dict(mining=False)),
     ("ms-mine-only", lv.ms_loss, ref.ms_loss_ref, dict(weighting=False)),
     ("ms-neither", lv.ms_loss, ref.ms_loss_ref, dict(mining=False, weighting=False, lam=0.2)),
+    ("ms-formula-default", lv.ms_loss_formula, ref.ms_loss_ref, {}),
+    ("ms-formula-sharp-eps0", lv.ms_loss_formula, ref.ms_loss_ref,
+     dict(alpha=5.0, beta=80.0, lam=0.7, eps=0.0)),
+    ("ms-formula-wide-eps", lv.ms_loss_formula, ref.ms_loss_ref,
+     dict(alpha=1.0, beta=20.0, lam=-0.2, eps=0.6)),
     ("contrastive-default", lv.contrastive_loss, ref.contrastive_loss_ref, {}),
     ("contrastive-lam0", lv.contrastive_loss, ref.contrastive_loss_ref, dict(lam=0.0)),
     ("contrastive-lam.8", lv.contrastive_loss, ref.contrastive_loss_ref, dict(lam=0.8)),
@@ -377,3 +382,23 @@ def test_similarity_backward_written_by_hand_equals_autograd_through_normalize(B
     torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # S keeps the embeddings' dtype
         assert lv.similarity(x.float()).dtype == torch.float32
+
+
+# The lesson's MS (the paper's formula, autograd backward) is the training MS (hand-written backward).
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("preset", list(lv.MS_PRESETS))
+def test_ms_formula_equals_the_fast_path(batch, preset):
+    S, y = make_S(batch)
+    knobs = lv.MS_PRESETS[preset]
+    value, grad = value_and_grad(lv.ms_loss_formula, S, y, **knobs)
+    fast_value, fast_grad = value_and_grad(lv.ms_loss, S, y, **knobs)
+    assert torch.allclose(value, fast_value, rtol=0, atol=1e-12)
+    assert torch.allclose(grad, fast_grad, rtol=0, atol=1e-12)
+
+
+def test_ms_formula_nothing_mined_is_zero_with_zero_gradient():
+    y = torch.tensor([0, 0, 1, 1])
+    S = torch.tensor([[1.0, 0.9, -0.5, -0.6], [0.9, 1.0, -0.4, -0.5],
+                      [-0.5, -0.4, 1.0, 0.8], [-0.6, -0.5, 0.8, 1.0]], dtype=F64)
+    value, grad = value_and_grad(lv.ms_loss_formula, S, y, eps=0.1)
+    assert value == 0 and torch.equal(grad, torch.zeros_like(grad))

@@ -20,7 +20,7 @@ The method, as in the official code (``models/dbpm_model.py``):
        m_i = \frac1e \sum_{t<e} \ell_i^{(t)} \frac{t+1}{E},\quad \mu, \sigma = \operatorname{mean}_i m_i,
        \operatorname{std}_i m_i,\quad NP = \{m_i \le \mu - c_{np}\sigma\},\quad FP = \{m_i \ge \mu + c_{fp}\sigma\};
 
-4. a flagged pair's loss is multiplied by a weight with no gradient (:func:`pair_weights`,
+4. a flagged pair's loss is multiplied by a weight with no gradient (:func:`flag_weights`,
    :func:`weight_function`), the Gaussian pdf :math:`\mathcal N(\ell_i; \mu, \sigma^2)` at its *current raw* loss,
    and the batch loss is the mean (:func:`dbpm_loss`).
 
@@ -251,7 +251,7 @@ def flag_bad_pairs(m, *, c_np: float = 2.0, c_fp: float = 3.0) -> Flags:
     return Flags(ok & (m <= mu - c_np * sigma), ok & (m >= mu + c_fp * sigma), float(mu), float(sigma))
 
 
-def pair_weights(ell, flags: Flags, *, form: str = "pdf") -> torch.Tensor:
+def flag_weights(ell, flags: Flags, *, form: str = "pdf") -> torch.Tensor:
     """The weight of each pair in :func:`dbpm_loss`: 1 for an unflagged pair, :func:`weight_function` of
     its current raw loss ``ell`` for a flagged one (``ell`` and the masks of ``flags`` aligned)."""
     ell = torch.as_tensor(ell).detach()
@@ -402,7 +402,7 @@ def _train(p: dict, progress) -> DBPMRun:
         ell = pair_losses(similarity(model(views)), augment.two_view_labels(len(idx)), tau=p["tau"])
         memory[e, idx] = ell.detach()
         f = state["flags"]
-        w = torch.ones_like(ell) if f is None else pair_weights(
+        w = torch.ones_like(ell) if f is None else flag_weights(
             ell, Flags(f.noisy[idx], f.faulty[idx], f.mu, f.sigma), form=p["form"])
         weights[e, idx] = w
         loss = (w * ell).mean()
@@ -616,7 +616,7 @@ def flag_panel(run: DBPMRun, *, epoch: int | None = None, c_np: float | None = N
         weight_view(axes[0, 1], memory[e], run.kind, f, form=v["form"], title=f"weights in epoch {e}")
         pr = {name: precision_recall(f.noisy if name == "noisy" else f.faulty, truth == KINDS.index(name))
               for name in ("noisy", "faulty")}
-        w = pair_weights(memory[e], f, form=v["form"])
+        w = flag_weights(memory[e], f, form=v["form"])
         text = "; ".join(f"{k}: {int((f.noisy if k == 'noisy' else f.faulty).sum())} flagged, precision {a:.2f}, "
                          f"recall {b:.2f}" for k, (a, b) in pr.items())
         return {"flags": f, "pr": pr, "weights": w, "status": text}
