@@ -1,6 +1,6 @@
 """lossviz.papers.hydra: Hydra's loss against a loop written from the paper's formula (values and gradients,
-float64), the official recipe's stability trick, the gate's subspace property, the effective rank
-on known spectra, the measurements, a short run, the two panels, and bad input."""
+float64), the official recipe's stability trick, the gate's subspace property, the measurements,
+a short run, the two panels, and bad input (the effective rank: tests/test_metrics.py)."""
 
 from __future__ import annotations
 
@@ -236,29 +236,6 @@ def test_gumbel_gate_values_lean_open_and_sharpen_with_small_tau():
 
 
 # ------------------------------------------------------------------------------------------------
-# Effective rank
-# ------------------------------------------------------------------------------------------------
-
-def test_effective_rank_known_cases():
-    g = torch.Generator().manual_seed(0)
-    u, v = torch.randn(50, 1, generator=g, dtype=torch.float64), torch.randn(1, 8, generator=g, dtype=torch.float64)
-    assert H.effective_rank(u @ v) == pytest.approx(1.0, abs=1e-6)                   # rank 1
-    Q, _ = torch.linalg.qr(torch.randn(40, 8, generator=g, dtype=torch.float64))
-    assert H.effective_rank(3 * Q) == pytest.approx(8.0, abs=1e-9)                    # isotropic: all sigma equal
-    Q3 = Q.clone()
-    Q3[:, 3:] = 0
-    assert H.effective_rank(Q3) == pytest.approx(3.0, abs=1e-9)                       # k equal, rest 0
-    x = torch.randn(200, 8, generator=g, dtype=torch.float64)
-    assert 1 < H.effective_rank(x) < 8
-    assert H.effective_rank(5 * x) == pytest.approx(H.effective_rank(x), rel=1e-12)    # scale-free
-    offset = torch.randn(200, 4, generator=g, dtype=torch.float64) * 0.01 + 10         # a shared offset
-    assert H.effective_rank(offset) < 1.1 < H.effective_rank(offset, center=True)
-    sigma = torch.tensor([4.0, 2.0, 1.0, 1.0], dtype=torch.float64)
-    p = sigma / sigma.sum()
-    assert H.effective_rank(torch.diag(sigma)) == pytest.approx(float(torch.exp(-(p * p.log()).sum())), rel=1e-12)
-
-
-# ------------------------------------------------------------------------------------------------
 # The subspace mechanism, measured
 # ------------------------------------------------------------------------------------------------
 
@@ -385,12 +362,6 @@ def test_bad_input_is_refused_with_clear_messages():
         H.FeatureGate(3, 4)(torch.tensor([0, 3]), torch.tensor([1, 1]))
     with pytest.raises(ValueError, match="gumbel_tau .* must be > 0"):
         H.gate_values(torch.zeros(3), "gumbel", gumbel_tau=0)
-    with pytest.raises(ValueError, match="must have 2 dimensions"):
-        H.effective_rank(torch.ones(5))
-    with pytest.raises(ValueError, match="all zeros"):
-        H.effective_rank(torch.zeros(4, 3))
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        H.effective_rank(torch.tensor([[1.0, math.inf]]))
     with pytest.raises(ValueError, match="every class id"):
         H.class_pair_alignment(torch.randn(4, 3), torch.tensor([0, 0, 2, 2]), None)
     with pytest.raises(ValueError, match="gates must be C x C x d"):

@@ -355,19 +355,6 @@ def test_two_views_are_seeded_augmentations():
     assert not torch.equal(a[0], a[1])
 
 
-def test_knn_accuracy_against_loop():
-    g = torch.Generator().manual_seed(0)
-    f_tr, f_te = torch.randn(40, 3, generator=g, dtype=F64), torch.randn(15, 3, generator=g, dtype=F64)
-    y_tr, y_te = torch.randint(0, 3, (40,), generator=g), torch.randint(0, 3, (15,), generator=g)
-    ntr, nte = (torch.nn.functional.normalize(f, dim=1) for f in (f_tr, f_te))
-    hits = 0
-    for q in range(15):
-        near = sorted(range(40), key=lambda j: -float(nte[q] @ ntr[j]))[:5]
-        counts = [sum(int(y_tr[j]) == c for j in near) for c in range(3)]
-        hits += counts.index(max(counts)) == int(y_te[q])
-    assert gm.knn_accuracy(f_tr, y_tr, f_te, y_te, k=5) == pytest.approx(hits / 15)
-
-
 def test_demo_batch_is_deterministic():
     a, b = gm.demo_batch(8), gm.demo_batch(8)
     assert torch.equal(a[0], b[0]) and a[0].shape == (8, 32) and a[0].dtype == F64

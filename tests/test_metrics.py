@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import lossviz as lv
+from lossviz import metrics
 
 # ------------------------------------------------------------------------------------------------
 # Brute-force references: one query at a time, the query left out of its own gallery.
@@ -195,3 +196,41 @@ def test_chunked_ranking_equals_one_block():
     for k in (1, 2, 4, 8):
         assert whole[f"recall_at_{k}"] == lv.recall_at_k(emb, labels, k)
     assert whole["map_at_r"] == lv.map_at_r(emb, labels)
+
+
+def test_effective_rank_known_cases():
+    g = torch.Generator().manual_seed(0)
+    u, v = torch.randn(50, 1, generator=g, dtype=torch.float64), torch.randn(1, 8, generator=g, dtype=torch.float64)
+    assert metrics.effective_rank(u @ v) == pytest.approx(1.0, abs=1e-6)                   # rank 1
+    Q, _ = torch.linalg.qr(torch.randn(40, 8, generator=g, dtype=torch.float64))
+    assert metrics.effective_rank(3 * Q) == pytest.approx(8.0, abs=1e-9)                    # isotropic: all sigma equal
+    Q3 = Q.clone()
+    Q3[:, 3:] = 0
+    assert metrics.effective_rank(Q3) == pytest.approx(3.0, abs=1e-9)                       # k equal, rest 0
+    x = torch.randn(200, 8, generator=g, dtype=torch.float64)
+    assert 1 < metrics.effective_rank(x) < 8
+    assert metrics.effective_rank(5 * x) == pytest.approx(metrics.effective_rank(x), rel=1e-12)    # scale-free
+    offset = torch.randn(200, 4, generator=g, dtype=torch.float64) * 0.01 + 10         # a shared offset
+    assert metrics.effective_rank(offset) < 1.1 < metrics.effective_rank(offset, center=True)
+    sigma = torch.tensor([4.0, 2.0, 1.0, 1.0], dtype=torch.float64)
+    p = sigma / sigma.sum()
+    assert metrics.effective_rank(torch.diag(sigma)) == pytest.approx(float(torch.exp(-(p * p.log()).sum())), rel=1e-12)
+    with pytest.raises(ValueError, match="must have 2 dimensions"):
+        metrics.effective_rank(torch.ones(5))
+    with pytest.raises(ValueError, match="all zeros"):
+        metrics.effective_rank(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        metrics.effective_rank(torch.tensor([[1.0, math.inf]]))
+
+
+def test_knn_accuracy_against_loop():
+    g = torch.Generator().manual_seed(0)
+    f_tr, f_te = torch.randn(40, 3, generator=g, dtype=torch.float64), torch.randn(15, 3, generator=g, dtype=torch.float64)
+    y_tr, y_te = torch.randint(0, 3, (40,), generator=g), torch.randint(0, 3, (15,), generator=g)
+    ntr, nte = (torch.nn.functional.normalize(f, dim=1) for f in (f_tr, f_te))
+    hits = 0
+    for q in range(15):
+        near = sorted(range(40), key=lambda j: -float(nte[q] @ ntr[j]))[:5]
+        counts = [sum(int(y_tr[j]) == c for j in near) for c in range(3)]
+        hits += counts.index(max(counts)) == int(y_te[q])
+    assert metrics.knn_accuracy(f_tr, y_tr, f_te, y_te, k=5) == pytest.approx(hits / 15)
