@@ -343,7 +343,7 @@ fig
 # a setting already trained shows at once).
 
 # %% tags=["nbval-ignore-output"]
-panel = unpg.train_panel(w=W, **KNOBS)
+panel = unpg.training_panel(w=W, **KNOBS)
 assert panel.state["result"][1] is runs[0, True]        # the default setting came from the cache
 panel
 

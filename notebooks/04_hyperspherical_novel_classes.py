@@ -390,7 +390,7 @@ fig
 # and changing only the shots re-imprints without retraining.
 
 # %% tags=["nbval-ignore-output"]
-panel = H.train_panel("digits_8+2", s=10.0, dim=32, shots=5, mode="project")
+panel = H.training_panel("digits_8+2", s=10.0, dim=32, shots=5, mode="project")
 assert panel.state["joint"]["accuracy"] == res_p["accuracy"]          # the run of section 5, from the cache
 panel
 

@@ -439,7 +439,7 @@ fig
 # takes a few seconds; a setting already trained comes back at once from the cache.
 
 # %% tags=["nbval-ignore-output"]
-train_panel = sy.train_panel(iters=ITERS)
+train_panel = sy.training_panel(iters=ITERS)
 assert train_panel.state["result"]["run"] is s0      # the default setting was trained above: from the cache
 train_panel
 

@@ -484,7 +484,7 @@ print(f"final mean AUC, feature clip - no clipping: {official['auc'] - unclipped
 # once from the cache. With `dim = 2` the right panel shows the disk; with 16 it shows the ROC curves.
 
 # %% tags=["nbval-ignore-output"]
-panel = H.train_panel(iters=400, dim=2)
+panel = H.training_panel(iters=400, dim=2)
 assert panel.state["result"] is disk_runs["hyperbolic"]      # the same settings: from the cache
 panel
 

@@ -388,7 +388,7 @@ fig
 # already trained, such as the ones above, is shown at once from the cache).
 
 # %% tags=["nbval-ignore-output"]
-train_panel = gm.ssl_panel(iters=ITERS)
+train_panel = gm.training_panel(iters=ITERS)
 assert train_panel.state["result"] is runs["gm_1st", 0]          # the default setting: from the cache
 train_panel
 

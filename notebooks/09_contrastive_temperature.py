@@ -326,7 +326,7 @@ fig
 # already trained comes back at once from the cache). The star is your run on the uniformity-tolerance plane.
 
 # %% tags=["nbval-ignore-output"]
-train_panel = TT.training_panel(sweep_runs=runs, tau=0.2)
+train_panel = TT.training_panel(reference_runs=runs, tau=0.2)
 assert train_panel.state["result"] is runs[0.2]              # the default setting comes from the cache
 train_panel
 

@@ -375,7 +375,8 @@ fig
 # objective at β = 1e-4 (the training script's value), or with a floor of 0.05. Try 1 head against 4.
 
 # %% tags=["nbval-ignore-output"]
-train_panel = A.training_panel(baseline=runs["SimCLR"], variant="bounded", beta=0.01, topk=100, epochs=EPOCHS)
+train_panel = A.training_panel(reference_runs={"SimCLR baseline": runs["SimCLR"]},
+                               variant="bounded", beta=0.01, topk=100, epochs=EPOCHS)
 assert train_panel.state["result"] is runs["bounded"]              # the default setting comes from the cache
 train_panel
 

@@ -389,7 +389,7 @@ fig
 # steepness 20, top-$k$ 1, four views, stop-grad off.
 
 # %% tags=["nbval-ignore-output"]
-train_panel = SO.training_panel(baselines={"SimCLR, seed 0": runs[0]["nt_xent"]}, epochs=EPOCHS)
+train_panel = SO.training_panel(reference_runs={"SimCLR, seed 0": runs[0]["nt_xent"]}, epochs=EPOCHS)
 assert train_panel.state["result"] is runs[0]["groco"]          # the default setting comes from the cache
 train_panel
 

@@ -345,7 +345,7 @@ assert all(r.nmi > r.init["nmi"] + 0.05 and r.history["loss"][-1] < r.history["l
 
 # %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.6, height=3.7)
-drawn = MN.draw_run(axes[0], runs["pamc"], others={"L_NC": runs["nc"]})
+drawn = MN.draw_run(axes[0], runs["pamc"], reference_runs={"L_NC": runs["nc"]})
 axes[0, 0].scatter([EPOCHS], [runs["nc"].nmi], color=MN.METHOD_COLORS["nc"], s=40, zorder=4)
 assert len(axes[0, 0].lines) == 2 and drawn["best_nmi"] >= drawn["nmi"] > runs["pamc"].history["nmi"][0]
 fig
@@ -385,7 +385,7 @@ fig
 # exact-term run above is drawn faintly for comparison.
 
 # %% tags=["nbval-ignore-output"]
-train_panel = MN.training_panel(others={"L_NC": runs["nc"]}, epochs=EPOCHS)
+train_panel = MN.training_panel(reference_runs={"L_NC": runs["nc"]}, epochs=EPOCHS)
 assert train_panel.state["result"] is runs["pamc"]          # the default setting comes from the cache
 train_panel
 

@@ -90,7 +90,7 @@ def test_temperature_panel_redraws_on_tau_and_anchor(batch):
 
 def test_training_panel_trains_from_the_cache_and_flags_stale_settings():
     first = TT.train_two_view(tau=0.5, epochs=5, progress=False)
-    panel = TT.training_panel(sweep_runs={0.5: first}, tau=0.5, epochs=5)
+    panel = TT.training_panel(reference_runs={0.5: first}, tau=0.5, epochs=5)
     assert panel.state["result"] is first and not panel.state["stale"]
     panel.controls["loss"].value = "simple"
     assert panel.state["stale"]

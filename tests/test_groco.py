@@ -362,7 +362,7 @@ def test_sorting_panel_redraws_without_a_browser():
 
 
 def test_training_panel_trains_and_flags_stale_settings():
-    panel = SO.training_panel(epochs=5, baselines=None)
+    panel = SO.training_panel(epochs=5, reference_runs=None)
     first = panel.state["result"]
     assert first.params["epochs"] == 5 and first.params["loss"] == "groco" and not panel.state["stale"]
     panel.controls["loss"].value = "nt_xent"

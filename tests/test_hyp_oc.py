@@ -422,9 +422,9 @@ def test_geometry_panel_redraws_on_every_knob():
     assert len(panel.fig.axes[1].collections) >= 2  # the points were redrawn in the ball
 
 
-def test_train_panel_trains_on_press_and_flags_stale_settings():
+def test_training_panel_trains_on_press_and_flags_stale_settings():
     T.clear_cache()
-    panel = H.train_panel(iters=20)
+    panel = H.training_panel(iters=20)
     first = panel.state["result"]
     assert first.params["geometry"] == "hyperbolic" and first.params["dim"] == 2 and not panel.state["stale"]
     panel.controls["geometry"].value = "euclidean"

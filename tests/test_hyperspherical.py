@@ -315,8 +315,8 @@ def test_bound_panel_redraws_on_every_control():
     assert float(per_sample[0]) == pytest.approx(64.0, rel=1e-6) and float(per_sample[-1]) < 1e-6
 
 
-def test_train_panel_trains_caches_and_draws_the_circle():
-    panel = H.train_panel("digits_8+2", dim=8, iters=20)
+def test_training_panel_trains_caches_and_draws_the_circle():
+    panel = H.training_panel("digits_8+2", dim=8, iters=20)
     first = panel.state["result"]
     assert 0 <= panel.state["joint"]["accuracy"] <= 1 and not panel.state["stale"]
     panel.controls["shots"].value = 3

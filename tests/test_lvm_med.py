@@ -396,9 +396,9 @@ def test_matching_panel_redraws_on_every_knob():
     assert panel.controls["lam"].value == pytest.approx(20)
 
 
-def test_ssl_panel_trains_on_press():
+def test_training_panel_trains_on_press():
     T.clear_cache()
-    panel = gm.ssl_panel(iters=8)
+    panel = gm.training_panel(iters=8)
     first = panel.state["result"]
     assert first.params["loss"] == "gm_1st" and "GM-1st" in panel.state["status"]
     panel.controls["loss"].value = "infonce"

@@ -305,8 +305,8 @@ def test_symmetry_panel_redraws_with_the_knobs():
     assert panel.controls["w_sym"].value == 2.0, "the slider clamps w_sym to its range"
 
 
-def test_train_panel_trains_the_setting_and_its_baseline():
-    panel = sy.train_panel(iters=20)
+def test_training_panel_trains_the_setting_and_its_baseline():
+    panel = sy.training_panel(iters=20)
     r = panel.state["result"]
     assert r["run"].params["w_sym"] == 1.0 and r["base"].params["w_sym"] == 0.0
     assert "TAR@FAR=1e-2" in panel.state["status"] and not panel.state["stale"]

@@ -213,8 +213,8 @@ def test_explore_panel_redraws_on_every_knob():
     assert panel.state["knobs"]["kind"] == "cosface" and "kept" in panel.status.value
 
 
-def test_train_panel_trains_caches_and_flags_stale_settings(one_thread):
-    panel = unpg.train_panel(iters=10, autorun=False)
+def test_training_panel_trains_caches_and_flags_stale_settings(one_thread):
+    panel = unpg.training_panel(iters=10, autorun=False)
     assert panel.state["status"].startswith("press")
     base, run = panel.train()
     assert run.params["unpg"] and not base.params["unpg"] and run.params["iters"] == 10

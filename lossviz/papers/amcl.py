@@ -737,10 +737,10 @@ def descent_panel(S, labels, *, heads: int = 3, bounded: bool = False, beta: flo
     return widgets.Panel(controls, fig, draw)
 
 
-def training_panel(*, baseline: AMCLRun | None = None, autorun: bool = True, **defaults):
+def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, **defaults):
     """A Train button over :func:`train_amcl`: variant, heads, β, τ_min, top-k, epochs, seed.
-    Draws every head's temperatures over training, the 5-NN accuracy of h (with ``baseline``, a
-    SimCLR run, dashed), and the pairs' temperatures against their similarity after training."""
+    Draws every head's temperatures over training, the 5-NN accuracy of h (with ``reference_runs``,
+    ``{name: run}`` such as a SimCLR run, dashed), and the pairs' temperatures against their similarity after training."""
     import ipywidgets as W
 
     from .. import widgets
@@ -771,8 +771,7 @@ def training_panel(*, baseline: AMCLRun | None = None, autorun: bool = True, **d
     def draw(axes, result, _v):
         temperature_history(axes[0, 0], result)
         runs = {NAMES[result.params["variant"]]: result}
-        if baseline is not None and baseline is not result:
-            runs["SimCLR baseline"] = baseline
+        runs |= {name: r for name, r in (reference_runs or {}).items() if r is not result}
         knn_curves(axes[0, 1], runs)
         pair_temperature_scatter(axes[0, 2], result, title="τ against s after training")
         return {"status": f"{result!r} in {result.seconds:.1f} s"}

@@ -223,11 +223,11 @@ def _entropy(s_neg: torch.Tensor, tau: float) -> float:
     return float(-(log_r.exp() * log_r).sum())
 
 
-def training_panel(*, sweep_runs: dict | None = None, autorun: bool = True, **defaults) -> widgets.Panel:
+def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, **defaults) -> widgets.Panel:
     """A Train button over :func:`train_two_view`: loss, tau, hard-negative fraction, epochs, seed.
 
     Draws the loss and the entropy of the push during training, the test pair similarities, and the
-    run on the uniformity-tolerance plane next to ``sweep_runs`` (if given)."""
+    run on the uniformity-tolerance plane next to ``reference_runs`` (``{tau: run}``, if given)."""
     d = dict(loss="nt_xent", tau=0.2, frac=0.1, epochs=30, seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
@@ -252,8 +252,8 @@ def training_panel(*, sweep_runs: dict | None = None, autorun: bool = True, **de
         ax.set(xlabel="iteration", ylabel="fraction", ylim=(0, 1.02), title="how the push is shared")
         ax.legend(loc="center right", fontsize=9)
         similarity_histograms(axes[0, 1], result.z_test, result.y_test)
-        if sweep_runs:
-            dilemma_plot(axes[0, 2], sweep_runs)
+        if reference_runs:
+            dilemma_plot(axes[0, 2], reference_runs)
         axes[0, 2].scatter([result.uniformity], [result.tolerance], marker="*", s=220, color=plots.NEG_COLOR,
                            zorder=4, label="this run")
         axes[0, 2].legend(loc="lower right")

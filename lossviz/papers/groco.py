@@ -647,10 +647,10 @@ def sorting_panel(s_pos, s_neg, *, steepness: float = 1.0, topk_neg: int = 10, v
     return widgets.Panel(controls, fig, draw)
 
 
-def training_panel(*, baselines: dict | None = None, autorun: bool = True, **defaults):
+def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, **defaults):
     """A Train button over :func:`train_ssl`: loss, steepness, top-k, relaxation, views, stop-grad,
     τ (NT-Xent), epochs and seed.  Draws the training loss, the batches' ordering accuracy and the test
-    MAP@R against iterations, with ``baselines`` (``{name: SortRun}``, already trained) in grey."""
+    MAP@R against iterations, with ``reference_runs`` (``{name: SortRun}``, already trained) in grey."""
     import ipywidgets as W
 
     from .. import widgets
@@ -678,7 +678,7 @@ def training_panel(*, baselines: dict | None = None, autorun: bool = True, **def
         return train_ssl(progress=progress, **values)
 
     def draw(axes, result, values):
-        chosen = dict(baselines or {}) | {"this run": result}
+        chosen = dict(reference_runs or {}) | {"this run": result}
         for name, r in chosen.items():
             color = COLORS[r.params["loss"]] if name == "this run" else plots.MUTED
             ls = "-" if name == "this run" else "--"

@@ -1052,7 +1052,7 @@ def geometry_panel(*, c: float = 0.1, clip_r: float = 2.0, sigma: float = 1.0, n
     return widgets.Panel(controls, fig, draw)
 
 
-def train_panel(*, iters: int = 400, dim: int = 2, autorun: bool = True, **defaults):
+def training_panel(*, iters: int = 400, dim: int = 2, autorun: bool = True, **defaults):
     """A Train button over :func:`train_one_class`: geometry, curvature, clip radius (0 = off),
     σ, α, pair-term weight and form, gradient clipping, head dimension, seed.  Draws the training
     loss, the test AUC per attack against iterations, and the 2-D embedding (``dim = 2``) or the ROC

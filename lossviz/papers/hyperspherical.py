@@ -590,7 +590,7 @@ def bound_panel(s: float = 10.0, K: int = 8):
     return Panel(controls, fig, draw)
 
 
-def train_panel(data_name: str = "digits_8+2", *, s: float = 10.0, dim: int = 32, shots: int = 5,
+def training_panel(data_name: str = "digits_8+2", *, s: float = 10.0, dim: int = 32, shots: int = 5,
                 mode: str = "project", iters: int = 300, seed: int = 0, autorun: bool = True):
     """A Train button over :func:`train_classifier` (:func:`lossviz.widgets.run_panel`): scale,
     embedding dimension, imprinting shots and the normalisation switch.  Draws the learning curves

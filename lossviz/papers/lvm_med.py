@@ -611,7 +611,7 @@ def plot_runs(axes, runs: dict) -> None:
     axes[0].legend(loc="best", fontsize=9)
 
 
-def ssl_panel(*, iters: int = 600, loss: str = "gm_1st", lam: float = 5.0, beta: float = 0.5,
+def training_panel(*, iters: int = 600, loss: str = "gm_1st", lam: float = 5.0, beta: float = 0.5,
               tau: float = 0.2, autorun: bool = True):
     """A Train button over :func:`train_ssl`: choose the loss, λ, β, τ, the I-MLE noise and the seed;
     the learning curves of the run are drawn (runs are cached, so a setting already trained is instant)."""

@@ -786,12 +786,12 @@ def _eval_epochs(run: ClusterRun) -> np.ndarray:
     return run.history.get("nmi_iter", run.history["iter"])
 
 
-def draw_run(axes, run: ClusterRun, *, others: dict | None = None) -> dict:
+def draw_run(axes, run: ClusterRun, *, reference_runs: dict | None = None) -> dict:
     """Learning curves of a clustering run on 3 axes: NMI per epoch (final epoch marked, the best one
-    ringed), the loss, and the cluster sizes at the end.  ``others``: runs to draw faintly for comparison."""
+    ringed), the loss, and the cluster sizes at the end.  ``reference_runs``: runs to draw faintly for comparison."""
     h = run.history
     ax = axes[0]
-    for name, other in (others or {}).items():
+    for name, other in (reference_runs or {}).items():
         ax.plot(_eval_epochs(other), other.history["nmi"], color=METHOD_COLORS[other.params["method"]],
                 lw=1, alpha=0.45, label=f"{name} (final {other.nmi:.3f})")
     color = METHOD_COLORS[run.params["method"]]
@@ -816,9 +816,9 @@ def draw_run(axes, run: ClusterRun, *, others: dict | None = None) -> dict:
     return {"nmi": run.nmi, "best_nmi": run.best_nmi}
 
 
-def training_panel(*, others: dict | None = None, autorun: bool = True, **defaults):
+def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, **defaults):
     """A Train button over :func:`train_clustering`: method, tau, K, r, epochs, seed.  Draws the run's
-    NMI per epoch (final epoch marked, best ringed), its loss and cluster sizes; ``others`` (name ->
+    NMI per epoch (final epoch marked, best ringed), its loss and cluster sizes; ``reference_runs`` (name ->
     run) are drawn faintly on the NMI plot."""
     import ipywidgets as W
 
@@ -842,7 +842,7 @@ def training_panel(*, others: dict | None = None, autorun: bool = True, **defaul
                                 r=values["r"], epochs=values["epochs"], seed=values["seed"], progress=progress)
 
     def draw(axes, result, _values):
-        state = draw_run(axes[0], result, others=others)
+        state = draw_run(axes[0], result, reference_runs=reference_runs)
         state["status"] = f"{result!r} in {result.seconds:.1f} s"
         return state
 

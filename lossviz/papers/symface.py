@@ -736,7 +736,7 @@ def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, tau: float = 0.
     return widgets.Panel(controls, fig, draw)
 
 
-def train_panel(*, iters: int = 500, autorun: bool = True, **defaults):
+def training_panel(*, iters: int = 500, autorun: bool = True, **defaults):
     """A Train button over :func:`train_symface` (cached by parameters).  Each press also trains
     (or fetches) the same setting with ``w_sym = 0``, the ArcFace baseline.  Draws the learning
     curves of both and the collapse histogram; the status line gives TAR at FAR 1e-2."""

@@ -474,7 +474,7 @@ def learning_curves(axes, runs, *, labels=None):
     return axes
 
 
-def train_panel(*, iters: int = 300, autorun: bool = True, unpg: bool = True, s: float = 30.0, m: float = 0.3,
+def training_panel(*, iters: int = 300, autorun: bool = True, unpg: bool = True, s: float = 30.0, m: float = 0.3,
                 w: float = 1.5, kind: str = "arcface", seed: int = 0):
     """A Train button over :func:`train_faces`: ArcFace / CosFace with or without UNPG, ``s``, ``m``,
     ``w`` and the seed.  Draws :func:`learning_curves` against the plain margin softmax with the
