@@ -41,15 +41,17 @@ from .pairs import (
     ms_loss_formula,
     triplet_loss,
 )
-from .similarity import pair_masks, similarity
+from .pml import from_pml
+from .similarity import pair_masks, similarity, similarity_formula
 from .weights import active_fraction, pair_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MS_PRESETS", "PAIR_LOSSES", "active_fraction", "binomial_deviance_loss", "contrastive_loss",
+    "MS_PRESETS", "PAIR_LOSSES", "active_fraction", "from_pml", "binomial_deviance_loss", "contrastive_loss",
     "lifted_structure_loss", "map_at_r", "ms_loss", "ms_loss_formula", "ms_mining", "pair_masks", "pair_weights",
-    "recall_at_k", "set_validation", "similarity", "triplet_loss", "validation", "validation_enabled",
+    "recall_at_k", "set_validation", "similarity",
+    "similarity_formula", "triplet_loss", "validation", "validation_enabled",
     "nt_xent_loss", "supcon_loss", "arcface_loss", "cosface_loss", "cosine_logits", "margin_softmax_loss",
     "normface_loss", "proxy_weights", "roc_auc", "tar_at_far", "checks", "data", "metrics", "models",
     "augment", "hard_nt_xent_loss", "negative_weight_entropy", "nt_xent_weights", "relative_penalty",

@@ -36,7 +36,7 @@ DEFAULTS = {
 KINDS = tuple(DEFAULTS)
 
 
-def _generator(generator) -> torch.Generator | None:
+def as_generator(generator) -> torch.Generator | None:
     """A torch.Generator from a Generator, an int seed, or None (torch's global generator)."""
     if generator is None or isinstance(generator, torch.Generator):
         return generator
@@ -106,14 +106,14 @@ def augment(x, kind: str, generator=None, **strength) -> torch.Tensor:
         raise ValueError(f"digits inputs are 8 x 8 images flattened to 64 pixels; got {x.shape[1]} features")
     if kind == "mnist1d" and x.shape[1] < 2:
         raise ValueError(f"mnist1d inputs are signals of length >= 2; got {x.shape[1]}")
-    g = _generator(generator)
+    g = as_generator(generator)
     view = _digits_view if kind == "digits" else _mnist1d_view
     return view(x, g, **knobs)
 
 
 def two_views(x, kind: str, generator=None, **strength) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent random views of each row of ``x``: ``(view1, view2)``, each shaped like ``x``."""
-    g = _generator(generator)
+    g = as_generator(generator)
     return augment(x, kind, g, **strength), augment(x, kind, g, **strength)
 
 

@@ -93,11 +93,41 @@ def check_anchors(anchors, n_rows: int, n_cols: int, device: torch.device) -> to
     return anchors if anchors.device == device else anchors.to(device)
 
 
-def integer(value, name: str, low: int = 0) -> int:
-    """``value`` as an int, if it is an integer (not a bool) ``>= low``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+def integer(value, name: str, low: int = 0, high: int | None = None) -> int:
+    """``value`` as an int, if it is an integer (not a bool) ``>= low`` (and ``<= high``)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
+            or (high is not None and value > high)):
+        span = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {span}; got {value!r}")
     return int(value)
+
+
+def fraction(value, name: str, *, zero_ok: bool = True, high: float = 1.0) -> float:
+    """A number in ``[0, high]`` (``(0, high]`` with ``zero_ok=False``): shares, mixing weights."""
+    v = _number(value, name)
+    if not (0 <= v <= high) or (v == 0 and not zero_ok):
+        raise ValueError(f"{name} must be in {'[0' if zero_ok else '(0'}, {high:g}]; got {value}")
+    return v
+
+
+def choice(value, name: str, options):
+    """``value``, if it is one of ``options`` (names of losses, modes, datasets)."""
+    try:
+        if value in options:
+            return value
+    except TypeError:                       # an unhashable value is in no set of names
+        pass
+    raise ValueError(f"unknown {name} {value!r}; choose one of {list(options)}")
+
+
+def temperature(tau, name: str = "tau (the temperature)") -> float:
+    """``tau`` as a finite float > 0, or a ValueError that names it (a temperature of 0 would
+    divide S by zero; a negative one would reward pushing positives apart)."""
+    tau = finite(tau, name)
+    if tau == 0:
+        raise ValueError(f"{name} must be > 0; got 0: a temperature of 0 divides S by zero. "
+                         "Typical values are 0.05 to 0.5")
+    return positive(tau, name)
 
 
 def positive(value, name: str) -> float:

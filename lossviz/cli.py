@@ -1,10 +1,11 @@
-"""``python -m lossviz.train``: train an image embedding with any lossviz loss on CUB-200-2011,
+"""``lossviz-train`` (or ``python -m lossviz``): train an image embedding with any lossviz loss on CUB-200-2011,
 Cars196 or Stanford Online Products, from a folder on disk (nothing is downloaded).
 
 The loop is the usual one of deep metric learning: P x K batches (:class:`lossviz.data.PKSampler`),
 a backbone with an L2-normalised linear head (:mod:`lossviz.backbones`), the loss as a function of
 the batch's similarity matrix, Adam, and Recall@K / MAP@R on the test classes every
-``--eval-every`` iterations.  ``main(argv)`` is the entry point (the tests call it directly).
+``--eval-every`` iterations.  ``--loss`` takes every loss ``L(S, labels)`` of :data:`lossviz.train.LOSSES`
+(the pair losses and the InfoNCE family).  ``main(argv)`` is the entry point (the tests call it directly).
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from . import checks, metrics
 from .backbones import BACKBONES, embedding_net, load_weights
 from .data import PKSampler
 from .images import LAYOUTS, ImageDataset, read_splits
-from .pairs import MS_PRESETS, PAIR_LOSSES
+from . import __version__
+from .pairs import MS_PRESETS
 from .similarity import similarity
+from .train import LOSSES
 
 EPILOG = """\
 example: MS loss with the official code's knobs, a ResNet-18 from a local ImageNet state dict,
 on CUB-200-2011 (train on classes 1-100, test on 101-200):
 
-  python -m lossviz.train --data ~/data/CUB_200_2011 --loss ms --preset official_code \\
+  lossviz-train --data ~/data/CUB_200_2011 --loss ms --preset official_code \\
       --backbone resnet18 --weights ~/weights/resnet18-f37072fd.pth --dim 512 \\
       --p 8 --k 4 --iters 3000 --lr 1e-5 --eval-every 500 --out runs/cub_ms
 
@@ -40,7 +43,7 @@ on CUB-200-2011 (train on classes 1-100, test on 101-200):
 
 a quick run on a CPU (tiny network, small images, knobs of the triplet loss):
 
-  python -m lossviz.train --data ~/data/cars196 --loss triplet --knob margin=0.1 \\
+  lossviz-train --data ~/data/cars196 --loss triplet --knob margin=0.1 \\
       --knob mining=semihard --backbone tiny --image-size 64 --iters 200 --device cpu
 
 --out receives last.pt (every evaluation), best.pt (highest test Recall@1 so far) and
@@ -107,14 +110,22 @@ def parse_knob(text: str) -> tuple:
         return name, raw
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m lossviz.train", epilog=EPILOG,
+        prog=prog, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train an image embedding with a lossviz pair loss on CUB-200-2011, Cars196\n"
                     "or Stanford Online Products (a folder on disk; nothing is downloaded), and\n"
                     "evaluate Recall@K and MAP@R on the test classes (the zero-shot class split\n"
                     "of the literature).")
+    p.add_argument("--version", action="version", version=f"lossviz {__version__}")
+    for add in (_data_arguments, _loss_arguments, _model_arguments, _run_arguments):
+        add(p)
+    return p
+
+
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the images are and how to read them."""
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, metavar="ROOT",
                    help="dataset folder, in one of the standard layouts")
@@ -125,14 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), metavar="N",
                    help="DataLoader worker processes (default min(8, CPUs); 0: the main process)")
 
+
+def _loss_arguments(p: argparse.ArgumentParser) -> None:
+    """Which pair loss, with which knobs."""
     g = p.add_argument_group("loss")
-    g.add_argument("--loss", choices=sorted(PAIR_LOSSES), default="ms",
-                   help="a loss of lossviz.PAIR_LOSSES (default ms)")
+    g.add_argument("--loss", choices=sorted(LOSSES), default="ms",
+                   help="a loss L(S, labels) of lossviz.train.LOSSES: the pair losses and the InfoNCE "
+                        "family (default ms)")
     g.add_argument("--knob", type=parse_knob, action="append", default=[], metavar="NAME=VALUE",
                    help="a keyword of the loss, repeatable: --knob beta=40 --knob mining=false")
     g.add_argument("--preset", choices=sorted(MS_PRESETS),
                    help="MS knobs of lossviz.MS_PRESETS (with --loss ms; --knob overrides one)")
 
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    """The backbone, the embedding and Adam."""
     g = p.add_argument_group("model and optimiser")
     g.add_argument("--backbone", choices=sorted(BACKBONES), default="resnet18",
                    help="default resnet18")
@@ -154,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--amp", action="store_true",
                    help="bfloat16 autocast on cuda or cpu (the losses still run in float32)")
 
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """Device, seed, evaluation, output folder and checkpoints."""
     g = p.add_argument_group("run")
     g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                    help="default auto: cuda if available, else mps, else cpu")
@@ -174,7 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "random state; the command line sets the rest (e.g. a larger --iters)")
     g.add_argument("--overwrite", action="store_true",
                    help="start afresh even if --out already holds a run")
-    return p
 
 
 # ---------------------------------------------------------------------------- set-up checks
@@ -194,7 +214,7 @@ def pick_device(name: str) -> torch.device:
 
 def loss_and_knobs(loss: str, knob_list, preset: str | None):
     """The loss function and its keyword arguments, tried on a tiny batch before data is read."""
-    fn = PAIR_LOSSES[loss]
+    fn = LOSSES[loss]
     knobs = {}
     if preset is not None:
         if loss != "ms":
@@ -298,9 +318,10 @@ def embed(model, loader, device, amp: bool = False) -> tuple[torch.Tensor, torch
     return torch.cat(zs), torch.cat(ys)
 
 
-def main(argv=None) -> list:
-    """Parse ``argv`` (default ``sys.argv[1:]``), train and evaluate; the evaluation records."""
-    parser = build_parser()
+def main(argv=None, prog: str | None = None) -> list:
+    """Parse ``argv`` (default ``sys.argv[1:]``), train and evaluate; the evaluation records.
+    ``prog`` is the command's name in the help (default: the console script's, ``lossviz-train``)."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         ready = _prepare(args)
@@ -310,35 +331,63 @@ def main(argv=None) -> list:
 
 
 def _fit(args, *, fn, knobs, device, splits, out, ckpt, model) -> list:
-    from tqdm.auto import tqdm
-
     out.mkdir(parents=True, exist_ok=True)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sampler = PKSampler(np.asarray(splits.train_labels), args.p, args.k, seed=args.seed)
-    start, best = 0, -1.0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        for group in opt.param_groups:  # the command line wins
-            group["lr"], group["weight_decay"] = args.lr, args.weight_decay
-        start, best = int(ckpt["iteration"]), float(ckpt["best_recall_at_1"])
-        sampler.rng.bit_generator.state = ckpt["rng"]["sampler"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and ckpt["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    start, best = (0, -1.0) if ckpt is None else _resume(ckpt, args, model, opt, sampler, device)
     if start >= args.iters:
         print(f"{out}: the checkpoint is at iteration {start}, --iters is {args.iters}: "
               "nothing to do", file=sys.stderr)
         return []
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one image size: let cuDNN pick its fastest kernels
+    train_loader, test_loader = _loaders(args, splits, sampler, start, pin=device.type == "cuda")
+    if ckpt is None:  # a fresh run (or --overwrite): nothing of an old run may remain
+        for name in ("metrics.jsonl", "last.pt", "best.pt"):
+            (out / name).unlink(missing_ok=True)
+    print(f"{splits!r}\nloss {args.loss} {knobs}, {args.backbone} -> {args.dim}, "
+          f"{args.p} x {args.k} batches, device {device}, output {out}")
+    log = _Log(args, model, opt, sampler, splits.layout, knobs, out, device, test_loader, start, best)
+    try:
+        if ckpt is None:
+            log.evaluate()  # the untrained (or pretrained) embedding: the baseline
+        with checks.validation(False):  # well-formed batches by construction: no per-step syncs
+            for x, y in train_loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.amp):
+                    z = model(x)
+                value = fn(similarity(z.float()), y, **knobs)  # S in float32: exp(beta S) is touchy
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                opt.step()
+                log.step(value.detach())
+    except KeyboardInterrupt:
+        log.interrupted()
+    log.bar.close()
+    return log.records
 
-    pin = device.type == "cuda"
-    # Each loader has its own generator, so that starting it does not draw from the global torch
-    # RNG: that one draws the crops and flips (with --workers 0) and is checkpointed.  With
-    # --workers 0 a resumed run is then the same as one that never stopped; with workers, the
-    # batches the workers had prefetched when last.pt was written are skipped.
+
+def _resume(ckpt: dict, args, model, opt, sampler, device) -> tuple[int, float]:
+    """Load a checkpoint's model, optimiser and random states; ``(iteration, best Recall@1)``."""
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    for group in opt.param_groups:  # the command line wins
+        group["lr"], group["weight_decay"] = args.lr, args.weight_decay
+    sampler.rng.bit_generator.state = ckpt["rng"]["sampler"]
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if device.type == "cuda" and ckpt["rng"]["cuda"]:
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    return int(ckpt["iteration"]), float(ckpt["best_recall_at_1"])
+
+
+def _loaders(args, splits, sampler, start: int, *, pin: bool):
+    """The training loader (P x K batches from ``sampler``, for the iterations left) and the test loader.
+
+    Each loader has its own generator, so that starting it does not draw from the global torch
+    RNG: that one draws the crops and flips (with --workers 0) and is checkpointed.  With
+    --workers 0 a resumed run is then the same as one that never stopped; with workers, the
+    batches the workers had prefetched when last.pt was written are skipped."""
     train_loader = torch.utils.data.DataLoader(
         ImageDataset(splits.train_paths, splits.train_labels, size=args.image_size, train=True),
         batch_sampler=_Batches(sampler, args.iters - start), num_workers=args.workers,
@@ -347,74 +396,74 @@ def _fit(args, *, fn, knobs, device, splits, out, ckpt, model) -> list:
         ImageDataset(splits.test_paths, splits.test_labels, size=args.image_size),
         batch_size=args.batch_eval, num_workers=args.workers, pin_memory=pin,
         persistent_workers=args.workers > 0, generator=torch.Generator())
-    amp = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": args.amp}
-    records = []
-    t0 = time.perf_counter()
-    loss_sum, loss_count = torch.zeros((), device=device), 0
+    return train_loader, test_loader
 
-    def checkpoint(it: int, record: dict | None) -> dict:
-        rng = {"torch": torch.get_rng_state(), "sampler": sampler.rng.bit_generator.state,
-               "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
-        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
-                "args": dict(vars(args)), "layout": splits.layout, "knobs": knobs,
-                "best_recall_at_1": best, "metrics": record, "rng": rng}
 
-    def evaluate(it: int) -> None:
-        nonlocal best, loss_sum, loss_count
-        z, y = embed(model, test_loader, device, args.amp)
-        scores = metrics.retrieval_scores(z if device.type == "cuda" else z.cpu(), y, ks=tuple(args.recall_ks))
+class _Log:
+    """A run's bookkeeping: the progress bar, the running training loss, the evaluations (printed,
+    appended to metrics.jsonl) and the checkpoints (last.pt after each evaluation, best.pt at the
+    best Recall@1)."""
+
+    def __init__(self, args, model, opt, sampler, layout, knobs, out, device, test_loader, start: int, best: float):
+        from tqdm.auto import tqdm
+
+        self.args, self.model, self.opt, self.sampler = args, model, opt, sampler
+        self.layout, self.knobs, self.out, self.device, self.test_loader = layout, knobs, out, device, test_loader
+        self.it, self.best, self.records = start, best, []
+        self.loss_sum, self.loss_count = torch.zeros((), device=device), 0
+        self.t0 = time.perf_counter()
+        self.bar = tqdm(total=args.iters, initial=start, desc=args.loss, dynamic_ncols=True)
+        model.train()
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Count one training step; evaluate when it is time."""
+        self.it += 1
+        self.loss_sum += loss
+        self.loss_count += 1
+        self.bar.update(1)
+        if self.it % 10 == 0 or self.it == self.args.iters:  # reading the loss costs a device sync
+            current = float(loss)
+            if not math.isfinite(current):
+                raise SystemExit(f"error: the loss became {current} at iteration {self.it}; "
+                                 "lower --lr or the loss's scales (--knob). last.pt holds "
+                                 "the last evaluation.")
+            self.bar.set_postfix(loss=f"{current:.4f}", best_R1=f"{self.best:.4f}")
+        if self.it % self.args.eval_every == 0 or self.it == self.args.iters:
+            self.evaluate()
+
+    def checkpoint(self, record: dict | None) -> dict:
+        cuda = self.device.type == "cuda"
+        rng = {"torch": torch.get_rng_state(), "sampler": self.sampler.rng.bit_generator.state,
+               "cuda": torch.cuda.get_rng_state_all() if cuda else []}
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "iteration": self.it,
+                "args": dict(vars(self.args)), "layout": self.layout, "knobs": self.knobs,
+                "best_recall_at_1": self.best, "metrics": record, "rng": rng}
+
+    def evaluate(self) -> None:
+        args, it = self.args, self.it
+        z, y = embed(self.model, self.test_loader, self.device, args.amp)
+        scores = metrics.retrieval_scores(z if self.device.type == "cuda" else z.cpu(), y, ks=tuple(args.recall_ks))
         record = {"iter": it, **scores,
-                  "train_loss": float(loss_sum) / loss_count if loss_count else None,
-                  "seconds": round(time.perf_counter() - t0, 3)}
-        loss_sum, loss_count = torch.zeros((), device=device), 0
-        records.append(record)
-        with open(out / "metrics.jsonl", "a") as f:
+                  "train_loss": float(self.loss_sum) / self.loss_count if self.loss_count else None,
+                  "seconds": round(time.perf_counter() - self.t0, 3)}
+        self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
+        self.records.append(record)
+        with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         recalls = "  ".join(f"R@{k} {scores[f'recall_at_{k}']:.4f}" for k in args.recall_ks)
-        bar.write(f"iter {it}: {recalls}  MAP@R {scores['map_at_r']:.4f}")
-        if scores["recall_at_1"] > best:
-            best = scores["recall_at_1"]
-            _save(checkpoint(it, record), out / "best.pt")
-        _save(checkpoint(it, record), out / "last.pt")
+        self.bar.write(f"iter {it}: {recalls}  MAP@R {scores['map_at_r']:.4f}")
+        if scores["recall_at_1"] > self.best:
+            self.best = scores["recall_at_1"]
+            _save(self.checkpoint(record), self.out / "best.pt")
+        _save(self.checkpoint(record), self.out / "last.pt")
 
-    if ckpt is None:  # a fresh run (or --overwrite): nothing of an old run may remain
-        for name in ("metrics.jsonl", "last.pt", "best.pt"):
-            (out / name).unlink(missing_ok=True)
-    print(f"{splits!r}\nloss {args.loss} {knobs}, {args.backbone} -> {args.dim}, "
-          f"{args.p} x {args.k} batches, device {device}, output {out}")
-    bar = tqdm(total=args.iters, initial=start, desc=args.loss, dynamic_ncols=True)
-    it = start
-    model.train()
-    try:
-        if ckpt is None:
-            evaluate(0)  # the untrained (or pretrained) embedding: the baseline
-        with checks.validation(False):  # well-formed batches by construction: no per-step syncs
-            for x, y in train_loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with torch.autocast(**amp):
-                    z = model(x)
-                value = fn(similarity(z.float()), y, **knobs)  # S in float32: exp(beta S) is touchy
-                opt.zero_grad(set_to_none=True)
-                value.backward()
-                opt.step()
-                it += 1
-                loss_sum += value.detach()
-                loss_count += 1
-                bar.update(1)
-                if it % 10 == 0 or it == args.iters:  # reading the loss costs a device sync
-                    current = float(value.detach())
-                    if not math.isfinite(current):
-                        raise SystemExit(f"error: the loss became {current} at iteration {it}; "
-                                         "lower --lr or the loss's scales (--knob). last.pt holds "
-                                         "the last evaluation.")
-                    bar.set_postfix(loss=f"{current:.4f}", best_R1=f"{best:.4f}")
-                if it % args.eval_every == 0 or it == args.iters:
-                    evaluate(it)
-    except KeyboardInterrupt:
-        _save(checkpoint(it, None), out / "last.pt")
-        bar.close()
-        print(f"\ninterrupted: saved {out / 'last.pt'} at iteration {it}; continue with --resume",
+    def interrupted(self) -> None:
+        _save(self.checkpoint(None), self.out / "last.pt")
+        self.bar.close()
+        print(f"\ninterrupted: saved {self.out / 'last.pt'} at iteration {self.it}; continue with --resume",
               file=sys.stderr)
         raise SystemExit(130) from None
-    bar.close()
-    return records
+
+
+if __name__ == "__main__":  # python -m lossviz.cli
+    main(prog="python -m lossviz.cli")

@@ -25,18 +25,7 @@ import math
 import torch
 
 from . import checks
-from .pairs import _working
-from .similarity import pair_batch
-
-
-def _temperature(tau) -> float:
-    """``tau`` as a finite float > 0, or a ValueError that names it (a temperature of 0 would
-    divide S by zero; a negative one would reward pushing positives apart)."""
-    tau = checks.finite(tau, "tau (the temperature)")
-    if tau == 0:
-        raise ValueError("tau (the temperature) must be > 0; got 0: a temperature of 0 divides S by "
-                         "zero. Typical values are 0.05 to 0.5")
-    return checks.positive(tau, "tau (the temperature)")
+from .similarity import masked_logsumexp, pair_batch, upcast
 
 
 def nt_xent_loss(S, labels, *, tau: float = 0.1, anchors=None) -> torch.Tensor:
@@ -60,20 +49,15 @@ def nt_xent_loss(S, labels, *, tau: float = 0.1, anchors=None) -> torch.Tensor:
     ``logaddexp(S_ip / tau, LSE_i) - S_ip / tau``.
     """
     S, pos, neg = pair_batch(S, labels, anchors)
-    tau = _temperature(tau)
-    return _nt_xent(_working(S) / tau, pos, neg)
+    tau = checks.temperature(tau)
+    return _nt_xent(upcast(S) / tau, pos, neg)
 
 
 def _nt_xent(z: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """NT-Xent on logits ``z = S / tau`` with the given positive and negative masks."""
-    has_neg = neg.any(dim=1, keepdim=True)
-    # Outside N_i a row holds -inf; a row without negatives holds 0 instead (its terms are masked
-    # out below), so that logsumexp's gradient stays finite rather than 0 * NaN.
-    fill = torch.where(has_neg, -math.inf, 0.0)
-    lse_neg = torch.logsumexp(torch.where(neg, z, fill), dim=1, keepdim=True)
-    terms = torch.logaddexp(z, lse_neg) - z
-    total = torch.where(pos & has_neg, terms, 0.0).sum()
-    return total / pos.sum().clamp(min=1)
+    lse_neg = masked_logsumexp(z, neg, keepdim=True)      # -inf for an anchor without negatives ...
+    terms = torch.logaddexp(z, lse_neg) - z               # ... whose terms are then exactly 0
+    return torch.where(pos, terms, 0.0).sum() / pos.sum().clamp(min=1)
 
 
 def supcon_loss(S, labels, *, tau: float = 0.1, anchors=None) -> torch.Tensor:
@@ -92,10 +76,10 @@ def supcon_loss(S, labels, *, tau: float = 0.1, anchors=None) -> torch.Tensor:
     a positive ``(1/|P_i| - q_k) / tau`` (it is pushed *away* when ``q_k > 1/|P_i|``, sign flipped).
     """
     S, pos, neg = pair_batch(S, labels, anchors)
-    tau = _temperature(tau)
-    z = _working(S) / tau
+    tau = checks.temperature(tau)
+    z = upcast(S) / tau
     # Every row has at least one k != i (pair_batch asks for >= 2 columns), so no row is all -inf.
-    lse = torch.logsumexp(torch.where(pos | neg, z, -math.inf), dim=1, keepdim=True)
+    lse = masked_logsumexp(z, pos | neg, keepdim=True)
     n_pos = pos.sum(dim=1)
     per_anchor = torch.where(pos, lse - z, 0.0).sum(dim=1) / n_pos.clamp(min=1)
     return per_anchor.sum() / (n_pos > 0).sum().clamp(min=1)
@@ -107,14 +91,11 @@ def supcon_loss(S, labels, *, tau: float = 0.1, anchors=None) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------
 
 def _softmax_rows(z: torch.Tensor, neg: torch.Tensor):
-    """``(log_r, lse_neg, has_neg)``: the log-softmax of ``z`` over each row's negatives (-inf
-    elsewhere), the row's ``log sum_{n in N_i} e^{z_in}``, and which rows have a negative.  A row
-    without negatives is filled with 0 instead of -inf, so nothing is ever NaN (callers mask it)."""
-    has_neg = neg.any(dim=1, keepdim=True)
-    fill = torch.where(has_neg, -math.inf, 0.0)
-    masked = torch.where(neg, z, fill)
-    lse_neg = torch.logsumexp(masked, dim=1, keepdim=True)
-    return masked - lse_neg, lse_neg, has_neg
+    """``(log_r, lse_neg, has_neg)``: the log-softmax of ``z`` over each row's negatives (0 off the
+    negatives, so that ``r log r`` and every gradient stay finite; callers mask it), the row's
+    ``log sum_{n in N_i} e^{z_in}`` (-inf without negatives), and which rows have a negative."""
+    lse_neg = masked_logsumexp(z, neg, keepdim=True)
+    return torch.where(neg, z - lse_neg, 0.0), lse_neg, neg.any(dim=1, keepdim=True)
 
 
 def relative_penalty(S, labels, *, tau: float = 0.1, anchors=None) -> torch.Tensor:
@@ -132,8 +113,8 @@ def relative_penalty(S, labels, *, tau: float = 0.1, anchors=None) -> torch.Tens
     ``anchors`` conventions as :func:`nt_xent_loss`; no positive pair is needed.
     """
     S, _, neg = pair_batch(S, labels, anchors, need_positive=False)
-    tau = _temperature(tau)
-    log_r, _, _ = _softmax_rows(_working(S) / tau, neg)
+    tau = checks.temperature(tau)
+    log_r, _, _ = _softmax_rows(upcast(S) / tau, neg)
     return torch.where(neg, log_r.exp(), 0.0)
 
 
@@ -151,8 +132,8 @@ def negative_weight_entropy(S, labels, *, tau: float = 0.1, anchors=None,
     one entropy per anchor (row), 0 for an anchor without negatives.
     """
     S, _, neg = pair_batch(S, labels, anchors, need_positive=False)
-    tau = _temperature(tau)
-    log_r, _, _ = _softmax_rows(_working(S) / tau, neg)
+    tau = checks.temperature(tau)
+    log_r, _, _ = _softmax_rows(upcast(S) / tau, neg)
     H = -torch.where(neg, log_r.exp() * log_r, 0.0).sum(dim=1)
     if normalized:
         n_neg = neg.sum(dim=1).to(H.dtype)
@@ -180,8 +161,8 @@ def nt_xent_weights(S, labels, *, tau: float = 0.1, anchors=None, signed: bool =
     the gradient: ``-w`` on positives (pulled together), ``+w`` on negatives (pushed apart).
     """
     S, pos, neg = pair_batch(S, labels, anchors)
-    tau = _temperature(tau)
-    z = _working(S) / tau
+    tau = checks.temperature(tau)
+    z = upcast(S) / tau
     log_r, lse_neg, has_neg = _softmax_rows(z, neg)
     w_pos = torch.where(pos & has_neg, torch.sigmoid(lse_neg - z), 0.0)   # 1 - q_p, never 1 - (a rounded 1)
     w_neg = torch.where(neg, log_r.exp(), 0.0) * w_pos.sum(dim=1, keepdim=True)
@@ -223,7 +204,7 @@ def simple_contrastive_loss(S, labels, *, lam: float = 0.01, anchors=None) -> to
     """
     S, pos, neg = pair_batch(S, labels, anchors)
     lam = checks.non_negative(lam, "lam (the weight of each negative)")
-    S = _working(S)
+    S = upcast(S)
     push = torch.where(neg, S, 0.0).sum(dim=1, keepdim=True)
     total = torch.where(pos, -S + lam * push, 0.0).sum()
     return total / pos.sum().clamp(min=1)
@@ -245,13 +226,23 @@ def hard_nt_xent_loss(S, labels, *, tau: float = 0.1, frac: float = 0.1, anchors
     official code was published): we keep a fixed fraction of each anchor's negatives.
     """
     S, pos, neg = pair_batch(S, labels, anchors)
-    tau = _temperature(tau)
+    tau = checks.temperature(tau)
     frac = checks.positive(frac, "frac (the fraction of negatives kept)")
     if frac > 1:
         raise ValueError(f"frac (the fraction of negatives kept) must be in (0, 1]; got {frac}")
-    z = _working(S) / tau
+    z = upcast(S) / tau
     n_neg = neg.sum(dim=1, keepdim=True)
     k = (n_neg * frac).ceil().long().clamp(min=1)
     ranked = torch.where(neg, z, -math.inf).detach().sort(dim=1, descending=True).values
     threshold = ranked.gather(1, (k - 1).clamp(max=z.shape[1] - 1))
     return _nt_xent(z, pos, neg & (z.detach() >= threshold))
+
+
+#: The InfoNCE-family losses by short name: like :data:`lossviz.pairs.PAIR_LOSSES`, each is a
+#: function ``loss(S, labels, **knobs)`` (labels may hold any number of samples per class).
+CONTRASTIVE_LOSSES = {
+    "nt_xent": nt_xent_loss,
+    "supcon": supcon_loss,
+    "hard_nt_xent": hard_nt_xent_loss,
+    "simple_contrastive": simple_contrastive_loss,
+}

@@ -41,7 +41,10 @@ def cosine_logits(emb, weights) -> torch.Tensor:
     return F.normalize(emb, dim=1) @ F.normalize(weights, dim=1).T
 
 
-def _check_cos(cos, labels):
+def cosine_batch(cos, labels):
+    """``(cos, labels)`` checked: a B x K float matrix of cosines to K class weights (K >= 2) and B
+    integer labels in ``[0, K)``; the margin losses' input, as :func:`lossviz.similarity.pair_batch`
+    is the pair losses'."""
     cos = checks.as_float_tensor(cos, "cos (cosines, B x K)", 2)
     labels = checks.check_labels(labels, cos.shape[0], cos.device)
     if checks.validation_enabled():
@@ -64,7 +67,7 @@ def margin_logits(cos, labels, *, s: float = 64.0, m: float = 0.5, kind: str = "
     ``easy_threshold=True`` switches to the common fall-back ``cos θ - m sin m`` there (insightface's
     code; not part of the original formula, off by default).
     """
-    cos, labels = _check_cos(cos, labels)
+    cos, labels = cosine_batch(cos, labels)
     s = checks.positive(s, "s (the scale)")
     m = checks.non_negative(m, "m (the margin)")
     if kind not in MARGINS:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from . import checks
 from .mining import ms_mining, ms_mining_masks
-from .similarity import pair_batch
+from .similarity import masked_logsumexp, pair_batch, upcast
 
 #: Multi-Similarity hyper-parameters: the paper, the official code (MalongTech/research-ms-loss),
 #: pytorch-metric-learning's defaults, and the tuned values of "A Metric Learning Reality Check"
@@ -35,11 +35,6 @@ MS_PRESETS = {
     "pml": dict(alpha=2.0, beta=50.0, lam=0.5, eps=0.1),
     "mlrc_cub": dict(alpha=17.97, beta=75.66, lam=0.77, eps=0.39),
 }
-
-
-def _working(S: torch.Tensor) -> torch.Tensor:
-    """Half-precision similarities are upcast: exp(beta * S) must not overflow float16."""
-    return S.float() if S.dtype in (torch.float16, torch.bfloat16) else S
 
 
 #: Stand-in for -inf in :func:`_ms_terms`: ``e^-60 ~ 1e-26`` vanishes next to the sum's ``1``
@@ -123,7 +118,7 @@ def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0
     S, pos, neg = pair_batch(S, labels, anchors)
     alpha, beta = checks.positive(alpha, "alpha"), checks.positive(beta, "beta")
     lam, eps = checks.finite(lam, "lam"), checks.non_negative(eps, "eps")
-    x = _working(S)
+    x = upcast(S)
     if mining:
         pos, neg = ms_mining_masks(x, pos, neg, eps)
     if weighting:
@@ -142,7 +137,7 @@ def contrastive_loss(S, labels, *, lam: float = 0.5, anchors=None) -> torch.Tens
     """
     S, pos, neg = pair_batch(S, labels, anchors)
     lam = checks.finite(lam, "lam")
-    x = _working(S)
+    x = upcast(S)
     per_anchor = torch.where(pos, 1 - x, 0.0).sum(dim=1) + torch.where(neg, F.relu(x - lam), 0.0).sum(dim=1)
     return per_anchor.mean()
 
@@ -166,7 +161,7 @@ def triplet_loss(S, labels, *, margin: float = 0.1, mining: str = "all", anchors
     margin = checks.non_negative(margin, "margin")
     if mining not in ("all", "semihard"):
         raise ValueError(f"mining must be 'all' or 'semihard'; got {mining!r}")
-    x = _working(S)
+    x = upcast(S)
     # y[a, j]: the (j+1)-th least similar positive of anchor a; +inf after its last one.
     y = torch.where(pos, x, math.inf).sort(dim=1).values
     if mining == "all":
@@ -227,7 +222,7 @@ def binomial_deviance_loss(S, labels, *, alpha: float = 2.0, beta: float = 40.0,
     S, pos, neg = pair_batch(S, labels, anchors)
     alpha, beta = checks.positive(alpha, "alpha"), checks.positive(beta, "beta")
     lam = checks.finite(lam, "lam")
-    x = _working(S)
+    x = upcast(S)
     pos_term = torch.where(pos, F.softplus(-alpha * (x - lam)), 0.0).sum(dim=1) / pos.sum(dim=1).clamp(min=1)
     neg_term = torch.where(neg, F.softplus(beta * (x - lam)), 0.0).sum(dim=1) / neg.sum(dim=1).clamp(min=1)
     return (pos_term + neg_term).mean()
@@ -245,13 +240,10 @@ def lifted_structure_loss(S, labels, *, lam: float = 1.0, anchors=None) -> torch
     """
     S, pos, neg = pair_batch(S, labels, anchors)
     lam = checks.finite(lam, "lam")
-    x = _working(S)
-    valid = pos.any(dim=1) & neg.any(dim=1)
-    # Outside its sets a row holds -inf, or 0 for an invalid anchor so that its zero gradient stays finite.
-    fill = torch.where(valid, -math.inf, 0.0)[:, None]
-    per_anchor = F.relu(torch.logsumexp(torch.where(pos, lam - x, fill), dim=1)
-                        + torch.logsumexp(torch.where(neg, x, fill), dim=1))
-    return torch.where(valid, per_anchor, 0.0).mean()
+    x = upcast(S)
+    # An anchor without positives or without negatives has a -inf term, so relu gives it 0.
+    per_anchor = F.relu(masked_logsumexp(lam - x, pos) + masked_logsumexp(x, neg))
+    return per_anchor.mean()
 
 
 #: The pair losses of notebook 01 by short name, for widgets and the training harness.

@@ -61,16 +61,17 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: fl
     return fig, axes
 
 
-def _np(t) -> np.ndarray:
+def as_numpy(t) -> np.ndarray:
+    """A tensor (any device, with or without grad) or array-like as a float64 numpy array, for drawing."""
     return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=float)
 
 
 def class_order(labels) -> np.ndarray:
     """Indices that sort a batch by class (stable), so positive pairs form diagonal blocks."""
-    return np.argsort(_np(labels), kind="stable")
+    return np.argsort(as_numpy(labels), kind="stable")
 
 
-def _outline_classes(ax, labels_sorted) -> None:
+def outline_classes(ax, labels_sorted) -> None:
     """Draw the same-class blocks of a class-sorted matrix (where the positive pairs are)."""
     start = 0
     for i in range(1, len(labels_sorted) + 1):
@@ -83,8 +84,8 @@ def _outline_classes(ax, labels_sorted) -> None:
 def similarity_heatmap(ax, S, labels, *, title: str = "similarity S"):
     """S sorted by class, same-class blocks outlined in the positive colour."""
     o = class_order(labels)
-    im = ax.imshow(_np(S)[np.ix_(o, o)], cmap=SIM_CMAP, vmin=-1, vmax=1)
-    _outline_classes(ax, _np(labels)[o])
+    im = ax.imshow(as_numpy(S)[np.ix_(o, o)], cmap=SIM_CMAP, vmin=-1, vmax=1)
+    outline_classes(ax, as_numpy(labels)[o])
     ax.set(title=title, xlabel="sample j (sorted by class)", ylabel="anchor i")
     ax.grid(False)
     ax.figure.colorbar(im, ax=ax, shrink=0.8, label="$S_{ij}$ (cosine)")
@@ -96,10 +97,10 @@ def weight_heatmap(ax, W_signed, labels, *, title: str = "pair weights", colorba
 
     The colour scale is symmetric and set by the largest weight, so two losses compare by shape."""
     o = class_order(labels)
-    W = _np(W_signed)[np.ix_(o, o)]
+    W = as_numpy(W_signed)[np.ix_(o, o)]
     vmax = max(np.abs(W).max(), 1e-12)
     im = ax.imshow(W, cmap=WEIGHT_CMAP, norm=TwoSlopeNorm(0.0, -vmax, vmax))
-    _outline_classes(ax, _np(labels)[o])
+    outline_classes(ax, as_numpy(labels)[o])
     ax.set(title=title, xlabel="sample j (sorted by class)", ylabel="anchor i")
     ax.grid(False)
     if colorbar:
@@ -110,7 +111,7 @@ def weight_heatmap(ax, W_signed, labels, *, title: str = "pair weights", colorba
 def set_weight_image(im, W_signed, labels) -> None:
     """Update a :func:`weight_heatmap` image in place (for widgets)."""
     o = class_order(labels)
-    W = _np(W_signed)[np.ix_(o, o)]
+    W = as_numpy(W_signed)[np.ix_(o, o)]
     vmax = max(np.abs(W).max(), 1e-12)
     im.set_data(W)
     im.set_norm(TwoSlopeNorm(0.0, -vmax, vmax))
@@ -120,7 +121,7 @@ def weight_curves(ax, s, curves: dict, *, kind: str = "neg", title: str | None =
     """Pair weight against the pair's similarity, one line per setting (``{label: w}``)."""
     lines = []
     for label, w in curves.items():
-        (line,) = ax.plot(_np(s), _np(w), label=label)
+        (line,) = ax.plot(as_numpy(s), as_numpy(w), label=label)
         lines.append(line)
     who = "negative" if kind == "neg" else "positive"
     ax.set(xlabel=f"similarity $S_{{ij}}$ of the {who} pair", ylabel=f"weight $w^{{{'-' if kind == 'neg' else '+'}}}_{{ij}}$",
@@ -140,13 +141,13 @@ def mining_view(ax, S, labels, eps: float, *, anchors=None, mined=None):
     S_t = torch.as_tensor(S).detach()
     labels_t = torch.as_tensor(labels)
     mp, mn = ms_mining(S_t, labels_t, eps=eps) if mined is None else mined
-    Sn, y = _np(S_t), _np(labels_t)
+    Sn, y = as_numpy(S_t), as_numpy(labels_t)
     anchors = range(min(len(y), 12)) if anchors is None else anchors
     artists = []
     for row, i in enumerate(anchors):
         same = (y == y[i]) & (np.arange(len(y)) != i)
         diff = y != y[i]
-        for mask, mined_mask, color in ((same, _np(mp[i]) > 0, POS_COLOR), (diff, _np(mn[i]) > 0, NEG_COLOR)):
+        for mask, mined_mask, color in ((same, as_numpy(mp[i]) > 0, POS_COLOR), (diff, as_numpy(mn[i]) > 0, NEG_COLOR)):
             keep, drop = mask & mined_mask, mask & ~mined_mask
             artists.append(ax.scatter(Sn[i, keep], np.full(keep.sum(), row), s=28, color=color, zorder=3))
             artists.append(ax.scatter(Sn[i, drop], np.full(drop.sum(), row), s=28, facecolors="none",
@@ -168,8 +169,8 @@ def circle(ax, emb, labels, *, lam: float | None = None, title: str = "embedding
 
     With ``lam``, the cone ``S > lam`` around class 0's mean direction is shaded: a negative inside
     it is penalised by a loss with threshold ``lam``."""
-    z = _np(emb)
-    y = _np(labels).astype(int)
+    z = as_numpy(emb)
+    y = as_numpy(labels).astype(int)
     if z.shape[1] != 2:
         raise ValueError(f"circle() draws 2-D embeddings; got {z.shape[1]}-D")
     ang = np.arctan2(z[:, 1], z[:, 0])
@@ -220,8 +221,8 @@ def anchor_weights_view(ax, s_pos, s_neg, w_pos, w_neg, *, title: str = "one anc
     """One anchor's pair weights against similarity: the positive's pull as a blue stem pointing
     down, each negative's push as a vermillion stem pointing up, with their totals in the legend
     (for the InfoNCE family the two totals are equal)."""
-    s_pos, s_neg = np.atleast_1d(_np(s_pos)), _np(s_neg)
-    w_pos, w_neg = np.atleast_1d(_np(w_pos)), _np(w_neg)
+    s_pos, s_neg = np.atleast_1d(as_numpy(s_pos)), as_numpy(s_neg)
+    w_pos, w_neg = np.atleast_1d(as_numpy(w_pos)), as_numpy(w_neg)
     artists = []
     for s, w, color, sign, who in ((s_neg, w_neg, NEG_COLOR, 1, "push on negatives"),
                                    (s_pos, w_pos, POS_COLOR, -1, "pull on the positive")):
@@ -238,7 +239,7 @@ def temperature_curves(ax, s_neg, taus, *, cmap: str = "viridis"):
     """The relative penalty ``r`` of a fixed set of negatives, one line per temperature: ``r`` is the
     softmax of their similarities divided by tau (:func:`lossviz.contrastive.relative_penalty`).
     Small tau puts all the weight on the hardest negative; large tau spreads it evenly."""
-    s = torch.as_tensor(np.sort(_np(s_neg)), dtype=torch.float64)
+    s = torch.as_tensor(np.sort(as_numpy(s_neg)), dtype=torch.float64)
     colors = mpl.colormaps[cmap](np.linspace(0.0, 0.85, len(taus)))
     lines = []
     for tau, color in zip(taus, colors):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import checks
@@ -19,6 +21,15 @@ def similarity(x) -> torch.Tensor:
     if checks.validation_enabled() and bool((x.norm(dim=1) == 0).any()):
         raise ValueError("an embedding row is all zeros, so its direction (and cosine) is undefined")
     return _Cosine.apply(x)
+
+
+def similarity_formula(x: torch.Tensor) -> torch.Tensor:
+    r"""The cosine similarity matrix as the lesson writes it, :math:`S = \hat F \hat F^\top` with
+    :math:`\hat f_i = f_i / \lVert f_i \rVert`; autograd gives the backward pass.  :func:`similarity`,
+    which training uses, returns the same S and gradient (a test holds them equal) with one B x D
+    buffer in its hand-written backward pass."""
+    f = x / x.norm(dim=1, keepdim=True)        # each embedding onto the unit sphere
+    return f @ f.T                             # S_ij = <f_i, f_j> = cos(angle between x_i and x_j)
 
 
 class _Cosine(torch.autograd.Function):
@@ -95,3 +106,22 @@ def pair_batch(S, labels, anchors=None, *, need_positive: bool = True):
             "to pull together; sample batches with lossviz.data.PKSampler (K >= 2 per class)"
         )
     return S, pos, neg
+
+
+def upcast(S: torch.Tensor) -> torch.Tensor:
+    """Half-precision similarities (float16, bfloat16) as float32, others unchanged: the losses
+    exponentiate ``S`` times a scale, and ``e^{50 S}`` already overflows float16."""
+    return S.float() if S.dtype in (torch.float16, torch.bfloat16) else S
+
+
+def masked_logsumexp(x: torch.Tensor, mask: torch.Tensor, dim: int = 1, *, keepdim: bool = False) -> torch.Tensor:
+    r"""``log sum_{j: mask_ij} e^{x_ij}`` along ``dim``: the soft maximum over a row's positives, or
+    its negatives, that every softmax-type loss is built from.
+
+    A row with an empty mask gives ``-inf`` (the log of an empty sum) with a zero gradient, never
+    NaN: its entries are read as 0 instead of -inf, so ``logsumexp``'s own backward stays finite."""
+    has = mask.any(dim=dim, keepdim=True)
+    fill = torch.where(has, -math.inf, 0.0)
+    out = torch.logsumexp(torch.where(mask, x, fill), dim=dim, keepdim=True)
+    out = torch.where(has, out, -math.inf)
+    return out if keepdim else out.squeeze(dim)

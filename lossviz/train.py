@@ -23,8 +23,12 @@ from . import checks
 from .data import PKSampler, load
 from .metrics import map_at_r, recall_at_k, retrieval_scores
 from .models import model_for
+from .contrastive import CONTRASTIVE_LOSSES
 from .pairs import PAIR_LOSSES
 from .similarity import pair_masks, similarity
+
+#: Every loss :func:`train` and the command line know by name: each is ``loss(S, labels, **knobs)``.
+LOSSES = {**PAIR_LOSSES, **CONTRASTIVE_LOSSES}
 
 #: Batch shape per dataset: every class in every batch for digits (10 x 8), 5 x 16 for MNIST-1D.
 DEFAULT_PK = {"digits": (10, 8), "digits_zero_shot": (5, 16), "mnist1d_unseen": (5, 16), "mnist1d": (10, 8)}
@@ -45,30 +49,52 @@ def setup(seed: int = 0, threads: int = 1) -> bool:
     return os.environ.get("LOSSVIZ_FAST", "0") not in ("", "0")
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
-    """The result of one training run."""
+    """What every training run of the lessons returns: its parameters, the numbers recorded at each
+    step (``history``: ``iter``, ``loss``, ...), the evaluations made along the way (``evals``:
+    ``iter`` and one array per score), the scores measured once after training (``scores``) and the
+    seconds the training loop took.  Paper modules subclass it with what their pictures need (test
+    embeddings, learned temperatures, the trained network, ...)."""
 
     params: dict
-    history: dict = field(default_factory=dict)   # per iteration: iter, loss, active_pos, active_neg, active_anchors
-    evals: dict = field(default_factory=dict)     # per evaluation: iter, recall_at_1, map_at_r
+    history: dict = field(default_factory=dict)
+    evals: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def final(self, key: str) -> float:
+        """The end-of-training value of ``key``: its score, else its last evaluation, else its last step."""
+        if key in self.scores:
+            return float(self.scores[key])
+        return float((self.evals if key in self.evals else self.history)[key][-1])
+
+    def __repr__(self) -> str:
+        knobs = ", ".join(f"{k}={v}" for k, v in self.params.items() if k not in ("seed",))
+        return f"{type(self).__name__}({knobs})"
+
+
+@dataclass(repr=False)
+class PairRun(Run):
+    """A pair-loss run of :func:`train`: ``history`` holds iter, loss, active_pos, active_neg,
+    active_anchors; ``evals`` iter, recall_at_1, map_at_r; and the test embeddings before and after."""
+
     emb_before: np.ndarray | None = None          # test embeddings before training
     emb_after: np.ndarray | None = None           # ... and after
     y_test: np.ndarray | None = None
-    seconds: float = 0.0
 
     @property
     def recall_at_1(self) -> float:
         """Test Recall@1 at the end of training."""
-        return float(self.evals["recall_at_1"][-1])
+        return self.final("recall_at_1")
 
     @property
     def map_at_r(self) -> float:
         """Test MAP@R at the end of training."""
-        return float(self.evals["map_at_r"][-1])
+        return self.final("map_at_r")
 
     def __repr__(self) -> str:
-        return (f"Run({self.params['loss']}, {self.params['data']}, d={self.params['dim']}, "
+        return (f"PairRun({self.params['loss']}, {self.params['data']}, d={self.params['dim']}, "
                 f"{self.params['iters']} it: R@1 {self.recall_at_1:.3f}, MAP@R {self.map_at_r:.3f})")
 
 
@@ -80,28 +106,98 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
+class Trainer:
+    """The skeleton every training run of the lessons shares; the paper supplies the step.
+
+    Seeds torch, builds the network with ``build()`` (a module, or a tuple of modules and
+    parameters: whatever the step needs, built after the seed so that a run is reproducible) and
+    Adam over its parameters (or over ``parameters(model)``).  :meth:`run` then calls ``step(it)``
+    for ``it = 1 .. iters`` without per-step input validation (the batches are well-formed by
+    construction; validation would sync a GPU every step), evaluates before training, every
+    ``eval_every`` steps and at the end, and times the loop.  A SimCLR-style run::
+
+        trainer = Trainer(lambda: encoder_projector(64, dim=32), lr=1e-3, seed=0)
+        sampler = augment.TwoViewSampler(x_train, "digits", 128, seed=0)
+
+        def step(it):
+            views, labels, _ = sampler.sample()
+            loss = nt_xent_loss(similarity(trainer.model(views)), labels, tau=0.2)
+            trainer.update(loss)
+            return {"loss": loss}
+
+        history, evals, seconds = trainer.run(step, iters, evaluate=lambda: {"knn": ...}, eval_every=100)
+    """
+
+    def __init__(self, build: Callable[[], object], *, lr: float, seed: int,
+                 parameters: Callable[[object], list] | None = None):
+        torch.manual_seed(seed)
+        self.model = build()
+        parts = self.model if isinstance(self.model, tuple) else (self.model,)
+        self.modules = [m for m in parts if isinstance(m, torch.nn.Module)]
+        if parameters is None:
+            params = [p for m in parts for p in (m.parameters() if isinstance(m, torch.nn.Module) else [m])]
+        else:
+            params = list(parameters(self.model))
+        self.optimizer = torch.optim.Adam(params, lr=checks.positive(lr, "lr"))
+
+    def update(self, loss: torch.Tensor) -> None:
+        """One optimisation step on ``loss``."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def evaluating(self, evaluate: Callable[[], dict]) -> dict:
+        """``evaluate()`` with the network in eval mode and without gradients."""
+        for m in self.modules:
+            m.eval()
+        try:
+            with torch.no_grad():
+                return evaluate()
+        finally:
+            for m in self.modules:
+                m.train()
+
+    def run(self, step: Callable[[int], dict], iters: int, *, evaluate: Callable[[], dict] | None = None,
+            eval_every: int | None = None, desc: str = "training", progress=True) -> tuple[dict, dict, float]:
+        """Train: returns ``(history, evals, seconds)``; ``history`` as :func:`loop` records it,
+        ``evals = {"iter": [0, ..., iters], name: [...]}`` from the dicts ``evaluate()`` returns."""
+        checks.integer(iters, "iters", 1)
+        evals: dict = {"iter": []}
+
+        def record(it: int) -> None:
+            evals["iter"].append(it)
+            for key, value in self.evaluating(evaluate).items():
+                evals.setdefault(key, []).append(value)
+
+        def timed_step(it: int) -> dict:
+            out = step(it)
+            if evaluate is not None and ((eval_every and it % eval_every == 0) or it == iters):
+                record(it)
+            return out
+
+        if evaluate is not None:
+            record(0)
+        start = time.perf_counter()
+        with checks.validation(False):
+            history = loop(timed_step, iters, desc=desc, progress=progress)
+        seconds = time.perf_counter() - start
+        return history, {key: np.asarray(v) for key, v in evals.items()}, seconds
+
+
 def _loss_fn(loss) -> tuple[str, Callable]:
     if callable(loss):
         return f"{loss.__module__}.{loss.__qualname__}", loss
-    if loss not in PAIR_LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(PAIR_LOSSES)} or pass a function")
-    return loss, PAIR_LOSSES[loss]
-
-
-def _embed(model, x) -> torch.Tensor:
-    model.eval()
-    with torch.no_grad():
-        z = model(x)
-    model.train()
-    return z
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} or pass a function")
+    return loss, LOSSES[loss]
 
 
 def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p: int | None = None,
           k: int | None = None, lr: float = 1e-3, seed: int = 0, eval_every: int = 50,
-          progress=True, cache: bool = True, **knobs) -> Run:
+          progress=True, cache: bool = True, **knobs) -> PairRun:
     """Train a small embedding network with a pair loss on P x K batches (Adam), and evaluate it.
 
-    ``loss`` is a name of :data:`lossviz.pairs.PAIR_LOSSES` or any ``loss(S, labels, **knobs)``;
+    ``loss`` is a name of :data:`LOSSES` (pair losses and the InfoNCE family) or any ``loss(S, labels, **knobs)``;
     ``knobs`` go to the loss.  Test Recall@1 and MAP@R (query excluded from the gallery) are
     measured before training, every ``eval_every`` iterations, and at the end.  ``progress`` is
     ``True`` (a tqdm bar), ``False``, or a function ``progress(iteration, iters)`` called every
@@ -116,66 +212,39 @@ def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p:
     p, k = p or p0, k or k0
     params = dict(loss=name, data=data, dim=dim, iters=iters, p=p, k=k, lr=lr, seed=seed,
                   eval_every=eval_every, **{f"knob_{key}": v for key, v in sorted(knobs.items())})
-    key = tuple(sorted(params.items()))
-    if cache and key in _CACHE:
-        return _CACHE[key]
+    return memo("pair", params, lambda: _train_pairs(fn, split, params, knobs, progress), cache=cache)
 
-    torch.manual_seed(seed)
-    model = model_for(split.x_train, dim)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sampler = PKSampler(split.y_train.numpy(), p, k, seed=seed)
-    run = Run(params=params, y_test=split.y_test.numpy())
-    hist = {key: [] for key in ("iter", "loss", "active_pos", "active_neg", "active_anchors")}
-    evals = {key: [] for key in ("iter", "recall_at_1", "map_at_r")}
 
-    def evaluate(it: int) -> np.ndarray:
-        z = _embed(model, split.x_test)
-        evals["iter"].append(it)
-        for name, value in retrieval_scores(z, split.y_test).items():
-            evals[name].append(value)
-        return z.numpy()
+def _train_pairs(fn: Callable, split, params: dict, knobs: dict, progress) -> PairRun:
+    trainer = Trainer(lambda: model_for(split.x_train, params["dim"]), lr=params["lr"], seed=params["seed"])
+    sampler = PKSampler(split.y_train.numpy(), params["p"], params["k"], seed=params["seed"])
+    embeddings = []
 
-    run.emb_before = evaluate(0)
-    start = time.perf_counter()
-    bar = _progress(iters, name, progress is True)
-    report = progress if callable(progress) else None
-    with checks.validation(False):  # the batch is well-formed by construction; skip per-step syncs
-        for it in range(1, iters + 1):
-            idx = sampler.sample()
-            yb = split.y_train[idx]
-            S = similarity(model(split.x_train[idx]))
-            S.retain_grad()
-            value = fn(S, yb, **knobs)
-            if not torch.isfinite(value):
-                raise ValueError(f"the loss became {float(value.detach())} at iteration {it}; lower lr or the scales")
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            pos, neg = pair_masks(yb)
-            active = S.grad != 0
-            hist["iter"].append(it)
-            hist["loss"].append(float(value.detach()))
-            hist["active_pos"].append(float((active & pos).sum() / pos.sum().clamp(min=1)))
-            hist["active_neg"].append(float((active & neg).sum() / neg.sum().clamp(min=1)))
-            hist["active_anchors"].append(float(active.any(dim=1).float().mean()))
-            if it % eval_every == 0 or it == iters:
-                z = evaluate(it)
-            if report is not None and (it % 10 == 0 or it == iters):
-                report(it, iters)
-            if bar is not None:
-                bar.update(1)
-                if it % 25 == 0:
-                    bar.set_postfix(loss=f"{hist['loss'][-1]:.3f}", active_neg=f"{hist['active_neg'][-1]:.2f}",
-                                    R1=f"{evals['recall_at_1'][-1]:.3f}")
-    if bar is not None:
-        bar.close()
-    run.seconds = time.perf_counter() - start
-    run.emb_after = z
-    run.history = {key: np.asarray(v) for key, v in hist.items()}
-    run.evals = {key: np.asarray(v) for key, v in evals.items()}
-    if cache:
-        _CACHE[key] = run
-    return run
+    def evaluate() -> dict:
+        z = trainer.model(split.x_test)
+        embeddings.append(z.numpy())
+        return retrieval_scores(z, split.y_test)
+
+    def step(it: int) -> dict:
+        idx = sampler.sample()
+        yb = split.y_train[idx]
+        S = similarity(trainer.model(split.x_train[idx]))
+        S.retain_grad()
+        value = fn(S, yb, **knobs)
+        if not torch.isfinite(value):
+            raise ValueError(f"the loss became {float(value.detach())} at iteration {it}; lower lr or the scales")
+        trainer.update(value)
+        pos, neg = pair_masks(yb)
+        active = S.grad != 0               # General Pair Weighting: the pairs the loss used this step
+        return {"loss": value.detach(),
+                "active_pos": (active & pos).sum() / pos.sum().clamp(min=1),
+                "active_neg": (active & neg).sum() / neg.sum().clamp(min=1),
+                "active_anchors": active.any(dim=1).float().mean()}
+
+    history, evals, seconds = trainer.run(step, params["iters"], evaluate=evaluate, eval_every=params["eval_every"],
+                                          desc=params["loss"], progress=progress)
+    return PairRun(params=params, history=history, evals=evals, seconds=seconds, emb_before=embeddings[0],
+                   emb_after=embeddings[-1], y_test=split.y_test.numpy())
 
 
 def memo(name: str, params: dict, compute: Callable[[], object], *, cache: bool = True):
@@ -258,7 +327,7 @@ def baselines(data: str, dims=(2,)) -> dict:
     return {name: (recall_at_k(z, split.y_test, 1), map_at_r(z, split.y_test)) for name, z in out.items()}
 
 
-if __name__ == "__main__":  # python -m lossviz.train --help
+if __name__ == "__main__":  # python -m lossviz.train --help (as python -m lossviz)
     from .cli import main
 
-    main()
+    main(prog="python -m lossviz.train")

@@ -310,6 +310,15 @@ def mining_panel(S, labels, *, eps: float = 0.1, anchors=None) -> Panel:
 
 
 
+def _untrained(axes) -> dict:
+    """The figure of a run panel before its first run: blank axes that ask for a press of Train."""
+    for ax in axes.ravel():
+        ax.clear()
+        ax.set_axis_off()
+    axes[0, 0].text(0, 0.5, "press Train to run this setting", fontsize=14, transform=axes[0, 0].transAxes)
+    return {"status": "press <b>Train</b> to run this setting"}
+
+
 def run_panel(controls: dict, run: Callable[[dict, Callable], object], draw: Callable, *, ncols: int = 3,
               nrows: int = 1, width: float = 3.8, height: float = 3.3, autorun: bool = True,
               describe: Callable[[object], str] = repr, setting: Callable[[dict], object] = dict,
@@ -350,14 +359,11 @@ def run_panel(controls: dict, run: Callable[[dict, Callable], object], draw: Cal
     def redraw(v):
         if on_change is not None:
             on_change(v)
+        if last["result"] is None:
+            return _untrained(axes)
         for ax in axes.ravel():
             ax.clear()
             ax.set_axis_on()
-        if last["result"] is None:
-            for ax in axes.ravel():
-                ax.set_axis_off()
-            axes[0, 0].text(0, 0.5, "press Train to run this setting", fontsize=14, transform=axes[0, 0].transAxes)
-            return {"status": "press <b>Train</b> to run this setting"}
         state = dict(draw(axes, last["result"], last["values"]) or {})
         stale = " (controls changed since: press Train)" if setting(v) != setting(last["values"]) else ""
         state.setdefault("status", describe(last["result"]))

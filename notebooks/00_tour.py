@@ -98,6 +98,20 @@ print("max |S - S^T| =", round(float((S - S.T).abs().max()), 6),
       "| max |diag(S) - 1| =", round(float((S.diagonal() - 1).abs().max()), 6))
 
 # %% [markdown]
+# In code, the formula is two lines (`lv.similarity_formula`). `lv.similarity`, which training uses,
+# computes the same matrix with a hand-written backward pass that keeps less memory; the check
+# below holds the two equal, value and gradient.
+
+# %%
+print(inspect.getsource(lv.similarity_formula))
+x64 = net(x).detach().double().requires_grad_()
+g_fast, g_formula = (torch.autograd.grad(fn(x64).sum(), x64)[0] for fn in (lv.similarity, lv.similarity_formula))
+with torch.no_grad():
+    gap = max(float((lv.similarity(x64) - lv.similarity_formula(x64)).abs().max()), float((g_fast - g_formula).abs().max()))
+assert gap < 1e-12
+print("similarity_formula = similarity, value and gradient to 1e-12:", gap < 1e-12)
+
+# %% [markdown]
 # **A loss as $L(S, \text{labels})$.** The contrastive loss in its similarity form pulls every
 # positive pair towards $S = 1$ and pushes a negative pair only while its similarity is above a
 # threshold $\lambda$:
@@ -223,6 +237,38 @@ order_w, order_s = Wn_ms[row, kept].argsort(), S[row, kept].argsort()
 assert torch.equal(order_w, order_s)
 print(f"anchor {row}: {int(kept.sum())} mined negatives, MS weights from {Wn_ms[row, kept].min():.1e} "
       f"to {Wn_ms[row, kept].max():.1e}; contrastive gives every active negative {1 / len(y):.1e}")
+
+# %% [markdown]
+# **Bring your own loss.** The losses people train with are often objects of pytorch-metric-learning
+# (PML) that take embeddings. `lv.from_pml` hands such a loss this batch's $S$ instead (PML builds
+# its matrix of cosines or distances from $S$), so `lv.pair_weights` works for it. Two checks: PML's
+# Multi-Similarity loss with its own miner gives exactly the weights of `lv.ms_loss`; and the
+# Circle loss (Sun et al., CVPR 2020), which lossviz does not implement, gets its picture at once.
+
+# %%
+from pytorch_metric_learning import losses as pml_losses, miners as pml_miners
+
+pml_ms = lv.from_pml(pml_losses.MultiSimilarityLoss(alpha=ms["alpha"], beta=ms["beta"], base=ms["lam"]),
+                     pml_miners.MultiSimilarityMiner(epsilon=ms["eps"]))
+S64 = S.double()
+gap = float((lv.pair_weights(pml_ms, S64, y, signed=True) - lv.pair_weights(lv.ms_loss, S64, y, signed=True, **ms))
+            .abs().max())
+assert gap < 1e-9
+print("PML's MultiSimilarityLoss + miner = lv.ms_loss, every pair weight to 1e-9:", gap < 1e-9)
+Ws_circle = lv.pair_weights(lv.from_pml(pml_losses.CircleLoss(m=0.25, gamma=80)), S, y, signed=True)
+fig, ax = plots.new_figure(2, width=4.2, height=3.8)
+plots.weight_heatmap(ax[0, 0], Ws_circle, y, title="Circle loss (PML), through lv.from_pml")
+ax[0, 1].scatter(S[neg], Ws_circle[neg], s=12, color=plots.NEG_COLOR, label="negatives")
+ax[0, 1].scatter(S[pos], -Ws_circle[pos], s=12, color=plots.POS_COLOR, label="positives (|weight|)")
+ax[0, 1].set(title="Circle loss: weight vs similarity", xlabel="$S_{ij}$ (cosine)",
+             ylabel=r"$|\partial L/\partial S_{ij}|$")
+ax[0, 1].legend(loc="upper left")
+fig
+
+# %% [markdown]
+# Like MS, the Circle loss weighs each pair by how far it is from its target: negatives more the more
+# similar they are, positives more the less similar. Which PML losses `from_pml` cannot serve, and why:
+# `help(lv.from_pml)`.
 
 # %% [markdown]
 # **The same idea for classifiers.** A classifier's loss is a function of the logits $z$, so
@@ -432,7 +478,14 @@ for name, preset in lv.MS_PRESETS.items():
 # - `lossviz.widgets` panels turn the knobs and redraw; `lossviz.train` runs a real, seeded,
 #   cached training with a progress bar and the curves above.
 #
-# **Five parts** (the reading list is in `shared/papers/README.md`):
+# **Where the code lives.** The core (`lossviz/*.py`, flat and small) holds what several papers
+# share: the similarity matrix, the losses, pair weights, metrics, data, the `Trainer` every run is
+# built on. Each paper's own code is one module, `lossviz/papers/<slug>.py`, named after its
+# notebook and read top to bottom: the maths (its loss and weights), then its experiment (the
+# training run), then its pictures and panels. A paper module imports only the core, so a notebook
+# can be read with its module and nothing else.
+#
+# **Five parts** (the README lists every notebook):
 # - **I** — pair weighting in deep metric learning, notebooks 01–08;
 # - **II** — contrastive learning, 09–16;
 # - **III** — ranking, retrieval and preferences, 17–20;

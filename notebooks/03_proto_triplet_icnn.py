@@ -295,7 +295,7 @@ mnist = data.mnist1d("unseen")
 digits = data.digits("zero_shot")
 raw = {}
 for name, split in (("MNIST-1D", mnist), ("digits", digits)):
-    raw[name] = {shot: fs.evaluate(split.x_test, split.y_test, shot=shot).mean() for shot in (1, 5)}
+    raw[name] = {shot: fs.fewshot_accuracy(split.x_test, split.y_test, shot=shot).mean() for shot in (1, 5)}
     print(f"{name:9s} raw features, 5-way test accuracy on classes 5-9: "
           f"1-shot {raw[name][1]:.3f}, 5-shot {raw[name][5]:.3f}")
 

@@ -255,7 +255,7 @@ assert min(joint["project"]["accuracy"], joint["forward"]["accuracy"]) > joint["
 # %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.3, height=3.5)
 _ = H.curves(axes[0], {H.MODE_LABELS[m]: r for m, r in RUNS.items()})
-h_p, h_f, h_n = (RUNS[m].history for m in ("project", "forward", "none"))
+h_p, h_f, h_n = (RUNS[m].evals for m in ("project", "forward", "none"))
 assert np.abs(h_p["base_acc"] - h_f["base_acc"]).max() < 0.02          # projection ~ forward normalisation
 assert abs(h_n["base_acc"][-1] - h_p["base_acc"][-1]) < 0.03          # unnormalised: base classes as well
 fig
@@ -328,30 +328,30 @@ assert all(r.history["norm_err"].max() < 1e-6 for r in [*SWEEP.values(), *SWEEP_
 
 # %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.2, height=3.5)
-final = lambda runs: (list(runs), [r.history["train_loss"][-1] for r in runs.values()])  # noqa: E731
+final = lambda runs: (list(runs), [r.final("train_loss") for r in runs.values()])  # noqa: E731
 _ = H.bound_view(axes[0, 0], (8, 10), measured={8: final(SWEEP), 10: final(SWEEP_K10)})
-axes[0, 1].plot(list(SWEEP), [r.history["cos_y"][-1] for r in SWEEP.values()], "o-", color=plots.POS_COLOR,
+axes[0, 1].plot(list(SWEEP), [r.final("cos_y") for r in SWEEP.values()], "o-", color=plots.POS_COLOR,
                 label=r"image vs own weight: mean $\cos\theta_y$")
 axes[0, 1].plot(list(SWEEP), [r.centre_cosine(split) for r in SWEEP.values()], "s--", color="k",
                 label="class mean direction vs own weight")
 axes[0, 1].set(xscale="log", xlabel="scale s", ylabel="cosine", title="where the training images sit")
 axes[0, 1].legend(loc="lower left", fontsize=8)
 for key, ls in (("joint_acc", "-"), ("base_acc", ":")):
-    axes[0, 2].plot(list(SWEEP), [r.history[key][-1] for r in SWEEP.values()], "o", ls=ls, color="k", label=key[:-4])
+    axes[0, 2].plot(list(SWEEP), [r.final(key) for r in SWEEP.values()], "o", ls=ls, color="k", label=key[:-4])
 axes[0, 2].set(xscale="log", ylim=(0, 1.02), xlabel="scale s", ylabel="test accuracy", title="accuracy after 300 steps")
 _ = axes[0, 2].legend(loc="lower left")
-assert all(r.history["train_loss"][-1] >= H.capacity_bound(s_, len(r.classes))[1]
+assert all(r.final("train_loss") >= H.capacity_bound(s_, len(r.classes))[1]
            for sweep in (SWEEP, SWEEP_K10) for s_, r in sweep.items())          # no marker below its curve
 fig
 
 # %% tags=["nbval-ignore-output"]
-lo, hi = SWEEP[1.0].history, SWEEP[S_SWEEP[-1]].history
+lo, hi = SWEEP[1.0].evals, SWEEP[S_SWEEP[-1]].evals
 print(f"s = 1: class-balanced training loss {lo['train_loss'][-1]:.4f} (floor {H.capacity_bound(1.0, 8)[1]:.4f})")
 assert lo["train_loss"][-1] < H.capacity_bound(1.0, 8)[1] + 0.05          # stalls just above the floor
 for key in ("cos_y", "centre"):                                           # both fall at large s
-    v = {s_: r.history["cos_y"][-1] if key == "cos_y" else r.centre_cosine(split) for s_, r in SWEEP.items()}
+    v = {s_: r.final("cos_y") if key == "cos_y" else r.centre_cosine(split) for s_, r in SWEEP.items()}
     assert v[S_SWEEP[-1]] < v[10.0] < v[1.0], key
-assert hi["base_acc"][-1] > 0.9 and hi["joint_acc"][-1] < SWEEP[10.0].history["joint_acc"][-1] - 0.2
+assert hi["base_acc"][-1] > 0.9 and hi["joint_acc"][-1] < SWEEP[10.0].final("joint_acc") - 0.2
 
 # %% [markdown]
 # Both ends of the scale show (the cell above checks each of these statements). At $s = 1$ the training loss stalls
@@ -370,7 +370,7 @@ assert hi["base_acc"][-1] > 0.9 and hi["joint_acc"][-1] < SWEEP[10.0].history["j
 # %% tags=["nbval-ignore-output"]
 shown = {f"s = {s_:g}": SWEEP[s_] for s_ in (1.0, 10.0, 32.0)}
 fig, axes = plots.new_figure(3, width=4.0, height=3.3)
-_ = H.weight_histograms(axes[0], shown, iterations=[1, 50, 300])
+_ = H.weight_histograms(axes[0], shown, iterations=[0, 50, 300])
 assert min(w.min() for w in SWEEP[1.0].snapshots.values()) > 0.5           # s = 1: no sample lets go
 for s_ in (10.0, 32.0):
     snap = SWEEP[s_].snapshots
@@ -474,7 +474,7 @@ projected = [H.train_classifier("digits_8+2", seed=seed, progress=False) for see
 projected += [*SWEEP.values(), *SWEEP_K10.values(), RUNS_2D["project"]]
 assert all(r.history["norm_err"].max() < 1e-6 for r in projected)
 assert all(r.history["max_logit"].max() <= r.params["s"] * (1 + 1e-6) for r in projected)
-s1 = SWEEP[1.0].history["train_loss"]
+s1 = SWEEP[1.0].evals["train_loss"]
 assert (s1 >= H.capacity_bound(1.0, 8)[1]).all(), "the class-balanced loss went below the capacity bound"
 print(f"s = 1: lowest class-balanced training loss {s1.min():.4f} >= bound {H.capacity_bound(1.0, 8)[1]:.4f}")
 

@@ -74,7 +74,9 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # **The formula we use (reconstructed — verify against the paper).**
 # - *Frontness.* With $e_l, e_r, n$ the x-coordinates of the left eye, the right eye and the nose,
 #   $D = \dfrac{|(e_l+e_r)/2 - n|}{|e_r - e_l|}$ is how far the nose sits from the eyes' midpoint, relative to the
-#   eye distance, and $\rho = \mathrm{clip}(1 - D/D_{max}, 0, 1)$. A face is **kept** when $\rho \ge \tau$.
+#   eye distance, and $\rho = \mathrm{clip}(1 - D/D_{max}, 0, 1)$. A face is **kept** when $\rho \ge \rho_{min}$.
+#   (The paper writes this threshold τ; lossviz calls it `rho_min`, because everywhere else in lossviz τ is a
+#   temperature.)
 # - *Split.* Cut the aligned image at its centre column. $x_L$ is the left half; $x_{R'}$ is the right half,
 #   **mirrored**. Both go through the same network $f$, zero-padded back to full width. (How the paper feeds
 #   half faces is unknown: padding, resizing or a separate input size.)
@@ -154,7 +156,7 @@ x24, rho24 = faces.train.x[:24].double(), faces.train.rho[:24].double()
 zl, zr = (net(h) for h in sy.split_halves(x24))
 kept = rho24 >= 0.5
 scratch = (rho24 * (1 - F.cosine_similarity(zl, zr, dim=1)))[kept].sum() / kept.sum()
-ours = sy.symmetry_loss(zl, zr, rho24, tau=0.5)
+ours = sy.symmetry_loss(zl, zr, rho24, rho_min=0.5)
 gap = float((scratch - ours).abs().detach())
 print(f"from scratch {float(scratch.detach()):.4f}   lossviz {float(ours.detach()):.4f}   "
       f"|difference| {'< 1e-12' if gap < 1e-12 else gap}   kept {int(kept.sum())} of 24")
@@ -179,17 +181,17 @@ print("L_ρ on the 100 clean unseen faces:", {k: "< 1e-6" if abs(v) < 1e-6 else 
 # ## 3. Weights as pictures
 #
 # **Who gets gradient.** Left: the frontness $\rho$ of 300 training faces against their pose shift, with the
-# threshold $\tau = 0.5$. Only the filled faces receive any $L_\rho$ gradient. Right: the weight each kept face
+# threshold $\rho_{min} = 0.5$. Only the filled faces receive any $L_\rho$ gradient. Right: the weight each kept face
 # gets on its own half pair, $-\partial L_\rho / \partial c_i$, read by autograd (`sy.half_pair_weights` makes $S$
 # a leaf and reads its gradient), against the reconstruction's closed form $\rho_i/n$.
 
 # %%
 b = faces.train.subset(slice(0, 300))
 S300 = lv.similarity(torch.cat([net(h) for h in sy.split_halves(b.x.double())]).detach())
-W300 = sy.half_pair_weights(S300, torch.cat([b.y, b.y]), rho=b.rho.double(), tau=0.5)
+W300 = sy.half_pair_weights(S300, torch.cat([b.y, b.y]), rho=b.rho.double(), rho_min=0.5)
 pull, keep300 = -(W300.diagonal(offset=300) + W300.diagonal(offset=-300)), b.rho >= 0.5
 fig, axes = plots.new_figure(2, width=4.8, height=3.7)
-sy.plot_frontness(axes[0, 0], b, tau=0.5)
+sy.plot_frontness(axes[0, 0], b, rho_min=0.5)
 axes[0, 1].scatter(b.rho[keep300], pull[keep300], color=plots.POS_COLOR, s=14, label="autograd")
 axes[0, 1].plot([0.5, 1], [0.5 / keep300.sum(), 1 / keep300.sum()], "k--", lw=1, label="ρ / n")
 axes[0, 1].set(xlabel="frontness ρ_i of a kept face", ylabel="pull weight  -∂L_ρ/∂c_i", title="per-face pull, n kept faces")
@@ -219,7 +221,7 @@ S12 = lv.similarity(torch.cat([net(h) for h in sy.split_halves(b12.x.double())])
 y12 = torch.cat([b12.y, b12.y])
 fig, axes = plots.new_figure(2, width=4.3, height=4.0)
 for ax, variant in zip(axes[0], ("cosine", "infonce")):
-    Wv = sy.half_pair_weights(S12, y12, rho=b12.rho.double(), tau=0.0, variant=variant)
+    Wv = sy.half_pair_weights(S12, y12, rho=b12.rho.double(), rho_min=0.0, variant=variant)
     plots.weight_heatmap(ax, Wv, y12, title=f"{variant}: ∂L/∂S (all faces kept)")
 fig
 
@@ -230,9 +232,9 @@ fig
 # and a Train button runs a real training run, cached by its settings.
 #
 # **The pure-maths panel.** A fixed batch of six unseen people × three images, embedded by an ArcFace network
-# trained below (section 5). Move $w_{sym}$, the threshold $\tau$, the variant, the mirror and the nuisance
+# trained below (section 5). Move $w_{sym}$, the threshold $\rho_{min}$, the variant, the mirror and the nuisance
 # strength; the panel redraws at once. Things to try:
-# - $\tau$ from 0.5 up to 0.85: fewer faces are kept, and each kept face's pull $\rho_i/n$ **grows**, because $n$
+# - $\rho_{min}$ from 0.5 up to 0.85: fewer faces are kept, and each kept face's pull $\rho_i/n$ **grows**, because $n$
 #   shrinks (the mean over kept faces renormalises). At 0.95 no face is kept and $L_\rho = 0$.
 # - *cosine, no ρ factor*: every kept face gets the same pull $1/n$.
 # - *InfoNCE*: vermillion pushes appear between the halves of different people.
@@ -249,12 +251,12 @@ maths_panel
 
 # %%
 kept_before, pull_before = int(maths_panel.state["keep"].sum()), maths_panel.state["pull"].max()
-maths_panel.controls["tau"].value = 0.85
+maths_panel.controls["rho_min"].value = 0.85
 kept_now, pull_now = int(maths_panel.state["keep"].sum()), maths_panel.state["pull"].max()
-print(f"τ = 0.5: {kept_before} faces kept, largest pull {float(pull_before):.3f};  "
-      f"τ = 0.85: {kept_now} kept, largest pull {float(pull_now):.3f}")
+print(f"ρ_min = 0.5: {kept_before} faces kept, largest pull {float(pull_before):.3f};  "
+      f"ρ_min = 0.85: {kept_now} kept, largest pull {float(pull_now):.3f}")
 assert 0 < kept_now < kept_before and pull_now > pull_before
-maths_panel.controls["tau"].value = 0.5
+maths_panel.controls["rho_min"].value = 0.5
 
 # %% [markdown]
 # ## 5. Which data have the symmetry the loss assumes?
@@ -304,7 +306,7 @@ fig
 # for verification. An MLP 144 → 256 → 32 with L2-normalised output, ArcFace with $s = 16$, $m = 0.3$. (The paper's
 # ArcFace settings were not checked; ArcFace's usual defaults, $s = 64$, $m = 0.5$, are meant for large networks
 # and data sets; the Train panel lets you try them.) Adam, learning rate 2e-3, random batches of 128 images, 500
-# steps; the halves of the kept faces ($\tau = 0.5$) are zero-padded. We train ArcFace alone ($w_{sym} = 0$) and
+# steps; the halves of the kept faces ($\rho_{min} = 0.5$) are zero-padded. We train ArcFace alone ($w_{sym} = 0$) and
 # ArcFace + $L_\rho$ ($w_{sym} = 1$) on the same data, with the same initialisation and batches, on three seeds.
 #
 # **Metric.** TAR@FAR = 1e-2 on the unseen people: over all pairs of their images, the threshold that accepts 1% of
@@ -323,11 +325,11 @@ assert all(arc_term(r)[-20:].mean() < arc_term(r)[:20].mean() / 10 for rs in run
 print(f"{'':22s}{'seed':>5s} {'TAR@1e-2':>9s} {'half 1-c':>9s} {'cross-person':>13s} {'light sens.':>12s}")
 for name, rs in runs.items():
     for r in rs:
-        m_ = r.measures
+        m_ = r.scores
         print(f"{name:22s}{r.params['seed']:5d} {m_['tar']:9.3f} {m_['half_disparity']:9.3f} "
               f"{m_['cross_half_cos']:13.3f} {m_['light_sensitivity']:12.3f}")
 assert all(len(rs) == len(SEEDS) for rs in runs.values())
-assert all(s_.measures["half_disparity"] < a_.measures["half_disparity"] for a_, s_ in zip(*runs.values()))
+assert all(s_.scores["half_disparity"] < a_.scores["half_disparity"] for a_, s_ in zip(*runs.values()))
 
 # %% [markdown]
 # *half 1−c*: the half disparity on unseen, centred faces. *cross-person*: the mean cosine between the left-half
@@ -397,10 +399,10 @@ seed0 = {"ArcFace": r0, "+ symmetry (cosine)": s0, **variants}
 fig, axes = plots.new_figure(3, width=4.1, height=3.6)
 sy.plot_collapse(axes[0, 0], seed0)
 sy.plot_spread(axes[0, 1:], runs)
-cc = {k: r.measures["cross_half_cos"] for k, r in seed0.items()}
+cc = {k: r.scores["cross_half_cos"] for k, r in seed0.items()}
 assert abs(cc["ArcFace"]) < 0.2 and cc["+ symmetry (cosine)"] > cc["ArcFace"] + 0.3
 assert max(cc["+ InfoNCE halves"], cc["+ ArcFace halves"]) < 0.2             # a push: no pile-up
-change = {k: np.mean([s_.measures[k] - a_.measures[k] for a_, s_ in zip(*runs.values())])
+change = {k: np.mean([s_.scores[k] - a_.scores[k] for a_, s_ in zip(*runs.values())])
           for k in ("intra", "inter", "half_intra", "half_inter")}
 assert max(abs(change["intra"]), abs(change["inter"])) < 0.05               # full faces barely move
 assert change["half_inter"] < 1.5 * change["half_intra"] < 0                # halves: inter shrinks much more
@@ -421,7 +423,7 @@ fig
 lit = [faces.templates[200] + sy.lighting_ramp(torch.tensor([side]), 1.0)[0] for side in (-1, 1)]
 fig, axes = plots.new_figure(3, width=3.2, height=3.2, gridspec_kw={"width_ratios": [1, 1, 2]})
 sy.show_faces(axes[0, :2], lit, ["lit from the left", "lit from the right"])
-sens = {k: [r.measures["light_sensitivity"] for r in v] for k, v in (runs | {k: [v] for k, v in variants.items()}).items()}
+sens = {k: [r.scores["light_sensitivity"] for r in v] for k, v in (runs | {k: [v] for k, v in variants.items()}).items()}
 ax = axes[0, 2]
 ax.bar(range(len(sens)), [np.mean(v) for v in sens.values()], color=[sy.SYM_COLORS[k] for k in sens])
 for j, v in enumerate(sens.values()):
@@ -432,7 +434,7 @@ assert len(ax.patches) == len(sens) == 4 and all(0 < v_ < 2 for v in sens.values
 fig
 
 # %% [markdown]
-# **Train it yourself.** Pick $w_{sym}$, $\tau$, the variant, the mirror, how halves enter the network (zero
+# **Train it yourself.** Pick $w_{sym}$, $\rho_{min}$, the variant, the mirror, how halves enter the network (zero
 # padding or resizing to full width), the nuisance strength, ArcFace's $s$ and $m$, the backbone (the CNN has two
 # conv layers with 16 and 32 channels, then average pooling and a linear layer, and takes about 5× longer), and a
 # seed, then press **Train**. Each press also trains the same setting with $w_{sym} = 0$ as the baseline. An MLP run
@@ -474,9 +476,9 @@ train_panel.controls["variant"].value = "cosine"
 # %% tags=["nbval-ignore-output"]
 arc, sym = runs["ArcFace"], runs["+ symmetry (cosine)"]
 gain = np.array([s_.tar - a_.tar for a_, s_ in zip(arc, sym)])
-ratio = np.array([s_.measures["half_disparity"] / a_.measures["half_disparity"] for a_, s_ in zip(arc, sym)])
-cross = {k: np.array([r.measures["cross_half_cos"] for r in v]) for k, v in runs.items()}
-light = np.array([s_.measures["light_sensitivity"] - a_.measures["light_sensitivity"] for a_, s_ in zip(arc, sym)])
+ratio = np.array([s_.scores["half_disparity"] / a_.scores["half_disparity"] for a_, s_ in zip(arc, sym)])
+cross = {k: np.array([r.scores["cross_half_cos"] for r in v]) for k, v in runs.items()}
+light = np.array([s_.scores["light_sensitivity"] - a_.scores["light_sensitivity"] for a_, s_ in zip(arc, sym)])
 table = [("TAR gain of + L_ρ, per seed", gain, "> 0 (the paper's claim)", bool((gain > 0).all())),
          ("half disparity, + L_ρ / ArcFace", ratio, "<= 0.1", bool((ratio <= 0.1).all())),
          ("cross-person half cosine, + L_ρ", cross["+ symmetry (cosine)"], "> 0.9", bool((cross["+ symmetry (cosine)"] > 0.9).all())),
@@ -487,7 +489,7 @@ for what, vals, target, ok in table:
     print(f"{what:36s} {' '.join(f'{v:+.3f}' for v in vals):22s} target {target:24s} {'holds' if ok else 'does NOT hold'}")
 info_gain = variants["+ InfoNCE halves"].tar - arc[0].tar
 print(f"InfoNCE halves (exercise, seed 0): TAR gain {info_gain:+.3f}, "
-      f"cross-person half cosine {variants['+ InfoNCE halves'].measures['cross_half_cos']:.3f}")
+      f"cross-person half cosine {variants['+ InfoNCE halves'].scores['cross_half_cos']:.3f}")
 assert (ratio < 0.5).all()                                                   # 2. optimisation, every seed
 assert (cross["+ symmetry (cosine)"] > cross["ArcFace"]).all()               # 3. collapse, every seed
 
@@ -522,24 +524,24 @@ Markdown(f"**From the runs above.** Adding $L_\\rho$ changed TAR by {gain.min():
 
 # %%
 assert exact["random MLP"] < 1e-6 and exact["random CNN"] < 1e-6           # 1. exact (2. and 3.: above)
-assert variants["+ InfoNCE halves"].measures["cross_half_cos"] < cross["+ symmetry (cosine)"][0]  # a push prevents it
+assert variants["+ InfoNCE halves"].scores["cross_half_cos"] < cross["+ symmetry (cosine)"][0]  # a push prevents it
 
 # %% [markdown]
 # ## 8. Pitfalls
 #
 # - **The loss is a reconstruction.** The frontness formula, $D_{max}$, the $\rho$ weighting, the cosine distance,
 #   the mean over kept faces and the way halves enter the network are our guesses. Do not quote them as SymFace's
-#   formula. The value of $\tau$ in the paper was not found.
+#   formula. The value of $\rho_{min}$ in the paper was not found.
 # - **How halves enter the network matters.** Zero-padding makes a half input trivially recognisable ("the right half
 #   is empty"), so the network can give all halves one embedding. Resizing a half to full width is another choice
 #   (`fill="resize"` in the Train panel). A separate half-face input size would need a second stem.
 # - **Without the mirror,** $x_L$ and $x_R$ are not corresponding views, and the term pulls together unrelated halves.
 #   Try *mirror* off in the Train panel and watch TAR.
-# - **$\tau$ and the mean over kept faces.** With the mean over kept faces, raising $\tau$ keeps fewer faces but pulls
+# - **$\rho_{min}$ and the mean over kept faces.** With the mean over kept faces, raising $\rho_{min}$ keeps fewer faces but pulls
 #   each of them harder (section 4). With a mean over the whole batch, it would pull them all more weakly. The two
 #   readings differ by the share of kept faces. Here that share is about a third.
 # - **ρ needs landmarks.** The miniature knows its landmarks by construction. Real data needs a landmark detector,
-#   and its errors move faces across $\tau$. A training set with few frontal faces gives $L_\rho$ little to work on,
+#   and its errors move faces across $\rho_{min}$. A training set with few frontal faces gives $L_\rho$ little to work on,
 #   a limitation the paper itself mentions.
 # - **Asymmetric data.** Digits, text, most objects: a mirrored half is a different thing (section 5). There,
 #   $L_\rho$ pulls together what should differ.
@@ -553,15 +555,15 @@ assert variants["+ InfoNCE halves"].measures["cross_half_cos"] < cross["+ symmet
 # 2. **A smaller weight.** Train $w_{sym} = 0.3$ on three seeds. Is the TAR difference from ArcFace within noise?
 #    *Hint:* the collapse should be weaker. Look at the histogram.
 # 3. **Resize instead of pad.** Set *half input* to `resize`. Does the collapse go away, now that a half no longer
-#    announces itself with an empty right side? *Hint:* `run.measures["cross_half_cos"]`. Then try the CNN backbone,
+#    announces itself with an empty right side? *Hint:* `run.scores["cross_half_cos"]`. Then try the CNN backbone,
 #    whose convolutions see the same local patterns in a half and in a full face: how far does its half disparity fall?
-# 4. **Turned faces.** Set $\tau = 0$, so that shifted faces, whose halves are cut off-axis, are pulled together too.
+# 4. **Turned faces.** Set $\rho_{min} = 0$, so that shifted faces, whose halves are cut off-axis, are pulled together too.
 #    What happens to the half disparity of the *centred* faces, and to TAR? *Hint:* in the pure-maths panel, look at
-#    which faces get a pull at $\tau = 0$.
+#    which faces get a pull at $\rho_{min} = 0$.
 #
 # ## 10. Summary
 # - SymFace adds $w_{sym} L_\rho$ to ArcFace: the embeddings of the left half and the mirrored right half of a
-#   near-frontal face should agree. Frontal faces are picked by a landmark score $\rho \ge \tau$. Our formula is a
+#   near-frontal face should agree. Frontal faces are picked by a landmark score $\rho \ge \tau$ (our `rho_min`). Our formula is a
 #   reconstruction.
 # - In the GPW view $L_\rho$ is a constant pull $\rho_i/n$ on one positive pair per kept face, with no push. So
 #   sending every half to one point minimises it.

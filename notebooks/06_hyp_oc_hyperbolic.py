@@ -150,7 +150,7 @@ print("torch", torch.__version__, "| FAST =", FAST, "| seeds", SEEDS)
 
 # %%
 print(inspect.getsource(H.ToPoincare.forward))
-print(inspect.getsource(H._mlr_logits))
+print(inspect.getsource(H.gyroplane_logits))
 
 # %% [markdown]
 # A from-scratch check. We write Hyp-PC as the official code writes it, a loop over pairs, and compare

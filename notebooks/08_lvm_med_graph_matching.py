@@ -138,9 +138,18 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %% [markdown]
 # ## 2. From formula to code
 #
-# The solver is wrapped in a `torch.autograd.Function`: the forward pass calls the Hungarian algorithm
-# (`scipy.optimize.linear_sum_assignment`) on a detached copy of $C$, the backward pass calls it once more on
-# the perturbed costs.
+# The loss reads as the formula: `hamming_loss` is the Hamming distance of a matching to the target, and
+# `gm_loss` is that distance for the matching that `gm.match(C)` returns.
+
+# %%
+print(inspect.getsource(gm.hamming_loss))
+print(inspect.getsource(gm.gm_loss))
+
+# %% [markdown]
+# The black-box rule lives in the solver. `gm.match` wraps it in a `torch.autograd.Function`: the forward pass
+# calls the Hungarian algorithm (`scipy.optimize.linear_sum_assignment`) on a detached copy of $C$, and the
+# backward pass calls it once more on the perturbed costs $C - \lambda\,\partial L/\partial v$ and returns
+# $[\hat v(C) - \hat v_\lambda]/\lambda$, the formula of §1 line for line.
 
 # %%
 print(inspect.getsource(gm.BlackBoxMatching))
@@ -158,7 +167,7 @@ def hungarian(C):                                        # the solver, straight 
     return v
 
 
-z_s, z_t = gm.demo_batch(16)
+z_s, z_t = gm.view_batch(16)
 LAM, BETA, K = 5.0, 0.5, 3
 C = gm.affinity(z_s, z_t, beta=BETA, k=K).detach().requires_grad_(True)
 loss = gm.gm_loss(C, lam=LAM)
@@ -340,7 +349,7 @@ assert small < panel.state["nnz"] and torch.equal(panel.state["W_gm"], W_gm)
 
 # %% tags=["nbval-ignore-output"]
 SEEDS = (0, 1)
-runs = {(loss, seed): gm.train_ssl(loss, iters=ITERS, seed=seed) for loss in gm.LOSSES for seed in SEEDS}
+runs = {(loss, seed): gm.train_graph_matching(loss, iters=ITERS, seed=seed) for loss in gm.LOSSES for seed in SEEDS}
 print(f"{'':22s} {'view matching':>22s} {'5-NN accuracy':>22s}   ms/step")
 for (loss, seed), r in runs.items():
     e = r.evals
@@ -375,7 +384,7 @@ fig, axes = plots.new_figure(3, width=5.0, height=4.6)
 right = {}
 for ax, (title, run) in zip(axes[0], [("untrained", None), ("after GM-1st", runs["gm_1st", 0]),
                                       ("after InfoNCE", runs["infonce", 0])]):
-    zs_, zt_ = gm.demo_batch(16, run=run)
+    zs_, zt_ = gm.view_batch(16, run=run)
     right[title] = round(16 * gm.matching_accuracy(gm.node_affinity(zs_, zt_)))
     gm.draw_matching(ax, zs_, zt_, gm.solve_matching(gm.node_affinity(zs_, zt_)), A_s=gm.neighbourhood(zs_, k=K),
                      A_t=gm.neighbourhood(zt_, k=K), title=f"{title}: {right[title]} of 16 right")

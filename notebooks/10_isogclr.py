@@ -339,7 +339,8 @@ assert all(r.scores["knn"] > 0.5 for r in runs.values())                  # far 
 # $\tau_{\min}$ (the untrained network maps all images close together, so KL ≈ 0 < ρ), then climbs as the
 # embedding spreads out. With γ = 1 (solid) the head settles above the tail; with γ = 0.8 (dashed) both means stay
 # far below those of γ = 1. Middle: why: with γ = 0.8 single images' temperatures jump between two values every
-# epoch instead of settling. Right: test kNN accuracy; the three runs end close together.
+# epoch instead of settling. Right: test kNN accuracy, from before training to the end; the three runs end close
+# together.
 
 # %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.6, height=3.8)

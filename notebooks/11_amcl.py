@@ -131,11 +131,11 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %% [markdown]
 # ## 2. From formula to code
 #
-# The objective in `lossviz`: `_select` picks each anchor's positive and top-k negatives (by similarity, as the
-# official code does), `_objective` computes the formula above, one line per form.
+# The objective in `lossviz`: `A.amcl_loss` picks each anchor's positive and top-k negatives (by similarity, as
+# the official code does), and `A.amcl_objective` computes the formula above on them, one line per form.
 
 # %%
-print(inspect.getsource(A._objective))
+print(inspect.getsource(A.amcl_objective))
 
 # %% [markdown]
 # **A batch with three heads.** Sixteen training digits, two views each (`augment.TwoViewSampler`), so $2B = 32$

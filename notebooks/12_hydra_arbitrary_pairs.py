@@ -51,6 +51,7 @@ import lossviz as lv
 from lossviz import data, plots
 from lossviz import contrastive as C
 from lossviz.papers import hydra as H
+from lossviz.similarity import masked_logsumexp
 from lossviz import train as T
 
 FAST = T.setup(seed=0)
@@ -121,8 +122,8 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %% [markdown]
 # ## 2. From formula to code
 #
-# `H.hydra_loss` builds the two masks and hands the logits to the same NT-Xent kernel as `lv.nt_xent_loss`
-# (`contrastive._nt_xent`): one `logsumexp` over each row's allowed negatives, one `logaddexp` per positive.
+# `H.hydra_loss` builds the two masks and then computes NT-Xent the way `lv.nt_xent_loss` does: one masked
+# `logsumexp` over each row's allowed negatives (`lossviz.similarity.masked_logsumexp`), one `logaddexp` per positive.
 
 # %%
 print(inspect.getsource(H.hydra_loss))
@@ -185,7 +186,7 @@ assert ((gated.gates < 0.1) | (gated.gates > 0.9)).mean() > 0.5                 
 # with the gate forced open, $S^g$ = plain cosine.
 
 # %% tags=["nbval-ignore-output"]
-b = H.demo_batch(gated, n=32, seed=0)
+b = H.gated_batch(gated, n=32, seed=0)
 W_gate = lv.pair_weights(H.hydra_loss, b["S"], b["y1"], signed=True, partner=b["y2"], tau=b["tau"])
 W_open = lv.pair_weights(H.hydra_loss, b["S_open"], b["y1"], signed=True, partner=b["y2"], tau=b["tau"])
 fig, axes = plots.new_figure(2, width=5.6, height=6.2)
@@ -473,7 +474,9 @@ for s in SEEDS:
 pos_, allowed_ = H.hydra_masks(b["y1"], b["y2"])
 wrong_allowed = b["y1"][:, None] != b["y1"][None, :]             # the partner class is left among the negatives
 leaf = b["S"].clone().requires_grad_(True)
-C._nt_xent(leaf / b["tau"], pos_, wrong_allowed).backward()
+ell_ = leaf / b["tau"]                                           # hydra_loss's lines, with the wrong negatives
+lse_ = masked_logsumexp(ell_, wrong_allowed, keepdim=True)
+(torch.where(pos_, torch.logaddexp(ell_, lse_) - ell_, 0.0).sum() / pos_.sum()).backward()
 right_pull = -W_gate[pos_].sum() * b["tau"] * n_pos
 wrong_net = -leaf.grad[pos_].sum() * b["tau"] * n_pos
 print(f"net pull on the positives: right masks {float(right_pull):.2f}, partner not excluded {float(wrong_net):.2f}; "
@@ -516,7 +519,7 @@ assert 0.57 < float(sample.mean()) < 0.63
 #   used (`FeatureGate.table()` switches to eval mode).
 # - *kNN on digits saturates* (raw pixels reach about 0.98): use the effective rank and the gate maps as evidence.
 # - *Effective rank depends on centring*: a shared offset in $h$ (ReLU features are all positive) adds one strong
-#   direction; `H.effective_rank(h, center=True)` removes it. Compare runs with the same convention.
+#   direction; `lv.metrics.effective_rank(h, center=True)` removes it. Compare runs with the same convention.
 # - *Labels*: unlike SimCLR, Hydra needs class labels for every training image (it is pair-*supervised*); a batch in
 #   which no key belongs to any partner class has nothing to pull and is refused:
 

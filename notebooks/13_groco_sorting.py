@@ -135,11 +135,12 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %% [markdown]
 # ## 2. From formula to code
 #
-# lossviz runs the network on a whole batch of rows at once. The values and the columns of $P^{soft}$ are mixed by
-# the same $\alpha$, so they travel together in one tensor. One layer costs a few index operations:
+# lossviz runs the network on a whole batch of rows at once (`SO.network_steps`, the loop inside `SO.soft_sort`).
+# The values and the columns of $P^{soft}$ are mixed by the same $\alpha$, so they travel together in one tensor.
+# One layer costs a few index operations:
 
 # %%
-print(inspect.getsource(SO._network_steps))
+print(inspect.getsource(SO.network_steps))
 
 # %% [markdown]
 # **From scratch, one row.** The odd-even network written as two loops straight from the definition (Cauchy
@@ -350,7 +351,7 @@ sort_panel.controls["steepness"].value, sort_panel.controls["topk_neg"].value = 
 # its view. This is the hard constraint that GroCo relaxes.
 
 # %% tags=["nbval-ignore-output"]
-runs = {s: {loss: SO.train_ssl(loss, epochs=EPOCHS, seed=s, **knobs)
+runs = {s: {loss: SO.train_groco(loss, epochs=EPOCHS, seed=s, **knobs)
             for loss, knobs in (("groco", {}), ("nt_xent", dict(tau=0.1)))} for s in SEEDS}
 for s, pair in runs.items():
     for run in pair.values():
@@ -486,7 +487,7 @@ for s in SEEDS:                                                                 
 # This is why the official projection head ends with a BatchNorm.
 
 # %% tags=["nbval-ignore-output"]
-plain = SO.train_ssl("groco", bn_head=False, epochs=EPOCHS)
+plain = SO.train_groco("groco", bn_head=False, epochs=EPOCHS)
 flat = float(SO.group_ordering_loss(torch.zeros(1, 11, dtype=torch.float64), 10))
 u_plain, u_bn = (metrics.uniformity(torch.as_tensor(r.z_test)) for r in (plain, runs[0]["groco"]))
 print(f"plain head: last losses {plain.history['loss'][-3:].round(5)} (all-equal value {flat:.5f}), "
@@ -537,7 +538,7 @@ except ValueError as err:
 
 # %% [markdown]
 # ## 8. Exercises
-# 1. **Steepness sweep.** Train GroCo at steepness 0.3, 1, 5 and 20 (panel or `SO.train_ssl(steepness=...)`). How do
+# 1. **Steepness sweep.** Train GroCo at steepness 0.3, 1, 5 and 20 (panel or `SO.train_groco(steepness=...)`). How do
 #    the ordering accuracy and MAP@R respond? *Hint:* compare `run.history["order_acc"][-20:].mean()` and
 #    `run.final("map_at_r")`, and remember that Adam hides the gradient scale.
 # 2. **More views.** With $V = 4$ every anchor has three positives, and GroCo ranks them as a group. Train GroCo and

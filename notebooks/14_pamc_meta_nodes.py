@@ -64,20 +64,22 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # (binary, $r = 2$). Let $\hat s_{ij} = \cos(z_i, z_j)$ for $i \ne j$ and $\hat s_{ii} = 0$: the official code
 # zeroes the diagonal of the cosine matrix, so a node's own term is $e^0 = 1$. The loss of SCGC / Graph-MLP is
 #
-# $$L_{NC} = \underbrace{-\frac1N \sum_i \log \sum_j A^r_{ij}\, e^{\tau \hat s_{ij}}}_{L^+:\ \text{pull, } O(|E|)}
-#   \;+\; \underbrace{\frac1N \sum_i \log \sum_k e^{\tau \hat s_{ik}}}_{L^-:\ \text{push, } O(N^2)} .$$
+# $$L_{NC} = \underbrace{-\frac1N \sum_i \log \sum_j A^r_{ij}\, e^{s \hat s_{ij}}}_{L^+:\ \text{pull, } O(|E|)}
+#   \;+\; \underbrace{\frac1N \sum_i \log \sum_k e^{s \hat s_{ik}}}_{L^-:\ \text{push, } O(N^2)} .$$
 #
-# **Careful: τ multiplies the cosine here.** It is an *inverse* temperature, $\tau = 1/T$ in the notation of
-# notebook 09. The code's default $\tau = 1$ is a temperature of 1, a very soft push. SimCLR's $T = 0.1$
-# would be $\tau = 10$.
+# **Careful: $s$ multiplies the cosine here.** The paper and its code write this factor τ, but it is an
+# *inverse* temperature: $s = 1/\tau$ with τ the temperature of notebook 09, which *divides* the cosine.
+# lossviz calls it `s`, like the scale $s$ of the margin losses (ArcFace, notebooks 02 and 04), because
+# everywhere else in lossviz τ is a temperature that divides. The code's default $s = 1$ is a temperature of 1, a very soft push. SimCLR's $\tau = 0.1$
+# would be $s = 10$.
 #
 # **Weights (General Pair Weighting, notebooks 01 and 09).** The push on pair $(i, k)$ is
 #
-# $$\frac{\partial L^-}{\partial \hat s_{ik}} = \frac{\tau}{N}\,\frac{e^{\tau \hat s_{ik}}}{\sum_{k'} e^{\tau \hat s_{ik'}}}
-#   = \frac{\tau}{N}\,(1 - \pi_i)\, r_{ik},$$
+# $$\frac{\partial L^-}{\partial \hat s_{ik}} = \frac{s}{N}\,\frac{e^{s \hat s_{ik}}}{\sum_{k'} e^{s \hat s_{ik'}}}
+#   = \frac{s}{N}\,(1 - \pi_i)\, r_{ik},$$
 #
 # where $r_{ik}$ is the **relative penalty** of notebook 09: a softmax over node $i$'s negatives at temperature
-# $1/\tau$. The factor $\pi_i$ is the share that the constant self term $e^0$ takes. Every node pushes every
+# $\tau = 1/s$. The factor $\pi_i$ is the share that the constant self term $e^0$ takes. Every node pushes every
 # other node, the most similar ones hardest, which is why the term costs $N^2$.
 #
 # ### Meta-nodes
@@ -90,7 +92,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # meta-nodes, $\hat s_{ik} \to C_{a(i)a(k)}$. The $N \times N$ matrix becomes constant on $K \times K$ blocks, and
 # the sum over $k$ can be grouped by cluster. The cluster sizes then become weights:
 #
-# $$\tilde L^- = \frac1N \sum_{l} n_l \log\Big(1 + (n_l - 1)\,e^{\tau C_{ll}} + \sum_{l' \ne l} n_{l'}\, e^{\tau C_{ll'}}\Big),
+# $$\tilde L^- = \frac1N \sum_{l} n_l \log\Big(1 + (n_l - 1)\,e^{s C_{ll}} + \sum_{l' \ne l} n_{l'}\, e^{s C_{ll'}}\Big),
 #   \qquad C_{ll} = 1 .$$
 #
 # It costs $O(Nd)$ to build the meta-nodes and $O(K^2)$ for the rest. It is **exact in two cases**: when every
@@ -100,7 +102,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # **PamC's term** (the official code) counts each meta-node once, whatever its size, and averages over
 # clusters:
 #
-# $$L^-_{PamC} = \frac1K \sum_l \log\Big(1 + \sum_{l' \ne l} e^{\tau C_{ll'}}\Big),
+# $$L^-_{PamC} = \frac1K \sum_l \log\Big(1 + \sum_{l' \ne l} e^{s C_{ll'}}\Big),
 #   \qquad L_{PamC} = L^+ + L^-_{PamC}.$$
 #
 # The positive term is still a mean over *nodes* and the negative term a mean over *clusters*: they are
@@ -119,7 +121,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # $q_{ik} \propto (1 + \lVert z_i - \mu_k \rVert^2)^{-1}$. The target
 # $p_{ik} \propto q_{ik}^2 / \sum_i q_{ik}$ sharpens them. The total loss is
 #
-# $$L = \beta\,\mathrm{KL}(P \,\Vert\, Q) + \alpha\,(L^+ + L^-), \qquad \alpha = 2,\ \beta = 0.1,\ \tau = 1,\ r = 2
+# $$L = \beta\,\mathrm{KL}(P \,\Vert\, Q) + \alpha\,(L^+ + L^-), \qquad \alpha = 2,\ \beta = 0.1,\ s = 1,\ r = 2
 #   \ \text{(the code's defaults)},$$
 #
 # with $L^-$ the exact term (baseline) or PamC's; the meta-nodes use $a(i) = \arg\max_k q_{ik}$. Clusters are
@@ -128,19 +130,19 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %% [markdown]
 # ## 2. From formula to code
 #
-# Both meta-node terms are one `logsumexp` over each meta-node's row of $\log m_{ll'} + \tau C_{ll'}$, with an
+# Both meta-node terms are one `logsumexp` over each meta-node's row of $\log m_{ll'} + s C_{ll'}$, with an
 # extra zero column for the self term $e^0$. The multiplicity $m_{ll'}$ is $n_{l'} - [l = l']$ (size-weighted)
 # or $1 - [l = l']$ (PamC), and its log is $-\infty$ where it is 0.
 
 # %%
-print(inspect.getsource(MN._block_lse))
+print(inspect.getsource(MN.meta_node_lse))
 print(inspect.getsource(MN.approx_negative_term).split('"""')[-1])
 print(inspect.getsource(MN.pamc_negative_term).split('"""')[-1])
 
 # %% [markdown]
 # **A batch of real nodes.** We take 360 training digits, projected on the first 10 principal axes of the
 # pixels (`lv.models.pca_embedding`): 10-d embeddings like PamC's $z$, with cosines spread over $[-1, 1]$. Meta-nodes
-# come from a seeded k-means on the normalised embeddings (`MN.clusterings`; $K = N$ means every node is its own
+# come from a seeded k-means on the normalised embeddings (`MN.kmeans_sweep`; $K = N$ means every node is its own
 # meta-node). First check: the three terms, written from scratch as full $N \times N$ (or $K \times K$) matrices,
 # equal lossviz's.
 
@@ -148,18 +150,18 @@ print(inspect.getsource(MN.pamc_negative_term).split('"""')[-1])
 digits = data.load("digits")
 z = lv.models.pca_embedding(digits.x_train, digits.x_train[:360], 10).double()
 N, KS = len(z), (2, 5, 10, 20, 40, 80, 160, 360)
-clusters = MN.clusterings(z, KS)
-a, tau = clusters[10], 5.0
+clusters = MN.kmeans_sweep(z, KS)
+a, s = clusters[10], 5.0
 f = F.normalize(z, dim=1)
-exact = torch.logsumexp(tau * (f @ f.T).fill_diagonal_(0), dim=1).mean()
+exact = torch.logsumexp(s * (f @ f.T).fill_diagonal_(0), dim=1).mean()
 c = F.normalize(torch.zeros(10, 10, dtype=z.dtype).index_add(0, a, z), dim=1)         # meta-nodes, normalised
 C = c @ c.T
-block = torch.logsumexp(tau * C[a][:, a].fill_diagonal_(0), dim=1).mean()             # pairs -> meta-node cosines
-pamc = torch.logsumexp(tau * C.fill_diagonal_(0), dim=1).mean()
+block = torch.logsumexp(s * C[a][:, a].fill_diagonal_(0), dim=1).mean()             # pairs -> meta-node cosines
+pamc = torch.logsumexp(s * C.fill_diagonal_(0), dim=1).mean()
 print(f"exact {exact:.6f}   size-weighted {block:.6f}   PamC {pamc:.6f}")
-assert abs(exact - MN.negative_term(z, tau=tau)) < 1e-10
-assert abs(block - MN.approx_negative_term(z, a, tau=tau)) < 1e-10
-assert abs(pamc - MN.pamc_negative_term(z, a, tau=tau)) < 1e-10
+assert abs(exact - MN.negative_term(z, s=s)) < 1e-10
+assert abs(block - MN.approx_negative_term(z, a, s=s)) < 1e-10
+assert abs(pamc - MN.pamc_negative_term(z, a, s=s)) < 1e-10
 
 # %% [markdown]
 # And the first exact case: with every node its own meta-node ($K = N$), both meta-node terms *are* the node-level
@@ -168,9 +170,9 @@ assert abs(pamc - MN.pamc_negative_term(z, a, tau=tau)) < 1e-10
 # %%
 own = clusters[N]
 grads = {}
-for name, fn in {"exact": lambda v: MN.negative_term(v, tau=tau),
-                 "size-weighted": lambda v: MN.approx_negative_term(v, own, tau=tau),
-                 "PamC": lambda v: MN.pamc_negative_term(v, own, tau=tau)}.items():
+for name, fn in {"exact": lambda v: MN.negative_term(v, s=s),
+                 "size-weighted": lambda v: MN.approx_negative_term(v, own, s=s),
+                 "PamC": lambda v: MN.pamc_negative_term(v, own, s=s)}.items():
     leaf = z.clone().requires_grad_(True)
     fn(leaf).backward()
     grads[name] = leaf.grad
@@ -195,21 +197,21 @@ fig
 # %% [markdown]
 # ### Exact versus approximate, as the number of meta-nodes grows
 # For each $K$, the exact term (black), the size-weighted approximation (pink) and PamC's term (green), at the
-# code's $\tau = 1$ and at a sharper $\tau = 5$. Right: the error of the size-weighted term, $|\tilde L^- - L^-|$,
+# code's $s = 1$ and at a sharper $s = 5$. Right: the error of the size-weighted term, $|\tilde L^- - L^-|$,
 # on log axes ($K = N$ is left out: the error there is 0).
 
 # %%
 def terms(t):
-    exact = float(MN.negative_term(z, tau=t))
-    approx = np.array([float(MN.approx_negative_term(z, clusters[k], tau=t)) for k in KS])
-    pamc = np.array([float(MN.pamc_negative_term(z, clusters[k], tau=t)) for k in KS])
+    exact = float(MN.negative_term(z, s=t))
+    approx = np.array([float(MN.approx_negative_term(z, clusters[k], s=t)) for k in KS])
+    pamc = np.array([float(MN.pamc_negative_term(z, clusters[k], s=t)) for k in KS])
     return exact, approx, pamc
 
 
 curves = {t: terms(t) for t in (1.0, 5.0)}
 for t, (exact, approx, pamc) in curves.items():
     errors = ", ".join(f"{k}: {round(e, 4) + 0:.4f}" for k, e in zip(KS, approx - exact))   # + 0: no "-0.0000"
-    print(f"τ = {t:g}: exact {exact:.3f} | size-weighted minus exact, by K: {errors}")
+    print(f"s = {t:g}: exact {exact:.3f} | size-weighted minus exact, by K: {errors}")
 
 # %%
 fig, axes = plots.new_figure(3, width=4.4, height=3.6)
@@ -217,8 +219,8 @@ for ax, (t, (exact, approx, pamc)) in zip(axes[0, :2], curves.items()):
     ax.axhline(exact, color="k", lw=2, label="exact $L^-$ (N² pairs)")
     ax.plot(KS, approx, marker="o", color=MN.METHOD_COLORS["approx"], label="size-weighted meta-nodes")
     ax.plot(KS, pamc, marker="s", color=MN.METHOD_COLORS["pamc"], label="PamC's term")
-    ax.set(xscale="log", xlabel="K, meta-nodes (log scale)", ylabel="negative term", title=f"τ = {t:g}, N = {N}")
-    axes[0, 2].plot(KS[:-1], np.abs(approx - exact)[:-1], marker="o", label=f"τ = {t:g}")
+    ax.set(xscale="log", xlabel="K, meta-nodes (log scale)", ylabel="negative term", title=f"s = {t:g}, N = {N}")
+    axes[0, 2].plot(KS[:-1], np.abs(approx - exact)[:-1], marker="o", label=f"s = {t:g}")
 axes[0, 0].legend(loc="lower right", fontsize=9)
 axes[0, 2].set(xscale="log", yscale="log", xlabel="K, meta-nodes (log scale)", ylabel="|size-weighted − exact|",
                title="error of the approximation")
@@ -228,19 +230,19 @@ fig
 # %% [markdown]
 # What the numbers say:
 # - The size-weighted term **over**-estimates the exact term and converges to it as $K$ grows, to exactly 0 at
-#   $K = N$. The error is larger at $\tau = 5$: a sharp push depends on the exact similarity of the nearest
+#   $K = N$. The error is larger at $s = 5$: a sharp push depends on the exact similarity of the nearest
 #   negatives, and the approximation replaces all of them by their meta-node.
 # - PamC's term is not an estimate of $L^-$ at all: at $K = 10$ it sits near $\log K$, not $\log N$. Only at
 #   $K = N$ does it meet the exact term. Its meaning lies in its gradient: a push between whole clusters.
 #
-# The checks: exact at $K = N$, and on this batch the error falls at every step of $K$, at both $\tau$.
+# The checks: exact at $K = N$, and on this batch the error falls at every step of $K$, at both $s$.
 
 # %%
 for t, (exact, approx, pamc) in curves.items():
     err = np.abs(approx - exact)
     assert err[-1] < 1e-10 and abs(pamc[-1] - exact) < 1e-10      # K = N: both exact
     assert (np.diff(err) < 0).all() and (approx >= exact - 1e-12).all()   # error falls with K; an over-estimate
-assert np.abs(curves[5.0][1] - curves[5.0][0])[2] > np.abs(curves[1.0][1] - curves[1.0][0])[2]   # τ=5 worse
+assert np.abs(curves[5.0][1] - curves[5.0][0])[2] > np.abs(curves[1.0][1] - curves[1.0][0])[2]   # s=5 worse
 
 # %% [markdown]
 # The second exact case, *tight clusters*: give each cluster's members exactly the direction of their meta-node
@@ -250,15 +252,15 @@ assert np.abs(curves[5.0][1] - curves[5.0][0])[2] > np.abs(curves[1.0][1] - curv
 a = clusters[10]
 c_dir = F.normalize(torch.zeros(10, 10, dtype=z.dtype).index_add(0, a, z), dim=1)
 z_tight = c_dir[a] * z.norm(dim=1, keepdim=True)
-gap_tight = MN.approximation_error(z_tight, a, tau=5.0)
+gap_tight = MN.approximation_error(z_tight, a, s=5.0)
 print(f"tight clusters: |size-weighted - exact| < 1e-10: {gap_tight < 1e-10}, "
-      f"|PamC - exact| = {MN.approximation_error(z_tight, a, tau=5.0, kind='pamc'):.2f}")
+      f"|PamC - exact| = {MN.approximation_error(z_tight, a, s=5.0, kind='pamc'):.2f}")
 assert gap_tight < 1e-10
 
 # %% [markdown]
 # ### The push per negative: the engine's weight view
 # How node 0's push is shared over its 359 negatives: the relative penalty $r_{ik}$ of notebook 09
-# (`lossviz.contrastive.relative_penalty` at temperature $1/\tau$, through `MN.push_shares`). On the exact term
+# (`lossviz.contrastive.relative_penalty` at temperature $\tau = 1/s$, through `MN.push_shares`). On the exact term
 # (dots) each negative gets its own share, the most similar ones the most. On the block similarity (crosses)
 # every member of a meta-node gets the same share. The grey squares are node 0's own cluster-mates. The
 # approximation puts them at cosine 1, so they take the largest shares, but that entry is a constant: they
@@ -266,20 +268,20 @@ assert gap_tight < 1e-10
 
 # %%
 fig, axes = plots.new_figure(2, width=5.2, height=4.0)
-shares = {k: MN.anchor_shares_view(ax, z, clusters[k], 0, tau=5.0) for ax, k in zip(axes[0], (10, 80))}
+shares = {k: MN.anchor_shares_view(ax, z, clusters[k], 0, s=5.0) for ax, k in zip(axes[0], (10, 80))}
 for ax, k in zip(axes[0], (10, 80)):
-    ax.set_title(f"node 0, K = {k}, τ = 5")
+    ax.set_title(f"node 0, K = {k}, s = 5")
 fig
 
 # %% [markdown]
 # ### The push per node: exact versus PamC
 # The size of the negative term's gradient on each node, $\lVert \partial L^- / \partial z_i \rVert$, grouped by
-# meta-node ($K = 10$, $\tau = 5$). Under the exact term each node gets its own push. Under PamC every member of a
+# meta-node ($K = 10$, $s = 5$). Under the exact term each node gets its own push. Under PamC every member of a
 # cluster gets its meta-node's gradient: one value per cluster, whatever the node's position. Large clusters
 # are therefore pushed as a whole with the force of a single meta-node.
 
 # %%
-mass = {"exact": MN.push_mass(z, tau=5.0), "PamC": MN.push_mass(z, clusters[10], tau=5.0, kind="pamc")}
+mass = {"exact": MN.push_mass(z, s=5.0), "PamC": MN.push_mass(z, clusters[10], s=5.0, kind="pamc")}
 fig, axes = plots.new_figure(2, width=4.6, height=3.4)
 jitter = np.random.default_rng(0).uniform(-0.3, 0.3, N)
 for ax, (name, m) in zip(axes[0], mass.items()):
@@ -299,20 +301,20 @@ assert spread["PamC"] < 1e-12 and spread["exact"] > 1e-6
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
 # and a Train button runs a real training run, cached by its settings.
 #
-# **Move K, τ and the anchor.** Left: the three terms against $K$ (the circled points are the current $K$).
+# **Move K, the scale $s$ and the anchor.** Left: the three terms against $K$ (the circled points are the current $K$).
 # Middle: the anchor's push per negative, exact and approximated. Right: the $K \times K$ matrix that is all PamC
-# computes. Pure maths on the 360 nodes above; the clusterings are computed once. Try $\tau = 20$ (a temperature of
+# computes. Pure maths on the 360 nodes above; the clusterings are computed once. Try $s = 20$ (a temperature of
 # 0.05): the approximation's error grows and the grey squares (the own cluster, never pushed) take almost all of
 # the anchor's softmax. Then slide $K$ up to 360.
 
 # %%
-panel = MN.approximation_panel(z, clusters=clusters, tau=1.0)
+panel = MN.approximation_panel(z, clusters=clusters, s=1.0)
 assert panel.state["approx"] >= panel.state["exact"]
 panel
 
 # %%
 err_1 = panel.state["error"]
-panel.controls["tau"].value = 5.0
+panel.controls["s"].value = 5.0
 assert panel.state["error"] > err_1                       # a sharper push, a worse approximation
 panel.controls["K"].value = N                             # every node its own meta-node: exact (left there)
 assert panel.state["error"] < 1e-10 and abs(panel.state["pamc"] - panel.state["exact"]) < 1e-10
@@ -325,9 +327,9 @@ assert panel.state["error"] < 1e-10 and abs(panel.state["pamc"] - panel.state["e
 # 64 → 256 → 256 → 10. There is no pretrained autoencoder (the paper loads one, which would need a download). Instead,
 # the $K = 10$ DEC centres start from a seeded k-means of the untrained encoder's embeddings. Full batch, Adam (lr
 # $10^{-3}$), one step per epoch, 100 epochs (the code trains 200; we compare the two losses at the same, shorter
-# budget), the code's $\alpha = 2$, $\beta = 0.1$, $\tau = 1$. Two runs share everything but the negative term: exact
-# $L^-$ ($N^2 = 3.2$M pairs) or PamC's ($K^2 = 100$ pairs). After every step we record the NMI of $\arg\max q$ against
-# the digit labels (used only here), and the number of empty clusters. **We report the final epoch**; the official
+# budget), the code's $\alpha = 2$, $\beta = 0.1$, $s = 1$. Two runs share everything but the negative term: exact
+# $L^-$ ($N^2 = 3.2$M pairs) or PamC's ($K^2 = 100$ pairs). Before training and every 5 epochs we record the NMI of
+# $\arg\max q$ against the digit labels (used only here), and the number of empty clusters (`run.evals`). **We report the final epoch**; the official
 # code reports the best epoch.
 
 # %% tags=["nbval-ignore-output"]
@@ -339,7 +341,7 @@ assert all(np.isfinite(r.history["loss"]).all() for r in runs.values())
 assert all(r.nmi > r.init["nmi"] + 0.05 and r.history["loss"][-1] < r.history["loss"][0] for r in runs.values())
 
 # %% [markdown]
-# **Learning curves.** Left: NMI per epoch for both runs (dots: the final epoch; rings: the best epoch, which the
+# **Learning curves.** Left: NMI every 5 epochs for both runs (dots: the final epoch; rings: the best epoch, which the
 # official code would report). Middle: PamC's loss and its two contrastive terms. Right: PamC's cluster sizes at
 # the end.
 
@@ -347,7 +349,8 @@ assert all(r.nmi > r.init["nmi"] + 0.05 and r.history["loss"][-1] < r.history["l
 fig, axes = plots.new_figure(3, width=4.6, height=3.7)
 drawn = MN.draw_run(axes[0], runs["pamc"], reference_runs={"L_NC": runs["nc"]})
 axes[0, 0].scatter([EPOCHS], [runs["nc"].nmi], color=MN.METHOD_COLORS["nc"], s=40, zorder=4)
-assert len(axes[0, 0].lines) == 2 and drawn["best_nmi"] >= drawn["nmi"] > runs["pamc"].history["nmi"][0]
+first = runs["pamc"].evals["nmi"][1]                                     # the first evaluation after epoch 0
+assert len(axes[0, 0].lines) == 2 and drawn["best_nmi"] >= drawn["nmi"] > first
 fig
 
 # %% [markdown]
@@ -379,7 +382,7 @@ assert largest["pamc"] > largest["nc"] and unif["pamc"] > unif["nc"]      # PamC
 fig
 
 # %% [markdown]
-# **Train it yourself.** Choose the negative term (exact, PamC, or the size-weighted meta-nodes), τ, the number of
+# **Train it yourself.** Choose the negative term (exact, PamC, or the size-weighted meta-nodes), the scale $s$, the number of
 # clusters K, the adjacency power r, the epochs and the seed, then press *Train*. A PamC run of 60 epochs takes a
 # few seconds; an exact-term run takes several times longer; a setting already trained comes back at once. The
 # exact-term run above is drawn faintly for comparison.
@@ -465,15 +468,16 @@ display(Markdown(f"**Measured.** PamC is {word(d[0])} by {abs(d[0]):.3f} NMI wit
 # %% [markdown]
 # ## 7. Pitfalls
 #
-# **τ is an inverse temperature.** At the code's $\tau = 1$ the push is spread almost evenly over all negatives.
+# **The paper's τ is an inverse temperature.** At the code's $s = 1$ the push is spread almost evenly over all negatives.
 # The engine's normalised entropy of the push (notebook 09) is close to 1 on the trained embeddings. At
-# $\tau = 10$ (SimCLR's temperature 0.1) it concentrates on the nearest negatives. A slider labelled
-# "temperature" that multiplies the cosine turns the meaning of "larger" upside down.
+# $s = 10$ (SimCLR's temperature 0.1) it concentrates on the nearest negatives. A slider labelled
+# "temperature" that multiplies the cosine turns the meaning of "larger" upside down: that is why lossviz calls
+# this knob `s` and keeps the name τ for a temperature that divides.
 
 # %% tags=["nbval-ignore-output"]
 z_pamc = torch.as_tensor(runs["pamc"].z[::4]).double()                    # every 4th node: 450 nodes
-H = {t: float(MN.push_entropy(z_pamc, tau=t).mean()) for t in (1.0, 10.0)}
-print("mean normalised entropy of the push:", {f"τ = {t:g}": round(h, 3) for t, h in H.items()})
+H = {t: float(MN.node_push_entropy(z_pamc, s=t).mean()) for t in (1.0, 10.0)}
+print("mean normalised entropy of the push:", {f"s = {t:g}": round(h, 3) for t, h in H.items()})
 assert H[1.0] > 0.9 and H[10.0] < H[1.0]
 
 # %% [markdown]
@@ -496,7 +500,7 @@ assert all(0 <= run.best_nmi - run.nmi < 0.05 for run in all_runs.values())
 
 # %%
 a = clusters[10]
-values = {(mode, sim): float(MN.pamc_negative_term(z, a, tau=1.0, mode=mode, sim=sim))
+values = {(mode, sim): float(MN.pamc_negative_term(z, a, s=1.0, mode=mode, sim=sim))
           for mode, sim in (("sum", "cosine"), ("mean", "cosine"), ("sum", "dot"))}
 print({f"{mode}, {sim}": round(v, 4) for (mode, sim), v in values.items()})
 assert abs(values[("sum", "cosine")] - values[("mean", "cosine")]) < 1e-12
@@ -515,7 +519,7 @@ c_kept, sizes, _ = MN.meta_nodes(z, torch.where(a == 3, 4, a))                  
 assert len(c_kept) == 9 and int(sizes.sum()) == N
 
 # %% tags=["nbval-ignore-output"]
-empty = {m: int(run.history["empty"][-1]) for m, run in runs.items()}
+empty = {m: int(run.evals["empty"][-1]) for m, run in runs.items()}
 print("empty clusters at the last epoch:", empty)
 assert all(0 <= e < 10 and np.isfinite(runs[m].history["loss"]).all() for m, e in empty.items())   # no NaN from 0/0
 
@@ -543,7 +547,7 @@ except ValueError as err:
 #    the weights $n_l$ and by its mean over nodes rather than clusters, so its push and its pull are averaged
 #    the same way, as in the exact term. Its push is weaker, though: compare `MN.push_mass(..., kind="approx")` with
 #    the exact one (section 3).
-# 3. **Sharper push.** Train the exact term and PamC at τ = 5. Which one changes more? *Hint:* at large τ the exact
+# 3. **Sharper push.** Train the exact term and PamC at $s = 5$. Which one changes more? *Hint:* at large $s$ the exact
 #    push goes to the nearest negatives, often nodes of the same digit. PamC cannot push those (no push
 #    inside a meta-node).
 # 4. **The crossover.** Time `MN.negative_term` and `MN.pamc_negative_term` for N = 50, 100, 200. Below which N
@@ -552,10 +556,11 @@ except ValueError as err:
 #
 # ## 9. Summary
 # - A graph contrastive loss pushes every node against every other node: $N^2$ pairs, with the relative penalty
-#   of notebook 09 at temperature $1/\tau$ as the pair weights. In PamC's code τ *multiplies* the cosine.
+#   of notebook 09 at temperature $\tau = 1/s$ as the pair weights. In PamC's paper and code τ *multiplies* the
+#   cosine: it is our inverse temperature $s$.
 # - Meta-nodes (cluster sums) shrink the push to $K^2$ pairs. The size-weighted block approximation estimates
 #   the exact term. It is exact when $K = N$ or when clusters are tight, and over-estimates it otherwise, more so
-#   at large τ. PamC's own term counts each meta-node once. Its value sits on a $\log K$ scale, but it gives the
+#   at large $s$. PamC's own term counts each meta-node once. Its value sits on a $\log K$ scale, but it gives the
 #   same kind of push: between whole clusters, one push per cluster, none inside a cluster.
 # - Measured: the memory of the negative term grows as $N^2$ for nodes and $N$ for meta-nodes (a ratio in the
 #   hundreds at 4000 nodes), and the time follows. On digits, averaged over two seeds, PamC's final-epoch NMI is

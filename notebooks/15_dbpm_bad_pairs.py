@@ -47,7 +47,6 @@ from IPython.display import Markdown, display
 import lossviz as lv
 from lossviz import augment, plots
 from lossviz.papers import dbpm as BP
-from lossviz import contrastive as C
 from lossviz import train as T
 
 FAST = T.setup(seed=0)
@@ -107,7 +106,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %% [markdown]
 # ## 2. From formula to code
 #
-# The per-pair loss: one log-sum-exp over each view's negatives (lossviz's contrastive engine), the positive's
+# The per-pair loss: one log-sum-exp over each view's negatives (`lossviz.similarity.masked_logsumexp`), the positive's
 # logit gathered, and the two views of an item averaged.
 
 # %%

@@ -287,7 +287,7 @@ def test_bad_input_is_refused_with_a_clear_message():
         A.amcl_loss(S, y, tau=tau, beta=-1)
     with pytest.raises(ValueError, match="tau_min must be < tau_max"):
         A.pair_temperatures(torch.zeros(2), tau_min=2.0, tau_max=1.0)
-    with pytest.raises(ValueError, match="role must be"):
+    with pytest.raises(ValueError, match="unknown role 'anchor'"):
         A.temperature_gradient(0.5, 0.1, role="anchor")
     with pytest.raises(ValueError, match="tau must be > 0"):
         A.temperature_gradient(0.5, 0.0)

@@ -266,3 +266,25 @@ def test_integer_accepts_ints_and_rejects_bools_floats_and_small_values():
     for bad in (True, 2.0, 0, "3"):
         with pytest.raises(ValueError, match="k must be an integer >= 1"):
             checks.integer(bad, "k", 1)
+
+
+def test_the_shared_validators_name_the_argument_and_the_range():
+    from lossviz import checks
+
+    assert checks.integer(3, "k", 1, 5) == 3 and checks.integer(np.int64(2), "k", 1) == 2
+    for bad in (0, 6, 2.0, True, "3"):
+        with pytest.raises(ValueError, match=r"k must be an integer in \[1, 5\]"):
+            checks.integer(bad, "k", 1, 5)
+    assert checks.fraction(0.0, "share") == 0.0 and checks.fraction(0.5, "share", high=0.5) == 0.5
+    for bad, kw in ((0.0, dict(zero_ok=False)), (0.6, dict(high=0.5)), (-0.1, {}), (math.nan, {})):
+        with pytest.raises(ValueError, match="share must"):
+            checks.fraction(bad, "share", **kw)
+    assert checks.choice("a", "mode", ("a", "b")) == "a"
+    for bad in ("c", ["a"], None):
+        with pytest.raises(ValueError, match=r"unknown mode .*choose one of \['a', 'b'\]"):
+            checks.choice(bad, "mode", ("a", "b"))
+    assert checks.temperature(0.1) == 0.1
+    with pytest.raises(ValueError, match="a temperature of 0 divides S by zero"):
+        checks.temperature(0)
+    with pytest.raises(ValueError, match="must be > 0"):
+        checks.temperature(-0.1)

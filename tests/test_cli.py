@@ -337,8 +337,33 @@ def test_a_missing_folder_or_an_existing_run_fail_with_a_clear_message(folders, 
     assert "already holds a run" in capsys.readouterr().err
 
 
-def test_python_dash_m_lossviz_train_help_exits_0():
-    done = subprocess.run([sys.executable, "-m", "lossviz.train", "--help"], cwd=ROOT,
+@pytest.mark.parametrize("command, prog", [
+    (["-m", "lossviz"], "python -m lossviz"),
+    (["-m", "lossviz.cli"], "python -m lossviz.cli"),
+    (["-m", "lossviz.train"], "python -m lossviz.train"),
+])
+def test_every_entry_point_runs_the_command_line(command, prog):
+    done = subprocess.run([sys.executable, *command, "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    assert "python -m lossviz.train" in done.stdout and "test-set feedback" in done.stdout
+    assert f"usage: {prog}" in done.stdout and "test-set feedback" in done.stdout
+    version = subprocess.run([sys.executable, *command, "--version"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert version.returncode == 0 and version.stdout.strip() == f"lossviz {lv.__version__}"
+
+
+def test_the_console_script_is_installed():
+    script = pathlib.Path(sys.executable).with_name("lossviz-train")
+    done = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == f"lossviz {lv.__version__}"
+
+
+def test_every_loss_of_S_and_labels_trains_from_the_command_line(folders, tmp_path):
+    from lossviz.train import LOSSES
+
+    assert {"nt_xent", "supcon"} <= set(LOSSES) and set(lv.PAIR_LOSSES) <= set(LOSSES)
+    records = cli.main(_args(folders["cub200"], tmp_path / "nt", "--iters", "10", "--loss", "nt_xent",
+                             "--knob", "tau=0.2"))
+    assert [r["iter"] for r in records] == [0, 10] and records[-1]["train_loss"] > 0
+    records = cli.main(_args(folders["cub200"], tmp_path / "sc", "--iters", "10", "--loss", "supcon"))
+    assert records[-1]["train_loss"] > 0

@@ -47,3 +47,42 @@ def test_cluster_scores_match_scikit_learn_and_ignore_cluster_names():
     assert C.cluster_scores(np.zeros(5, int), np.ones(5, int))["nmi"] == normalized_mutual_info_score([0] * 5, [1] * 5)
     with pytest.raises(ValueError, match="same length"):
         C.cluster_scores(y, y[:-1])
+
+
+def test_nmi_is_the_score_of_cluster_scores_and_of_scikit_learn():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    rng = np.random.default_rng(1)
+    t, p = rng.integers(0, 10, 300), rng.integers(0, 7, 300)
+    p[:150] = t[:150]
+    assert C.nmi(t, p) == C.cluster_scores(t, p)["nmi"]
+    assert C.nmi(t, p) == pytest.approx(normalized_mutual_info_score(t, p), abs=1e-12)
+    assert C.nmi(t, (t + 4) % 10) == pytest.approx(1.0)                          # renamed clusters
+    assert C.nmi(np.zeros(6, int), np.arange(6) % 2) == normalized_mutual_info_score([0] * 6, np.arange(6) % 2)
+    with pytest.raises(ValueError, match="non-empty"):
+        C.nmi([], [])
+
+
+def test_kmeans_refuses_bad_arguments():
+    z = torch.randn(4, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="n_clusters must be <= the number of points"):
+        C.kmeans(z, 5)
+    with pytest.raises(ValueError, match="n_clusters must be an integer >= 1"):
+        C.kmeans(z, True)
+    with pytest.raises(ValueError, match="n_init must be an integer >= 1"):
+        C.kmeans(z, 2, n_init=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kmeans_reaches_the_inertia_of_scikit_learn(seed):
+    """Same data, same number of restarts (k-means++ starts): an inertia as low as scikit-learn's KMeans."""
+    from sklearn.cluster import KMeans
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 6, (300,), generator=g)
+    x = (2.0 * torch.randn(6, 5, generator=g, dtype=torch.float64)[y]
+         + torch.randn(300, 5, generator=g, dtype=torch.float64))                 # overlapping blobs
+    assign, centres = C.kmeans(x, 6, n_init=10, seed=seed)
+    ours = float(((x - centres[assign]) ** 2).sum())
+    theirs = KMeans(6, n_init=10, random_state=seed).fit(x.numpy()).inertia_
+    assert ours <= theirs * (1 + 1e-3)

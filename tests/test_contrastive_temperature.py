@@ -59,7 +59,7 @@ def test_mnist1d_runs_and_bad_arguments_are_refused():
     assert run.z_test.shape == (1000, 32) and np.isfinite(run.history["loss"]).all()
     with pytest.raises(ValueError, match="unknown loss"):
         TT.train_two_view("triplet")
-    with pytest.raises(ValueError, match="dataset must be"):
+    with pytest.raises(ValueError, match="unknown dataset"):
         TT.train_two_view(dataset="cifar", cache=False)
     with pytest.raises(ValueError, match="epochs must be an integer"):
         TT.train_two_view(epochs=0)

@@ -12,6 +12,7 @@ from scipy.stats import norm
 import lossviz as lv
 from lossviz import augment
 from lossviz.papers import dbpm as BP
+from lossviz.train import Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -176,7 +177,7 @@ def test_bad_input():
         BP.dbpm_loss(S, labels, w=torch.ones(3))
     with pytest.raises(ValueError, match=">= 0"):
         BP.dbpm_loss(S, labels, w=-torch.ones(4))
-    with pytest.raises(ValueError, match="form must be"):
+    with pytest.raises(ValueError, match="unknown form 'gauss'"):
         BP.weight_function(1.0, 1.0, 0.3, form="gauss")
     with pytest.raises(ValueError, match="sigma"):
         BP.weight_function(1.0, 1.0, 0.0)
@@ -190,13 +191,13 @@ def test_bad_input():
         BP.flag_bad_pairs(torch.ones(3), c_fp=-1)
     with pytest.raises(ValueError, match=r"noisy .* \[0, 0.5\]"):
         BP.inject(torch.randn(10, 4), noisy=0.6)
-    with pytest.raises(ValueError, match="noise must be"):
+    with pytest.raises(ValueError, match="unknown noise 'pink'"):
         BP.inject(torch.randn(10, 4), noise="pink")
     with pytest.raises(ValueError, match="same shape"):
         BP.precision_recall(torch.ones(3, dtype=torch.bool), torch.ones(4, dtype=torch.bool))
     with pytest.raises(ValueError, match="smaller than epochs"):
         BP.train_dbpm(epochs=5, warmup=5)
-    with pytest.raises(ValueError, match="method must be"):
+    with pytest.raises(ValueError, match="unknown method 'moco'"):
         BP.train_dbpm("moco")
     with pytest.raises(ValueError, match="epochs must be an integer"):
         BP.train_dbpm(epochs=True)
@@ -216,7 +217,8 @@ def test_training_run_bookkeeping():
     assert flagged.any() and (dbpm.weights[e][~flagged] == 1).all()
     expected = BP.weight_function(torch.as_tensor(dbpm.memory[e][flagged]), f.mu, f.sigma).float().numpy()
     assert np.allclose(dbpm.weights[e][flagged], expected, rtol=1e-4, atol=1e-6)
-    assert list(dbpm.evals["epoch"]) == [0, 2, 4] and 0 < dbpm.knn < 1
+    assert list(dbpm.evals["epoch"]) == [0, 2, 4] and list(dbpm.evals["iter"]) == [0, 16, 32] and 0 < dbpm.knn < 1
+    assert isinstance(dbpm, Run) and dbpm.final("mean_weight") == dbpm.history["mean_weight"][-1]
     assert "dbpm" in repr(dbpm)
 
 

@@ -3,7 +3,6 @@ formulas (values and gradients, float64), their limits, the training run and the
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 
@@ -15,6 +14,7 @@ from _util import value_and_grad
 
 import lossviz as lv
 from lossviz.papers import groco as SO
+from lossviz.train import Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -183,9 +183,8 @@ def test_soft_step_is_a_symmetric_cdf():
     assert float(1 - SO.soft_step(v100, "logistic")) < 1e-40
 
 
-@pytest.mark.skipif(importlib.util.find_spec("diffsort") is None,
-                    reason="diffsort is not installed (optional reference: pip install --no-deps diffsort==0.2.0)")
 def test_soft_sort_equals_diffsort():
+    """The reference implementation of Petersen et al. (diffsort, in the test extras)."""
     import diffsort
 
     x = torch.randn(6, 11, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
@@ -330,22 +329,23 @@ def test_half_precision_and_bad_input():
 # ------------------------------------------------------------------------------------------------
 
 def test_short_runs_record_history_evals_and_are_cached():
-    run = SO.train_ssl("groco", epochs=1, batch_size=64, eval_every=1, progress=False)
+    run = SO.train_groco("groco", epochs=1, batch_size=64, eval_every=1, progress=False)
     assert len(run.history["loss"]) == 898 // 64 and np.isfinite(run.history["loss"]).all()
     assert set(run.evals) == {"iter", "map_at_r", "recall_at_1", "map_at_r_h", "knn"}
     assert run.evals["iter"].tolist() == [0, 14] and 0 < run.final("map_at_r") < 1
+    assert isinstance(run, Run) and run.final("loss") == run.history["loss"][-1] and not run.model.training
     assert ((0 <= run.history["order_acc"]) & (run.history["order_acc"] <= 1)).all()
     assert run.z_test.shape == (899, 32) and run.params["stop_grad"] is True and "GroCo" in repr(run)
-    assert SO.train_ssl("groco", epochs=1, batch_size=64, eval_every=1, progress=False) is run
-    assert SO.train_ssl("groco", epochs=1, batch_size=64, eval_every=1, tau=0.3, progress=False) is run  # unread knob
-    nce = SO.train_ssl("nt_xent", views=3, epochs=1, batch_size=64, progress=False)
+    assert SO.train_groco("groco", epochs=1, batch_size=64, eval_every=1, progress=False) is run
+    assert SO.train_groco("groco", epochs=1, batch_size=64, eval_every=1, tau=0.3, progress=False) is run  # unread knob
+    nce = SO.train_groco("nt_xent", views=3, epochs=1, batch_size=64, progress=False)
     assert nce.params["stop_grad"] is False and nce.history["loss"][0] > 1 and "NT-Xent" in repr(nce)
     with pytest.raises(ValueError, match="unknown loss"):
-        SO.train_ssl("triplet")
+        SO.train_groco("triplet")
     with pytest.raises(ValueError, match="views must be an integer >= 2"):
-        SO.train_ssl(views=1)
+        SO.train_groco(views=1)
     with pytest.raises(ValueError, match=r"topk_neg must be an integer in \[1, 63\]"):
-        SO.train_ssl(topk_neg=64, batch_size=64)
+        SO.train_groco(topk_neg=64, batch_size=64)
 
 
 def test_sorting_panel_redraws_without_a_browser():

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import lossviz as lv
 from lossviz.papers import hydra as H
+from lossviz.train import Run
 
 from _util import value_and_grad
 
@@ -275,11 +276,12 @@ def test_short_run_records_history_scores_gates_and_is_cached():
     assert run.gates.shape == (10, 10, 32) and np.allclose(run.gates, run.gates.transpose(1, 0, 2))
     assert run.h_test.shape == (899, 128) and run.z_test.shape == (899, 32)
     assert 1 <= run.erank_h <= 128 and 0 <= run.scores["knn_z"] <= 1
-    assert "erank(h)" in repr(run)
+    assert "erank(h)" in repr(run) and isinstance(run, Run) and run.final("erank_z") == run.scores["erank_z"]
+    assert not (run.model.training or run.gate.training)
     assert H.train_hydra("arbitrary", True, epochs=1, embed_dim=16, mlp_dim=32, progress=False) is run
     plain = H.train_hydra("arbitrary", False, epochs=1, embed_dim=16, mlp_dim=32, progress=False)
     assert plain.gates is None and (plain.history["open"] == 1).all()
-    batch = H.demo_batch(run, n=16)
+    batch = H.gated_batch(run, n=16)
     assert batch["S"].shape == (16, 16) and batch["tau"] == pytest.approx(1 / run.history["scale"][-1])
     torch.testing.assert_close(batch["S"], H.gated_similarity(batch["z1"], batch["z2"], batch["g"]))
 
@@ -341,7 +343,7 @@ def test_bad_input_is_refused_with_clear_messages():
         H.hydra_loss(S[:, :4], y1, partner=y2, key_labels=y1)
     with pytest.raises(ValueError, match="unknown pair mode"):
         H.partner_labels(y1, "random")
-    with pytest.raises(ValueError, match="needs num_classes"):
+    with pytest.raises(ValueError, match=r"num_classes \(mode 'distinct' needs it\) must be an integer >= 2"):
         H.partner_labels(y1, "distinct")
     with pytest.raises(ValueError, match=r"class ids in \[0, 2\)"):
         H.partner_labels(torch.tensor([0, 5]), "distinct", num_classes=2)

@@ -205,6 +205,7 @@ def test_mlr_logits_match_ganeas_formula(c):
     z, p = in_ball(7, 4, c, seed=20), in_ball(3, 4, c, seed=21, max_frac=0.6)
     a = torch.randn(3, 4, generator=torch.Generator().manual_seed(22), dtype=D64)
     assert torch.allclose(H.mlr_logits(z, a, p, c), mlr_ref(z, a, p, c), atol=1e-10)
+    assert torch.equal(H.gyroplane_logits(z, a, p, c), H.mlr_logits(z, a, p, c))     # the printed formula
 
 
 def test_mlr_euclidean_limit_and_gyroplane_sign():
@@ -274,7 +275,7 @@ def test_bad_inputs_raise_clear_errors():
         H.dist(torch.tensor([[4.0, 0.0]]), torch.zeros(1, 2), 0.1)
     with pytest.raises(ValueError, match="even batch"):
         H.hyp_pc_loss(torch.zeros(5, 2), 0.1)
-    with pytest.raises(ValueError, match="form must be one of"):
+    with pytest.raises(ValueError, match="unknown form 'arccos'"):
         H.hyp_pc_loss(torch.zeros(4, 2), 0.1, form="arccos")
     with pytest.raises(ValueError, match="integer class ids"):
         H.hyp_ce_loss(torch.zeros(2, 2), torch.tensor([0.0, 1.0]), torch.ones(2, 2), torch.zeros(2, 2))
@@ -288,7 +289,7 @@ def test_bad_inputs_raise_clear_errors():
         H.PseudoNegatives(alpha=1.0)
     with pytest.raises(ValueError, match="sigma"):
         H.PseudoNegatives(sigma=0)
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(ValueError, match="unknown kind 'deepfake'"):
         H.attack(torch.zeros(1, 64), "deepfake")
     with pytest.raises(ValueError, match="8x8"):
         H.attack(torch.zeros(1, 10), "print")
@@ -378,13 +379,14 @@ def test_train_one_class_records_caches_and_is_deterministic():
     short = dict(iters=40, eval_every=20, progress=False)
     run = H.train_one_class(**short)
     h = run.history
-    assert h["iter"].tolist() == list(range(1, 41)) and h["auc_print_iter"].tolist() == [20, 40]
+    assert h["iter"].tolist() == list(range(1, 41)) and run.evals["iter"].tolist() == [0, 20, 40]
     for key in ("loss", "ce", "pc", "grad_norm", "radius", "u_norm"):
         assert np.isfinite(h[key]).all() and h[key].shape == (40,)
     assert np.allclose(h["loss"], h["ce"] + 0.1 * h["pc"], atol=1e-5)
     assert (h["radius"] <= H.clip_bound(0.1, 2.0) * math.sqrt(0.1) + 0.2).all()
     assert set(run.auc) == set(H.ATTACKS) and all(0 <= v <= 1 for v in run.auc.values())
-    assert run.scores["live"].shape == (597,) and run.embeddings["train_real"].shape == (32, 16)
+    assert run.scores == {f"auc_{a}": run.evals[f"auc_{a}"][-1] for a in H.ATTACKS}
+    assert run.p_spoof["live"].shape == (597,) and run.embeddings["train_real"].shape == (32, 16)
     assert H.train_one_class(**short) is run
     again = H.train_one_class(**short, cache=False)
     assert np.array_equal(again.history["loss"], h["loss"]) and again.auc == run.auc
@@ -434,3 +436,31 @@ def test_training_panel_trains_on_press_and_flags_stale_settings():
     panel.controls["clip_r"].value = 0.0
     panel.controls["geometry"].value = "hyperbolic"
     assert panel.train().params["clip_r"] is None
+
+
+def test_the_ball_maths_equals_geoopt():
+    """Möbius addition, the exponential maps, the distance, the Riemannian gradient and the MLR
+    logits against geoopt's PoincareBall (in the test extras; its maps without their projection onto
+    the ball, which lossviz does separately, :func:`project`)."""
+    import geoopt
+
+    g = torch.Generator().manual_seed(0)
+    for c in (0.1, 1.0, 2.5):
+        ball = geoopt.PoincareBall(c=torch.tensor(c, dtype=torch.float64))     # float64: its default is float32
+        r = 1 / math.sqrt(c)
+        x = H.expmap0(torch.randn(20, 5, generator=g, dtype=torch.float64) * 0.4 / math.sqrt(c), c)
+        y = H.expmap0(torch.randn(20, 5, generator=g, dtype=torch.float64) * 0.4 / math.sqrt(c), c)  # off the rim:
+        # dist's artanh clamp (the official code's) stays out of play
+        u = torch.randn(20, 5, generator=g, dtype=torch.float64) * 0.3
+        assert float(x.norm(dim=1).max()) < r and float(y.norm(dim=1).max()) < r
+        torch.testing.assert_close(H.mobius_add(x, y, c), ball.mobius_add(x, y, project=False), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(H.expmap0(u, c), ball.expmap0(u, project=False), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(H.expmap(x, u, c), ball.expmap(x, u, project=False), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(H.dist(x, y, c), ball.dist(x, y), rtol=1e-8, atol=1e-10)
+        leaf = x.clone().requires_grad_(True)
+        (H.riemannian_grad(leaf, c) * u).sum().backward()
+        torch.testing.assert_close(leaf.grad, ball.egrad2rgrad(x, u), rtol=1e-10, atol=1e-12)
+        a, p = torch.randn(3, 5, generator=g, dtype=torch.float64), y[:3]
+        want = torch.stack([ball.lambda_x(p[k]) * a[k].norm() * ball.dist2plane(x, p[k], a[k], signed=True)
+                            for k in range(3)], dim=1)
+        torch.testing.assert_close(H.mlr_logits(x, a, p, c), want, rtol=1e-9, atol=1e-10)

@@ -50,6 +50,30 @@ def test_the_core_never_imports_a_paper(path):
     assert not wrong, f"{path.name} imports {wrong}"
 
 
+def private_names_imported(path: pathlib.Path) -> list[str]:
+    """``module._name`` for every private name a file takes from another lossviz module, by a
+    ``from ... import _name`` or an attribute ``module._name`` of an imported lossviz module."""
+    tree = ast.parse(path.read_text())
+    out, aliases = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("lossviz")):
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    out.append(f"{node.module}.{a.name}")
+                aliases.add(a.asname or a.name)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            out.append(f"{node.value.id}.{node.attr}")
+    return sorted(set(out))
+
+
+@pytest.mark.parametrize("path", CORE + PAPERS, ids=lambda p: p.stem)
+def test_no_module_reaches_into_another_modules_private_names(path):
+    wrong = private_names_imported(path)
+    assert not wrong, f"{path.name} uses private names of other modules {wrong}: make them public or move them"
+
+
 BLOCK_NOTEBOOK_STACK = """
 import sys
 class Block:

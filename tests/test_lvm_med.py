@@ -323,7 +323,7 @@ def test_bad_input():
     z_s, z_t = views()
     with pytest.raises(ValueError, match="same shape"):
         gm.affinity(z_s, z_t[:5])
-    with pytest.raises(ValueError, match="k \\(neighbours per node\\)"):
+    with pytest.raises(ValueError, match="k \\(neighbours per node"):
         gm.neighbourhood(z_s, k=7)
     with pytest.raises(ValueError, match="tau_graph"):
         gm.affinity(z_s, z_t, tau_graph=0.0)
@@ -336,47 +336,47 @@ def test_bad_input():
     with pytest.raises(ValueError, match="S_s"):
         gm.nt_xent_views(C, C[:3, :3], C)
     with pytest.raises(ValueError, match="unknown loss"):
-        gm.train_ssl("hungarian")
+        gm.train_graph_matching("hungarian")
     with pytest.raises(ValueError, match="iters"):
-        gm.train_ssl("gm_1st", iters=0)
+        gm.train_graph_matching("gm_1st", iters=0)
     with pytest.raises(ValueError, match="lam"):
-        gm.train_ssl("gm_1st", lam=0)
+        gm.train_graph_matching("gm_1st", lam=0)
 
 
 # ------------------------------------------------------------------------------------------------
 # Data, evaluation, training, panels
 # ------------------------------------------------------------------------------------------------
 
-def test_two_views_are_seeded_augmentations():
+def test_signal_views_are_seeded_augmentations():
     x = torch.randn(5, 40, generator=torch.Generator().manual_seed(0))
-    a = gm.two_views(x, torch.Generator().manual_seed(1))
-    b = gm.two_views(x, torch.Generator().manual_seed(1))
+    a = gm.signal_views(x, torch.Generator().manual_seed(1))
+    b = gm.signal_views(x, torch.Generator().manual_seed(1))
     assert all(torch.equal(p, q) for p, q in zip(a, b)) and a[0].shape == (5, 40)
     assert not torch.equal(a[0], a[1])
 
 
-def test_demo_batch_is_deterministic():
-    a, b = gm.demo_batch(8), gm.demo_batch(8)
+def test_view_batch_is_deterministic():
+    a, b = gm.view_batch(8), gm.view_batch(8)
     assert torch.equal(a[0], b[0]) and a[0].shape == (8, 32) and a[0].dtype == F64
     assert torch.allclose(a[0].norm(dim=1), torch.ones(8, dtype=F64))
 
 
-def test_train_ssl_records_and_caches():
+def test_train_graph_matching_records_and_caches():
     T.clear_cache()
-    run = gm.train_ssl("gm_2nd", iters=12, eval_every=6, progress=False)
+    run = gm.train_graph_matching("gm_2nd", iters=12, eval_every=6, progress=False)
     assert list(run.evals["iter"]) == [0, 6, 12] and len(run.history["loss"]) == 12
     assert set(run.history) >= {"iter", "loss", "train_match", "nnz"}
     assert np.all(run.history["nnz"] <= 2 * 64) and np.all(run.history["loss"] % 2 == 0)
     assert np.allclose(run.history["loss"], 2 * 64 * (1 - run.history["train_match"]))
     assert 0 <= run.evals["view_match"][-1] <= 1 and "GM-2nd" in repr(run)
-    assert gm.train_ssl("gm_2nd", iters=12, eval_every=6, progress=False) is run
-    assert gm.train_ssl("gm_2nd", iters=12, eval_every=6, progress=False, tau=0.9) is run   # tau: not a GM knob
-    nce = gm.train_ssl("infonce", iters=6, eval_every=6, progress=False)
+    assert gm.train_graph_matching("gm_2nd", iters=12, eval_every=6, progress=False) is run
+    assert gm.train_graph_matching("gm_2nd", iters=12, eval_every=6, progress=False, tau=0.9) is run   # tau: not a GM knob
+    nce = gm.train_graph_matching("infonce", iters=6, eval_every=6, progress=False)
     assert np.all(nce.history["nnz"] == 64 * 64) and np.all(np.isfinite(nce.history["loss"]))
 
 
 def test_matching_panel_redraws_on_every_knob():
-    z_s, z_t = gm.demo_batch(12)
+    z_s, z_t = gm.view_batch(12)
     panel = gm.matching_panel(z_s, z_t, lam=5.0, beta=0.0, k=3)
     img = panel.fig.axes[1].images[0]
     assert panel.state["nnz"] <= 2 * 12 and torch.equal(panel.state["C"], gm.node_affinity(z_s, z_t))

@@ -195,7 +195,7 @@ def test_bad_input():
         M.kmeans(torch.randn(4, 2), 5)
     with pytest.raises(ValueError, match="integer >= 1"):
         M.kmeans(torch.randn(4, 2), 0)
-    with pytest.raises(ValueError, match="mode must be one of"):
+    with pytest.raises(ValueError, match="unknown mode 'supcon'"):
         M.train_meow("supcon")
     with pytest.raises(ValueError, match="epochs must be an integer"):
         M.train_meow("meow", epochs=0)

@@ -370,20 +370,6 @@ def test_large_batch_runs(name):
     assert x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("B,D", [(9, 5), (5, 9)])  # both branches of the backward pass
-def test_similarity_backward_written_by_hand_equals_autograd_through_normalize(B, D):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(B, D, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lv.similarity, (x,))
-    W = torch.randn(B, B, generator=g, dtype=torch.float64)
-    (grad,) = torch.autograd.grad((lv.similarity(x) * W).sum(), x)
-    f = torch.nn.functional.normalize(x, dim=1)
-    (expected,) = torch.autograd.grad(((f @ f.T) * W).sum(), x)
-    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # S keeps the embeddings' dtype
-        assert lv.similarity(x.float()).dtype == torch.float32
-
-
 # The lesson's MS (the paper's formula, autograd backward) is the training MS (hand-written backward).
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("preset", list(lv.MS_PRESETS))

@@ -17,7 +17,7 @@ from lossviz.papers import pamc as M
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TAUS = (0.5, 1.0, 5.0)
+SCALES = (0.5, 1.0, 5.0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -28,21 +28,21 @@ def cos(a, b):
     return (a @ b) / (a.norm() * b.norm())
 
 
-def ref_row_logs(n, sim, tau, dtype):
-    """log(1 + sum_{k != i} e^{tau sim(i, k)}) for each row i of n: the self term is e^0 = 1."""
+def ref_row_logs(n, sim, s, dtype):
+    """log(1 + sum_{k != i} e^{s sim(i, k)}) for each row i of n: the self term is e^0 = 1."""
     logs = []
     for i in range(n):
         total = torch.ones((), dtype=dtype)
         for k in range(n):
             if k != i:
-                total = total + torch.exp(tau * sim(i, k))
+                total = total + torch.exp(s * sim(i, k))
         logs.append(torch.log(total))
     return torch.stack(logs)
 
 
-def ref_negative(z, tau):
-    """(1/N) sum_i log(1 + sum_{k != i} e^{tau cos(z_i, z_k)})."""
-    return ref_row_logs(len(z), lambda i, k: cos(z[i], z[k]), tau, z.dtype).mean()
+def ref_negative(z, s):
+    """(1/N) sum_i log(1 + sum_{k != i} e^{s cos(z_i, z_k)})."""
+    return ref_row_logs(len(z), lambda i, k: cos(z[i], z[k]), s, z.dtype).mean()
 
 
 def ref_meta(z, assign):
@@ -52,27 +52,27 @@ def ref_meta(z, assign):
     return c, [ids.index(int(l)) for l in assign]
 
 
-def ref_approx(z, assign, tau):
+def ref_approx(z, assign, s):
     """Each node against every other node, the pair's cosine replaced by its meta-nodes' cosine."""
     c, row = ref_meta(z, assign)
-    return ref_row_logs(len(z), lambda i, k: cos(c[row[i]], c[row[k]]), tau, z.dtype).mean()
+    return ref_row_logs(len(z), lambda i, k: cos(c[row[i]], c[row[k]]), s, z.dtype).mean()
 
 
-def ref_pamc(z, assign, tau):
-    """(1/K) sum_l log(1 + sum_{l' != l} e^{tau cos(c_l, c_l')}), the official code's term."""
+def ref_pamc(z, assign, s):
+    """(1/K) sum_l log(1 + sum_{l' != l} e^{s cos(c_l, c_l')}), the official code's term."""
     c, _ = ref_meta(z, assign)
-    return ref_row_logs(len(c), lambda a, b: cos(c[a], c[b]), tau, z.dtype).mean()
+    return ref_row_logs(len(c), lambda a, b: cos(c[a], c[b]), s, z.dtype).mean()
 
 
-def ref_positive(z, edges, tau):
-    """-(1/N) sum_i log sum_{(i, j) in E} e^{tau s_ij}, with s_ii = 0 on a self-loop."""
+def ref_positive(z, edges, s):
+    """-(1/N) sum_i log sum_{(i, j) in E} e^{s s_ij}, with s_ii = 0 on a self-loop."""
     n = len(z)
     terms = []
     for i in range(n):
         total = torch.zeros((), dtype=z.dtype)
         for a, b in edges.T.tolist():
             if a == i:
-                total = total + torch.exp(tau * (torch.zeros((), dtype=z.dtype) if a == b else cos(z[a], z[b])))
+                total = total + torch.exp(s * (torch.zeros((), dtype=z.dtype) if a == b else cos(z[a], z[b])))
         terms.append(torch.log(total))
     return -torch.stack(terms).mean()
 
@@ -97,9 +97,9 @@ def batches():
 
 def test_exact_negative_term_matches_loop_in_value_and_gradient():
     for z, _ in batches():
-        for tau in TAUS:
-            got, g_got = value_and_grad(M.negative_term, z, tau=tau)
-            ref, g_ref = value_and_grad(ref_negative, z, tau)
+        for s in SCALES:
+            got, g_got = value_and_grad(M.negative_term, z, s=s)
+            ref, g_ref = value_and_grad(ref_negative, z, s)
             torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
             torch.testing.assert_close(g_got, g_ref, rtol=0, atol=1e-12)
 
@@ -108,9 +108,9 @@ def test_exact_negative_term_matches_loop_in_value_and_gradient():
 def test_meta_node_terms_match_loops_in_value_and_gradient(name):
     fn, ref = {"approx": (M.approx_negative_term, ref_approx), "pamc": (M.pamc_negative_term, ref_pamc)}[name]
     for z, assign in batches():
-        for tau in TAUS:
-            got, g_got = value_and_grad(fn, z, assign, tau=tau)
-            want, g_want = value_and_grad(ref, z, assign, tau)
+        for s in SCALES:
+            got, g_got = value_and_grad(fn, z, assign, s=s)
+            want, g_want = value_and_grad(ref, z, assign, s)
             torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
             torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-12)
 
@@ -120,31 +120,31 @@ def test_positive_term_matches_loop_in_value_and_gradient():
     z = torch.randn(8, 3, generator=g, dtype=torch.float64)
     pairs = [(i, i) for i in range(8)] + [(0, 3), (3, 0), (1, 2), (2, 1), (5, 7), (7, 5), (4, 6), (0, 6)]
     edges = torch.tensor(pairs).T[:, torch.randperm(len(pairs), generator=g)]      # any order
-    for tau in TAUS:
-        got, g_got = value_and_grad(M.positive_term, z, edges, tau=tau)
-        want, g_want = value_and_grad(ref_positive, z, edges, tau)
+    for s in SCALES:
+        got, g_got = value_and_grad(M.positive_term, z, edges, s=s)
+        want, g_want = value_and_grad(ref_positive, z, edges, s)
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
         torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-12)
     # a large inverse temperature: no overflow, still the loop's value (float64 loop is fine there)
-    torch.testing.assert_close(M.positive_term(z, edges, tau=300.0), ref_positive(z, edges, 300.0))
+    torch.testing.assert_close(M.positive_term(z, edges, s=300.0), ref_positive(z, edges, 300.0))
 
 
 def test_fused_exact_term_equals_the_loss_on_the_similarity_matrix():
     """negative_term's hand-written backward against autograd through node_negative_loss(similarity(z))."""
     for z, _ in batches():
-        for tau in TAUS:
-            got, g_got = value_and_grad(M.negative_term, z, tau=tau)
-            want, g_want = value_and_grad(lambda v, t=tau: M.node_negative_loss(lv.similarity(v), tau=t), z)
+        for s in SCALES:
+            got, g_got = value_and_grad(M.negative_term, z, s=s)
+            want, g_want = value_and_grad(lambda v, t=s: M.node_negative_loss(lv.similarity(v), s=t), z)
             torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
             torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-12)
     z32 = torch.randn(50, 4, generator=torch.Generator().manual_seed(5)) * 100          # float32, long rows
-    value, grad = value_and_grad(M.negative_term, z32, tau=80.0)                       # a sharp push: no overflow
+    value, grad = value_and_grad(M.negative_term, z32, s=80.0)                       # a sharp push: no overflow
     assert value.dtype == torch.float32 and torch.isfinite(value) and torch.isfinite(grad).all()
-    torch.testing.assert_close(value.double(), M.negative_term(z32.double(), tau=80.0), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(value.double(), M.negative_term(z32.double(), s=80.0), rtol=1e-5, atol=1e-4)
 
 
 def test_positive_plus_exact_negative_is_graph_mlp_ncontrast():
-    """L+ + L- = -(1/N) sum_i log(sum_j A_ij e^{tau s_ij} / sum_k e^{tau s_ik}) with s_ii = 0 (Graph-MLP)."""
+    """L+ + L- = -(1/N) sum_i log(sum_j A_ij e^{s s_ij} / sum_k e^{s s_ik}) with s_ii = 0 (Graph-MLP)."""
     x = torch.randn(30, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     edges = M.knn_graph(x, k=3, r=2)
     A = torch.zeros(30, 30, dtype=torch.float64)
@@ -152,7 +152,7 @@ def test_positive_plus_exact_negative_is_graph_mlp_ncontrast():
     f = torch.nn.functional.normalize(x, dim=1)
     e = torch.exp(1.5 * (f @ f.T).fill_diagonal_(0))
     ncontrast = -torch.log((e * A).sum(1) / e.sum(1)).mean()
-    total = M.positive_term(x, edges, tau=1.5) + M.negative_term(x, tau=1.5)
+    total = M.positive_term(x, edges, s=1.5) + M.negative_term(x, s=1.5)
     torch.testing.assert_close(total, ncontrast, rtol=0, atol=1e-12)
 
 
@@ -163,13 +163,13 @@ def test_positive_plus_exact_negative_is_graph_mlp_ncontrast():
 def test_every_node_its_own_meta_node_is_exact():
     for z, _ in batches():
         own = torch.arange(len(z))
-        for tau in TAUS:
-            exact, g_exact = value_and_grad(M.negative_term, z, tau=tau)
+        for s in SCALES:
+            exact, g_exact = value_and_grad(M.negative_term, z, s=s)
             for fn in (M.approx_negative_term, M.pamc_negative_term):
-                got, g_got = value_and_grad(fn, z, own, tau=tau)
+                got, g_got = value_and_grad(fn, z, own, s=s)
                 torch.testing.assert_close(got, exact, rtol=0, atol=1e-12)
                 torch.testing.assert_close(g_got, g_exact, rtol=0, atol=1e-12)
-            assert M.approximation_error(z, own, tau=tau) < 1e-12
+            assert M.approximation_error(z, own, s=s) < 1e-12
 
 
 def tight_clusters(sizes, d=4, spread=0.0, seed=0):
@@ -177,23 +177,23 @@ def tight_clusters(sizes, d=4, spread=0.0, seed=0):
     g = torch.Generator().manual_seed(seed)
     dirs = torch.randn(len(sizes), d, generator=g, dtype=torch.float64)
     assign = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-    scale = 0.5 + torch.rand(len(assign), 1, generator=g, dtype=torch.float64)
-    z = dirs[assign] * scale + spread * torch.randn(len(assign), d, generator=g, dtype=torch.float64)
+    s = 0.5 + torch.rand(len(assign), 1, generator=g, dtype=torch.float64)
+    z = dirs[assign] * s + spread * torch.randn(len(assign), d, generator=g, dtype=torch.float64)
     return z, assign
 
 
 def test_tight_clusters_make_the_size_weighted_term_exact_but_not_pamc():
     z, assign = tight_clusters([1, 4, 2, 6])
-    for tau in TAUS:
-        exact, g_exact = value_and_grad(M.negative_term, z, tau=tau)
-        approx, g_approx = value_and_grad(M.approx_negative_term, z, assign, tau=tau)
+    for s in SCALES:
+        exact, g_exact = value_and_grad(M.negative_term, z, s=s)
+        approx, g_approx = value_and_grad(M.approx_negative_term, z, assign, s=s)
         torch.testing.assert_close(approx, exact, rtol=0, atol=1e-12)
         # equal values, not equal gradients: a member moves its meta-node (a sum) less than itself
         assert float((g_approx - g_exact).abs().max()) > 1e-3 * float(g_exact.abs().max())
         # PamC counts each meta-node once and averages over clusters: a different number
-        assert abs(float(M.pamc_negative_term(z, assign, tau=tau) - exact)) > 0.1
+        assert abs(float(M.pamc_negative_term(z, assign, s=s) - exact)) > 0.1
     # nearly tight: the error shrinks with the spread of the clusters
-    errors = [M.approximation_error(*tight_clusters([3, 5, 2, 6], spread=s, seed=3), tau=2.0)
+    errors = [M.approximation_error(*tight_clusters([3, 5, 2, 6], spread=s, seed=3), s=2.0)
               for s in (0.3, 0.03, 0.003)]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-4
 
@@ -206,9 +206,9 @@ def test_approx_is_the_node_term_of_the_block_similarity():
         same = assign[:, None] == assign[None, :]
         off = ~torch.eye(len(z), dtype=torch.bool)
         torch.testing.assert_close(S[same & off], torch.ones_like(S[same & off]))      # cluster-mates: cosine 1
-        for tau in TAUS:
-            torch.testing.assert_close(M.approx_negative_term(z, assign, tau=tau),
-                                       M.node_negative_loss(S, tau=tau), rtol=0, atol=1e-12)
+        for s in SCALES:
+            torch.testing.assert_close(M.approx_negative_term(z, assign, s=s),
+                                       M.node_negative_loss(S, s=s), rtol=0, atol=1e-12)
 
 
 def test_sum_and_mean_meta_nodes_agree_under_cosine_not_under_dot():
@@ -236,27 +236,27 @@ def test_meta_nodes_drop_empty_clusters_and_sum_members():
 
 def test_pair_weights_of_the_node_term_are_the_engine_relative_penalty():
     z, _ = next(batches())
-    n, tau = len(z), 2.0
+    n, s = len(z), 2.0
     S = lv.similarity(z)
-    W = lv.pair_weights(M.node_negative_loss, S, None, tau=tau)
+    W = lv.pair_weights(M.node_negative_loss, S, None, s=s)
     assert torch.equal(W.diagonal(), torch.zeros(n, dtype=z.dtype))                 # the self term has no weight
-    r = M.push_shares(z, tau=tau)
-    torch.testing.assert_close(r, C.relative_penalty(S, torch.arange(n), tau=1 / tau))
-    # w_ik = (tau / N) (1 - self share_i) r_ik, the self share being e^0 / sum_k e^{tau s_ik}
-    self_share = 1 / (1 + (torch.exp(tau * S) * ~torch.eye(n, dtype=torch.bool)).sum(1, keepdim=True))
-    torch.testing.assert_close(W, tau / n * (1 - self_share) * r, rtol=0, atol=1e-12)
+    r = M.push_shares(z, s=s)
+    torch.testing.assert_close(r, C.relative_penalty(S, torch.arange(n), tau=1 / s))
+    # w_ik = (s / N) (1 - self share_i) r_ik, the self share being e^0 / sum_k e^{s s_ik}
+    self_share = 1 / (1 + (torch.exp(s * S) * ~torch.eye(n, dtype=torch.bool)).sum(1, keepdim=True))
+    torch.testing.assert_close(W, s / n * (1 - self_share) * r, rtol=0, atol=1e-12)
 
 
 def test_approximate_shares_are_equal_within_a_meta_node_and_exact_at_k_equals_n():
     z, assign = next(batches())
-    r = M.push_shares(z, assign, tau=3.0)
+    r = M.push_shares(z, assign, s=3.0)
     torch.testing.assert_close(r.sum(1), torch.ones(len(z), dtype=z.dtype))
     row = r[0]
     for l in assign.unique():
         members = (assign == l) & (torch.arange(len(z)) != 0)
         assert torch.allclose(row[members], row[members][0].expand(int(members.sum())))
-    torch.testing.assert_close(M.push_shares(z, torch.arange(len(z)), tau=3.0), M.push_shares(z, tau=3.0))
-    H = M.push_entropy(z, assign, tau=3.0)
+    torch.testing.assert_close(M.push_shares(z, torch.arange(len(z)), s=3.0), M.push_shares(z, s=3.0))
+    H = M.node_push_entropy(z, assign, s=3.0)
     torch.testing.assert_close(H, C.negative_weight_entropy(M.block_similarity(z, assign), torch.arange(len(z)),
                                                             tau=1 / 3.0, normalized=True))
     assert ((H >= 0) & (H <= 1)).all()
@@ -264,11 +264,11 @@ def test_approximate_shares_are_equal_within_a_meta_node_and_exact_at_k_equals_n
 
 def test_pamc_gives_every_member_of_a_meta_node_the_same_push():
     z, assign = next(batches())
-    mass = M.push_mass(z, assign, tau=2.0, kind="pamc")
+    mass = M.push_mass(z, assign, s=2.0, kind="pamc")
     for l in assign.unique():
         m = mass[assign == l]
         torch.testing.assert_close(m, m[0].expand(len(m)))
-    exact = M.push_mass(z, tau=2.0)
+    exact = M.push_mass(z, s=2.0)
     assert float(exact[assign == 1].std()) > 1e-3                   # the exact push differs within a cluster
     assert M.push_mass(z, assign, kind="approx").shape == (len(z),)
 
@@ -320,10 +320,10 @@ def test_cost_curve_memory_is_quadratic_for_nodes_and_linear_for_meta_nodes():
 def test_short_runs_record_history_and_are_cached():
     runs = {m: M.train_clustering(m, epochs=3, eval_every=2, progress=False) for m in M.METHODS}
     for m, run in runs.items():
-        h = run.history
+        h, e = run.history, run.evals
         assert len(h["loss"]) == len(h["ms"]) == 3 and np.isfinite(h["loss"]).all()
-        assert h["nmi_iter"].tolist() == [2, 3] and ((0 <= h["nmi"]) & (h["nmi"] <= 1)).all()
-        assert run.nmi == h["nmi"][-1] and run.best_nmi == h["nmi"].max() and run.best_epoch in (2, 3)
+        assert e["iter"].tolist() == [0, 2, 3] and ((0 <= e["nmi"]) & (e["nmi"] <= 1)).all()
+        assert run.nmi == e["nmi"][-1] and run.best_nmi == e["nmi"][1:].max() and run.best_epoch in (2, 3)
         assert run.z.shape == (1797, 10) and run.assign.shape == (1797,) and 0 < run.init["nmi"] < 1
         assert m in repr(run)
     assert runs["nc"].init == runs["pamc"].init                       # same seed, same k-means start
@@ -332,15 +332,15 @@ def test_short_runs_record_history_and_are_cached():
     assert other is not runs["pamc"] and not np.array_equal(other.z, runs["pamc"].z)
 
 
-def test_approximation_panel_redraws_on_k_tau_and_anchor():
+def test_approximation_panel_redraws_on_k_scale_and_anchor():
     z = M.blobs(60, centers=4, dim=5, seed=1)[0].double()
-    panel = M.approximation_panel(z, ks=(2, 4, 8), tau=1.0)
+    panel = M.approximation_panel(z, ks=(2, 4, 8), s=1.0)
     assert panel.controls["K"].options == (2, 4, 8, 60)
     assert panel.state["error"] >= 0
     panel.controls["K"].value = 60                                     # every node its own meta-node
     assert panel.state["error"] < 1e-6 and abs(panel.state["pamc"] - panel.state["exact"]) < 1e-6
     exact_1 = panel.state["exact"]
-    panel.controls["tau"].value = 5.0
+    panel.controls["s"].value = 5.0
     assert panel.state["exact"] > exact_1
     panel.controls["anchor"].value = 7
     r = panel.state["shares"]["exact"]
@@ -352,7 +352,7 @@ def test_training_panel_trains_and_flags_changed_controls():
     run = panel.state["result"]
     assert run.params["method"] == "pamc" and run.params["epochs"] == 20
     assert panel.state["nmi"] == run.nmi and not panel.state["stale"]
-    panel.controls["tau"].value = 2.0
+    panel.controls["s"].value = 2.0
     assert panel.state["stale"]
 
 
@@ -363,9 +363,9 @@ def test_training_panel_trains_and_flags_changed_controls():
 def test_bad_input_is_refused_with_clear_messages():
     z, assign = next(batches())
     with pytest.raises(ValueError, match="inverse temperature"):
-        M.negative_term(z, tau=0)
+        M.negative_term(z, s=0)
     with pytest.raises(ValueError, match="inverse temperature"):
-        M.pamc_negative_term(z, assign, tau=-1)
+        M.pamc_negative_term(z, assign, s=-1)
     with pytest.raises(ValueError, match="NaN or Inf"):
         M.negative_term(torch.full((3, 2), float("nan")))
     with pytest.raises(ValueError, match="all-zero row"):
@@ -380,11 +380,11 @@ def test_bad_input_is_refused_with_clear_messages():
         M.approx_negative_term(z, assign[:-1])
     with pytest.raises(ValueError, match="cluster ids >= 0"):
         M.approx_negative_term(z, assign - 1)
-    with pytest.raises(ValueError, match="mode must be one of"):
+    with pytest.raises(ValueError, match="unknown mode"):
         M.pamc_negative_term(z, assign, mode="max")
-    with pytest.raises(ValueError, match="sim must be one of"):
+    with pytest.raises(ValueError, match="unknown sim"):
         M.pamc_negative_term(z, assign, sim="l2")
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(ValueError, match="unknown kind"):
         M.approximation_error(z, assign, kind="exact")
     with pytest.raises(ValueError, match="needs the cluster assignment"):
         M.push_mass(z, kind="pamc")
@@ -402,17 +402,11 @@ def test_bad_graphs_clusters_and_runs_are_refused():
         M.positive_term(z, torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
     with pytest.raises(ValueError, match=r"node ids in \[0, 4\)"):
         M.positive_term(z, torch.tensor([[0, 1, 2, 3], [1, 0, 2, 4]]))
-    with pytest.raises(ValueError, match="n_clusters must be <= the number of points"):
-        M.kmeans(z, 5)
-    with pytest.raises(ValueError, match="n_clusters must be an integer >= 1"):
-        M.kmeans(z, True)
-    with pytest.raises(ValueError, match="n_init must be an integer >= 1"):
-        M.kmeans(z, 2, n_init=0)
     with pytest.raises(ValueError, match="k \\(neighbours\\) must be <"):
         M.knn_graph(z, k=4)
     with pytest.raises(ValueError, match="r \\(the adjacency power\\) must be an integer >= 1"):
         M.knn_graph(z, k=1, r=0)
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="unknown method"):
         M.train_clustering("infonce")
     with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         M.train_clustering(epochs=0)

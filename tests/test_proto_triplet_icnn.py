@@ -278,20 +278,20 @@ def test_episode_index_is_vectorised_deterministic_and_class_consistent():
         assert len(set(ls[e, :, 0].tolist())) == 4
 
 
-def test_evaluate_equals_one_episode_at_a_time():
+def test_fewshot_accuracy_equals_one_episode_at_a_time():
     z, y = clustered(0, way=5, per=15, dim=4, scale=0.8)
     s, q = fs.episode_index(y.numpy(), way=5, shot=2, query=4, episodes=20, seed=1)
-    acc = fs.evaluate(z, y, shot=2, index=(s, q))
+    acc = fs.fewshot_accuracy(z, y, shot=2, index=(s, q))
     for e in range(20):
         D = fs.distances(z[q[e]], fs.prototypes(z[s[e]], torch.arange(5).repeat_interleave(2)))
         assert acc[e] == pytest.approx(fs.episode_accuracy(D, torch.arange(5).repeat_interleave(4)))
-    assert np.array_equal(acc, fs.evaluate(z, y, way=5, shot=2, query=4, episodes=20, seed=1))
+    assert np.array_equal(acc, fs.fewshot_accuracy(z, y, way=5, shot=2, query=4, episodes=20, seed=1))
     assert fs.ci95(acc) == pytest.approx(1.96 * acc.std() / math.sqrt(20))
 
 
-def test_margin_curve_episode_stats_and_projection_agree_with_evaluate():
+def test_margin_curve_episode_stats_and_projection_agree_with_fewshot_accuracy():
     z, y = clustered(3, way=5, per=15, dim=4, scale=0.8)
-    acc = fs.evaluate(z, y, shot=2, query=4, episodes=30, seed=7)
+    acc = fs.fewshot_accuracy(z, y, shot=2, query=4, episodes=30, seed=7)
     curve = fs.margin_curve(z, y, [0.0, 0.5, 100.0], shot=2, query=4, episodes=30, seed=7)
     assert curve[0] == pytest.approx(1 - acc.mean()) and curve[0] <= curve[1] <= curve[2] == 1.0
     stats = fs.episode_stats(z, y, shot=2, query=4, episodes=30, seed=7)
@@ -380,6 +380,8 @@ def test_train_fewshot_records_caches_and_is_deterministic():
     assert set(run.history) >= {"iter", "loss", "cross", "prototriplet", "fullicnn", "train_acc", "active"}
     assert np.isfinite(run.history["loss"]).all() and list(run.evals["iter"]) == [0, 3, 6]
     assert run.test_acc.shape == (10,) and 0 <= run.acc <= 1 and run.z_test.shape == (896, 16)
+    assert run.scores == {"acc": run.test_acc.mean(), "ci95": fs.ci95(run.test_acc)}
+    assert run.evals["acc"][-1] == run.acc and not run.net.training
     assert fs.train_fewshot(fs.COMBOS["CE+PT+ICNN"], **TINY) is run           # cached
     again = fs.train_fewshot(fs.COMBOS["CE+PT+ICNN"], cache=False, **TINY)
     assert np.array_equal(again.history["loss"], run.history["loss"]) and np.array_equal(again.test_acc, run.test_acc)

@@ -22,34 +22,34 @@ def cos_ref(a, b):
     return dot / (torch.sqrt(sum(a[k] ** 2 for k in range(len(a)))) * torch.sqrt(sum(b[k] ** 2 for k in range(len(b)))))
 
 
-def symmetry_ref(zl, zr, rho, tau, weighted=True):
-    """L = (1/n) sum_{rho_i >= tau} rho_i (1 - cos(zl_i, zr_i)), one face at a time."""
+def symmetry_ref(zl, zr, rho, rho_min, weighted=True):
+    """L = (1/n) sum_{rho_i >= rho_min} rho_i (1 - cos(zl_i, zr_i)), one face at a time."""
     total, n = 0.0, 0
     for i in range(len(rho)):
-        if float(rho[i]) >= tau:
+        if float(rho[i]) >= rho_min:
             n += 1
             total = total + (rho[i] if weighted else 1.0) * (1 - cos_ref(zl[i], zr[i]))
     return total / max(n, 1)
 
 
-def infonce_ref(zl, zr, labels, rho, tau, temperature):
+def infonce_ref(zl, zr, labels, rho, rho_min, tau):
     """NT-Xent over the kept halves: for each ordered pair (a, p) of distinct halves of the same
     person, -log e^{s_ap/T} / (e^{s_ap/T} + sum over halves n of other people e^{s_an/T});
     mean over those pairs."""
-    halves = [(zl[i], int(labels[i])) for i in range(len(rho)) if float(rho[i]) >= tau]
-    halves += [(zr[i], int(labels[i])) for i in range(len(rho)) if float(rho[i]) >= tau]
+    halves = [(zl[i], int(labels[i])) for i in range(len(rho)) if float(rho[i]) >= rho_min]
+    halves += [(zr[i], int(labels[i])) for i in range(len(rho)) if float(rho[i]) >= rho_min]
     terms = []
     for a, (za, ya) in enumerate(halves):
-        negs = [cos_ref(za, zn) / temperature for n, (zn, yn) in enumerate(halves) if yn != ya]
+        negs = [cos_ref(za, zn) / tau for n, (zn, yn) in enumerate(halves) if yn != ya]
         for p, (zp, yp) in enumerate(halves):
             if p != a and yp == ya:
-                s = cos_ref(za, zp) / temperature
+                s = cos_ref(za, zp) / tau
                 terms.append(-(s - torch.logsumexp(torch.stack([s, *negs]), 0)))
     return sum(terms) / len(terms)
 
 
-def arcface_halves_ref(cl, cr, labels, rho, tau, s, m):
-    rows = [(c[i], int(labels[i])) for c in (cl, cr) for i in range(len(rho)) if float(rho[i]) >= tau]
+def arcface_halves_ref(cl, cr, labels, rho, rho_min, s, m):
+    rows = [(c[i], int(labels[i])) for c in (cl, cr) for i in range(len(rho)) if float(rho[i]) >= rho_min]
     total = 0.0
     for c, y in rows:
         logits = [s * math.cos(math.acos(float(c[k])) + m) if k == y else s * float(c[k]) for k in range(len(c))]
@@ -70,12 +70,12 @@ def batch(seed, n=9, d=5, ids=3):
 # ---------------------------------------------------------------- the loss
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-@pytest.mark.parametrize("tau", [0.0, 0.3, 0.7])
+@pytest.mark.parametrize("rho_min", [0.0, 0.3, 0.7])
 @pytest.mark.parametrize("weighted", [True, False])
-def test_cosine_loss_values_and_gradients_equal_the_loop(seed, tau, weighted):
+def test_cosine_loss_values_and_gradients_equal_the_loop(seed, rho_min, weighted):
     zl, zr, rho, _ = batch(seed)
-    got = sy.symmetry_loss(zl, zr, rho, tau=tau, weighted=weighted)
-    ref = symmetry_ref(zl, zr, rho, tau, weighted)
+    got = sy.symmetry_loss(zl, zr, rho, rho_min=rho_min, weighted=weighted)
+    ref = symmetry_ref(zl, zr, rho, rho_min, weighted)
     assert float(got.detach()) == pytest.approx(float(ref.detach()), abs=1e-12)
     g_got = torch.autograd.grad(got, (zl, zr))
     g_ref = torch.autograd.grad(ref, (zl, zr))
@@ -84,11 +84,11 @@ def test_cosine_loss_values_and_gradients_equal_the_loop(seed, tau, weighted):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("temperature", [0.1, 0.5])
-def test_infonce_variant_equals_the_loop(seed, temperature):
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_infonce_variant_equals_the_loop(seed, tau):
     zl, zr, rho, labels = batch(seed)
-    got = sy.symmetry_loss(zl, zr, rho, tau=0.2, labels=labels, variant="infonce", temperature=temperature)
-    ref = infonce_ref(zl, zr, labels, rho, 0.2, temperature)
+    got = sy.symmetry_loss(zl, zr, rho, rho_min=0.2, labels=labels, variant="infonce", tau=tau)
+    ref = infonce_ref(zl, zr, labels, rho, 0.2, tau)
     assert float(got.detach()) == pytest.approx(float(ref.detach()), rel=1e-10)
     for a, b in zip(torch.autograd.grad(got, (zl, zr)), torch.autograd.grad(ref, (zl, zr))):
         assert torch.allclose(a, b, atol=1e-10)
@@ -99,17 +99,17 @@ def test_arcface_on_halves_equals_the_loop(seed):
     g = torch.Generator().manual_seed(seed)
     cl, cr = (torch.rand(8, 4, generator=g, dtype=torch.float64) * 1.8 - 0.9 for _ in range(2))
     labels, rho = torch.randint(0, 4, (8,), generator=g), torch.rand(8, generator=g, dtype=torch.float64)
-    got = sy.half_arcface_loss(cl, cr, labels, rho, tau=0.4, s=16.0, m=0.3)
+    got = sy.half_arcface_loss(cl, cr, labels, rho, rho_min=0.4, s=16.0, m=0.3)
     assert float(got) == pytest.approx(arcface_halves_ref(cl, cr, labels, rho, 0.4, 16.0, 0.3), rel=1e-10)
 
 
 def test_pull_weights_are_rho_over_n_on_kept_faces_and_nothing_else():
     """The GPW view: dL/dc_i = -rho_i / n for kept faces, 0 otherwise; no pair is pushed."""
     zl, zr, rho, labels = batch(5, n=10)
-    tau = 0.4
+    rho_min = 0.4
     S = sy.similarity(torch.cat([zl, zr]).detach())
-    Wt = sy.half_pair_weights(S, torch.cat([labels, labels]), rho=rho, tau=tau)
-    keep = rho >= tau
+    Wt = sy.half_pair_weights(S, torch.cat([labels, labels]), rho=rho, rho_min=rho_min)
+    keep = rho >= rho_min
     expected = torch.where(keep, -rho / keep.sum(), torch.zeros_like(rho))
     assert torch.allclose(Wt.diagonal(offset=10), expected / 2, atol=1e-15)
     assert torch.equal(Wt, Wt.T), "half of the pull on each of the two entries of S"
@@ -117,16 +117,16 @@ def test_pull_weights_are_rho_over_n_on_kept_faces_and_nothing_else():
     off.diagonal(offset=10).zero_()
     off.diagonal(offset=-10).zero_()
     assert int(keep.sum()) >= 1 and bool((off == 0).all())
-    push = sy.half_pair_weights(S, torch.cat([labels, labels]), rho=rho, tau=tau, variant="infonce")
+    push = sy.half_pair_weights(S, torch.cat([labels, labels]), rho=rho, rho_min=rho_min, variant="infonce")
     assert float(push.clamp(min=0).sum()) > 0, "InfoNCE pushes other people's halves apart"
 
 
 def test_frontness_filter_gives_no_gradient_to_turned_faces():
     zl, zr, rho, _ = batch(7)
-    tau = float(rho.median())
-    loss = sy.symmetry_loss(zl, zr, rho, tau=tau)
+    rho_min = float(rho.median())
+    loss = sy.symmetry_loss(zl, zr, rho, rho_min=rho_min)
     gl, gr = torch.autograd.grad(loss, (zl, zr))
-    dropped = rho < tau
+    dropped = rho < rho_min
     assert bool(dropped.any()) and bool((gl[dropped] == 0).all()) and bool((gr[dropped] == 0).all())
     assert bool((gl[~dropped].abs().sum(1) > 0).all())
 
@@ -134,11 +134,11 @@ def test_frontness_filter_gives_no_gradient_to_turned_faces():
 @pytest.mark.parametrize("variant", ["cosine", "infonce"])
 def test_no_face_kept_gives_zero_not_nan(variant):
     zl, zr, rho, labels = batch(8)
-    loss = sy.symmetry_loss(zl, zr, rho * 0.5, tau=0.9, labels=labels, variant=variant)
+    loss = sy.symmetry_loss(zl, zr, rho * 0.5, rho_min=0.9, labels=labels, variant=variant)
     (gl,) = torch.autograd.grad(loss, (zl,), allow_unused=True)
     assert float(loss.detach()) == 0.0 and (gl is None or bool((gl == 0).all()))
     cl = torch.rand(9, 3, dtype=torch.float64)
-    assert float(sy.half_arcface_loss(cl, cl, labels, rho * 0.5, tau=0.9)) == 0.0
+    assert float(sy.half_arcface_loss(cl, cl, labels, rho * 0.5, rho_min=0.9)) == 0.0
 
 
 @pytest.mark.parametrize("backbone", ["mlp", "cnn"])
@@ -155,7 +155,7 @@ def test_symmetric_faces_give_zero_loss_for_any_network(backbone, fill):
         zl, zr = net(xl), net(xr)
         assert torch.equal(zl, zr), "identical inputs, identical embeddings, bit for bit"
         # 1 - cos(z, z) is 0 up to float32 rounding
-        assert float(sy.symmetry_loss(zl, zr, torch.ones(6), tau=0.5).detach()) < 1e-6
+        assert float(sy.symmetry_loss(zl, zr, torch.ones(6), rho_min=0.5).detach()) < 1e-6
     xl_nm, xr_nm = sy.split_halves(x, mirror=False, fill=fill)
     assert not torch.equal(xl_nm, xr_nm), "without the mirror the halves do not correspond"
 
@@ -219,7 +219,7 @@ def test_faces_shapes_determinism_split_and_share_of_frontal_images(monkeypatch)
     share = float((a.train.shift == 0).float().mean())
     assert 0.28 < share < 0.39
     kept = a.train.rho >= 0.5
-    assert torch.equal(kept, a.train.shift == 0), "tau = 0.5 keeps exactly the centred faces"
+    assert torch.equal(kept, a.train.shift == 0), "rho_min = 0.5 keeps exactly the centred faces"
     assert torch.equal(a.templates, a.templates.flip(-1))
 
 
@@ -250,22 +250,22 @@ def test_spread_equals_the_pair_loop():
     (lambda z, r, y: sy.symmetry_loss(z, z, r[:-1]), r"rho must have shape \(9,\)"),
     (lambda z, r, y: sy.symmetry_loss(z, z, r + 1.5), r"rho \(frontness\) must lie in \[0, 1\]"),
     (lambda z, r, y: sy.symmetry_loss(z, z, torch.ones(9, dtype=torch.long)), "floating point"),
-    (lambda z, r, y: sy.symmetry_loss(z, z, r, tau=1.5), r"tau \(the frontness threshold\) must be in \[0, 1\]"),
+    (lambda z, r, y: sy.symmetry_loss(z, z, r, rho_min=1.5), r"rho_min \(the frontness threshold\) must be in \[0, 1\]"),
     (lambda z, r, y: sy.symmetry_loss(z * float("nan"), z, r), "NaN or Inf"),
     (lambda z, r, y: sy.symmetry_loss(z, z, r, variant="infonce"), "needs labels"),
     (lambda z, r, y: sy.symmetry_loss(z, z, r, labels=y.double(), variant="infonce"), "integer class ids"),
     (lambda z, r, y: sy.symmetry_loss(z, z, r, variant="mse"), "variant must be 'cosine' or 'infonce'"),
-    (lambda z, r, y: sy.symmetry_loss(z, z, r, labels=y, variant="infonce", temperature=0), "temperature"),
+    (lambda z, r, y: sy.symmetry_loss(z, z, r, labels=y, variant="infonce", tau=0), "tau"),
     (lambda z, r, y: sy.half_pair_loss(torch.zeros(3, 3), torch.zeros(3, dtype=torch.long), rho=r), "2n x 2n"),
     (lambda z, r, y: sy.split_halves(torch.zeros(2, 4, 5)), "width must be even"),
-    (lambda z, r, y: sy.split_halves(torch.zeros(2, 4, 4), fill="crop"), "fill must be one of"),
+    (lambda z, r, y: sy.split_halves(torch.zeros(2, 4, 4), fill="crop"), "unknown fill 'crop'"),
     (lambda z, r, y: sy.frontness(3.0, 3.0, 3.0), "eye distance 0"),
     (lambda z, r, y: sy.frontness(3.0, 9.0, 6.0, d_max=0), "d_max"),
     (lambda z, r, y: sy.make_faces(0), "n_ids must be an integer >= 1"),
     (lambda z, r, y: sy.make_faces(3, nuisance=-1), "nuisance"),
     (lambda z, r, y: sy.faces(n_train=300), "n_train must be an integer"),
-    (lambda z, r, y: sy.face_net("resnet"), "backbone must be"),
-    (lambda z, r, y: sy.train_symface(variant="mse"), "variant must be one of"),
+    (lambda z, r, y: sy.face_net("resnet"), "unknown backbone 'resnet'"),
+    (lambda z, r, y: sy.train_symface(variant="mse"), "unknown variant 'mse'"),
     (lambda z, r, y: sy.train_symface(w_sym=-1), "w_sym"),
     (lambda z, r, y: sy.spread(z, torch.zeros(9, dtype=torch.long)), "both same-label and different-label"),
 ])
@@ -284,18 +284,18 @@ def test_training_runs_is_cached_and_pulls_the_halves_together():
     assert list(sym.evals["iter"]) == [0, 20, 40] and len(sym.history["arcface"]) == 40
     assert list(sym.history["sym_iter"]) == list(range(10, 41, 10))
     assert 0 <= sym.tar <= 1 and sym.cross_half_cos.ndim == 1 and len(sym.half_cos_after) == 1000
-    assert sym.measures["half_disparity"] < base.measures["half_disparity"]
-    assert set(sym.measures) >= {"tar", "intra", "inter", "half_intra", "half_inter", "light_sensitivity"}
+    assert sym.scores["half_disparity"] < base.scores["half_disparity"]
+    assert set(sym.scores) >= {"tar", "intra", "inter", "half_intra", "half_inter", "light_sensitivity"}
 
 
 def test_symmetry_panel_redraws_with_the_knobs():
     torch.manual_seed(0)
-    panel = sy.symmetry_panel(sy.face_net(), w_sym=1.0, tau=0.5)
+    panel = sy.symmetry_panel(sy.face_net(), w_sym=1.0, rho_min=0.5)
     kept = int(panel.state["keep"].sum())
     assert 0 < kept < len(panel.state["keep"]) and panel.state["push"] == 0
     keep, rho = panel.state["keep"], panel.state["rho"].double()
     assert torch.allclose(panel.state["pull"][keep], rho[keep] / kept) and bool((panel.state["pull"][~keep] == 0).all())
-    panel.controls["tau"].value = 0.0
+    panel.controls["rho_min"].value = 0.0
     assert int(panel.state["keep"].sum()) == len(panel.state["keep"])
     panel.controls["variant"].value = "infonce"
     assert panel.state["push"] > 0
@@ -310,8 +310,8 @@ def test_training_panel_trains_the_setting_and_its_baseline():
     r = panel.state["result"]
     assert r["run"].params["w_sym"] == 1.0 and r["base"].params["w_sym"] == 0.0
     assert "TAR@FAR=1e-2" in panel.state["status"] and not panel.state["stale"]
-    panel.controls["tau"].value = 0.0
+    panel.controls["rho_min"].value = 0.0
     assert panel.state["stale"]
     panel.train()
-    assert panel.state["result"]["run"].params["tau"] == 0.0
-    assert panel.state["result"]["base"].params["tau"] == 0.0
+    assert panel.state["result"]["run"].params["rho_min"] == 0.0
+    assert panel.state["result"]["base"].params["rho_min"] == 0.0

@@ -113,3 +113,46 @@ def test_memo_computes_once_per_parameters():
     f = lambda: calls.append(1) or len(calls)  # noqa: E731
     assert T.memo("m", {"a": 1}, f) == 1 and T.memo("m", {"a": 1}, f) == 1 and T.memo("m", {"a": 2}, f) == 2
     assert T.memo("m", {"a": 1}, f, cache=False) == 3
+
+
+def test_trainer_is_seeded_evaluates_on_its_schedule_and_leaves_eval_mode():
+    from lossviz.models import encoder_projector
+
+    x = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+
+    def one_run(seed):
+        trainer = T.Trainer(lambda: (encoder_projector(8, hidden=16, dim=4), torch.nn.Parameter(torch.zeros(()))),
+                            lr=1e-2, seed=seed)
+        net, shift = trainer.model
+        modes = []
+
+        def step(it):
+            loss = lv.nt_xent_loss(lv.similarity(net(x)), torch.arange(20).repeat(2)) + shift ** 2
+            trainer.update(loss)
+            modes.append(net.training)
+            return {"loss": loss}
+
+        def evaluate():
+            modes.append(net.training)
+            return {"norm": float(net(x).norm()), "grad_on": torch.is_grad_enabled()}
+
+        history, evals, seconds = trainer.run(step, 7, evaluate=evaluate, eval_every=3, progress=False)
+        return history, evals, seconds, modes, trainer
+
+    h1, e1, s1, modes, trainer = one_run(0)
+    assert list(e1["iter"]) == [0, 3, 6, 7] and not e1["grad_on"].any() and s1 > 0
+    assert modes.count(False) == 4 and modes[-1] is False and trainer.model[0].training   # eval mode only to evaluate
+    assert len(trainer.optimizer.param_groups[0]["params"]) == len(list(trainer.model[0].parameters())) + 1
+    h2, e2, *_ = one_run(0)
+    assert np.array_equal(h1["loss"], h2["loss"]) and np.array_equal(e1["norm"], e2["norm"])
+    assert not np.array_equal(h1["loss"], one_run(1)[0]["loss"])
+    frozen = T.Trainer(lambda: torch.nn.Linear(2, 2), lr=1e-3, seed=0, parameters=lambda m: [m.weight])
+    assert len(frozen.optimizer.param_groups[0]["params"]) == 1
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        T.Trainer(lambda: torch.nn.Linear(2, 2), lr=0, seed=0)
+
+
+def test_run_final_reads_scores_then_evals_then_history():
+    run = T.Run(params={}, history={"loss": np.array([2.0, 1.0])}, evals={"acc": np.array([0.1, 0.8])},
+                scores={"nmi": 0.5})
+    assert (run.final("nmi"), run.final("acc"), run.final("loss")) == (0.5, 0.8, 1.0)

@@ -169,10 +169,10 @@ def test_negative_mass_and_target_probability_sum_to_one():
     (lambda C, S, y: unpg.unpg_loss(C, S, y, s=0.0), "s \\(the scale\\) must be > 0"),
     (lambda C, S, y: unpg.unpg_loss(C, S * float("nan"), y), "NaN"),
     (lambda C, S, y: unpg.unpg_loss(C, 3 * S, y), "L2-normalised"),
-    (lambda C, S, y: unpg.unpg_loss(C, S, y, kind="normface"), "kind must be one of"),
+    (lambda C, S, y: unpg.unpg_loss(C, S, y, kind="normface"), "unknown kind 'normface'"),
     (lambda C, S, y: unpg.index_quantile(S.reshape(-1), 1.0), "q must be in"),
     (lambda C, S, y: unpg.train_faces(batch=1), "batch must be an integer >= 2"),
-    (lambda C, S, y: unpg.train_faces(kind="sphereface"), "kind must be one of"),
+    (lambda C, S, y: unpg.train_faces(kind="sphereface"), "unknown kind 'sphereface'"),
 ])
 def test_bad_input_gets_a_clear_error(call, match):
     C, S, y = batch(0)

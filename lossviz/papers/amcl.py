@@ -32,14 +32,13 @@ settles at a larger temperature, hence a smaller weight, and nothing runs to the
 
 Also here: :func:`temperature_gradient` (closed-form ``dℓ/dτ`` of one pair's term),
 :func:`descend_temperatures` (the temperatures alone, as free parameters, on fixed similarities),
-:func:`train_amcl` (the digits two-view kit with C heads, on :func:`lossviz.train.loop` and cached by
-:func:`lossviz.train.memo`), and two panels.
+:func:`train_amcl` (the digits two-view kit with C heads, on :class:`lossviz.train.Trainer` and cached
+by :func:`lossviz.train.memo`), and two panels.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,11 +48,9 @@ from torch import nn
 from .. import augment, checks, data, plots
 from ..contrastive import nt_xent_loss
 from ..metrics import knn_accuracy
-from ..models import mlp
-from ..pairs import _working
-from ..similarity import pair_masks, similarity
-from ..models import encoder_projector
-from ..train import loop, memo
+from ..models import encoder_projector, mlp
+from ..similarity import pair_masks, similarity, upcast
+from ..train import Run, Trainer, memo
 
 #: The official code's defaults (newer version, ``AMCLNTXentLoss``): temperature bounds, β, top-k.
 #: Its training script overrides β with 1e-4 for SimCLR and MoCo; the older code uses β = 0.1.
@@ -141,7 +138,7 @@ def _heads(S, labels, tau, topk):
     S = torch.as_tensor(S) if not isinstance(S, torch.Tensor) else S
     ndim = S.ndim if S.ndim in (2, 3) else 2
     S = checks.as_float_tensor(S, "S (one head's n x n similarities, or C x n x n for C heads)", ndim)
-    S3 = _working(S if S.ndim == 3 else S[None])
+    S3 = upcast(S if S.ndim == 3 else S[None])
     n = S3.shape[-1]
     if S3.shape[-2] != n:
         raise ValueError(f"S must be square in its last two dimensions (anchors x views); got {tuple(S.shape)}")
@@ -180,8 +177,10 @@ def _select(S3, T3, pos_col, neg, k):
     return s_p, t_p, S3.gather(2, idx), T3.gather(2, idx)
 
 
-def _objective(s_p, t_p, s_k, t_k, *, beta: float, dim: int, bounded: bool) -> torch.Tensor:
-    """Per-head loss (C,): the mean over anchors of ℓ^c_i (see the module docstring)."""
+def amcl_objective(s_p, t_p, s_k, t_k, *, beta: float, dim: int, bounded: bool) -> torch.Tensor:
+    """The formula of :func:`amcl_loss` on the pairs it keeps: per head (C,), the mean over anchors
+    of ℓ^c_i (see the module docstring), from each anchor's positive ``s_p``, ``t_p`` (C x n) and its
+    top-k negatives ``s_k``, ``t_k`` (C x n x k)."""
     t_p = t_p.to(torch.promote_types(t_p.dtype, s_p.dtype))
     t_k = t_k.to(t_p.dtype)
     if bounded:
@@ -220,7 +219,7 @@ def amcl_loss(S, labels, *, tau, beta: float = BETA, dim: int = 128, topk: int =
     beta = checks.non_negative(beta, "beta (the weight of the temperature regulariser)")
     dim = checks.integer(dim, "dim (d', the head's output dimension)", 1)
     S3, T3, pos_col, neg, k = _heads(S, labels, tau, topk)
-    per = _objective(*_select(S3, T3, pos_col, neg, k), beta=beta, dim=dim, bounded=bool(bounded))
+    per = amcl_objective(*_select(S3, T3, pos_col, neg, k), beta=beta, dim=dim, bounded=bool(bounded))
     return per if per_head else per.sum()
 
 
@@ -229,9 +228,7 @@ def amcl_loss(S, labels, *, tau, beta: float = BETA, dim: int = 128, topk: int =
 # ------------------------------------------------------------------------------------------------
 
 def _role(role: str) -> bool:
-    if role not in ("positive", "negative"):
-        raise ValueError(f"role must be 'positive' or 'negative'; got {role!r}")
-    return role == "positive"
+    return checks.choice(role, "role", ("positive", "negative")) == "positive"
 
 
 def temperature_gradient(s, tau, *, role: str = "positive", beta: float = BETA, dim: int = 128,
@@ -352,7 +349,7 @@ def descend_temperatures(S, labels, *, tau0, bounded: bool = False, beta: float 
         trace["tau_neg"].append(t_k.detach().mean(dim=(1, 2)))
         if step == steps:
             break
-        loss = _objective(s_p, t_p, s_k, t_k, beta=beta, dim=dim, bounded=bounded).sum()
+        loss = amcl_objective(s_p, t_p, s_k, t_k, beta=beta, dim=dim, bounded=bounded).sum()
         grads = torch.autograd.grad(loss, (r_p, r_k))
         with torch.no_grad():                                         # Adam (β1 0.9, β2 0.999), by hand
             for i, (r, g) in enumerate(zip((r_p, r_k), grads)):
@@ -381,8 +378,8 @@ def random_heads(x, *, heads: int = 4, dim: int = 32, seed: int = 0) -> torch.Te
 # Training
 # ------------------------------------------------------------------------------------------------
 
-@dataclass
-class AMCLRun:
+@dataclass(repr=False)
+class AMCLRun(Run):
     """One self-supervised run: per-iteration ``history`` (loss; per head c the mean temperature of
     the positive pairs ``tau_pos_c`` and of the top-k negatives ``tau_neg_c``, the fraction of each at
     the floor ``floor_pos_c``/``floor_neg_c`` (< 10 τ_min), the mean similarity of the positive pairs
@@ -391,11 +388,7 @@ class AMCLRun:
     heads' concatenated z), and ``pairs``: every head's positive pairs ``s_pos``/``tau_pos`` (C x m)
     and some negatives ``s_neg``/``tau_neg`` (C x m') on held-out test views after training."""
 
-    params: dict
-    history: dict = field(default_factory=dict)
-    evals: dict = field(default_factory=dict)
     pairs: dict = field(default_factory=dict)
-    seconds: float = 0.0
 
     @property
     def heads(self) -> int:
@@ -412,10 +405,10 @@ class AMCLRun:
         return np.mean([self.history[f"tau_neg_{c}"] for c in heads], axis=0)
 
     def __repr__(self) -> str:
-        p, e = self.params, self.evals
+        p = self.params
         return (f"AMCLRun({NAMES[p['variant']]}, {p['heads']} head(s), {p['epochs']} epochs: final τ_p "
-                f"{self.tau_pos()[-1]:.3g}, τ_neg {self.tau_neg()[-1]:.3g}, 5-NN(h) {e['knn_h'][-1]:.3f}, "
-                f"5-NN(z) {e['knn_z'][-1]:.3f})")
+                f"{self.tau_pos()[-1]:.3g}, τ_neg {self.tau_neg()[-1]:.3g}, 5-NN(h) {self.final('knn_h'):.3f}, "
+                f"5-NN(z) {self.final('knn_z'):.3f})")
 
 
 def train_amcl(variant: str = "official", *, heads: int = 3, beta: float = BETA, tau_min: float = TAU_MIN,
@@ -432,8 +425,7 @@ def train_amcl(variant: str = "official", *, heads: int = 3, beta: float = BETA,
     measured before training, after every second epoch and at the end.  Cached by parameters
     (:func:`lossviz.train.memo`).
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+    checks.choice(variant, "variant", VARIANTS)
     heads = checks.integer(heads, "heads", 1)
     if variant == "simclr" and heads != 1:
         raise ValueError("the SimCLR baseline has one head with a fixed temperature: use heads=1")
@@ -456,70 +448,66 @@ def _embed(model: MultiHeadModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 def _train(p: dict, progress) -> AMCLRun:
     split = data.load("digits")
-    torch.manual_seed(p["seed"])
-    model = MultiHeadModel(split.x_train.shape[1], heads=p["heads"], dim=p["dim"],
-                           tau_min=p.get("tau_min", TAU_MIN), tau_max=p.get("tau_max", TAU_MAX))
-    params = list(model.encoder.parameters()) + list(model.heads.parameters())
-    if p["variant"] != "simclr":
-        params += list(model.temperature.parameters())
-    opt = torch.optim.Adam(params, lr=p["lr"])
+    simclr = p["variant"] == "simclr"
+
+    def build() -> MultiHeadModel:
+        return MultiHeadModel(split.x_train.shape[1], heads=p["heads"], dim=p["dim"],
+                              tau_min=p.get("tau_min", TAU_MIN), tau_max=p.get("tau_max", TAU_MAX))
+
+    # SimCLR's tau is fixed: its (unused) temperature network stays out of Adam
+    def without_temperature_net(m: MultiHeadModel) -> list:
+        return [*m.encoder.parameters(), *m.heads.parameters()]
+
+    trainer = Trainer(build, lr=p["lr"], seed=p["seed"], parameters=without_temperature_net if simclr else None)
+    model = trainer.model
     sampler = augment.TwoViewSampler(split.x_train, "digits", p["batch_size"], seed=p["seed"])
     per_epoch = len(split.x_train) // p["batch_size"]
-    iters = p["epochs"] * per_epoch
-    evals = {"iter": [], "knn_h": [], "knn_z": []}
 
-    def evaluate(it: int) -> None:
-        model.eval()
-        with torch.no_grad():
-            (h_tr, z_tr), (h_te, z_te) = _embed(model, split.x_train), _embed(model, split.x_test)
-        model.train()
-        evals["iter"].append(it)
-        evals["knn_h"].append(knn_accuracy(h_tr, split.y_train, h_te, split.y_test))
-        evals["knn_z"].append(knn_accuracy(z_tr, split.y_train, z_te, split.y_test))
+    def knn() -> dict:
+        (h_tr, z_tr), (h_te, z_te) = _embed(model, split.x_train), _embed(model, split.x_test)
+        return {"knn_h": knn_accuracy(h_tr, split.y_train, h_te, split.y_test),
+                "knn_z": knn_accuracy(z_tr, split.y_train, z_te, split.y_test)}
 
     def step(it: int) -> dict:
         views, labels, _ = sampler.sample()
         _, Z = model(views)
         S = torch.stack([similarity(z) for z in Z])
-        simclr = p["variant"] == "simclr"
         T = torch.full_like(S, p["tau"]) if simclr else model.temperature(Z)
         _, _, pos_col, neg, k = _heads(S, labels, T, 1 if simclr else p["topk"])
         s_p, t_p, s_k, t_k = _select(S, T, pos_col, neg, k)
         if simclr:
             loss = nt_xent_loss(S[0], labels, tau=p["tau"])
         else:
-            loss = _objective(s_p, t_p, s_k, t_k, beta=p["beta"], dim=p["dim"], bounded=p["variant"] == "bounded").sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        floor, out = 10 * p.get("tau_min", 0.0), {}
-        for c in range(p["heads"]):
-            out |= {f"tau_pos_{c}": t_p[c].detach().mean(), f"tau_neg_{c}": t_k[c].detach().mean(),
-                    f"floor_pos_{c}": (t_p[c] < floor).float().mean(),
-                    f"floor_neg_{c}": (t_k[c] < floor).float().mean(),
-                    f"s_pos_{c}": s_p[c].detach().mean(), f"s_neg_{c}": S[c].detach()[neg].mean()}
-        if it % (2 * per_epoch) == 0 or it == iters:
-            evaluate(it)
-        return {"loss": loss.detach(), **out}
+            loss = amcl_objective(s_p, t_p, s_k, t_k, beta=p["beta"], dim=p["dim"],
+                                  bounded=p["variant"] == "bounded").sum()
+        trainer.update(loss)
+        return {"loss": loss.detach(), **_head_stats(S, neg, s_p, t_p, t_k, floor=10 * p.get("tau_min", 0.0))}
 
-    start = time.perf_counter()
-    evaluate(0)
-    with checks.validation(False):               # well-formed batches by construction: no per-step syncs
-        history = loop(step, iters, desc=NAMES[p["variant"]], progress=progress)
-    seconds = time.perf_counter() - start
-    return AMCLRun(params=p, history=history, evals={k: np.asarray(v) for k, v in evals.items()},
-                   pairs=_test_pairs(model, split.x_test, p), seconds=seconds)
+    history, evals, seconds = trainer.run(step, p["epochs"] * per_epoch, evaluate=knn, eval_every=2 * per_epoch,
+                                          desc=NAMES[p["variant"]], progress=progress)
+    return AMCLRun(params=p, history=history, evals=evals, seconds=seconds,
+                   pairs=trainer.evaluating(lambda: _test_pairs(model, split.x_test, p)))
+
+
+def _head_stats(S, neg, s_p, t_p, t_k, *, floor: float) -> dict:
+    """What one step records per head c: the mean temperature of the positives and of the top-k
+    negatives, the fraction of each below ``floor``, and the mean similarity of positives and negatives."""
+    out = {}
+    for c in range(len(S)):
+        out |= {f"tau_pos_{c}": t_p[c].detach().mean(), f"tau_neg_{c}": t_k[c].detach().mean(),
+                f"floor_pos_{c}": (t_p[c] < floor).float().mean(), f"floor_neg_{c}": (t_k[c] < floor).float().mean(),
+                f"s_pos_{c}": s_p[c].detach().mean(), f"s_neg_{c}": S[c].detach()[neg].mean()}
+    return out
 
 
 def _test_pairs(model: MultiHeadModel, x_test: torch.Tensor, p: dict, n: int = 256) -> dict:
     """Every head's similarity and temperature on held-out views: the n positive pairs, and each
-    anchor's first 2 negatives (two fresh views of the first n test digits, a fixed generator)."""
+    anchor's first 2 negatives (two fresh views of the first n test digits, a fixed generator).
+    Call it with the model in eval mode and without gradients (:meth:`lossviz.train.Trainer.evaluating`)."""
     v1, v2 = augment.two_views(x_test[:n], "digits", torch.Generator().manual_seed(10_000 + p["seed"]))
-    model.eval()
-    with torch.no_grad():
-        _, Z = model(torch.cat([v1, v2]))
-        S = torch.stack([similarity(z) for z in Z]).double()
-        T = (model.temperature(Z) if p["variant"] != "simclr" else torch.full_like(S, p["tau"])).double()
+    _, Z = model(torch.cat([v1, v2]))
+    S = torch.stack([similarity(z) for z in Z]).double()
+    T = (model.temperature(Z) if p["variant"] != "simclr" else torch.full_like(S, p["tau"])).double()
     i = torch.arange(n)
     j = (i[:, None] + torch.arange(1, 3)) % n                        # 2 other items, first views
     return {"s_pos": S[:, i, i + n].numpy(), "tau_pos": T[:, i, i + n].numpy(),
@@ -675,6 +663,33 @@ def negative_shares_view(ax, S, tau, labels, *, anchor: int = 0, topk: int = 20,
     return W, r
 
 
+def descent_plot(axes, out: dict, **knobs):
+    """What :func:`descend_temperatures` returned (``out``; ``knobs``: its bounded, beta, dim, topk,
+    tau_min, tau_max) on two axes: each head's mean temperature over the steps (positives solid,
+    top-k negatives dashed), and every positive pair's final temperature against its similarity,
+    with the minimiser of the positive's terms (:func:`optimal_temperature`)."""
+    lo, hi = knobs["tau_min"], knobs["tau_max"]
+    heads = len(out["s_pos"])
+    for c in range(heads):
+        color = HEAD_COLORS[c % len(HEAD_COLORS)]
+        axes[0].plot(out["step"], out["tau_pos"][c], color=color)
+        axes[0].plot(out["step"], out["tau_neg"][c], color=color, ls="--", lw=1.2)
+        axes[1].scatter(out["s_pos"][c], out["t_pos"][c], s=12, color=color, label=f"head {c + 1}")
+    grid = torch.linspace(-1, 1, 201, dtype=torch.float64)
+    axes[1].plot(grid, optimal_temperature(grid, **knobs), color=plots.POS_COLOR, lw=2,
+                 label="minimiser of the positive's terms")
+    for ax in axes:
+        _log_axis(ax, lo, hi)
+        ax.set_ylim(lo / 3, hi * 3)
+    name = "bounded" if knobs["bounded"] else "official"
+    axes[0].set(xlabel="Adam step", ylabel="mean temperature (log)", title=f"{name}: the temperatures descend")
+    axes[1].set(xlabel="similarity of the positive pair", ylabel="final τ_p (log)", xlim=(-1, 1.02),
+                title=f"{name}: where each positive ends")
+    _head_legend(axes[0], heads, loc="best")
+    axes[1].legend(loc="best", fontsize=8)
+    return axes
+
+
 def descent_panel(S, labels, *, heads: int = 3, bounded: bool = False, beta: float = BETA, dim: int = 32,
                   topk: int = 20, tau0: float = 0.5, spread: float = 2.0, steps: int = 200):
     """Pure maths: the temperatures alone, on fixed similarities ``S`` (C_max x n x n: one matrix per
@@ -704,7 +719,6 @@ def descent_panel(S, labels, *, heads: int = 3, bounded: bool = False, beta: flo
                                 **style),
     }
     fig, axes = plots.new_figure(2, width=5.0, height=3.8)
-    grid = torch.linspace(-1, 1, 201, dtype=torch.float64)
 
     def draw(v):
         C, lo, hi = v["heads"], v["tau_min"], v["tau_max"]
@@ -713,22 +727,8 @@ def descent_panel(S, labels, *, heads: int = 3, bounded: bool = False, beta: flo
         out = descend_temperatures(S[:C], labels, tau0=tau0, steps=steps, **knobs)
         for ax in axes.ravel():
             ax.clear()
-        for c in range(C):
-            color = HEAD_COLORS[c % len(HEAD_COLORS)]
-            axes[0, 0].plot(out["step"], out["tau_pos"][c], color=color)
-            axes[0, 0].plot(out["step"], out["tau_neg"][c], color=color, ls="--", lw=1.2)
-            axes[0, 1].scatter(out["s_pos"][c], out["t_pos"][c], s=12, color=color, label=f"head {c + 1}")
-        axes[0, 1].plot(grid, optimal_temperature(grid, **knobs), color=plots.POS_COLOR, lw=2,
-                        label="minimiser of the positive's terms")
-        for ax in axes[0]:
-            _log_axis(ax, lo, hi)
-            ax.set_ylim(lo / 3, hi * 3)
+        descent_plot(axes[0], out, **knobs)
         name = "bounded" if v["variant"] else "official"
-        axes[0, 0].set(xlabel="Adam step", ylabel="mean temperature (log)", title=f"{name}: the temperatures descend")
-        axes[0, 1].set(xlabel="similarity of the positive pair", ylabel="final τ_p (log)", xlim=(-1, 1.02),
-                       title=f"{name}: where each positive ends")
-        _head_legend(axes[0, 0], C, loc="best")
-        axes[0, 1].legend(loc="best", fontsize=8)
         at_floor = float((out["t_pos"] < 10 * lo).mean())
         return {"out": out, "tau0": tau0, "at_floor": at_floor,
                 "status": f"{name}, β = {v['beta']:.3g}: {at_floor:.0%} of the positive pairs end within "

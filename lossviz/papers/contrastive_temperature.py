@@ -14,8 +14,7 @@ r"""The temperature of the contrastive loss, measured on real self-supervised ru
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import ipywidgets as W
@@ -25,7 +24,7 @@ import torch
 from .. import augment, checks, contrastive, data, metrics, plots, widgets
 from ..models import encoder_projector
 from ..similarity import pair_masks, similarity
-from ..train import loop, memo
+from ..train import Run, Trainer, memo
 
 #: The losses :func:`train_two_view` knows by name, with the knobs each reads.
 LOSSES = {
@@ -37,16 +36,14 @@ LOSSES = {
 TAUS = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-@dataclass
-class TwoViewRun:
-    """One self-supervised run: its parameters, per-iteration history and test geometry."""
+@dataclass(repr=False)
+class TwoViewRun(Run):
+    """One self-supervised run: ``history`` (iter, loss, entropy and top_share of the push, see
+    :func:`push_entropy`), ``scores`` of the test geometry (uniformity, tolerance, alignment,
+    recall_at_1) and the test embeddings."""
 
-    params: dict
-    history: dict = field(default_factory=dict)   # iter, loss, entropy, top_share (of the push, see push_entropy)
     z_test: np.ndarray | None = None              # L2-normalised test embeddings after training
     y_test: np.ndarray | None = None              # class labels (evaluation only)
-    scores: dict = field(default_factory=dict)    # uniformity, tolerance, alignment, recall_at_1
-    seconds: float = 0.0
 
     @property
     def uniformity(self) -> float:
@@ -79,6 +76,7 @@ def train_two_view(loss: str = "nt_xent", *, tau: float = 0.2, frac: float = 0.1
         raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
     fn, knob_names = LOSSES[loss]
     knobs = {k: v for k, v in dict(tau=tau, frac=frac, lam=lam).items() if k in knob_names}
+    checks.choice(dataset, "dataset", ("digits", "mnist1d"))
     checks.integer(epochs, "epochs", 1)
     checks.integer(dim, "dim", 2)
     lr = checks.positive(lr, "lr")
@@ -88,13 +86,11 @@ def train_two_view(loss: str = "nt_xent", *, tau: float = 0.2, frac: float = 0.1
 
 
 def _train(fn: Callable, params: dict, knobs: dict, progress) -> TwoViewRun:
-    kind = {"digits": "digits", "mnist1d": "mnist1d"}.get(params["dataset"])
-    if kind is None:
-        raise ValueError(f"dataset must be 'digits' or 'mnist1d'; got {params['dataset']!r}")
-    split = data.load(params["dataset"])
-    torch.manual_seed(params["seed"])
-    model = encoder_projector(split.x_train.shape[1], dim=params["dim"])
-    opt = torch.optim.Adam(model.parameters(), lr=params["lr"])
+    kind = params["dataset"]
+    split = data.load(kind)
+    trainer = Trainer(lambda: encoder_projector(split.x_train.shape[1], dim=params["dim"]),
+                      lr=params["lr"], seed=params["seed"])
+    model = trainer.model
     sampler = augment.TwoViewSampler(split.x_train, kind, params["batch_size"], seed=params["seed"])
     iters = params["epochs"] * (len(split.x_train) // params["batch_size"])
     neg = ~torch.eye(params["batch_size"], dtype=torch.bool).repeat(2, 2)   # the masks of two_view_labels
@@ -104,25 +100,22 @@ def _train(fn: Callable, params: dict, knobs: dict, progress) -> TwoViewRun:
         S = similarity(model(views))
         S.retain_grad()
         value = fn(S, labels, **knobs)
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
+        trainer.update(value)
         H, top = push_entropy(S.grad, neg)
         return {"loss": value.detach(), "entropy": H.mean(), "top_share": top.mean()}
 
-    start = time.perf_counter()
-    with checks.validation(False):              # well-formed batches by construction: no per-step syncs
-        history = loop(step, iters, desc=f"{params['loss']} {knobs}", progress=progress)
-    seconds = time.perf_counter() - start
-    model.eval()
-    with torch.no_grad():
+    def geometry() -> dict:
         z = model(split.x_test)
         v1, v2 = augment.two_views(split.x_test, kind, torch.Generator().manual_seed(10_000 + params["seed"]))
-        align = metrics.alignment(model(v1), model(v2))
-    scores = dict(uniformity=metrics.uniformity(z), tolerance=metrics.tolerance(z, split.y_test),
-                  alignment=align, recall_at_1=metrics.recall_at_k(z, split.y_test, 1))
-    return TwoViewRun(params=params, history=history, z_test=z.numpy(), y_test=split.y_test.numpy(),
-                      scores=scores, seconds=seconds)
+        return dict(z=z, uniformity=metrics.uniformity(z), tolerance=metrics.tolerance(z, split.y_test),
+                    alignment=metrics.alignment(model(v1), model(v2)),
+                    recall_at_1=metrics.recall_at_k(z, split.y_test, 1))
+
+    history, _, seconds = trainer.run(step, iters, desc=f"{params['loss']} {knobs}", progress=progress)
+    scores = trainer.evaluating(geometry)
+    z = scores.pop("z")
+    return TwoViewRun(params=params, history=history, scores=scores, seconds=seconds, z_test=z.numpy(),
+                      y_test=split.y_test.numpy())
 
 
 def push_entropy(grad: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

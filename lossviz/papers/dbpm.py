@@ -31,19 +31,16 @@ Everything else (the two-view NT-Xent, the augmentation, the network) is the con
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .. import augment, checks, data, plots
-from ..contrastive import _softmax_rows, _temperature
 from ..metrics import knn_accuracy
-from ..pairs import _working
-from ..similarity import pair_batch, similarity
 from ..models import encoder_projector
-from ..train import loop, memo
+from ..similarity import masked_logsumexp, pair_batch, similarity, upcast
+from ..train import Run, Trainer, memo
 
 #: The kinds of positive pair, by code: ``kind == 0`` clean, ``1`` noisy, ``2`` faulty.
 KINDS = ("clean", "noisy", "faulty")
@@ -81,7 +78,7 @@ class BadPairs:
     def views(self, x: torch.Tensor, idx: torch.Tensor, generator=None, **strength) -> tuple[torch.Tensor, torch.Tensor]:
         """The two views of items ``idx`` of ``x`` (:func:`lossviz.augment.augment`, ``"mnist1d"``,
         with ``strength``): ``(view1, view2)``, each ``len(idx) x L``."""
-        generator = augment._generator(generator)      # one generator for both views, also from an int seed
+        generator = augment.as_generator(generator)      # one generator for both views, also from an int seed
         noisy = (self.kind[idx] == NOISY)[:, None]
         p = self.amp * self.pattern[idx]
         src1, src2 = x[idx], x[self.partner[idx]]
@@ -95,13 +92,6 @@ class BadPairs:
     def counts(self) -> dict:
         """``{kind name: number of items}``."""
         return {name: int((self.kind == code).sum()) for code, name in enumerate(KINDS)}
-
-
-def _fraction(value, name: str) -> float:
-    value = checks.non_negative(value, name)
-    if value > 0.5:
-        raise ValueError(f"{name} must be in [0, 0.5] (a fraction of the training pairs); got {value}")
-    return value
 
 
 def inject(x, *, noisy: float = 0.1, faulty: float = 0.1, keep: float = 0.2, amp: float = 3.0,
@@ -118,11 +108,11 @@ def inject(x, *, noisy: float = 0.1, faulty: float = 0.1, keep: float = 0.2, amp
     """
     x = checks.as_float_tensor(x, "x (training signals, N x L)", 2)
     n, length = x.shape
-    noisy, faulty = _fraction(noisy, "noisy (rate of noisy pairs)"), _fraction(faulty, "faulty (rate of faulty pairs)")
+    noisy = checks.fraction(noisy, "noisy (rate of noisy pairs)", high=0.5)
+    faulty = checks.fraction(faulty, "faulty (rate of faulty pairs)", high=0.5)
     keep = checks.non_negative(keep, "keep (the signal left in a noisy item)")
     amp = checks.non_negative(amp, "amp (the amplitude of a noisy item's pattern)")
-    if noise not in ("shared", "signal"):
-        raise ValueError(f"noise must be 'shared' or 'signal'; got {noise!r}")
+    checks.choice(noise, "noise", ("shared", "signal"))
     if n < 2:
         raise ValueError(f"inject needs at least 2 items (a faulty pair needs another item); got {n}")
     g = torch.Generator().manual_seed(checks.integer(seed, "seed", 0))
@@ -155,16 +145,16 @@ def pair_losses(S, labels, *, tau: float = 0.2) -> torch.Tensor:
     labels is :func:`lossviz.nt_xent_loss` (``tau`` 0.2 as in the official code).
     """
     S, pos, neg = pair_batch(S, labels)
-    tau = _temperature(tau)
+    tau = checks.temperature(tau)
     labels = torch.as_tensor(labels, device=S.device)
     uniq, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     if checks.validation_enabled() and not bool((counts == 2).all()):
         raise ValueError("the per-pair loss needs two views per item: every label exactly twice "
                          "(lossviz.augment.two_view_labels)")
-    z = _working(S) / tau
-    _, lse_neg, has_neg = _softmax_rows(z, neg)
+    z = upcast(S) / tau
+    lse_neg = masked_logsumexp(z, neg, keepdim=True)                      # -inf for a view without negatives ...
     z_pos = z.gather(1, pos.to(torch.uint8).argmax(dim=1, keepdim=True))   # each view's one positive
-    per_anchor = torch.where(has_neg, torch.logaddexp(z_pos, lse_neg) - z_pos, 0.0)[:, 0]
+    per_anchor = (torch.logaddexp(z_pos, lse_neg) - z_pos)[:, 0]           # ... whose term is then exactly 0
     return per_anchor.new_zeros(len(uniq)).index_add(0, inverse, per_anchor) / 2
 
 
@@ -193,8 +183,7 @@ def weight_function(ell, mu: float, sigma: float, *, form: str = "pdf") -> torch
       whose maximum :math:`1/(\sigma\sqrt{2\pi})` exceeds 1 when :math:`\sigma < 0.399`;
     * ``"normalised"``: :math:`e^{-(\ell-\mu)^2 / 2\sigma^2} \in (0, 1]`.
     """
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}; got {form!r}")
+    checks.choice(form, "form", FORMS)
     mu = checks.finite(mu, "mu (the mean history score)")
     sigma = checks.positive(sigma, "sigma (the spread of the history scores)")
     ell = torch.as_tensor(ell)
@@ -277,28 +266,25 @@ def precision_recall(flagged, truth) -> tuple[float, float]:
 # Training: SimCLR with injected bad pairs, with or without DBPM
 # ------------------------------------------------------------------------------------------------
 
-@dataclass
-class DBPMRun:
-    """One run: its parameters, per-iteration ``history`` (loss, flagged, mean weight), and per epoch:
-    ``memory`` (E x N raw pair losses), ``flags`` (E x N: 0 none, 1 noisy, 2 faulty, from the history
-    before that epoch; used for weighting only from the warm-up on), ``weights`` (E x N, the weight each
-    pair's loss got), ``stats`` (mu, sigma and the precision/recall of each kind's flags, per epoch) and
-    ``evals`` (5-NN test accuracy of the encoder, at some epochs).  ``kind`` is the ground truth."""
+@dataclass(repr=False)
+class DBPMRun(Run):
+    """One run: per-iteration ``history`` (loss, raw_loss, mean_weight), ``evals`` (iter, epoch and the
+    5-NN test accuracy ``knn`` of the encoder, at some epochs) and, per epoch and pair: ``memory``
+    (E x N raw pair losses), ``flags`` (E x N: 0 none, 1 noisy, 2 faulty, from the history before that
+    epoch; used for weighting only from the warm-up on), ``weights`` (E x N, the weight each pair's
+    loss got), ``stats`` (mu, sigma and the precision/recall of each kind's flags, per epoch).
+    ``kind`` is the ground truth."""
 
-    params: dict
-    kind: np.ndarray
-    history: dict = field(default_factory=dict)
+    kind: np.ndarray | None = None
     memory: np.ndarray | None = None
     flags: np.ndarray | None = None
     weights: np.ndarray | None = None
     stats: dict = field(default_factory=dict)
-    evals: dict = field(default_factory=dict)
-    seconds: float = 0.0
 
     @property
     def knn(self) -> float:
         """5-NN test accuracy of the encoder after training."""
-        return float(self.evals["knn"][-1])
+        return self.final("knn")
 
     def final_losses(self) -> dict:
         """Mean raw loss of each kind of pair in the last epoch."""
@@ -338,21 +324,35 @@ def train_dbpm(method: str = "dbpm", *, epochs: int = 40, warmup: int = 20, c_np
     projector), Adam.  Evaluation: 5-NN accuracy of the encoder on the clean test signals, the clean
     training signals as gallery (labels used only here).  Cached by parameters (:func:`lossviz.train.memo`).
     """
-    if method not in ("dbpm", "simclr"):
-        raise ValueError(f"method must be 'dbpm' or 'simclr'; got {method!r}")
+    checks.choice(method, "method", ("dbpm", "simclr"))
     epochs = checks.integer(epochs, "epochs", 2)
     warmup = checks.integer(warmup, "warmup (epochs before DBPM starts)", 1)
     if warmup >= epochs:
         raise ValueError(f"warmup ({warmup}) must be smaller than epochs ({epochs}), or DBPM never starts")
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}; got {form!r}")
+    checks.choice(form, "form", FORMS)
     params = dict(method=method, epochs=epochs, warmup=warmup, form=form, noise=noise,
                   c_np=checks.non_negative(c_np, "c_np"), c_fp=checks.non_negative(c_fp, "c_fp"),
-                  noisy=_fraction(noisy, "noisy"), faulty=_fraction(faulty, "faulty"),
-                  tau=_temperature(tau), batch_size=checks.integer(batch_size, "batch_size", 2),
+                  noisy=checks.fraction(noisy, "noisy", high=0.5), faulty=checks.fraction(faulty, "faulty", high=0.5),
+                  tau=checks.temperature(tau), batch_size=checks.integer(batch_size, "batch_size", 2),
                   lr=checks.positive(lr, "lr"), seed=checks.integer(seed, "seed", 0),
                   eval_every=checks.integer(eval_every, "eval_every", 1))
-    return memo("bad_pairs.train_dbpm", params, lambda: _train(params, progress), cache=cache)
+    return memo("dbpm", params, lambda: _train(params, progress), cache=cache)
+
+
+# The per-epoch statistics of a run's flags (DBPMRun.stats).
+_STATS = ("mu", "sigma", "noisy_precision", "noisy_recall", "faulty_precision", "faulty_recall")
+
+
+def _flag_epoch(e: int, memory: torch.Tensor, p: dict, truth: torch.Tensor, flags: torch.Tensor,
+                stats: dict) -> Flags:
+    """The flags of epoch ``e`` from the losses of epochs 0..e-1, written into row ``e`` of ``flags``
+    and ``stats`` with their precision and recall against the ``truth`` (scored even when unused)."""
+    f = flag_bad_pairs(history_scores(memory[:e], p["epochs"]), c_np=p["c_np"], c_fp=p["c_fp"])
+    flags[e] = torch.where(f.noisy, NOISY, torch.where(f.faulty, FAULTY, CLEAN)).to(torch.int8)
+    stats["mu"][e], stats["sigma"][e] = f.mu, f.sigma
+    for name, flagged, code in (("noisy", f.noisy, NOISY), ("faulty", f.faulty, FAULTY)):
+        stats[f"{name}_precision"][e], stats[f"{name}_recall"][e] = precision_recall(flagged, truth == code)
+    return f
 
 
 def _train(p: dict, progress) -> DBPMRun:
@@ -360,37 +360,20 @@ def _train(p: dict, progress) -> DBPMRun:
     x = split.x_train
     n, E, B = len(x), p["epochs"], p["batch_size"]
     bad = inject(x, noisy=p["noisy"], faulty=p["faulty"], noise=p["noise"], seed=p["seed"])
-    torch.manual_seed(p["seed"])
-    model = encoder_projector(x.shape[1], hidden=128, dim=32)
+    trainer = Trainer(lambda: encoder_projector(x.shape[1], hidden=128, dim=32), lr=p["lr"], seed=p["seed"])
+    model = trainer.model
     encoder = model[:4]
-    opt = torch.optim.Adam(model.parameters(), lr=p["lr"])
-    g = torch.Generator().manual_seed(p["seed"])
-    per_epoch = -(-n // B)
+    g = torch.Generator().manual_seed(p["seed"])      # the epochs' orders and the views, drawn as they come
+    per_epoch = -(-n // B)                            # every item once per epoch, the last batch smaller
     memory = torch.full((E, n), math.nan)
     flags = torch.zeros(E, n, dtype=torch.int8)
     weights = torch.ones(E, n)
-    stats = {k: np.full(E, np.nan) for k in ("mu", "sigma", "noisy_precision", "noisy_recall",
-                                              "faulty_precision", "faulty_recall")}
-    evals = {"epoch": [], "knn": []}
+    stats = {k: np.full(E, np.nan) for k in _STATS}
     state = {}
-
-    def evaluate(epoch: int) -> None:
-        with torch.no_grad():
-            acc = knn_accuracy(encoder(split.x_train), split.y_train, encoder(split.x_test), split.y_test)
-        evals["epoch"].append(epoch)
-        evals["knn"].append(acc)
 
     def new_epoch(e: int) -> None:
         state["order"] = torch.randperm(n, generator=g)
-        if e == 0:
-            state["flags"] = None
-            return
-        f = flag_bad_pairs(history_scores(memory[:e], E), c_np=p["c_np"], c_fp=p["c_fp"])
-        flags[e] = torch.where(f.noisy, NOISY, torch.where(f.faulty, FAULTY, CLEAN)).to(torch.int8)
-        stats["mu"][e], stats["sigma"][e] = f.mu, f.sigma
-        for code, name in ((NOISY, "noisy"), (FAULTY, "faulty")):
-            prec, rec = precision_recall(f.noisy if code == NOISY else f.faulty, bad.kind == code)
-            stats[f"{name}_precision"][e], stats[f"{name}_recall"][e] = prec, rec
+        f = _flag_epoch(e, memory, p, bad.kind, flags, stats) if e > 0 else None
         state["flags"] = f if (p["method"] == "dbpm" and e >= p["warmup"]) else None
 
     def step(it: int) -> dict:
@@ -406,20 +389,17 @@ def _train(p: dict, progress) -> DBPMRun:
             ell, Flags(f.noisy[idx], f.faulty[idx], f.mu, f.sigma), form=p["form"])
         weights[e, idx] = w
         loss = (w * ell).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if j == per_epoch - 1 and ((e + 1) % p["eval_every"] == 0 or e + 1 == E):
-            evaluate(e + 1)
+        trainer.update(loss)
         return {"loss": loss.detach(), "raw_loss": ell.detach().mean(), "mean_weight": w.mean()}
 
-    evaluate(0)
-    start = time.perf_counter()
-    with checks.validation(False):
-        history = loop(step, E * per_epoch, desc=p["method"], progress=progress)
-    return DBPMRun(params=p, kind=bad.kind.numpy(), history=history, memory=memory.numpy(),
-                   flags=flags.numpy(), weights=weights.numpy(), stats=stats,
-                   evals={k: np.asarray(v) for k, v in evals.items()}, seconds=time.perf_counter() - start)
+    def evaluate() -> dict:
+        return {"knn": knn_accuracy(encoder(split.x_train), split.y_train, encoder(split.x_test), split.y_test)}
+
+    history, evals, seconds = trainer.run(step, E * per_epoch, evaluate=evaluate, eval_every=per_epoch * p["eval_every"],
+                                          desc=p["method"], progress=progress)
+    evals["epoch"] = evals["iter"] // per_epoch       # evaluations fall at the ends of epochs
+    return DBPMRun(params=p, history=history, evals=evals, seconds=seconds, kind=bad.kind.numpy(),
+                   memory=memory.numpy(), flags=flags.numpy(), weights=weights.numpy(), stats=stats)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ The pieces, each checked against a loop in ``tests/test_groco.py``:
   and every column of ``P_soft`` sums to 1.  As ``steepness -> inf`` it becomes the hard permutation.
 * **The GroCo loss** (:func:`groco_loss`), written ``loss(S, labels, **knobs)`` on the similarity
   matrix like every loss of lossviz, so that :func:`lossviz.pair_weights` gives its pair weights.
-* **Training** (:func:`train_ssl`): SimCLR-style self-supervised runs with V views on digits or
-  MNIST-1D, GroCo or NT-Xent, with or without stop-grad, on :func:`lossviz.train.loop` and
+* **Training** (:func:`train_groco`): SimCLR-style self-supervised runs with V views on digits or
+  MNIST-1D, GroCo or NT-Xent, with or without stop-grad, on :class:`lossviz.train.Trainer` and
   :func:`lossviz.train.memo`.
 * **Pictures and panels**: :func:`draw_network`, :func:`permutation_heatmap`, :func:`sorting_panel`
   (pure maths), :func:`training_panel` (a Train button).
@@ -37,8 +37,7 @@ tensor (values and permutations together), no ``n x n`` split matrices.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -47,10 +46,9 @@ import torch.nn.functional as F
 
 from .. import augment, checks, contrastive, data, metrics, plots
 from ..metrics import knn_accuracy
-from ..pairs import _working
-from ..similarity import pair_batch, similarity
+from ..similarity import pair_batch, similarity, upcast
 from ..models import encoder_projector
-from ..train import loop, memo
+from ..train import Run, Trainer, memo
 
 #: The relaxed step functions F of a comparator (the CDF of a symmetric distribution).
 INTERPOLATIONS = ("cauchy", "logistic")
@@ -58,7 +56,7 @@ INTERPOLATIONS = ("cauchy", "logistic")
 NETWORKS = ("odd_even", "bitonic")
 #: Which negatives an anchor ranks: the other images of its own view (the official code) or of all views.
 NEGATIVES = ("same_view", "all")
-#: The losses :func:`train_ssl` knows.
+#: The losses :func:`train_groco` knows.
 LOSSES = ("groco", "nt_xent")
 #: Display names and colours (never the pair colours, which mean pull / push).
 NAMES = {"groco": "GroCo", "nt_xent": "NT-Xent (SimCLR)"}
@@ -69,25 +67,11 @@ COLORS = {"groco": "#009E73", "nt_xent": plots.LOSS_COLORS["infonce"]}
 # Sorting networks
 # ------------------------------------------------------------------------------------------------
 
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
-            high is not None and value > high):
-        span = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an integer {span}; got {value!r}")
-    return int(value)
-
-
-def _choice(name: str, value, options) -> str:
-    if value not in options:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {list(options)}")
-    return value
-
-
 def odd_even_network(n: int) -> tuple:
     """The odd-even transposition network on ``n`` wires: ``n`` layers, layer ``t`` compares the
     neighbours ``(i, i + 1)`` for ``i = t mod 2, t mod 2 + 2, ...``.  A wire without a partner in
     a layer passes through unchanged.  Sorts any input of length n (Knuth, TAOCP 3, 5.3.4)."""
-    n = _check_int("n (the number of wires)", n, 1)
+    n = checks.integer(n, "n (the number of wires)", 1)
     return tuple(tuple((i, i + 1) for i in range(t % 2, n - 1, 2)) for t in range(n))
 
 
@@ -97,7 +81,7 @@ def bitonic_network(n: int) -> tuple:
     Built on ``N = 2^m`` wires of which the lowest ``N - n`` are dropped, as ``diffsort`` does: a
     comparator that touches a dropped wire is left out.  In a block that sorts downwards the min
     goes to the upper wire, so a comparator here can be ``(lo, hi)`` with ``lo > hi``."""
-    n = _check_int("n (the number of wires)", n, 1)
+    n = checks.integer(n, "n (the number of wires)", 1)
     m = math.ceil(math.log2(n)) if n > 1 else 0
     N, off = 2 ** m, 2 ** m - n
     layers = []
@@ -119,7 +103,7 @@ def bitonic_network(n: int) -> tuple:
 
 def sorting_network(n: int, network: str = "odd_even") -> tuple:
     """The layers of comparators ``(lo, hi)`` of ``network`` (one of :data:`NETWORKS`) on ``n`` wires."""
-    _choice("network", network, NETWORKS)
+    checks.choice(network, "network", NETWORKS)
     return odd_even_network(n) if network == "odd_even" else bitonic_network(n)
 
 
@@ -142,14 +126,16 @@ def soft_step(v, interpolation: str = "cauchy") -> torch.Tensor:
     while the logistic's ``e^{-|v|}`` vanishes fast.  Petersen et al. (ICLR 2022) prefer the Cauchy
     because with it the relaxed sort is monotone (raising an input never lowers a sorted output);
     with the logistic it is not."""
-    _choice("interpolation", interpolation, INTERPOLATIONS)
+    checks.choice(interpolation, "interpolation", INTERPOLATIONS)
     if interpolation == "cauchy":
         return torch.atan(v) / math.pi + 0.5
     return torch.sigmoid(v)
 
 
-def _network_steps(x: torch.Tensor, steepness: float, interpolation: str, network: str):
-    """Run the relaxed network on rows ``x`` ``[A, n]``; yield ``(x, P)`` after every layer.
+def network_steps(x: torch.Tensor, steepness: float = 1.0, interpolation: str = "cauchy",
+                  network: str = "odd_even"):
+    """Run the relaxed network on rows ``x`` ``[A, n]``; yield ``(x, P)`` after every layer.  The inner
+    loop of :func:`soft_sort` and :func:`permutation_trace`, which check its arguments.
 
     The values and the columns of ``P`` are mixed by the same alpha, so they travel together as one
     tensor ``Y[A, wire, item + 1]``: ``Y[a, w, :n] = P[a, :, w]`` and ``Y[a, w, n]`` = the value on wire
@@ -168,8 +154,8 @@ def _network_steps(x: torch.Tensor, steepness: float, interpolation: str, networ
 
 def _check_knobs(steepness, interpolation, network) -> float:
     """The sorter's knobs, or a ValueError that names the bad one; returns the steepness as a float."""
-    _choice("interpolation", interpolation, INTERPOLATIONS)
-    _choice("network", network, NETWORKS)
+    checks.choice(interpolation, "interpolation", INTERPOLATIONS)
+    checks.choice(network, "network", NETWORKS)
     return checks.positive(steepness, "steepness (of the relaxed comparators)")
 
 
@@ -179,7 +165,7 @@ def _sort_args(x, steepness, interpolation, network) -> tuple[torch.Tensor, floa
     x = checks.as_float_tensor(x[None] if squeeze else x, "x (the values to sort, A x n or n)", 2)
     if x.shape[1] < 1:
         raise ValueError("x must hold at least one value per row")
-    return _working(x), _check_knobs(steepness, interpolation, network), squeeze
+    return upcast(x), _check_knobs(steepness, interpolation, network), squeeze
 
 
 def soft_sort(x, *, steepness: float = 1.0, interpolation: str = "cauchy",
@@ -200,7 +186,7 @@ def soft_sort(x, *, steepness: float = 1.0, interpolation: str = "cauchy",
     """
     x, steepness, squeeze = _sort_args(x, steepness, interpolation, network)
     xs, P = x, torch.eye(x.shape[1], dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
-    for xs, P in _network_steps(x, steepness, interpolation, network):
+    for xs, P in network_steps(x, steepness, interpolation, network):
         pass
     return (xs[0], P[0]) if squeeze else (xs, P)
 
@@ -214,7 +200,7 @@ def permutation_trace(x, *, steepness: float = 1.0, interpolation: str = "cauchy
         raise ValueError("permutation_trace takes one row x (a 1-D tensor of n values)")
     n = x.shape[1]
     return torch.stack([torch.eye(n, dtype=x.dtype, device=x.device)]
-                       + [P[0] for _, P in _network_steps(x, steepness, interpolation, network)])
+                       + [P[0] for _, P in network_steps(x, steepness, interpolation, network)])
 
 
 def hard_permutation(x) -> torch.Tensor:
@@ -246,8 +232,8 @@ def group_ordering_loss(x, k: int, *, steepness: float = 1.0, interpolation: str
     """
     x, steepness, _ = _sort_args(x, steepness, interpolation, network)
     n = x.shape[1]
-    k = _check_int("k (the number of negatives in each row)", k, 1, n - 1)
-    _choice("reduction", reduction, ("mean", "none"))
+    k = checks.integer(k, "k (the number of negatives in each row)", 1, n - 1)
+    checks.choice(reduction, "reduction", ("mean", "none"))
     _, P = soft_sort(x, steepness=steepness, interpolation=interpolation, network=network)
     p_pos = P[:, :, k:].sum(2).clamp(0, 1)               # P(input i lands in the top P ranks)
     p_neg = P[:, :, :k].sum(2).clamp(0, 1)
@@ -274,7 +260,7 @@ def groco_rows(S, labels, *, topk_neg: int = 10, negatives: str = "same_view") -
     anchor are the other items *of its own view* (``negatives="same_view"``, the official code: the
     anchor against the other anchors) or of every view (``"all"``, as SimCLR)."""
     S, pos, neg = pair_batch(S, labels)
-    _choice("negatives", negatives, NEGATIVES)
+    checks.choice(negatives, "negatives", NEGATIVES)
     labels = checks.check_labels(labels, S.shape[0], S.device)
     n_pos = pos.sum(1)
     P = int(n_pos[0])
@@ -285,11 +271,11 @@ def groco_rows(S, labels, *, topk_neg: int = 10, negatives: str = "same_view") -
         view = view_index(labels)
         neg = neg & (view[:, None] == view[None, :])
     available = int(neg.sum(1).min())
-    k = _check_int("topk_neg (negatives ranked per anchor)", topk_neg, 1)
+    k = checks.integer(topk_neg, "topk_neg (negatives ranked per anchor)", 1)
     if k > available:
         raise ValueError(f"topk_neg={k} but an anchor has only {available} negatives ({negatives}); "
                          f"use topk_neg <= {available} or a larger batch")
-    S = _working(S)
+    S = upcast(S)
     pos_sims = S[pos].view(S.shape[0], P).sort(dim=1).values                          # ascending
     neg_sims = S.masked_fill(~neg, -math.inf).topk(k, dim=1).values.flip(1)           # top-k, ascending
     return torch.cat([neg_sims, pos_sims], 1), k
@@ -340,7 +326,7 @@ def anchor_groco_weights(s_pos, s_neg, *, topk_neg: int | None = None, **knobs) 
     s_neg = torch.as_tensor(s_neg, dtype=torch.float64).reshape(-1).clone().requires_grad_(True)
     if len(s_pos) < 1 or len(s_neg) < 1:
         raise ValueError("the anchor needs at least one positive and one negative similarity")
-    k = len(s_neg) if topk_neg is None else _check_int("topk_neg", topk_neg, 1, len(s_neg))
+    k = len(s_neg) if topk_neg is None else checks.integer(topk_neg, "topk_neg", 1, len(s_neg))
     x = torch.cat([s_neg.topk(k).values.flip(0), s_pos.sort().values])[None]
     with torch.enable_grad():
         loss = group_ordering_loss(x, k, **knobs)
@@ -353,7 +339,7 @@ def ordering_accuracy(S, labels, *, negatives: str = "same_view") -> float:
     the hard constraint GroCo relaxes (``min_pos > max_neg``, whatever the top-k).  With one positive
     and ``negatives="all"`` it is the top-1 accuracy of retrieving the anchor's other view."""
     S, pos, neg = pair_batch(S, labels)
-    _choice("negatives", negatives, NEGATIVES)
+    checks.choice(negatives, "negatives", NEGATIVES)
     if negatives == "same_view":
         view = view_index(labels).to(S.device)
         neg = neg & (view[:, None] == view[None, :])
@@ -382,23 +368,16 @@ def ssl_network(in_dim: int = 64, hidden: int = 128, dim: int = 32, *, bn_head: 
                          nn.Linear(hidden, dim), nn.BatchNorm1d(dim, affine=False), net[-1])
 
 
-@dataclass
-class SortRun:
-    """One self-supervised run: its parameters, per-step ``history`` (loss, order_acc: the batch's
+@dataclass(repr=False)
+class SortRun(Run):
+    """One self-supervised run: per-step ``history`` (loss, order_acc: the batch's
     :func:`ordering_accuracy`) and ``evals`` at a few epochs (iter; map_at_r and recall_at_1 of the
-    test projections z; map_at_r_h of the encoder's h; knn: 20-NN accuracy of h, test against train)."""
+    test projections z; map_at_r_h of the encoder's h; knn: 20-NN accuracy of h, test against train),
+    with the last evaluation's test projections and the trained network."""
 
-    params: dict
-    history: dict = field(default_factory=dict)
-    evals: dict = field(default_factory=dict)
     z_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     model: torch.nn.Module | None = None        # the trained network (eval mode)
-    seconds: float = 0.0
-
-    def final(self, key: str) -> float:
-        """The last evaluation of ``key``."""
-        return float(self.evals[key][-1])
 
     def __repr__(self) -> str:
         p = self.params
@@ -409,38 +388,38 @@ class SortRun:
                 f"R@1(z) {self.final('recall_at_1'):.3f}, 20-NN(h) {self.final('knn'):.3f})")
 
 
-def train_ssl(loss: str = "groco", *, dataset: str = "digits", views: int = 2, epochs: int = 30,
-              batch_size: int = 128, steepness: float = 1.0, topk_neg: int = 10, interpolation: str = "cauchy",
-              tau: float = 0.1, stop_grad: bool | None = None, bn_head: bool = True, lr: float = 1e-3, seed: int = 0,
-              eval_every: int = 5, progress=True, cache: bool = True) -> SortRun:
+def train_groco(loss: str = "groco", *, dataset: str = "digits", views: int = 2, epochs: int = 30,
+                batch_size: int = 128, steepness: float = 1.0, topk_neg: int = 10, interpolation: str = "cauchy",
+                tau: float = 0.1, stop_grad: bool | None = None, bn_head: bool = True, lr: float = 1e-3,
+                seed: int = 0, eval_every: int = 5, progress=True, cache: bool = True) -> SortRun:
     """Self-supervised training with ``views`` random views of each training item (labels unused).
 
-    The network is notebook 09's (:func:`lossviz.models.encoder_projector`: an MLP encoder to h,
-    a projector to z, L2-normalised), trained with Adam on ``batch_size`` items per step, one epoch =
-    ``len(train) // batch_size`` steps.  ``loss="groco"`` reads ``steepness``, ``topk_neg``,
-    ``interpolation``; ``"nt_xent"`` reads ``tau`` (:func:`lossviz.nt_xent_loss` on all views).
-    ``stop_grad`` (default: on for GroCo, as its official code; off for NT-Xent, as SimCLR) builds
-    ``S`` with :func:`anchor_similarity`.  Evaluated at step 0, every ``eval_every`` epochs and at the
-    end (see :class:`SortRun`).  Cached by its parameters (:func:`lossviz.train.memo`).
+    The network is :func:`ssl_network` (an MLP encoder to h, a projector to z, L2-normalised),
+    trained with Adam on ``batch_size`` items per step, one epoch = ``len(train) // batch_size``
+    steps.  ``loss="groco"`` reads ``steepness``, ``topk_neg``, ``interpolation``; ``"nt_xent"`` reads
+    ``tau`` (:func:`lossviz.nt_xent_loss` on all views).  ``stop_grad`` (default: on for GroCo, as its
+    official code; off for NT-Xent, as SimCLR) builds ``S`` with :func:`anchor_similarity`.  Evaluated
+    at step 0, every ``eval_every`` epochs and at the end (see :class:`SortRun`).  Cached by its
+    parameters (:func:`lossviz.train.memo`).
     """
-    _choice("loss", loss, LOSSES)
-    _choice("dataset", dataset, ("digits", "mnist1d"))
-    views = _check_int("views", views, 2)
-    epochs = _check_int("epochs", epochs, 1)
-    batch_size = _check_int("batch_size", batch_size, 2)
-    eval_every = _check_int("eval_every", eval_every, 1)
+    checks.choice(loss, "loss", LOSSES)
+    checks.choice(dataset, "dataset", ("digits", "mnist1d"))
+    views = checks.integer(views, "views", 2)
+    epochs = checks.integer(epochs, "epochs", 1)
+    batch_size = checks.integer(batch_size, "batch_size", 2)
+    eval_every = checks.integer(eval_every, "eval_every", 1)
     stop_grad = (loss == "groco") if stop_grad is None else bool(stop_grad)
     if loss == "groco":
         knobs = dict(steepness=checks.positive(steepness, "steepness"),
-                     interpolation=_choice("interpolation", interpolation, INTERPOLATIONS),
-                     topk_neg=_check_int("topk_neg", topk_neg, 1, batch_size - 1))
+                     interpolation=checks.choice(interpolation, "interpolation", INTERPOLATIONS),
+                     topk_neg=checks.integer(topk_neg, "topk_neg", 1, batch_size - 1))
     else:
-        knobs = dict(tau=contrastive._temperature(tau))
+        knobs = dict(tau=checks.temperature(tau))
     params = dict(loss=loss, dataset=dataset, views=views, epochs=epochs, batch_size=batch_size,
                   stop_grad=stop_grad, bn_head=bool(bn_head), lr=checks.positive(lr, "lr"), seed=seed,
                   eval_every=eval_every, **knobs)
     full = dict(steepness=steepness, topk_neg=topk_neg, interpolation=interpolation, tau=tau) | params
-    return memo("sorting.train_ssl", params, lambda: _train(full, knobs, progress), cache=cache)
+    return memo("groco", params, lambda: _train(full, knobs, progress), cache=cache)
 
 
 def _train(p: dict, knobs: dict, progress) -> SortRun:
@@ -448,53 +427,50 @@ def _train(p: dict, knobs: dict, progress) -> SortRun:
     kind, x_train, B, V = p["dataset"], split.x_train, p["batch_size"], p["views"]
     if B > len(x_train):
         raise ValueError(f"batch_size {B} is larger than the {len(x_train)} training items")
-    torch.manual_seed(p["seed"])
-    model = ssl_network(x_train.shape[1], bn_head=p["bn_head"])
+    trainer = Trainer(lambda: ssl_network(x_train.shape[1], bn_head=p["bn_head"]), lr=p["lr"], seed=p["seed"])
+    model = trainer.model
     encoder = model[:4]                                              # h: the representation kNN reads
-    opt = torch.optim.Adam(model.parameters(), lr=p["lr"])
+    # One generator draws the epochs' orders, then every step's views (drawn after the optimiser, as before).
     g = torch.Generator().manual_seed(p["seed"])
     per_epoch = len(x_train) // B
-    iters = per_epoch * p["epochs"]
     order = torch.cat([torch.randperm(len(x_train), generator=g)[:per_epoch * B] for _ in range(p["epochs"])])
     labels = torch.arange(B).repeat(V)                               # two_view_labels, for V views
     loss_fn = groco_loss if p["loss"] == "groco" else contrastive.nt_xent_loss
-    evals = {key: [] for key in ("iter", "map_at_r", "recall_at_1", "map_at_r_h", "knn")}
     last = {}
 
-    def evaluate(it: int) -> None:
-        model.eval()
-        with torch.no_grad():
-            last["z"], h_test, h_train = model(split.x_test), encoder(split.x_test), encoder(x_train)
-        model.train()
+    def evaluate() -> dict:
+        last["z"], h_test, h_train = model(split.x_test), encoder(split.x_test), encoder(x_train)
         scores = metrics.retrieval_scores(last["z"], split.y_test)
-        for key, value in (("iter", it), ("map_at_r", scores["map_at_r"]), ("recall_at_1", scores["recall_at_1"]),
-                           ("map_at_r_h", metrics.map_at_r(h_test, split.y_test)),
-                           ("knn", knn_accuracy(h_train, split.y_train, h_test, split.y_test, k=20))):
-            evals[key].append(value)
+        return {"map_at_r": scores["map_at_r"], "recall_at_1": scores["recall_at_1"],
+                "map_at_r_h": metrics.map_at_r(h_test, split.y_test),
+                "knn": knn_accuracy(h_train, split.y_train, h_test, split.y_test, k=20)}
 
     def step(it: int) -> dict:
         idx = order[(it - 1) * B: it * B]
         z = torch.cat([model(augment.augment(x_train[idx], kind, g)) for _ in range(V)])   # BN: per view
         S = anchor_similarity(z) if p["stop_grad"] else similarity(z)
         value = loss_fn(S, labels, **knobs)
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-        if it % (per_epoch * p["eval_every"]) == 0 or it == iters:
-            evaluate(it)
+        trainer.update(value)
         return {"loss": value.detach(), "order_acc": ordering_accuracy(S, labels)}
 
-    evaluate(0)
-    start = time.perf_counter()
-    with checks.validation(False):                                   # well-formed batches by construction
-        history = loop(step, iters, desc=f"{NAMES[p['loss']]} {knobs}", progress=progress)
-    return SortRun(p, history, {k: np.asarray(v) for k, v in evals.items()}, last["z"].numpy(),
-                   split.y_test.numpy(), model.eval(), time.perf_counter() - start)
+    history, evals, seconds = trainer.run(step, per_epoch * p["epochs"], evaluate=evaluate,
+                                          eval_every=per_epoch * p["eval_every"],
+                                          desc=f"{NAMES[p['loss']]} {knobs}", progress=progress)
+    return SortRun(params=p, history=history, evals=evals, seconds=seconds, z_test=last["z"].numpy(),
+                   y_test=split.y_test.numpy(), model=model.eval())
 
 
 # ------------------------------------------------------------------------------------------------
 # Pictures
 # ------------------------------------------------------------------------------------------------
+
+def running_mean(y, width: int = 7) -> np.ndarray:
+    """A running mean (for noisy per-batch curves), same length as ``y``."""
+    y = np.asarray(y, dtype=float)
+    kernel = np.ones(width) / width
+    pad = np.concatenate([np.full(width // 2, y[0]), y, np.full(width - 1 - width // 2, y[-1])])
+    return np.convolve(pad, kernel, mode="valid")
+
 
 def _columns(layer) -> list[float]:
     """Horizontal offsets within a layer's column so that comparators whose spans overlap do not
@@ -556,7 +532,7 @@ def permutation_heatmap(ax, P, k: int, *, title: str = "soft permutation", color
     """``P_soft`` (n x n) as a heat-map: row i = input i (the first ``k`` are the negatives, labelled
     in the negative-pair colour, the rest the positives, in blue), column r = rank.  The dashed line
     separates the negatives' ranks (left) from the top ``P`` ranks GroCo wants the positives in."""
-    P = plots._np(P)
+    P = plots.as_numpy(P)
     n = P.shape[0]
     im = ax.imshow(P, cmap="Greys", vmin=0, vmax=1, aspect="equal")
     ax.axvline(k - 0.5, color="black", ls="--", lw=1.2)
@@ -648,7 +624,7 @@ def sorting_panel(s_pos, s_neg, *, steepness: float = 1.0, topk_neg: int = 10, v
 
 
 def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, **defaults):
-    """A Train button over :func:`train_ssl`: loss, steepness, top-k, relaxation, views, stop-grad,
+    """A Train button over :func:`train_groco`: loss, steepness, top-k, relaxation, views, stop-grad,
     τ (NT-Xent), epochs and seed.  Draws the training loss, the batches' ordering accuracy and the test
     MAP@R against iterations, with ``reference_runs`` (``{name: SortRun}``, already trained) in grey."""
     import ipywidgets as W
@@ -675,7 +651,7 @@ def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, 
     }
 
     def run(values, progress):
-        return train_ssl(progress=progress, **values)
+        return train_groco(progress=progress, **values)
 
     def draw(axes, result, values):
         chosen = dict(reference_runs or {}) | {"this run": result}
@@ -695,10 +671,3 @@ def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, 
 
     return widgets.run_panel(controls, run, draw, ncols=3, width=4.3, height=3.5, autorun=autorun)
 
-
-def running_mean(y, width: int = 7) -> np.ndarray:
-    """A running mean (for noisy per-batch curves), same length as ``y``."""
-    y = np.asarray(y, dtype=float)
-    kernel = np.ones(width) / width
-    pad = np.concatenate([np.full(width // 2, y[0]), y, np.full(width - 1 - width // 2, y[-1])])
-    return np.convolve(pad, kernel, mode="valid")

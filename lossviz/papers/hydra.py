@@ -12,10 +12,9 @@ subspace, so the pair can agree there and disagree everywhere else.
 * :func:`gated_similarity`: the gated similarity matrix ``S^g`` (anchors x keys);
 * :func:`hydra_masks`, :func:`hydra_loss`: the multi-positive InfoNCE over ``S^g``, a function of the
   similarity matrix like every loss of lossviz, so :func:`lossviz.pair_weights` gives its weights;
-* :func:`effective_rank`: the dimensional-collapse measure (exp of the entropy of the normalised
-  singular values);
 * :func:`train_hydra`: a real run on the digits two-view kit (:mod:`lossviz.papers.contrastive_temperature`'s network),
-  on :func:`lossviz.train.loop` and cached with :func:`lossviz.train.memo`;
+  on :class:`lossviz.train.Trainer` and cached with :func:`lossviz.train.memo`; its dimensional collapse
+  is measured with :func:`lossviz.metrics.effective_rank` (exp of the entropy of the normalised singular values);
 * :func:`class_pair_alignment`: the subspace mechanism measured on test embeddings;
 * :func:`gate_panel` (pure maths) and :func:`training_panel` (a Train button).
 
@@ -27,8 +26,7 @@ published versions differ (see :func:`gated_similarity`).
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -36,10 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks
-from ..contrastive import _nt_xent, _temperature
-from ..metrics import effective_rank, singular_spectrum  # noqa: F401  (hydra.effective_rank, as before)
-from ..pairs import _working
-from ..train import loop, memo
+from ..metrics import effective_rank, singular_spectrum
+from ..similarity import masked_logsumexp, upcast
+from ..train import Run, Trainer, memo
 
 #: How the partner class ``y2`` of each anchor is drawn.
 MODES = ("arbitrary", "identical", "distinct")
@@ -77,14 +74,12 @@ def partner_labels(labels, mode: str = "arbitrary", *, num_classes: int | None =
     * ``distinct``: ``y2 = (y1 + U{1..C-1}) mod C``, never the same class (needs ``num_classes``).
     """
     y1 = _labels(labels)
-    if mode not in MODES:
-        raise ValueError(f"unknown pair mode {mode!r}; choose one of {MODES}")
+    checks.choice(mode, "pair mode", MODES)
     if mode == "identical":
         return y1.clone()
     if mode == "arbitrary":
         return y1[torch.randperm(len(y1), generator=generator).to(y1.device)]
-    if num_classes is None or isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"mode 'distinct' needs num_classes, an integer >= 2; got {num_classes!r}")
+    num_classes = checks.integer(num_classes, "num_classes (mode 'distinct' needs it)", 2)
     if checks.validation_enabled() and len(y1) and not bool(((y1 >= 0) & (y1 < num_classes)).all()):
         raise ValueError(f"labels must be class ids in [0, {num_classes}) for mode 'distinct'")
     shift = torch.randint(1, num_classes, (len(y1),), generator=generator).to(y1.device)
@@ -127,7 +122,7 @@ def hydra_loss(S, labels, *, partner, tau: float = 0.1, key_labels=None) -> torc
 
     with the masks of :func:`hydra_masks`.  Each positive has its own denominator (the anchor's
     other positives are not in it): it is NT-Xent (:func:`lossviz.nt_xent_loss`) with Hydra's masks,
-    and the code is the same (:func:`lossviz.contrastive._nt_xent`).  ``S`` is the gated
+    written the same way.  ``S`` is the gated
     similarity :func:`gated_similarity` (the gate lives in ``S``, the loss never sees it), and
     ``1/tau`` is FastSSL's scale ``s`` (learnable there, initialised to 10).
 
@@ -150,8 +145,11 @@ def hydra_loss(S, labels, *, partner, tau: float = 0.1, key_labels=None) -> torc
     if checks.validation_enabled() and not bool(pos.any()):
         raise ValueError("no anchor has a positive: no key belongs to any partner class; draw the partner "
                          "classes from the batch's own classes (partner_labels)")
-    tau = _temperature(tau)
-    return _nt_xent(_working(S) / tau, pos, allowed)
+    tau = checks.temperature(tau)
+    ell = upcast(S) / tau
+    lse_neg = masked_logsumexp(ell, allowed, keepdim=True)    # log sum_{k not in E_i} e^{ell_ik}; -inf if none ...
+    terms = torch.logaddexp(ell, lse_neg) - ell               # ... and then the term is exactly 0
+    return torch.where(pos, terms, 0.0).sum() / pos.sum().clamp(min=1)
 
 
 def gated_similarity(z1, z2, gate, *, renormalize: bool = False) -> torch.Tensor:
@@ -206,8 +204,7 @@ def gate_values(logits, kind: str = "sigmoid", *, gumbel_tau: float = 1.0,
     * ``open``: ``g = 1``.
     """
     m = checks.as_float_tensor(logits, "logits (the gate's logits)", torch.as_tensor(logits).ndim)
-    if kind not in GATES:
-        raise ValueError(f"unknown gate kind {kind!r}; choose one of {GATES}")
+    checks.choice(kind, "gate kind", GATES)
     tau_g = checks.positive(gumbel_tau, "gumbel_tau (the Gumbel temperature)")
     if kind == "open":
         return torch.ones_like(m)
@@ -238,12 +235,10 @@ class FeatureGate(nn.Module):
     def __init__(self, num_classes: int, dim: int, *, embed_dim: int = 512, mlp_dim: int = 1024,
                  fuse: bool = True, kind: str = "sigmoid", gumbel_tau: float = 1.0):
         super().__init__()
-        if kind not in GATES:
-            raise ValueError(f"unknown gate kind {kind!r}; choose one of {GATES}")
-        for name, value, low in (("num_classes", num_classes, 1), ("dim", dim, 1),
-                                 ("embed_dim", embed_dim, 1), ("mlp_dim", mlp_dim, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+        checks.choice(kind, "gate kind", GATES)
+        for name, value in (("num_classes", num_classes), ("dim", dim), ("embed_dim", embed_dim),
+                            ("mlp_dim", mlp_dim)):
+            checks.integer(value, name, 1)
         self.num_classes, self.dim, self.fuse, self.kind = num_classes, dim, fuse, kind
         self.gumbel_tau = checks.positive(gumbel_tau, "gumbel_tau (the Gumbel temperature)")
         self.embedding = nn.Embedding(num_classes, embed_dim)
@@ -291,10 +286,6 @@ class FeatureGate(nn.Module):
         self.train(was)
         return out
 
-
-# ------------------------------------------------------------------------------------------------
-# Dimensional collapse
-# ------------------------------------------------------------------------------------------------
 
 # ------------------------------------------------------------------------------------------------
 # The subspace mechanism, measured
@@ -356,25 +347,22 @@ def subspace_margin(M: torch.Tensor) -> torch.Tensor:
 # A real run: the digits two-view kit
 # ------------------------------------------------------------------------------------------------
 
-@dataclass
-class HydraRun:
-    """One run: its parameters, per-iteration history and test geometry."""
+@dataclass(repr=False)
+class HydraRun(Run):
+    """One run: per-iteration ``history`` (iter, loss, open: the fraction of gate values > 0.5, scale),
+    ``scores`` on the test split after training (erank_h, erank_z, knn_z, knn_h) and its test geometry."""
 
-    params: dict
-    history: dict = field(default_factory=dict)   # iter, loss, open (fraction of gate values > 0.5), scale
     h_test: np.ndarray | None = None              # encoder representations of the test images
     z_test: np.ndarray | None = None              # L2-normalised projections (what the loss sees, before the gate)
     y_test: np.ndarray | None = None
     gates: np.ndarray | None = None               # C x C x d gate table after training (None without a gate)
-    scores: dict = field(default_factory=dict)    # erank_h, erank_z, knn_z, knn_h
-    seconds: float = 0.0
-    model: nn.Module | None = field(default=None, repr=False)     # encoder + projector, eval mode
-    gate: FeatureGate | None = field(default=None, repr=False)    # the trained gate, eval mode
+    model: nn.Module | None = None                # encoder + projector, eval mode
+    gate: FeatureGate | None = None               # the trained gate, eval mode
 
     @property
     def erank_h(self) -> float:
         """Effective rank of the test representations h."""
-        return self.scores["erank_h"]
+        return self.final("erank_h")
 
     def __repr__(self) -> str:
         p, s = self.params, self.scores
@@ -397,14 +385,13 @@ def train_hydra(mode: str = "arbitrary", gate: bool = True, *, tau: float = 0.1,
     ``embed_dim``/``mlp_dim`` are the gate's sizes (the paper's 512 and 1024).
     Evaluation on the test split: effective rank of h and z, 5-NN accuracy in z and in h, the gate table.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown pair mode {mode!r}; choose one of {MODES}")
-    if gate_kind not in ("sigmoid", "gumbel"):
+    checks.choice(mode, "pair mode", MODES)
+    if gate_kind not in ("sigmoid", "gumbel"):                      # "open" is spelt gate=False here
         raise ValueError(f"gate_kind must be 'sigmoid' or 'gumbel' (gate=False turns the gate off); got {gate_kind!r}")
     checks.integer(epochs, "epochs", 1)
     checks.integer(dim, "dim", 2)
     checks.integer(batch_size, "batch_size", 2)
-    params = dict(mode=mode, gate=bool(gate), tau=_temperature(tau), dim=dim, epochs=epochs,
+    params = dict(mode=mode, gate=bool(gate), tau=checks.temperature(tau), dim=dim, epochs=epochs,
                   batch_size=batch_size, gate_kind=gate_kind, gumbel_tau=checks.positive(gumbel_tau, "gumbel_tau"),
                   fuse=bool(fuse), renormalize=bool(renormalize), learn_scale=bool(learn_scale),
                   embed_dim=embed_dim, mlp_dim=mlp_dim, lr=checks.positive(lr, "lr"), seed=seed)
@@ -418,16 +405,19 @@ def _train(p: dict, progress) -> HydraRun:
 
     split = data.load("digits")
     C = int(split.y_train.max()) + 1
-    torch.manual_seed(p["seed"])
-    model = encoder_projector(split.x_train.shape[1], dim=p["dim"])
-    gate = FeatureGate(C, p["dim"], embed_dim=p["embed_dim"], mlp_dim=p["mlp_dim"], fuse=p["fuse"],
-                       kind=p["gate_kind"] if p["gate"] else "open", gumbel_tau=p["gumbel_tau"])
-    log_scale = nn.Parameter(torch.tensor(math.log(1 / p["tau"])), requires_grad=p["learn_scale"])
-    opt = torch.optim.Adam([*model.parameters(), *gate.parameters(), log_scale], lr=p["lr"])
+
+    def build():
+        model = encoder_projector(split.x_train.shape[1], dim=p["dim"])
+        gate = FeatureGate(C, p["dim"], embed_dim=p["embed_dim"], mlp_dim=p["mlp_dim"], fuse=p["fuse"],
+                           kind=p["gate_kind"] if p["gate"] else "open", gumbel_tau=p["gumbel_tau"])
+        log_scale = nn.Parameter(torch.tensor(math.log(1 / p["tau"])), requires_grad=p["learn_scale"])
+        return model, gate, log_scale
+
+    trainer = Trainer(build, lr=p["lr"], seed=p["seed"])
+    model, gate, log_scale = trainer.model
     sampler = augment.TwoViewSampler(split.x_train, "digits", p["batch_size"], seed=p["seed"])
     g = torch.Generator().manual_seed(p["seed"] + 1)
     B = p["batch_size"]
-    iters = p["epochs"] * (len(split.x_train) // B)
 
     def step(it: int) -> dict:
         views, _, idx = sampler.sample()
@@ -438,31 +428,29 @@ def _train(p: dict, progress) -> HydraRun:
         S = gated_similarity(z[:B], z[B:], gv, renormalize=p["renormalize"])
         # the learnable scale s = 1/tau multiplies S: hydra_loss(S * s * tau, tau) = loss of s * S
         value = hydra_loss(S * (log_scale.exp() * p["tau"]), y1, partner=y2, tau=p["tau"])
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
+        trainer.update(value)
         return {"loss": value.detach(), "open": (gv.detach() > 0.5).float().mean(), "scale": log_scale.exp().detach()}
 
-    start = time.perf_counter()
-    desc = f"{p['mode']}, {'gate' if p['gate'] else 'no gate'}"
-    with checks.validation(False):              # well-formed batches by construction: no per-step syncs
-        history = loop(step, iters, desc=desc, progress=progress)
-    seconds = time.perf_counter() - start
-    model.eval()
-    with torch.no_grad():
+    def geometry() -> dict:
         h_test, z_test = model[:4](split.x_test), model(split.x_test)
         h_train, z_train = model[:4](split.x_train), model(split.x_train)
-    scores = dict(erank_h=effective_rank(h_test), erank_z=effective_rank(z_test),
-                  knn_z=knn_accuracy(z_train, split.y_train, z_test, split.y_test, k=5),
-                  knn_h=knn_accuracy(h_train, split.y_train, h_test, split.y_test, k=5))
+        return dict(h=h_test, z=z_test, erank_h=effective_rank(h_test), erank_z=effective_rank(z_test),
+                    knn_z=knn_accuracy(z_train, split.y_train, z_test, split.y_test, k=5),
+                    knn_h=knn_accuracy(h_train, split.y_train, h_test, split.y_test, k=5))
+
+    iters = p["epochs"] * (len(split.x_train) // B)
+    history, _, seconds = trainer.run(step, iters, desc=f"{p['mode']}, {'gate' if p['gate'] else 'no gate'}",
+                                      progress=progress)
+    scores = trainer.evaluating(geometry)
+    h_test, z_test = scores.pop("h"), scores.pop("z")
+    model.eval()
     gate.eval()
     table = gate.table().numpy() if p["gate"] else None
-    return HydraRun(params=p, history=history, h_test=h_test.numpy(), z_test=z_test.numpy(),
-                    y_test=split.y_test.numpy(), gates=table, scores=scores, seconds=seconds,
-                    model=model, gate=gate)
+    return HydraRun(params=p, history=history, scores=scores, seconds=seconds, h_test=h_test.numpy(),
+                    z_test=z_test.numpy(), y_test=split.y_test.numpy(), gates=table, model=model, gate=gate)
 
 
-def demo_batch(run: HydraRun, *, n: int = 32, mode: str = "arbitrary", seed: int = 0) -> dict:
+def gated_batch(run: HydraRun, *, n: int = 32, mode: str = "arbitrary", seed: int = 0) -> dict:
     """A fresh two-view batch of ``n`` test digits through a trained run, for the pictures.
 
     Returns ``z1``, ``z2`` (anchors' and keys' projections), ``y1``, ``y2`` (classes and partner
@@ -620,12 +608,40 @@ def toy_classes(d: int = 32, *, shared: float = 0.25, n_per_class: int = 16, n_c
     return F.normalize(z, dim=1), y, k
 
 
+def toy_gate(d: int, k: int, *, kind: str = "sigmoid", kappa: float = 4.0, gumbel_tau: float = 1.0) -> torch.Tensor:
+    """The gate a trained Hydra would want for the pair (a, b) of :func:`toy_classes`: logit ``+kappa``
+    on the ``k`` dimensions they share, ``-kappa`` on the others, through :func:`gate_values` (a
+    Gumbel sample is drawn with seed 0, so the panel redraws the same gate)."""
+    m = torch.full((d,), -kappa, dtype=torch.float64)
+    m[:k] = kappa
+    return gate_values(m, kind, gumbel_tau=gumbel_tau, generator=torch.Generator().manual_seed(0))
+
+
+def _gate_bars(ax, g, k: int, kind: str):
+    from .. import plots
+
+    ax.axvspan(-0.5, k - 0.5, color=plots.POS_COLOR, alpha=0.12, label="dimensions a and b share")
+    ax.bar(range(len(g)), g.numpy(), color="#009E73", width=0.8)
+    ax.set(ylim=(0, 1.05), xlabel="feature dimension k", ylabel="gate value $g_k$", title=f"gate of (a, b): {kind}")
+    ax.legend(loc="upper right", fontsize=9)
+
+
+def _ab_ac_histograms(ax, ab, ac):
+    from .. import plots
+
+    edges = np.linspace(float(min(ab.min(), ac.min())), float(max(ab.max(), ac.max())), 31)
+    ax.hist(ab.numpy(), bins=edges, density=True, color=plots.POS_COLOR, alpha=0.6, label="a-b (positives)")
+    ax.hist(ac.numpy(), bins=edges, density=True, color=plots.NEG_COLOR, alpha=0.6, label="a-c (negatives)")
+    ax.set(xlabel="gated similarity $S^g$", ylabel="density", title="all a-anchors")
+    ax.legend(loc="upper left", fontsize=9)
+
+
 def gate_panel(*, d: int = 32, tau: float = 0.1, kind: str = "sigmoid", kappa: float = 4.0,
                gumbel_tau: float = 1.0, renormalize: bool = False):
     """Pure maths on the paper's knobs, on :func:`toy_classes`: anchor class a, partner class b (which
-    share the first quarter of the dimensions), four other classes.  The gate of (a, b) opens the
-    shared dimensions with logit ``+kappa`` and closes the others with ``-kappa`` (the gate a
-    trained Hydra would want), passed through a sigmoid or a Gumbel sample (``tau_g``), or is open.
+    share the first quarter of the dimensions), four other classes.  The gate of (a, b) is
+    :func:`toy_gate`: it opens the shared dimensions with logit ``+kappa`` and closes the others with
+    ``-kappa``, passed through a sigmoid or a Gumbel sample (``tau_g``), or is open.
 
     Left: the gate per dimension.  Middle: one anchor's signed weights (its partner-class positives
     and its allowed negatives) against their gated similarity.  Right: gated similarities of all
@@ -650,9 +666,7 @@ def gate_panel(*, d: int = 32, tau: float = 0.1, kind: str = "sigmoid", kappa: f
 
     def draw(v):
         z, y, k = toy_classes(v["d"])
-        m = torch.full((v["d"],), -v["kappa"], dtype=torch.float64)
-        m[:k] = v["kappa"]
-        g = gate_values(m, v["kind"], gumbel_tau=v["gumbel_tau"], generator=torch.Generator().manual_seed(0))
+        g = toy_gate(v["d"], k, kind=v["kind"], kappa=v["kappa"], gumbel_tau=v["gumbel_tau"])
         S = gated_similarity(z, z, g, renormalize=v["renormalize"])
         a_rows = torch.nonzero(y == 0).squeeze(1)
         y1, y2 = y[a_rows], torch.ones_like(a_rows)
@@ -660,25 +674,15 @@ def gate_panel(*, d: int = 32, tau: float = 0.1, kind: str = "sigmoid", kappa: f
         Wt = pair_weights(hydra_loss, S[a_rows[:1]], y1[:1], signed=True, partner=y2[:1], key_labels=y, tau=v["tau"])[0]
         pos, allowed = hydra_masks(y1[:1], y2[:1], y)
         scale = v["tau"] * int(pos.sum())
+        ab, ac = S[a_rows][:, y == 1].reshape(-1), S[a_rows][:, y >= 2].reshape(-1)
         for ax in axes.ravel():
             ax.clear()
-        ax = axes[0, 0]
-        ax.axvspan(-0.5, k - 0.5, color=plots.POS_COLOR, alpha=0.12, label="dimensions a and b share")
-        ax.bar(range(v["d"]), g.numpy(), color="#009E73", width=0.8)
-        ax.set(ylim=(0, 1.05), xlabel="feature dimension k", ylabel="gate value $g_k$",
-               title=f"gate of (a, b): {v['kind']}")
-        ax.legend(loc="upper right", fontsize=9)
+        _gate_bars(axes[0, 0], g, k, v["kind"])
         plots.anchor_weights_view(axes[0, 1], S[a_rows[0], pos[0]], S[a_rows[0], allowed[0]],
                                   -Wt[pos[0]] * scale, Wt[allowed[0]] * scale,
                                   title=f"one a-anchor, τ = {v['tau']:.3g}")
         axes[0, 1].set(xlabel="gated similarity $S^g$ to the anchor", ylabel="signed weight (× τ |P|)")
-        ab = S[a_rows][:, y == 1].reshape(-1)
-        ac = S[a_rows][:, y >= 2].reshape(-1)
-        edges = np.linspace(float(min(ab.min(), ac.min())), float(max(ab.max(), ac.max())), 31)
-        axes[0, 2].hist(ab.numpy(), bins=edges, density=True, color=plots.POS_COLOR, alpha=0.6, label="a-b (positives)")
-        axes[0, 2].hist(ac.numpy(), bins=edges, density=True, color=plots.NEG_COLOR, alpha=0.6, label="a-c (negatives)")
-        axes[0, 2].set(xlabel="gated similarity $S^g$", ylabel="density", title="all a-anchors")
-        axes[0, 2].legend(loc="upper left", fontsize=9)
+        _ab_ac_histograms(axes[0, 2], ab, ac)
         gap = float(ab.mean() - ac.mean())
         return {"gate": g, "loss": loss, "weights": Wt, "gap": gap, "open": int((g > 0.5).sum()),
                 "status": f"loss of the a-anchors {loss:.3f} | mean S<sup>g</sup>: a-b {float(ab.mean()):.3f}, "

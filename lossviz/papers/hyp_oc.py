@@ -11,7 +11,8 @@ pairwise term (Hyp-PC) that pulls the real embeddings together::
 This module holds the ball's maths (Möbius addition, exponential maps, distance, projection,
 feature clipping, the Riemannian gradient rescaling), the MLR layer and both losses, the
 pseudo-negative sampler, a digits miniature of the one-class protocol (live digits, three image
-"attacks" never seen in training), the training loop, a small ROC-AUC, and the notebook's panels.
+"attacks" never seen in training), the training run (scored by :func:`lossviz.metrics.roc_auc`)
+and the notebook's panels.
 
 Where the official code (``Kartik-3004/hyp-oc``, with its copy of ``hyptorch``) differs from a
 formula, each docstring says which one we follow and why.  Every function takes the curvature
@@ -22,7 +23,6 @@ value (see :func:`riemannian_grad`).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, metrics
+from ..train import Run, Trainer, memo
 
 #: The official code's settings (``config.py``, ``models.py``, ``train.py``).
 DEFAULTS = dict(c=0.1, clip_r=2.0, alpha=0.8, sigma=1.0, max_grad_norm=3.0, w_pc=1.0)
@@ -74,9 +75,7 @@ def _in_ball(z: torch.Tensor, c: float, name: str) -> None:
 
 
 def _form(form: str) -> str:
-    if form not in PC_FORMS:
-        raise ValueError(f"form must be one of {PC_FORMS}; got {form!r}")
-    return form
+    return checks.choice(form, "form", PC_FORMS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,7 +285,9 @@ class ToPoincare(nn.Module):
 # Hyperbolic multinomial logistic regression and the two losses
 # --------------------------------------------------------------------------------------------
 
-def _mlr_logits(z, a, p, c: float):
+def gyroplane_logits(z, a, p, c: float) -> torch.Tensor:
+    """The formula of :func:`mlr_logits`, without its input checks: what :class:`HyperbolicMLR`
+    computes (also on grid points beyond the rim, for contour plots)."""
     sqrt_c = math.sqrt(c)
     w = _mobius_add(-p, z[..., None, :], c)                       # (B, K, d): (-p_k) ⊕ z
     a_norm = a.norm(dim=-1).clamp_min(1e-15)                      # (K,)
@@ -318,7 +319,7 @@ def mlr_logits(z, a, p, c: float = 0.1) -> torch.Tensor:
                          f"{tuple(a.shape)}, {tuple(p.shape)}")
     _in_ball(z, c, "z")
     _in_ball(p, c, "p")
-    return _mlr_logits(z, a, p, c)
+    return gyroplane_logits(z, a, p, c)
 
 
 class HyperbolicMLR(nn.Module):
@@ -341,7 +342,7 @@ class HyperbolicMLR(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         a, p = self.gyroplanes()
-        return _mlr_logits(z, a, p, self.c)
+        return gyroplane_logits(z, a, p, self.c)
 
 
 def hyp_ce_loss(z, labels, a, p, c: float = 0.1) -> torch.Tensor:
@@ -391,6 +392,11 @@ def _halves(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return z[: B // 2], z[B // 2:]
 
 
+def _hyp_pc(z, c, form):
+    a, b = _halves(z)
+    return pair_term(_mobius_add(-a, b, c).norm(dim=-1), c, form).sum() / z.shape[0]
+
+
 def hyp_pc_loss(z, c: float = 0.1, form: str = "arctan") -> torch.Tensor:
     r"""Hyp-PC, the pairwise confusion of the real embeddings ``z`` (B, d), B even: the first half
     ``a`` is paired with the second half ``b``,
@@ -419,8 +425,8 @@ def pair_term_weights(u, c: float = 0.1, form: str = "arctan", *, batch: int = 2
     r"""The General Pair Weighting view of Hyp-PC: ``dL/du_i`` for pairs at distances-in-gyrovector
     ``u``, by autograd on a leaf ``u``, in a batch of ``batch`` real samples.  Closed forms:
     ``(2/B)/(1 + c u^2)`` (arctan) and ``(2/B)/(1 - c u^2)`` (artanh)."""
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2 or batch % 2:
-        raise ValueError(f"batch must be an even integer >= 2; got {batch!r}")
+    if checks.integer(batch, "batch", 2) % 2:
+        raise ValueError(f"batch must be even (the pair term pairs the two halves of the batch); got {batch}")
     u = torch.as_tensor(u, dtype=torch.float64).reshape(-1)
     leaf = u.detach().clone().requires_grad_(True)
     with torch.enable_grad():
@@ -450,8 +456,7 @@ class PseudoNegatives:
     def __init__(self, alpha: float = 0.8, sigma: float = 1.0, *, running: str = "official"):
         if not 0 <= alpha < 1:
             raise ValueError(f"alpha (the running-mean weight) must be in [0, 1); got {alpha}")
-        if running not in ("official", "ema"):
-            raise ValueError(f"running must be 'official' or 'ema'; got {running!r}")
+        checks.choice(running, "running", ("official", "ema"))
         self.alpha, self.sigma, self.running = float(alpha), checks.positive(sigma, "sigma (a standard deviation)"), running
         self.reset()
 
@@ -489,17 +494,16 @@ def attack(images, kind: str) -> torch.Tensor:
     x = checks.as_float_tensor(images, "images (N x 64, pixels in [0, 1])", 2)
     if x.shape[1] != 64:
         raise ValueError(f"images must be flattened 8x8 digits (N x 64); got {tuple(x.shape)}")
+    checks.choice(kind, "kind", ATTACKS)
     img = x.reshape(-1, 1, 8, 8)
     if kind == "print":
         out = F.avg_pool2d(F.pad(img, (1, 1, 1, 1), mode="replicate"), 3, stride=1) * 0.6 + 0.2
     elif kind == "replay":
         row, col = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
         out = img + 0.25 * torch.sin(2.5 * col + 1.7 * row).to(img)
-    elif kind == "mask":
+    else:  # mask
         out = img.clamp_min(0).sqrt()
         out[:, :, 5:, :] = 0.5
-    else:
-        raise ValueError(f"kind must be one of {ATTACKS}; got {kind!r}")
     return out.clamp(0, 1).reshape(x.shape)
 
 
@@ -557,10 +561,6 @@ def spoof_data(*, seed: int = 0, steps: int = 300, cache: bool = True) -> SpoofD
 
 
 # --------------------------------------------------------------------------------------------
-# ROC-AUC (lossviz has no classification metric yet)
-# --------------------------------------------------------------------------------------------
-
-# --------------------------------------------------------------------------------------------
 # The one-class model and its training run
 # --------------------------------------------------------------------------------------------
 
@@ -574,9 +574,7 @@ class OneClassHead(nn.Module):
                  c: float = 0.1, clip_r: float | None = 2.0, base_point: bool = True, riemannian: bool = True,
                  input_scale: float = 1.0):
         super().__init__()
-        if geometry not in GEOMETRIES:
-            raise ValueError(f"geometry must be one of {GEOMETRIES}; got {geometry!r}")
-        self.geometry, self.input_scale = geometry, float(input_scale)
+        self.geometry, self.input_scale = checks.choice(geometry, "geometry", GEOMETRIES), float(input_scale)
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim), nn.ReLU())
         if geometry == "hyperbolic":
             self.to_ball = ToPoincare(c, dim, clip_r=clip_r, base_point=base_point, riemannian=riemannian)
@@ -594,41 +592,41 @@ class OneClassHead(nn.Module):
         return z, self.classifier(z)
 
 
-@dataclass
-class OneClassRun:
-    """One training run: its parameters; the per-iteration ``history`` (``loss``, ``ce``, ``pc``,
-    ``grad_norm`` before clipping, ``u_norm`` (mean ``||u||`` of the real batch before the ball map),
-    ``radius`` (mean ``||z||/R`` of the real batch, ``R = 1/sqrt(c)``; ``R = 1`` for the Euclidean
-    head), and ``auc_<attack>`` every ``eval_every`` steps); the final test ``auc`` and ``scores``
-    (P(spoof)) per set; test and last-batch ``embeddings``; the trained ``model``."""
+@dataclass(repr=False)
+class OneClassRun(Run):
+    """One training run: ``history`` per iteration (``loss``, ``ce``, ``pc``, ``grad_norm`` before
+    clipping, ``u_norm`` (mean ``||u||`` of the real batch before the ball map), ``radius`` (mean
+    ``||z||/R`` of the real batch, ``R = 1/sqrt(c)``; ``R = 1`` for the Euclidean head)); ``evals``
+    (``iter``, ``auc_<attack>``: test AUC of live against each attack); ``scores``: the test AUCs
+    after training; the test ``p_spoof`` (P(spoof) of every image, per set), test and last-batch
+    ``embeddings``, and the trained ``model``."""
 
-    params: dict
-    history: dict = field(default_factory=dict)
-    auc: dict = field(default_factory=dict)
-    scores: dict = field(default_factory=dict)
+    p_spoof: dict = field(default_factory=dict)
     embeddings: dict = field(default_factory=dict)
     model: nn.Module | None = None
-    seconds: float = 0.0
+
+    @property
+    def auc(self) -> dict:
+        """The test AUC of each attack after training: ``{attack: AUC}``."""
+        return {k: self.final(f"auc_{k}") for k in ATTACKS}
 
     @property
     def mean_auc(self) -> float:
         """The mean test AUC over the three attacks."""
-        return float(np.mean([self.auc[k] for k in ATTACKS]))
+        return float(np.mean(list(self.auc.values())))
 
     def __repr__(self) -> str:
         p = self.params
-        aucs = ", ".join(f"{k} {self.auc[k]:.3f}" for k in ATTACKS)
+        aucs = ", ".join(f"{k} {v:.3f}" for k, v in self.auc.items())
         return f"OneClassRun({p['geometry']}, d={p['dim']}, σ={p['sigma']:g}, w_pc={p['w_pc']:g}: AUC {aucs})"
 
 
-def _evaluate(model: OneClassHead, data: SpoofData) -> tuple[dict, dict, dict]:
-    model.eval()
-    with torch.no_grad():
-        out = {k: model(v) for k, v in {"live": data.test_live, **data.test_attacks}.items()}
-    model.train()
-    scores = {k: torch.softmax(logits, 1)[:, 1] for k, (_, logits) in out.items()}
-    auc = {k: metrics.roc_auc(scores["live"], scores[k]) for k in ATTACKS}
-    return auc, {k: s.numpy() for k, s in scores.items()}, {k: z.numpy() for k, (z, _) in out.items()}
+def _test_outputs(model: OneClassHead, data: SpoofData) -> tuple[dict, dict, dict]:
+    """``({attack: AUC}, {set: P(spoof)}, {set: embeddings})`` on the test sets (call without gradients)."""
+    out = {k: model(v) for k, v in {"live": data.test_live, **data.test_attacks}.items()}
+    p_spoof = {k: torch.softmax(logits, 1)[:, 1] for k, (_, logits) in out.items()}
+    auc = {k: metrics.roc_auc(p_spoof["live"], p_spoof[k]) for k in ATTACKS}
+    return auc, {k: v.numpy() for k, v in p_spoof.items()}, {k: z.numpy() for k, (z, _) in out.items()}
 
 
 def train_one_class(geometry: str = "hyperbolic", *, c: float = 0.1, clip_r: float | None = 2.0,
@@ -643,21 +641,17 @@ def train_one_class(geometry: str = "hyperbolic", *, c: float = 0.1, clip_r: flo
     Euclidean head), Adam, gradient-norm clipping at ``max_grad_norm`` (``None``: off), as in the
     official ``train.py``.  An epoch is a shuffled pass over the 1200 live images (the last, incomplete
     batch dropped); the running mean of the pseudo-negatives restarts with each.  Test AUC (live
-    against each attack, score = P(spoof)) every ``eval_every`` steps.  Cached by parameters
-    (:func:`lossviz.train.memo`); ``progress`` as in :func:`lossviz.train.loop`.
+    against each attack, score = P(spoof)) before training, every ``eval_every`` steps and at the
+    end.  Cached by parameters (:func:`lossviz.train.memo`); ``progress`` as in :func:`lossviz.train.loop`.
 
     Defaults: the official ``c``, ``clip_r``, ``alpha``, ``sigma`` and gradient clip; ``lr = 1e-3``
     instead of the official 1e-6 (a head trained from scratch, not a fine-tuned VGG) and ``w_pc = 0.1``
     instead of 1 (the miniature collapses at 1; see the notebook).
     """
-    from .. import train as T
-
-    if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry must be one of {GEOMETRIES}; got {geometry!r}")
+    checks.choice(geometry, "geometry", GEOMETRIES)
     _form(pc_form)
     for arg, value, low in (("dim", dim, 1), ("iters", iters, 1), ("batch", batch, 2), ("eval_every", eval_every, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{arg} must be an integer >= {low}; got {value!r}")
+        checks.integer(value, arg, low)
     if batch % 2:
         raise ValueError(f"batch must be even (Hyp-PC pairs the two halves of the real batch); got {batch}")
     sampler = PseudoNegatives(alpha, sigma, running=running)  # validates alpha, sigma, running
@@ -667,56 +661,53 @@ def train_one_class(geometry: str = "hyperbolic", *, c: float = 0.1, clip_r: flo
                   max_grad_norm=None if max_grad_norm is None else checks.positive(max_grad_norm, "max_grad_norm"),
                   base_point=bool(base_point), input_scale=checks.positive(input_scale, "input_scale"),
                   seed=int(seed), eval_every=eval_every)
-
-    def compute() -> OneClassRun:
-        data = spoof_data()
-        feats = data.train
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        model = OneClassHead(feats.shape[1], dim, geometry=geometry, c=c, clip_r=clip_r, base_point=base_point,
-                             input_scale=input_scale)
-        opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
-        per_epoch = len(feats) // batch
-        labels = torch.cat([torch.zeros(batch, dtype=torch.long), torch.ones(batch, dtype=torch.long)])
-        R = 1 / math.sqrt(c) if geometry == "hyperbolic" else 1.0
-        pc_fn = (lambda z: _hyp_pc(z, c, pc_form)) if geometry == "hyperbolic" else euclidean_pc_loss
-        state = {}
-
-        def step(it: int) -> dict:
-            k = (it - 1) % per_epoch
-            if k == 0:
-                state["perm"] = torch.randperm(len(feats), generator=gen)
-                sampler.reset()
-            f = feats[state["perm"][k * batch:(k + 1) * batch]]
-            u = model.features(torch.cat([f, sampler(f, gen)]))
-            z = model.to_ball(u)
-            ce = F.cross_entropy(model.classifier(z), labels)
-            pc = pc_fn(z[:batch])
-            loss = ce + w_pc * pc
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm or math.inf)
-            opt.step()
-            state["z"] = z.detach()
-            out = dict(loss=loss.detach(), ce=ce.detach(), pc=pc.detach(), grad_norm=gn,
-                       u_norm=u[:batch].detach().norm(dim=1).mean(), radius=state["z"][:batch].norm(dim=1).mean() / R)
-            if it % eval_every == 0 or it == iters:
-                out.update({f"auc_{a}": v for a, v in _evaluate(model, data)[0].items()})
-            return out
-
-        start = time.perf_counter()
-        with checks.validation(False):
-            hist = T.loop(step, iters, desc=f"{geometry} d={dim}", progress=progress)
-        auc, scores, emb = _evaluate(model, data)
-        emb.update(train_real=state["z"][:batch].numpy(), train_pseudo=state["z"][batch:].numpy())
-        return OneClassRun(params, hist, auc, scores, emb, model, time.perf_counter() - start)
-
-    return T.memo("hyperbolic.train_one_class", params, compute, cache=cache)
+    return memo("hyperbolic.train_one_class", params, lambda: _train_one_class(params, progress), cache=cache)
 
 
-def _hyp_pc(z, c, form):
-    a, b = _halves(z)
-    return pair_term(_mobius_add(-a, b, c).norm(dim=-1), c, form).sum() / z.shape[0]
+def _train_one_class(p: dict, progress) -> OneClassRun:
+    data = spoof_data()
+    feats, batch, c = data.train, p["batch"], p["c"]
+    trainer = Trainer(lambda: OneClassHead(feats.shape[1], p["dim"], geometry=p["geometry"], c=c, clip_r=p["clip_r"],
+                                           base_point=p["base_point"], input_scale=p["input_scale"]),
+                      lr=p["lr"], seed=p["seed"])
+    model = trainer.model
+    gen = torch.Generator().manual_seed(p["seed"])
+    sampler = PseudoNegatives(p["alpha"], p["sigma"], running=p["running"])
+    per_epoch = len(feats) // batch
+    labels = torch.cat([torch.zeros(batch, dtype=torch.long), torch.ones(batch, dtype=torch.long)])
+    R = 1 / math.sqrt(c) if p["geometry"] == "hyperbolic" else 1.0
+    pc_fn = (lambda z: _hyp_pc(z, c, p["pc_form"])) if p["geometry"] == "hyperbolic" else euclidean_pc_loss
+    state = {}
+
+    def step(it: int) -> dict:
+        k = (it - 1) % per_epoch
+        if k == 0:                                   # a new epoch: reshuffle, and the running mean restarts
+            state["perm"] = torch.randperm(len(feats), generator=gen)
+            sampler.reset()
+        f = feats[state["perm"][k * batch:(k + 1) * batch]]
+        u = model.features(torch.cat([f, sampler(f, gen)]))
+        z = model.to_ball(u)
+        ce = F.cross_entropy(model.classifier(z), labels)
+        pc = pc_fn(z[:batch])
+        loss = ce + p["w_pc"] * pc
+        # not trainer.update: the official train.py clips the gradient norm between backward and step
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"] or math.inf)
+        trainer.optimizer.step()
+        state["z"] = z.detach()
+        return dict(loss=loss.detach(), ce=ce.detach(), pc=pc.detach(), grad_norm=gn,
+                    u_norm=u[:batch].detach().norm(dim=1).mean(), radius=state["z"][:batch].norm(dim=1).mean() / R)
+
+    def evaluate() -> dict:
+        return {f"auc_{a}": v for a, v in _test_outputs(model, data)[0].items()}
+
+    history, evals, seconds = trainer.run(step, p["iters"], evaluate=evaluate, eval_every=p["eval_every"],
+                                          desc=f"{p['geometry']} d={p['dim']}", progress=progress)
+    auc, p_spoof, emb = trainer.evaluating(lambda: _test_outputs(model, data))
+    emb.update(train_real=state["z"][:batch].numpy(), train_pseudo=state["z"][batch:].numpy())
+    return OneClassRun(params=p, history=history, evals=evals, scores={f"auc_{a}": v for a, v in auc.items()},
+                       seconds=seconds, p_spoof=p_spoof, embeddings=emb, model=model)
 
 
 def running_mean_drift(features, *, alpha: float = 0.8, batch: int = 32, epochs: int = 2,
@@ -785,6 +776,16 @@ def clip_report(run: OneClassRun, sets=("live", *ATTACKS)) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# Pictures
+# --------------------------------------------------------------------------------------------
+
+#: Colours of the test sets: live in the positive colour, each attack its own (Okabe-Ito) colour;
+#: pseudo-negatives use the negative colour.
+SET_COLORS = {"live": "#0072B2", "print": "#E69F00", "replay": "#CC79A7", "mask": "#009E73"}
+GEOMETRY_COLORS = {"hyperbolic": "#000000", "euclidean": "#56B4E9"}
+
+
 def attack_gallery(axes, data: SpoofData, *, n: int = 6):
     """``n`` test digits per row: live, then each attack of the same digits."""
     for row, name in zip(axes, ("live", *ATTACKS)):
@@ -804,12 +805,15 @@ def pseudo_negative_figure(data: SpoofData, *, sigmas=(1.0, 0.3), batch: int = 3
     how far ``mu`` is from the live mean at every step of two epochs, the official rule against a
     true running mean.  Returns ``(fig, stats)``."""
     from .. import plots
+    from ..models import pca_embedding
 
     fig, axes = plots.new_figure(3, width=4.6, height=4.0)
     f, g = data.train.double(), torch.Generator().manual_seed(seed)
     centre = f.mean(0)
-    _, _, vt = torch.linalg.svd(f - centre, full_matrices=False)
-    proj = lambda x: ((x.double() - centre) @ vt[:2].T).numpy()  # noqa: E731
+
+    def proj(x):
+        return pca_embedding(f, x, 2).numpy()
+
     ax = axes[0, 0]
     ax.scatter(*proj(f).T, s=5, color=plots.POS_COLOR, alpha=0.3, label="live (train)")
     for name in ATTACKS:
@@ -844,16 +848,6 @@ def pseudo_negative_figure(data: SpoofData, *, sigmas=(1.0, 0.3), batch: int = 3
     return fig, stats
 
 
-# --------------------------------------------------------------------------------------------
-# Pictures
-# --------------------------------------------------------------------------------------------
-
-#: Colours of the test sets: live in the positive colour, each attack its own (Okabe-Ito) colour;
-#: pseudo-negatives use the negative colour.
-SET_COLORS = {"live": "#0072B2", "print": "#E69F00", "replay": "#CC79A7", "mask": "#009E73"}
-GEOMETRY_COLORS = {"hyperbolic": "#000000", "euclidean": "#56B4E9"}
-
-
 def draw_ball(ax, c: float, *, bound: float | None = None, label: bool = True):
     """The ball's rim (radius ``1/sqrt(c)``) and, optionally, a dashed circle of radius ``bound``."""
     from matplotlib.patches import Circle
@@ -882,7 +876,7 @@ def gyroplane_field(a, p, c: float, lim: float, n: int = 181):
     inside = pts.norm(dim=1) < (1 - 1e-6) / math.sqrt(c)
     zeta = torch.full((len(pts),), float("nan"), dtype=torch.float64)
     a, p = torch.as_tensor(a, dtype=torch.float64).reshape(1, 2), torch.as_tensor(p, dtype=torch.float64).reshape(1, 2)
-    zeta[inside] = _mlr_logits(pts[inside], a, p, c)[:, 0]
+    zeta[inside] = gyroplane_logits(pts[inside], a, p, c)[:, 0]
     return X, Y, zeta.reshape(X.shape).numpy()
 
 
@@ -934,7 +928,7 @@ def embedding_plot(ax, run: OneClassRun, *, per_set: int = 80, title: str | None
 def roc_plot(ax, runs: dict, attack_name: str):
     """ROC curves (live = negative, ``attack_name`` = positive) of several runs (``{label: run}``)."""
     for label, run in runs.items():
-        fpr, tpr = metrics.roc_curve(run.scores["live"], run.scores[attack_name])
+        fpr, tpr = metrics.roc_curve(run.p_spoof["live"], run.p_spoof[attack_name])
         ax.plot(fpr, tpr, color=GEOMETRY_COLORS.get(run.params["geometry"]), lw=1.4,
                 label=f"{label}: AUC {run.auc[attack_name]:.3f}")
     ax.plot([0, 1], [0, 1], color="#999999", ls=":", lw=1)
@@ -944,7 +938,7 @@ def roc_plot(ax, runs: dict, attack_name: str):
     return ax
 
 
-#: What :func:`curves_plot` can draw: history key, title, y label, log scale.
+#: What :func:`curves_plot` can draw: history key (``auc``: the evaluations), title, y label, log scale.
 CURVES = {
     "loss": ("training loss", "CE + w_pc · pair term", True),
     "radius": ("real embeddings: mean radius", "‖z‖ / R  (R = 1 if Euclidean)", False),
@@ -962,8 +956,8 @@ def curves_plot(axes, runs: dict, *, what=("loss", "radius", "auc"), colors: dic
         style = dict(color=color, lw=1, label=label, ls="-" if run.params["seed"] == 0 else ":")
         for ax, key in zip(np.ravel(axes), what):
             if key == "auc":
-                it = h["auc_print_iter"] if "auc_print_iter" in h else h["iter"]
-                ax.plot(it, np.mean([h[f"auc_{a}"] for a in ATTACKS], 0), marker=".", **style)
+                e = run.evals
+                ax.plot(e["iter"], np.mean([e[f"auc_{a}"] for a in ATTACKS], 0), marker=".", **style)
             else:
                 ax.plot(h["iter"], h[key], **style)
     for ax, key in zip(np.ravel(axes), what):
@@ -1002,46 +996,15 @@ def geometry_panel(*, c: float = 0.1, clip_r: float = 2.0, sigma: float = 1.0, n
     eps = torch.randn(n, 2, generator=g, dtype=torch.float64)
     p_t, a_t = torch.tensor([[1.2, 0.0]], dtype=torch.float64), torch.tensor([[1.0, 0.6]], dtype=torch.float64)
     fig, axes = plots.new_figure(3, width=4.2, height=4.0)
-    grid = np.linspace(0, 0.9999, 400)
 
     def draw(v):
         cc, r, s = v["c"], v["clip_r"], v["sigma"]
         pseudo = mean + s * eps
         for ax in axes.ravel():
             ax.clear()
-        ax = axes[0, 0]
-        from matplotlib.patches import Circle
-
-        ax.add_patch(Circle((0, 0), r, fill=False, color=plots.MUTED, ls="--", lw=1.2, label="clip radius r"))
-        ax.scatter(*real.T, s=12, color=plots.POS_COLOR, label="real")
-        ax.scatter(*pseudo.T, s=14, marker="x", color=plots.NEG_COLOR, label="pseudo-negatives")
-        t = torch.linspace(-6, 6, 2, dtype=torch.float64)[:, None]
-        line = p_t + t * torch.tensor([[-a_t[0, 1], a_t[0, 0]]], dtype=torch.float64)
-        ax.plot(line[:, 0], line[:, 1], color="k", lw=1.5, label="linear boundary")
-        ax.set(xlim=(-5.5, 5.5), ylim=(-5.5, 5.5), aspect="equal", title="Euclidean features u",
-               xlabel="$u_1$", ylabel="$u_2$")
-        ax.legend(loc="lower left", fontsize=8)
-        ax = axes[0, 1]
-        bound = clip_bound(cc, r)
-        R = draw_ball(ax, cc, bound=bound)
-        to_ball = lambda x: _expmap0(x * torch.clamp(r / (x.norm(dim=1, keepdim=True) + 1e-5), max=1.0), cc)  # noqa: E731
-        zr, zp = to_ball(real), to_ball(pseudo)
-        ax.scatter(*zr.T, s=12, color=plots.POS_COLOR)
-        ax.scatter(*zp.T, s=14, marker="x", color=plots.NEG_COLOR)
-        p = _expmap0(p_t, cc)
-        X, Y, zeta = gyroplane_field(a_t * (1 - cc * (p * p).sum()), p, cc, 1.05 * R)
-        ax.contour(X, Y, zeta, levels=[0.0], colors="k", linewidths=1.5)
-        ax.set(title=f"Poincaré ball, c = {cc:.3g}", xlabel="$z_1$", ylabel="$z_2$")
-        ax.legend(loc="lower left", fontsize=8)
-        ax = axes[0, 2]
-        w_arctan, w_artanh = 2 / (1 + grid ** 2), 2 / np.maximum(1 - grid ** 2, 1e-300)
-        ax.plot(grid, w_arctan, color="k", label="arctan (official)")
-        ax.plot(grid, w_artanh, color=plots.NEG_COLOR, label="artanh (geodesic)")
-        u_max = math.tanh(2 * math.sqrt(cc) * r)
-        ax.axvline(u_max, color=plots.MUTED, ls="--", label="farthest pair after clipping")
-        ax.set(yscale="log", ylim=(0.5, 3e4), xlabel="u / R,  u = ‖(−a) ⊕ b‖", ylabel="pair weight d term / du",
-               title="Hyp-PC pair weight")
-        ax.legend(loc="upper left", fontsize=8)
+        _plane_view(axes[0, 0], real, pseudo, r, p_t, a_t)
+        bound, R, zr, zp = _ball_view(axes[0, 1], real, pseudo, cc, r, p_t, a_t)
+        u_max = _pair_weight_view(axes[0, 2], cc, r)
         outside = float((pseudo.norm(dim=1) > r).double().mean())
         status = (f"R = 1/√c = {R:.2f}; clip bound {bound:.3f} = {bound / R:.0%} of R; "
                   f"farthest pair u/R = {u_max:.3f}, where the artanh weight is {2 / max(1 - u_max ** 2, 1e-300):.3g}; "
@@ -1050,6 +1013,58 @@ def geometry_panel(*, c: float = 0.1, clip_r: float = 2.0, sigma: float = 1.0, n
                 "status": status}
 
     return widgets.Panel(controls, fig, draw)
+
+
+def _plane_view(ax, real, pseudo, r: float, p_t, a_t) -> None:
+    """:func:`geometry_panel`, left: the Euclidean features, the clip radius and the linear boundary."""
+    from matplotlib.patches import Circle
+
+    from .. import plots
+
+    ax.add_patch(Circle((0, 0), r, fill=False, color=plots.MUTED, ls="--", lw=1.2, label="clip radius r"))
+    ax.scatter(*real.T, s=12, color=plots.POS_COLOR, label="real")
+    ax.scatter(*pseudo.T, s=14, marker="x", color=plots.NEG_COLOR, label="pseudo-negatives")
+    t = torch.linspace(-6, 6, 2, dtype=torch.float64)[:, None]
+    line = p_t + t * torch.tensor([[-a_t[0, 1], a_t[0, 0]]], dtype=torch.float64)
+    ax.plot(line[:, 0], line[:, 1], color="k", lw=1.5, label="linear boundary")
+    ax.set(xlim=(-5.5, 5.5), ylim=(-5.5, 5.5), aspect="equal", title="Euclidean features u",
+           xlabel="$u_1$", ylabel="$u_2$")
+    ax.legend(loc="lower left", fontsize=8)
+
+
+def _ball_view(ax, real, pseudo, c: float, r: float, p_t, a_t) -> tuple:
+    """:func:`geometry_panel`, middle: the clipped points in the ball and the boundary made a
+    gyroplane.  Returns ``(clip bound, R, z_real, z_pseudo)``."""
+    from .. import plots
+
+    bound = clip_bound(c, r)
+    R = draw_ball(ax, c, bound=bound)
+    zr, zp = (_expmap0(clip_features(x, r), c) for x in (real, pseudo))
+    ax.scatter(*zr.T, s=12, color=plots.POS_COLOR)
+    ax.scatter(*zp.T, s=14, marker="x", color=plots.NEG_COLOR)
+    p = _expmap0(p_t, c)
+    X, Y, zeta = gyroplane_field(a_t * (1 - c * (p * p).sum()), p, c, 1.05 * R)
+    ax.contour(X, Y, zeta, levels=[0.0], colors="k", linewidths=1.5)
+    ax.set(title=f"Poincaré ball, c = {c:.3g}", xlabel="$z_1$", ylabel="$z_2$")
+    ax.legend(loc="lower left", fontsize=8)
+    return bound, R, zr, zp
+
+
+def _pair_weight_view(ax, c: float, r: float) -> float:
+    """:func:`geometry_panel`, right: the pair-term weights against ``u/R``.  Returns the largest
+    ``u/R`` a pair reaches after clipping."""
+    from .. import plots
+
+    grid = np.linspace(0, 0.9999, 400)
+    w_arctan, w_artanh = 2 / (1 + grid ** 2), 2 / np.maximum(1 - grid ** 2, 1e-300)
+    ax.plot(grid, w_arctan, color="k", label="arctan (official)")
+    ax.plot(grid, w_artanh, color=plots.NEG_COLOR, label="artanh (geodesic)")
+    u_max = math.tanh(2 * math.sqrt(c) * r)
+    ax.axvline(u_max, color=plots.MUTED, ls="--", label="farthest pair after clipping")
+    ax.set(yscale="log", ylim=(0.5, 3e4), xlabel="u / R,  u = ‖(−a) ⊕ b‖", ylabel="pair weight d term / du",
+           title="Hyp-PC pair weight")
+    ax.legend(loc="upper left", fontsize=8)
+    return u_max
 
 
 def training_panel(*, iters: int = 400, dim: int = 2, autorun: bool = True, **defaults):
@@ -1089,9 +1104,8 @@ def training_panel(*, iters: int = 400, dim: int = 2, autorun: bool = True, **de
         axes[0, 0].plot(h["iter"], h["pc"], color=plots.POS_COLOR, lw=1, label="pair term")
         axes[0, 0].set(title="training losses", xlabel="iteration", ylabel="loss", yscale="log")
         axes[0, 0].legend(loc="best", fontsize=8)
-        it = h.get("auc_print_iter", h["iter"])
         for a in ATTACKS:
-            axes[0, 1].plot(it, h[f"auc_{a}"], marker=".", color=SET_COLORS[a], label=a)
+            axes[0, 1].plot(result.evals["iter"], result.evals[f"auc_{a}"], marker=".", color=SET_COLORS[a], label=a)
         axes[0, 1].set(title="test AUC, live vs attack", xlabel="iteration", ylabel="AUC", ylim=(0.3, 1.02))
         axes[0, 1].legend(loc="lower right", fontsize=8)
         if result.params["dim"] == 2:
@@ -1099,7 +1113,7 @@ def training_panel(*, iters: int = 400, dim: int = 2, autorun: bool = True, **de
             axes[0, 2].legend(loc="upper left", fontsize=6)
         else:
             for a in ATTACKS:
-                fpr, tpr = metrics.roc_curve(result.scores["live"], result.scores[a])
+                fpr, tpr = metrics.roc_curve(result.p_spoof["live"], result.p_spoof[a])
                 axes[0, 2].plot(fpr, tpr, color=SET_COLORS[a], label=f"{a}: {result.auc[a]:.3f}")
             axes[0, 2].set(title="ROC", xlabel="FPR (live flagged)", ylabel="TPR (attacks caught)")
             axes[0, 2].legend(loc="lower right", fontsize=8)

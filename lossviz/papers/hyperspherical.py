@@ -29,7 +29,6 @@ baselines on exactly the same images.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import matplotlib as mpl
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 
 from .. import checks, data, margins, models, plots
 from .. import train as T
+from ..train import Run, Trainer
 
 #: Training modes of :func:`train_classifier`: the unit-norm constraint on ``W`` applied after each
 #: step (Keras, the paper's code), inside the forward pass, or not at all (plain softmax).
@@ -52,7 +52,6 @@ METHOD_COLORS = {"normalised softmax": "#009E73", "unnormalised softmax": "#7F7F
 #: Base / novel splits of digits: name -> number of base classes (trained on), the rest are novel.
 #: Digits with novel classes, in :data:`lossviz.data.DATASETS` (:func:`lossviz.data.digits_novel`).
 NOVEL_SPLITS = {"digits_8+2": 8, "digits_5+5": 5}
-novel_split = data.digits_novel
 
 
 def novel_classes(split: data.Split) -> list[int]:
@@ -76,8 +75,7 @@ def capacity_bound(s, K: int):
     a regular simplex (non-target cosines ``-1/(K-1)``) and each feature on its class weight.
     ``s`` may be a number or an array; the results have its shape.
     """
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 2:
-        raise ValueError(f"K (the number of classes) must be an integer >= 2; got {K!r}")
+    checks.integer(K, "K (the number of classes)", 2)
     s_arr = np.asarray(s, dtype=float)
     if s_arr.size == 0 or not np.isfinite(s_arr).all() or (s_arr <= 0).any():
         raise ValueError(f"s (the scale) must be finite and > 0; got {s}")
@@ -91,7 +89,7 @@ def capacity_bound(s, K: int):
 def class_balanced_loss(cos, labels, *, s: float) -> torch.Tensor:
     """The quantity :func:`capacity_bound` bounds: the normalised-softmax loss averaged within each
     class, then over the classes (a mini-batch with unequal classes can dip below the bound)."""
-    cos, labels = margins._check_cos(cos, labels)
+    cos, labels = margins.cosine_batch(cos, labels)
     s = checks.positive(s, "s (the scale)")
     if bool((torch.bincount(labels, minlength=cos.shape[1]) == 0).any()):
         raise ValueError("class_balanced_loss needs at least one sample of every class (column of cos)")
@@ -135,8 +133,7 @@ def support_query(labels, shots: int, *, seed: int = 0) -> tuple[torch.Tensor, t
     """Indices of ``shots`` support examples per class (to imprint from) and of the rest (queries),
     drawn with ``seed``; the same for every method, so their accuracies compare on the same queries."""
     labels = checks.check_labels(labels, len(labels), torch.device("cpu"))
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-        raise ValueError(f"shots must be an integer >= 1; got {shots!r}")
+    checks.integer(shots, "shots", 1)
     g = torch.Generator().manual_seed(seed)
     support = []
     for c in torch.unique(labels):
@@ -166,8 +163,7 @@ def novel_class_accuracy(emb, labels, novel, *, scenario: str = "joint", shots: 
     """
     emb = checks.as_float_tensor(emb, "emb (embeddings, N x D)", 2)
     labels = checks.check_labels(labels, emb.shape[0], emb.device).cpu()
-    if scenario not in ("joint", "disjoint"):
-        raise ValueError(f"scenario must be 'joint' or 'disjoint'; got {scenario!r}")
+    checks.choice(scenario, "scenario", ("joint", "disjoint"))
     present = torch.unique(labels)
     novel = torch.as_tensor(sorted({int(c) for c in novel}), dtype=labels.dtype)
     if len(novel) == 0 or not bool(torch.isin(novel, present).all()):
@@ -208,17 +204,16 @@ def novel_class_accuracy(emb, labels, novel, *, scenario: str = "joint", shots: 
 # Training a normalised-softmax classifier
 # --------------------------------------------------------------------------------------------------
 
-@dataclass
-class ClassifierRun:
-    """A trained embedding network and its class weights (rows in the order of ``classes``)."""
+@dataclass(repr=False)
+class ClassifierRun(Run):
+    """A trained embedding network and its class weights (rows in the order of ``classes``):
+    ``history`` per step (loss, norm_err, max_logit), ``evals`` (iter, train_loss, mean_weight,
+    cos_y, base_acc, joint_acc / disjoint_acc) and the per-sample weights of each evaluation."""
 
-    params: dict
-    history: dict
-    net: torch.nn.Module
-    weight: torch.Tensor
-    classes: np.ndarray
+    net: torch.nn.Module | None = None
+    weight: torch.Tensor | None = None
+    classes: np.ndarray | None = None
     snapshots: dict = field(default_factory=dict)   # iteration -> per-sample weights over the training split
-    seconds: float = 0.0
 
     @property
     def normalized(self) -> bool:
@@ -243,10 +238,10 @@ class ClassifierRun:
         return float(F.cosine_similarity(w_imprinted, self.weight, dim=1).mean())
 
     def __repr__(self) -> str:
-        h, p = self.history, self.params
-        accs = ", ".join(f"{k[:-4]} acc {h[k][-1]:.3f}" for k in ("joint_acc", "disjoint_acc") if k in h)
+        p = self.params
+        accs = ", ".join(f"{k[:-4]} acc {self.final(k):.3f}" for k in ("joint_acc", "disjoint_acc") if k in self.evals)
         return (f"ClassifierRun({p['data']}, {p['mode']}, s={p['s']:g}, d={p['dim']}, {p['iters']} it: "
-                f"balanced train loss {h['train_loss'][-1]:.3f}, {accs})")
+                f"balanced train loss {self.final('train_loss'):.3f}, {accs})")
 
 
 def train_classifier(data_name: str = "digits_8+2", *, s: float = 10.0, dim: int = 32, iters: int = 300,
@@ -261,18 +256,17 @@ def train_classifier(data_name: str = "digits_8+2", *, s: float = 10.0, dim: int
     ``"none"``: plain softmax on raw features and weights (no bias; ``s`` is not used).
 
     Every iteration records the mini-batch ``loss``, ``norm_err`` (``max_k ||w_k| - 1|``) and
-    ``max_logit`` (``max |logit|`` of the batch).  Every ``eval_every`` iterations (and at 1 and
-    the end): ``train_loss`` (:func:`class_balanced_loss` over the whole training split, float64),
-    ``mean_weight`` (mean per-sample weight ``s (1 - p_y)``, ``1 - p_y`` for ``"none"``), ``cos_y``
-    (mean cosine of a training feature and its own class weight), test
-    ``base_acc`` (trained classes only) and ``joint_acc`` / ``disjoint_acc`` (with ``shots``-shot
-    imprinting); ``snapshots[it]`` keeps the per-sample weights.  Cached by parameters
+    ``max_logit`` (``max |logit|`` of the batch) in ``history``.  Before training, every
+    ``eval_every`` iterations and at the end, ``evals`` records ``train_loss``
+    (:func:`class_balanced_loss` over the whole training split, float64), ``mean_weight`` (mean
+    per-sample weight ``s (1 - p_y)``, ``1 - p_y`` for ``"none"``), ``cos_y`` (mean cosine of a
+    training feature and its own class weight), test ``base_acc`` (trained classes only) and
+    ``joint_acc`` / ``disjoint_acc`` (with ``shots``-shot imprinting); ``snapshots[it]`` keeps the
+    per-sample weights of each evaluation.  Cached by parameters
     (:func:`lossviz.train.memo`).
     """
-    if data_name not in data.DATASETS:
-        raise ValueError(f"unknown dataset {data_name!r}; choose one of {sorted(data.DATASETS)}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    checks.choice(data_name, "dataset", sorted(data.DATASETS))
+    checks.choice(mode, "mode", MODES)
     params = dict(data=data_name, s=checks.positive(s, "s (the scale)"), dim=checks.integer(dim, "dim", 1),
                   iters=checks.integer(iters, "iters", 1), lr=checks.positive(lr, "lr"), batch=checks.integer(batch, "batch", 1),
                   mode=mode, seed=seed, eval_every=checks.integer(eval_every, "eval_every", 1),
@@ -284,70 +278,131 @@ def _train(p: dict, progress) -> ClassifierRun:
     split = data.load(p["data"])
     classes = torch.unique(split.y_train)
     y = torch.searchsorted(classes, split.y_train)            # class ids -> rows of W
-    K, n = len(classes), len(y)
-    base_test = torch.isin(split.y_test, classes)
-    novel = novel_classes(split)
-    scenarios = [sc for sc, ok in (("joint", bool(base_test.any())), ("disjoint", True)) if ok and novel]
-    torch.manual_seed(p["seed"])
-    net = models.model_for(split.x_train, p["dim"])
-    if p["mode"] == "none":
-        net = net[:-1]                                         # drop the L2 normalisation
-    clf = margins.CosineClassifier(p["dim"], K)
-    opt = torch.optim.Adam([*net.parameters(), *clf.parameters()], lr=p["lr"])
+    trainer = Trainer(lambda: _network(split.x_train, p["dim"], len(classes), p["mode"]), lr=p["lr"], seed=p["seed"])
+    net, clf = trainer.model
     g = torch.Generator().manual_seed(p["seed"])
     s, mode = p["s"], p["mode"]
     scale = 1.0 if mode == "none" else s                      # logits = scale * head(e)
-    snapshots = {}
+    head = _head(clf, mode)
+    weights = []                                             # per-sample weights of each evaluation
 
-    def head(e):
-        """cos θ (B x K) in the normalised modes, raw logits e W^T for "none"."""
-        if mode == "none":
-            return e @ clf.weight.T
-        return F.normalize(e, dim=1) @ clf.weight.T if mode == "project" else clf(e)
-
-    def evaluate(it: int) -> dict:
-        net.eval()
-        with torch.no_grad():
-            e_train = net(split.x_train)
-            logits = scale * head(e_train).double()
-            balanced = _class_mean(F.cross_entropy(logits, y, reduction="none"), y, K)   # class_balanced_loss
-            w = scale * (1 - logits.softmax(dim=1).gather(1, y[:, None]).squeeze(1))   # -dL/dcos θ_y
-            e_test = net(split.x_test)
-            pred = classes[head(e_test[base_test]).argmax(dim=1)] if bool(base_test.any()) else None
-            cos_y = F.normalize(e_train, dim=1) @ F.normalize(clf.weight, dim=1).T
-            row = {"train_loss": balanced, "mean_weight": w.mean(),
-                   "cos_y": cos_y.gather(1, y[:, None]).mean()}
-            if pred is not None:
-                row["base_acc"] = (pred == split.y_test[base_test]).double().mean()
-            for sc in scenarios:
-                row[f"{sc}_acc"] = novel_class_accuracy(e_test, split.y_test, novel, scenario=sc, shots=p["shots"],
-                                                        base_weights=clf.weight, normalize=mode != "none")["accuracy"]
-        net.train()
-        snapshots[it] = w.numpy()
+    def evaluate() -> dict:
+        row, w = _evaluate(net, clf, head, scale, split, y, classes, p["shots"], mode)
+        weights.append(w)
         return row
 
     def step(it: int) -> dict:
-        idx = torch.randperm(n, generator=g)[:p["batch"]]
+        idx = torch.randperm(len(y), generator=g)[:p["batch"]]
         out = head(net(split.x_train[idx]))
         loss = F.cross_entropy(out, y[idx]) if mode == "none" else margins.normface_loss(out, y[idx], s=s)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        trainer.update(loss)
         if mode == "project":
             clf.project()
         with torch.no_grad():
-            row = {"loss": loss.detach(), "norm_err": (clf.weight.norm(dim=1) - 1).abs().max(),
-                   "max_logit": scale * out.abs().max()}
-        if it == 1 or it % p["eval_every"] == 0 or it == p["iters"]:
-            row |= evaluate(it)
-        return row
+            return {"loss": loss.detach(), "norm_err": (clf.weight.norm(dim=1) - 1).abs().max(),
+                    "max_logit": scale * out.abs().max()}
 
-    start = time.perf_counter()
-    with checks.validation(False):
-        history = T.loop(step, p["iters"], desc=f"{MODE_LABELS[mode]}" + ("" if mode == "none" else f", s={s:g}"), progress=progress)
+    history, evals, seconds = trainer.run(step, p["iters"], evaluate=evaluate, eval_every=p["eval_every"],
+                                          desc=MODE_LABELS[mode] + ("" if mode == "none" else f", s={s:g}"),
+                                          progress=progress)
     net.eval()
-    return ClassifierRun(p, history, net, clf.weight.detach().clone(), classes.numpy(), snapshots,
-                         time.perf_counter() - start)
+    return ClassifierRun(params=p, history=history, evals=evals, seconds=seconds, net=net,
+                         weight=clf.weight.detach().clone(), classes=classes.numpy(),
+                         snapshots=dict(zip(evals["iter"].tolist(), weights)))
+
+
+def _network(x: torch.Tensor, dim: int, K: int, mode: str) -> tuple[torch.nn.Module, margins.CosineClassifier]:
+    """The embedding network and the K class weights of :func:`train_classifier`."""
+    net = models.model_for(x, dim)
+    if mode == "none":
+        net = net[:-1]                                         # drop the L2 normalisation
+    return net, margins.CosineClassifier(dim, K)
+
+
+def _head(clf: margins.CosineClassifier, mode: str):
+    """``head(e)``: cos θ (B x K) in the normalised modes, raw logits e W^T for "none"."""
+    if mode == "none":
+        return lambda e: e @ clf.weight.T
+    if mode == "project":                                     # W is unit-norm after every step: use it as it is
+        return lambda e: F.normalize(e, dim=1) @ clf.weight.T
+    return clf
+
+
+def _evaluate(net, clf, head, scale: float, split: data.Split, y, classes, shots: int,
+              mode: str) -> tuple[dict, np.ndarray]:
+    """One evaluation of :func:`train_classifier` (the network in eval mode, no gradient): the row
+    of ``evals`` and the per-sample weights ``scale (1 - p_y)`` over the training split."""
+    base_test = torch.isin(split.y_test, classes)
+    novel = novel_classes(split)
+    e_train = net(split.x_train)
+    logits = scale * head(e_train).double()
+    K = len(classes)
+    w = scale * (1 - logits.softmax(dim=1).gather(1, y[:, None]).squeeze(1))          # -dL/dcos θ_y
+    cos = F.normalize(e_train, dim=1) @ F.normalize(clf.weight, dim=1).T
+    row = {"train_loss": _class_mean(F.cross_entropy(logits, y, reduction="none"), y, K),   # class_balanced_loss
+           "mean_weight": w.mean(), "cos_y": cos.gather(1, y[:, None]).mean()}
+    e_test = net(split.x_test)
+    if bool(base_test.any()):
+        pred = classes[head(e_test[base_test]).argmax(dim=1)]
+        row["base_acc"] = (pred == split.y_test[base_test]).double().mean()
+    for sc in [sc for sc, ok in (("joint", bool(base_test.any())), ("disjoint", True)) if ok and novel]:
+        row[f"{sc}_acc"] = novel_class_accuracy(e_test, split.y_test, novel, scenario=sc, shots=shots,
+                                                base_weights=clf.weight, normalize=mode != "none")["accuracy"]
+    return {key: float(v) for key, v in row.items()}, w.numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# The comparison of the claim
+# --------------------------------------------------------------------------------------------------
+
+#: The pair-loss baselines and their knobs (similarity form of lossviz.pairs): semi-hard triplet with
+#: margin 0.1 on cosines (= FaceNet's 0.2 on squared distances of unit vectors, d^2 = 2 - 2S) and
+#: contrastive with threshold 0.5 on cosines (= a margin of 1 on distances, d = 1 <=> S = 0.5).
+PAIR_BASELINES = {"triplet": dict(margin=0.1, mining="semihard"), "contrastive": dict(lam=0.5)}
+#: What :func:`novel_benchmark` can report: the accuracy over all queries, or over those of one kind.
+BENCHMARK_METRICS = ("accuracy", "novel_accuracy", "base_accuracy")
+
+
+def novel_benchmark(data_name: str = "digits_8+2", *, scenario: str = "joint", seeds=(0, 1, 2), shots: int = 5,
+                    s: float = 10.0, dim: int = 32, iters: int = 300, lr: float = 2e-3, batch: int = 128,
+                    pair_losses: dict | None = None, metric: str = "accuracy") -> dict:
+    """Novel-class accuracy of each method, one value per seed, on the same images with the same
+    budget (network, initialisation, ``iters`` Adam steps at ``lr``, about ``batch`` images a step):
+
+    * normalised softmax (:func:`train_classifier`, ``mode="project"``) + imprinting, the paper;
+    * unnormalised softmax (``mode="none"``) + raw-mean imprinting;
+    * each pair loss of ``pair_losses`` (``{name: knobs}``; default: the triplet of
+      :data:`PAIR_BASELINES`), trained by
+      :func:`lossviz.train.train` on P x K batches (``P = min(#classes, batch // 4)``,
+      ``K = batch // P``); they have no classifier, so every class is imprinted;
+    * raw pixels (no training), imprinted the same way.
+
+    Seed ``i`` sets the initialisation, the batches and the support examples (``shots`` per class,
+    the same for every method).  Returns ``{method: array of one number per seed}``: ``metric``
+    (:data:`BENCHMARK_METRICS`) of :func:`novel_class_accuracy`.  Every run is cached, so asking
+    for another metric costs no training.
+    """
+    checks.choice(metric, "metric", BENCHMARK_METRICS)
+    split = data.load(data_name)
+    novel = novel_classes(split)
+    n_base = len(torch.unique(split.y_train))
+    p = min(n_base, max(batch // 4, 2))
+    k = max(batch // p, 2)
+    pair_losses = {"triplet": PAIR_BASELINES["triplet"]} if pair_losses is None else pair_losses
+    out = {"normalised softmax": [], "unnormalised softmax": [], **{name: [] for name in pair_losses}, "raw pixels": []}
+    for seed in seeds:
+        for mode, name in (("project", "normalised softmax"), ("none", "unnormalised softmax")):
+            run = train_classifier(data_name, s=s, dim=dim, iters=iters, lr=lr, batch=batch, mode=mode, seed=seed,
+                                   shots=shots, progress=False)
+            out[name].append(run.novel(split, scenario=scenario, shots=shots, seed=seed)[metric])
+        for loss, knobs in pair_losses.items():
+            run = T.train(loss, data=data_name, dim=dim, iters=iters, p=p, k=k, lr=lr, seed=seed, eval_every=iters,
+                          progress=False, **knobs)
+            out[loss].append(novel_class_accuracy(run.emb_after, run.y_test, novel, scenario=scenario, shots=shots,
+                                                  seed=seed)[metric])
+        out["raw pixels"].append(novel_class_accuracy(split.x_test, split.y_test, novel, scenario=scenario,
+                                                      shots=shots, seed=seed)[metric])
+    return {name: np.asarray(v) for name, v in out.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -365,8 +420,8 @@ def proxy_heatmap(ax, weights, labels, *, title: str = "per-proxy weights", colo
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Rectangle
 
-    Wn = plots._np(weights)
-    y = plots._np(labels).astype(int)
+    Wn = plots.as_numpy(weights)
+    y = plots.as_numpy(labels).astype(int)
     vmax = max(np.abs(Wn).max(), 1e-12)
     im = ax.imshow(Wn, cmap=plots.WEIGHT_CMAP, norm=TwoSlopeNorm(0.0, -vmax, vmax), aspect="auto")
     for i, c in enumerate(y):
@@ -414,23 +469,23 @@ def curves(axes, runs: dict, *, bound: bool = True):
     axes = np.ravel(axes)
     colors = mpl.colormaps["viridis"](np.linspace(0, 0.85, max(len(runs), 1)))
     for color, (label, run) in zip(colors, runs.items()):
-        h, p = run.history, run.params
+        h, e, p = run.history, run.evals, run.params
         axes[0].plot(h["iter"], h["loss"], color=color, lw=0.6, alpha=0.5)
-        axes[0].plot(h["train_loss_iter"], h["train_loss"], ".-", color=color, label=label)
+        axes[0].plot(e["iter"], e["train_loss"], ".-", color=color, label=label)
         if bound and run.normalized:
             axes[0].axhline(capacity_bound(p["s"], len(run.classes))[1], color=color, ls="--", lw=1)
         if len(axes) > 1:
             for key, ls in ACC_STYLES.items():
-                if key in h and (key != "disjoint_acc" or "joint_acc" not in h):
-                    axes[1].plot(h[key + "_iter"], h[key], ls=ls, marker=".", color=color)
+                if key in e and (key != "disjoint_acc" or "joint_acc" not in e):
+                    axes[1].plot(e["iter"], e[key], ls=ls, marker=".", color=color)
         if len(axes) > 2:
-            axes[2].plot(h["mean_weight_iter"], h["mean_weight"], ".-", color=color, label=label)
+            axes[2].plot(e["iter"], e["mean_weight"], ".-", color=color, label=label)
     axes[0].set(yscale="log", xlabel="iteration", ylabel="loss", title="training loss (dashed: bound)")
     axes[0].legend(loc="best")
     if len(axes) > 1:
         axes[1].set(ylim=(0, 1.02), xlabel="iteration", ylabel="test accuracy",
                     title="accuracy (base: trained classes only)")
-        shown = [k for k in ACC_STYLES if any(k in r.history for r in runs.values())]
+        shown = [k for k in ACC_STYLES if any(k in r.evals for r in runs.values())]
         if "joint_acc" in shown and "disjoint_acc" in shown:
             shown.remove("disjoint_acc")
         for key in shown:                                      # line styles say which accuracy
@@ -468,7 +523,7 @@ def sphere_view(ax, run: ClassifierRun, split: data.Split, *, shots: int = 5, se
     if run.params["dim"] != 2:
         raise ValueError(f"sphere_view draws 2-D embeddings; this run has dim = {run.params['dim']}")
     res = run.novel(split, scenario="joint", shots=shots, seed=seed)
-    W, classes = plots._np(res["weights"]), res["classes"]
+    W, classes = plots.as_numpy(res["weights"]), res["classes"]
     novel = set(novel_classes(split))
     emb, y = run.embed(split.x_test), split.y_test
     if run.normalized:
@@ -481,13 +536,13 @@ def sphere_view(ax, run: ClassifierRun, split: data.Split, *, shots: int = 5, se
                                color=class_color(owner[a]), alpha=0.9))
         arrows = W / np.linalg.norm(W, axis=1, keepdims=True) * 0.9
     else:
-        z = plots._np(emb)
+        z = plots.as_numpy(emb)
         r = np.percentile(np.linalg.norm(z, axis=1), 95) * 1.15
         g = np.linspace(-r, r, 161)
         gx, gy = np.meshgrid(g, g)
         owner = classes[(np.stack([gx.ravel(), gy.ravel()], 1) @ W.T).argmax(1)].reshape(gx.shape)
         ax.imshow(owner, origin="lower", extent=(-r, r, -r, r), cmap="tab10", vmin=0, vmax=9, alpha=0.22)
-        dots = ax.scatter(z[:, 0], z[:, 1], c=plots._np(y), cmap="tab10", vmin=0, vmax=9, s=9, alpha=0.7)
+        dots = ax.scatter(z[:, 0], z[:, 1], c=plots.as_numpy(y), cmap="tab10", vmin=0, vmax=9, s=9, alpha=0.7)
         ax.add_patch(Circle((0, 0), 0.02 * r, color="k"))
         ax.set(xlim=(-r, r), ylim=(-r, r), aspect="equal", xlabel="embedding $e_1$", ylabel="embedding $e_2$",
                title=title or "unnormalised: in the plane")
@@ -505,7 +560,7 @@ def sphere_view(ax, run: ClassifierRun, split: data.Split, *, shots: int = 5, se
 def weight_norm_view(ax, result: dict, novel, *, title: str = "class-weight norms"):
     """Bar chart of the norms of the classifier's rows in :func:`novel_class_accuracy`'s result:
     trained base weights (filled) and imprinted novel weights (hatched)."""
-    norms = plots._np(result["weights"].norm(dim=1))
+    norms = plots.as_numpy(result["weights"].norm(dim=1))
     classes = result["classes"]
     for c, v in zip(classes, norms):
         new = int(c) in set(novel)
@@ -531,6 +586,21 @@ def confusion_view(ax, result: dict, novel, *, title: str = "joint scenario: con
     ax.grid(False)
     ax.figure.colorbar(im, ax=ax, shrink=0.8, label="fraction of the row")
     return im
+
+
+def benchmark_view(axes, tables: dict, *, chance: dict | None = None):
+    """One panel per :func:`novel_benchmark` result (``{title: {method: per-seed values}}``): the
+    mean of each method as a bar, each seed as a dot; ``chance[title]`` as a dashed line."""
+    for ax, (title, table) in zip(np.ravel(axes), tables.items()):
+        for i, (name, values) in enumerate(table.items()):
+            ax.bar(i, values.mean(), color=METHOD_COLORS.get(name, plots.MUTED), edgecolor="k", lw=0.6)
+            ax.plot(np.full(len(values), i), values, "o", color="k", ms=3.5)
+        if chance and title in chance:
+            ax.axhline(chance[title], color=plots.MUTED, ls="--", lw=1)
+            ax.text(len(table) - 0.5, chance[title], "chance", ha="right", va="bottom", fontsize=8, color=plots.MUTED)
+        ax.set_xticks(range(len(table)), [n.replace(" softmax", "\nsoftmax") for n in table], fontsize=9)
+        ax.set(ylim=(0, 1.02), ylabel="test accuracy", title=title)
+    return axes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -624,73 +694,3 @@ def training_panel(data_name: str = "digits_8+2", *, s: float = 10.0, dim: int =
                                         f"{res['accuracy']:.3f} (novel images {res['novel_accuracy']:.3f})"}
 
     return run_panel(controls, run, draw, ncols=3, width=4.2, height=3.6, autorun=autorun)
-
-
-# --------------------------------------------------------------------------------------------------
-# The comparison of the claim
-# --------------------------------------------------------------------------------------------------
-
-#: The pair-loss baselines and their knobs (similarity form of lossviz.pairs): semi-hard triplet with
-#: margin 0.1 on cosines (= FaceNet's 0.2 on squared distances of unit vectors, d^2 = 2 - 2S) and
-#: contrastive with threshold 0.5 on cosines (= a margin of 1 on distances, d = 1 <=> S = 0.5).
-PAIR_BASELINES = {"triplet": dict(margin=0.1, mining="semihard"), "contrastive": dict(lam=0.5)}
-#: What :func:`novel_benchmark` can report: the accuracy over all queries, or over those of one kind.
-BENCHMARK_METRICS = ("accuracy", "novel_accuracy", "base_accuracy")
-
-
-def novel_benchmark(data_name: str = "digits_8+2", *, scenario: str = "joint", seeds=(0, 1, 2), shots: int = 5,
-                    s: float = 10.0, dim: int = 32, iters: int = 300, lr: float = 2e-3, batch: int = 128,
-                    pair_losses: dict | None = None, metric: str = "accuracy") -> dict:
-    """Novel-class accuracy of each method, one value per seed, on the same images with the same
-    budget (network, initialisation, ``iters`` Adam steps at ``lr``, about ``batch`` images a step):
-
-    * normalised softmax (:func:`train_classifier`, ``mode="project"``) + imprinting, the paper;
-    * unnormalised softmax (``mode="none"``) + raw-mean imprinting;
-    * each pair loss of ``pair_losses`` (``{name: knobs}``; default: the triplet of
-      :data:`PAIR_BASELINES`), trained by
-      :func:`lossviz.train.train` on P x K batches (``P = min(#classes, batch // 4)``,
-      ``K = batch // P``); they have no classifier, so every class is imprinted;
-    * raw pixels (no training), imprinted the same way.
-
-    Seed ``i`` sets the initialisation, the batches and the support examples (``shots`` per class,
-    the same for every method).  Returns ``{method: array of one number per seed}``: ``metric``
-    (:data:`BENCHMARK_METRICS`) of :func:`novel_class_accuracy`.  Every run is cached, so asking
-    for another metric costs no training.
-    """
-    if metric not in BENCHMARK_METRICS:
-        raise ValueError(f"metric must be one of {BENCHMARK_METRICS}; got {metric!r}")
-    split = data.load(data_name)
-    novel = novel_classes(split)
-    n_base = len(torch.unique(split.y_train))
-    p = min(n_base, max(batch // 4, 2))
-    k = max(batch // p, 2)
-    pair_losses = {"triplet": PAIR_BASELINES["triplet"]} if pair_losses is None else pair_losses
-    out = {"normalised softmax": [], "unnormalised softmax": [], **{name: [] for name in pair_losses}, "raw pixels": []}
-    for seed in seeds:
-        for mode, name in (("project", "normalised softmax"), ("none", "unnormalised softmax")):
-            run = train_classifier(data_name, s=s, dim=dim, iters=iters, lr=lr, batch=batch, mode=mode, seed=seed,
-                                   shots=shots, progress=False)
-            out[name].append(run.novel(split, scenario=scenario, shots=shots, seed=seed)[metric])
-        for loss, knobs in pair_losses.items():
-            run = T.train(loss, data=data_name, dim=dim, iters=iters, p=p, k=k, lr=lr, seed=seed, eval_every=iters,
-                          progress=False, **knobs)
-            out[loss].append(novel_class_accuracy(run.emb_after, run.y_test, novel, scenario=scenario, shots=shots,
-                                                  seed=seed)[metric])
-        out["raw pixels"].append(novel_class_accuracy(split.x_test, split.y_test, novel, scenario=scenario,
-                                                      shots=shots, seed=seed)[metric])
-    return {name: np.asarray(v) for name, v in out.items()}
-
-
-def benchmark_view(axes, tables: dict, *, chance: dict | None = None):
-    """One panel per :func:`novel_benchmark` result (``{title: {method: per-seed values}}``): the
-    mean of each method as a bar, each seed as a dot; ``chance[title]`` as a dashed line."""
-    for ax, (title, table) in zip(np.ravel(axes), tables.items()):
-        for i, (name, values) in enumerate(table.items()):
-            ax.bar(i, values.mean(), color=METHOD_COLORS.get(name, plots.MUTED), edgecolor="k", lw=0.6)
-            ax.plot(np.full(len(values), i), values, "o", color="k", ms=3.5)
-        if chance and title in chance:
-            ax.axhline(chance[title], color=plots.MUTED, ls="--", lw=1)
-            ax.text(len(table) - 0.5, chance[title], "chance", ha="right", va="bottom", fontsize=8, color=plots.MUTED)
-        ax.set_xticks(range(len(table)), [n.replace(" softmax", "\nsoftmax") for n in table], fontsize=9)
-        ax.set(ylim=(0, 1.02), ylabel="test accuracy", title=title)
-    return axes

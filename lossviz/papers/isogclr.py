@@ -21,26 +21,25 @@ momentum ``gamma``), ``u`` (a moving average of the temperature's gradient, mome
 and ``tau``.  The network is trained on a surrogate whose gradient is ``dF/dS`` with the stale
 denominator ``s``; the temperatures take a clipped, momentum step of size ``eta``.
 
-Also here: a long-tailed version of the two-view data (:func:`long_tailed`), the training run
-on :func:`lossviz.train.loop` with iSogCLR, SogCLR (a fixed temperature with the same estimator)
-and SimCLR (:func:`train_isogclr`), a pure-maths simulation of one anchor's temperature
-(:func:`simulate_tau`), pictures and two panels.
+Also here: a pure-maths simulation of one anchor's temperature under that update
+(:func:`simulate_tau`), a long-tailed version of the two-view data (:func:`long_tailed`), the
+training run on :class:`lossviz.train.Trainer` with iSogCLR, SogCLR (a fixed temperature with the
+same estimator) and SimCLR (:func:`train_isogclr`), pictures and two panels.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import augment, checks, contrastive, data, metrics, plots
-from ..contrastive import _temperature
-from ..pairs import _working
-from ..similarity import pair_batch, similarity
-from ..train import loop, memo
+from ..metrics import knn_accuracy
+from ..models import encoder_projector
+from ..similarity import masked_logsumexp, pair_batch, similarity, upcast
+from ..train import Run, Trainer, memo
 
 #: The two default sets of the official code (its unimodal README for CIFAR-100, and the class
 #: ``SogCLR_DRO_Loss``'s keyword defaults), and the one lossviz uses on digits: the README's with a
@@ -77,7 +76,7 @@ def _tau_column(tau, S: torch.Tensor) -> torch.Tensor:
         if checks.validation_enabled() and not bool((torch.isfinite(tau) & (tau > 0)).all()):
             raise ValueError("every tau (temperature) must be finite and > 0; typical values are 0.05 to 1")
         return tau.to(device=S.device, dtype=S.dtype)[:, None]
-    return torch.full((S.shape[0], 1), _temperature(tau), dtype=S.dtype, device=S.device)
+    return torch.full((S.shape[0], 1), checks.temperature(tau), dtype=S.dtype, device=S.device)
 
 
 def robust_loss(S, labels, *, tau=0.1, rho: float = 0.4, reduction: str = "mean") -> torch.Tensor:
@@ -97,15 +96,14 @@ def robust_loss(S, labels, *, tau=0.1, rho: float = 0.4, reduction: str = "mean"
     (0 for an anchor without a positive or a negative).
     """
     S, pos, neg = pair_batch(S, labels)
-    if reduction not in ("mean", "none"):
-        raise ValueError(f"reduction must be 'mean' or 'none'; got {reduction!r}")
+    checks.choice(reduction, "reduction", ("mean", "none"))
     rho = checks.non_negative(rho, "rho (the radius of the KL ball)")
-    x = _working(S)
+    x = upcast(S)
     tau = _tau_column(tau, x).to(x.dtype)
     n_pos, n_neg = pos.sum(dim=1), neg.sum(dim=1)
     valid = (n_pos > 0) & (n_neg > 0)
     s_pos = torch.where(pos, x, 0.0).sum(dim=1) / n_pos.clamp(min=1)
-    lse = torch.logsumexp(torch.where(neg, x / tau, torch.where(valid[:, None], -math.inf, 0.0)), dim=1)
+    lse = torch.where(valid, masked_logsumexp(x / tau, neg), 0.0)      # 0 on rows left out: F stays finite
     t = tau[:, 0]
     F = t * (lse - n_neg.clamp(min=1).to(x.dtype).log()) - s_pos + t * rho
     F = torch.where(valid, F, 0.0)
@@ -157,10 +155,10 @@ def tau_gradient_estimate(S, labels, *, tau=0.1, rho: float = 0.4, log_s=None) -
     ``tau = 0.1``."""
     S, _, neg = pair_batch(S, labels, need_positive=False)
     rho = checks.non_negative(rho, "rho (the radius of the KL ball)")
-    z = _working(S) / _tau_column(tau, S)
+    z = upcast(S) / _tau_column(tau, S)
     n_neg = neg.sum(dim=1).clamp(min=1).to(z.dtype)
     if log_s is None:
-        log_s = torch.logsumexp(torch.where(neg, z, -math.inf), dim=1) - n_neg.log()
+        log_s = masked_logsumexp(z, neg) - n_neg.log()
     else:
         log_s = checks.as_float_tensor(log_s, "log_s (the log of each anchor's estimated denominator)", 1)
         if log_s.shape[0] != S.shape[0]:
@@ -196,11 +194,34 @@ def tau_star(S, labels, *, rho: float = 0.4, tau_min: float = 0.05, tau_max: flo
     return ((lo + hi) / 2).exp()
 
 
-def _fraction(value, name: str, *, zero_ok: bool = False) -> float:
-    v = checks.non_negative(value, name)
-    if not (0 <= v <= 1) or (v == 0 and not zero_ok):
-        raise ValueError(f"{name} must be in {'[0' if zero_ok else '(0'}, 1]; got {value}")
-    return v
+def _one_anchor(s_neg, n_rows: int = 1):
+    """One anchor's negatives as ``n_rows`` identical rows ``[self, negatives...]`` with their labels
+    and anchors (column 0 is the anchor itself), for the row-wise functions above."""
+    s = torch.as_tensor(s_neg, dtype=torch.float64).reshape(1, -1)
+    row = torch.cat([s.new_ones(1, 1), s], dim=1).expand(n_rows, -1)
+    return row, torch.arange(row.shape[1]), torch.zeros(n_rows, dtype=torch.long)
+
+
+def anchor_kl(s_neg, taus) -> np.ndarray:
+    """``KL(p_tau || u)`` of one anchor with negative similarities ``s_neg``, at each tau of ``taus``."""
+    taus = torch.as_tensor(np.atleast_1d(taus), dtype=torch.float64)
+    row, labels, anchors = _one_anchor(s_neg, len(taus))
+    return kl_to_uniform(row, labels, tau=taus, anchors=anchors).numpy()
+
+
+def anchor_tau_star(s_neg, **knobs) -> float:
+    """:func:`tau_star` of one anchor with negative similarities ``s_neg``."""
+    row, labels, anchors = _one_anchor(s_neg)
+    return float(tau_star(row, labels, anchors=anchors, **knobs)[0])
+
+
+def negative_spread(S, labels) -> torch.Tensor:
+    """Standard deviation of each anchor's similarities to its negatives (uniform weights): for a
+    small rho, ``KL(p_tau || u) ~ sigma^2 / (2 tau^2)``, so ``tau* ~ sigma / sqrt(2 rho)``."""
+    S, _, neg = pair_batch(S, labels, need_positive=False)
+    n = neg.sum(dim=1).clamp(min=1)
+    mean = torch.where(neg, S, 0.0).sum(dim=1) / n
+    return (torch.where(neg, (S - mean[:, None]) ** 2, 0.0).sum(dim=1) / n).sqrt()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -241,11 +262,10 @@ class ISogCLR:
     def __init__(self, n: int, *, rho: float = 0.4, gamma: float = 0.8, tau_init: float = 0.1,
                  beta_u: float = 0.5, eta: float = 0.03, tau_min: float = 0.05, tau_max: float = 1.0,
                  grad_clip: float = 3.0):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-            raise ValueError(f"n (the dataset size) must be an integer >= 2; got {n!r}")
+        n = checks.integer(n, "n (the dataset size)", 2)
         self.rho = checks.non_negative(rho, "rho (the radius of the KL ball)")
-        self.gamma = _fraction(gamma, "gamma (the denominator's moving-average weight)")
-        self.beta_u = _fraction(beta_u, "beta_u (the temperature gradient's moving-average weight)")
+        self.gamma = checks.fraction(gamma, "gamma (the denominator's moving-average weight)", zero_ok=False)
+        self.beta_u = checks.fraction(beta_u, "beta_u (the temperature gradient's moving-average weight)", zero_ok=False)
         self.eta = checks.non_negative(eta, "eta (the temperature's step size)")
         self.grad_clip = checks.positive(grad_clip, "grad_clip")
         self.tau_min, self.tau_max = checks.temperature_range(tau_min, tau_max)
@@ -273,7 +293,7 @@ class ISogCLR:
         if idx.dtype == torch.bool or idx.is_floating_point() or idx.shape != (B,):
             raise ValueError(f"idx must hold the B = {B} items' integer dataset positions; "
                              f"got dtype {idx.dtype}, shape {tuple(idx.shape)}")
-        x = _working(S)
+        x = upcast(S)
         if self.tau.device != x.device:                # the state follows the batch (no host sync per step)
             self.log_s, self.u, self.tau, self.seen = (t.to(x.device) for t in (self.log_s, self.u, self.tau, self.seen))
         idx = idx.to(x.device).long()
@@ -286,7 +306,7 @@ class ISogCLR:
         neg = ~torch.eye(B, dtype=torch.bool, device=x.device).repeat(2, 2)
         tau = self.tau[idx].repeat(2).to(device=x.device, dtype=x.dtype)[:, None]
         z = x.detach() / tau
-        log_g = (torch.logsumexp(torch.where(neg, z, -math.inf), dim=1) - math.log(n_neg)).double()
+        log_g = (masked_logsumexp(z, neg) - math.log(n_neg)).double()
         first = (~self.seen[idx]).repeat(2)
         old = self.log_s[idx].repeat(2)
         log_keep = math.log1p(-self.gamma) if self.gamma < 1 else -math.inf
@@ -308,6 +328,47 @@ class ISogCLR:
 
 
 # ------------------------------------------------------------------------------------------------
+# Pure maths: one anchor's temperature under the stochastic update
+# ------------------------------------------------------------------------------------------------
+
+def simulate_tau(s_neg, *, rho: float = 0.4, gamma: float = 0.8, beta_u: float = 0.5, eta: float = 0.03,
+                 tau_init: float = 0.1, tau_min: float = 0.05, tau_max: float = 1.0, grad_clip: float = 3.0,
+                 batch: int = 254, steps: int = 100, seed: int = 0) -> dict:
+    r"""The temperature update of :class:`ISogCLR` for one anchor whose similarities to the whole
+    dataset (``s_neg``, fixed: no network) are seen ``batch`` at a time (a seeded random subset each
+    step).  Returns ``{"tau": (steps + 1,), "s": (steps,), "grad": (steps,)}``, float64.
+
+    With ``batch = len(s_neg)`` and ``gamma = 1`` each step uses the exact denominator, so tau
+    descends ``F`` and settles at :func:`tau_star` (for a small enough ``eta``).  A small batch makes
+    the estimate noisy; ``gamma < 1`` averages it over steps (and makes it lag behind tau)."""
+    s_neg = checks.as_float_tensor(torch.as_tensor(s_neg, dtype=torch.float64).reshape(-1), "s_neg", 1).double()
+    m = len(s_neg)
+    if m < 2:
+        raise ValueError("s_neg needs at least 2 negative similarities")
+    batch, steps = checks.integer(batch, "batch", 1, m), checks.integer(steps, "steps", 1)
+    rho = checks.non_negative(rho, "rho (the radius of the KL ball)")
+    gamma = checks.fraction(gamma, "gamma (the denominator's moving-average weight)", zero_ok=False)
+    beta_u = checks.fraction(beta_u, "beta_u (the temperature gradient's moving-average weight)", zero_ok=False)
+    eta = checks.non_negative(eta, "eta (the temperature's step size)")
+    tau_min, tau_max = checks.temperature_range(tau_min, tau_max)
+    g = torch.Generator().manual_seed(seed)
+    tau, u, log_s = float(checks.positive(tau_init, "tau_init")), 0.0, None
+    taus, ss, grads = [tau], [], []
+    for _ in range(steps):
+        sub = s_neg if batch == m else s_neg[torch.randperm(m, generator=g)[:batch]]
+        z = sub / tau
+        log_g = float(torch.logsumexp(z, 0)) - math.log(batch)
+        log_s = log_g if log_s is None else float(np.logaddexp(
+            (math.log1p(-gamma) if gamma < 1 else -math.inf) + log_s, math.log(gamma) + log_g))
+        w = (z - log_s).exp()
+        grad = min(max(log_s + rho - float((w * z).mean()), -grad_clip), grad_clip)
+        u = (1 - beta_u) * u + beta_u * grad
+        tau = min(max(tau - eta * u, tau_min), tau_max)
+        taus.append(tau), ss.append(math.exp(log_s)), grads.append(grad)
+    return {"tau": np.asarray(taus), "s": np.asarray(ss), "grad": np.asarray(grads)}
+
+
+# ------------------------------------------------------------------------------------------------
 # Long-tailed data
 # ------------------------------------------------------------------------------------------------
 
@@ -316,15 +377,13 @@ def long_tailed(name: str = "digits", *, imbalance: float = 10.0, n_head: int = 
     other class (the tail, rare) subsampled to ``ceil(count / imbalance)`` items (a seeded choice).
     The test split stays balanced.  ``name`` is ``"digits"`` or ``"mnist1d"`` (its 4000/1000 split).
     ``imbalance = 1`` keeps everything."""
-    if name not in ("digits", "mnist1d"):
-        raise ValueError(f"name must be 'digits' or 'mnist1d'; got {name!r}")
+    checks.choice(name, "data set name", ("digits", "mnist1d"))
     imbalance = checks.positive(imbalance, "imbalance (head count / tail count)")
     if imbalance < 1:
         raise ValueError(f"imbalance must be >= 1 (head count / tail count); got {imbalance}")
     split = data.load(name)
     n_classes = int(split.y_train.max()) + 1
-    if isinstance(n_head, bool) or not isinstance(n_head, int) or not 1 <= n_head < n_classes:
-        raise ValueError(f"n_head must be an integer in [1, {n_classes - 1}]; got {n_head!r}")
+    n_head = checks.integer(n_head, "n_head", 1, n_classes - 1)
     rng = np.random.default_rng(seed)
     y = split.y_train.numpy()
     keep = []
@@ -346,19 +405,18 @@ def class_counts(labels) -> np.ndarray:
 # Training: iSogCLR, SogCLR, SimCLR on the same data, network and sampler
 # ------------------------------------------------------------------------------------------------
 
-@dataclass
-class ISogRun:
-    """One self-supervised run on long-tailed data: parameters, history, learned temperatures, scores."""
+@dataclass(repr=False)
+class ISogRun(Run):
+    """One self-supervised run on long-tailed data: ``history`` (iter, loss; with per-sample
+    temperatures also objective, tau_head, tau_tail, grad_tau), ``evals`` (iter, knn: the test kNN
+    accuracy along the way), ``scores`` (knn, knn_head, knn_tail, uniformity, tolerance), and the
+    temperatures below."""
 
-    params: dict
-    history: dict = field(default_factory=dict)    # iter, loss, tau_head, tau_tail, grad_tau; knn at knn_iter
     tau: np.ndarray | None = None                  # learned tau_i of each training item (None for SimCLR)
     tau_epochs: np.ndarray | None = None           # epochs x N: tau after each epoch
     tau_star: np.ndarray | None = None             # argmin F_i on the final embeddings (whole set as negatives)
     y_train: np.ndarray | None = None
     head: np.ndarray | None = None                 # boolean: the item's class is frequent
-    scores: dict = field(default_factory=dict)     # knn, knn_head, knn_tail, uniformity, tolerance
-    seconds: float = 0.0
 
     def group_mean(self, values: np.ndarray) -> tuple[float, float]:
         """Mean of per-item ``values`` over head items and over tail items."""
@@ -383,16 +441,15 @@ def train_isogclr(method: str = "isogclr", *, rho: float = 0.4, eta: float = 0.0
     network is notebook 09's MLP encoder and projector (:func:`lossviz.models.encoder_projector`),
     Adam; one epoch is ``N // batch_size`` batches.  Evaluation (labels only here): kNN accuracy of the
     *encoder's* features on the balanced test split with the long-tailed training set as gallery
-    (overall, head classes, tail classes), and uniformity / tolerance of the test projections.
+    (overall, head classes, tail classes), and uniformity / tolerance of the test projections.  The
+    overall kNN accuracy is also measured before training and every ``eval_every`` epochs (``evals``).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    checks.choice(method, "method", METHODS)
     for arg, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 2), ("dim", dim, 2),
                             ("k", k, 1), ("eval_every", eval_every, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{arg} must be an integer >= {low}; got {value!r}")
+        checks.integer(value, arg, low)
     lr = checks.positive(lr, "lr")
-    knobs = dict(tau_init=_temperature(tau_init))
+    knobs = dict(tau_init=checks.temperature(tau_init))
     if method != "simclr":
         knobs |= dict(rho=rho, gamma=gamma, tau_min=tau_min, tau_max=tau_max, grad_clip=grad_clip)
         ISogCLR(2, beta_u=beta_u, eta=eta, **knobs)                 # validate the knobs before training
@@ -404,142 +461,72 @@ def train_isogclr(method: str = "isogclr", *, rho: float = 0.4, eta: float = 0.0
 
 
 def _train(params: dict, progress) -> ISogRun:
-    from ..metrics import knn_accuracy
-    from ..models import encoder_projector
-
     split = long_tailed(params["dataset"], imbalance=params["imbalance"])
     n, B = len(split.x_train), params["batch_size"]
     if B > n:
         raise ValueError(f"batch_size {B} is larger than the {n} training items")
     head = (split.y_train < N_HEAD).numpy()
-    torch.manual_seed(params["seed"])
-    model = encoder_projector(split.x_train.shape[1], dim=params["dim"])
-    encoder = model[:4]
-    opt = torch.optim.Adam(model.parameters(), lr=params["lr"])
+    trainer = Trainer(lambda: encoder_projector(split.x_train.shape[1], dim=params["dim"]),
+                      lr=params["lr"], seed=params["seed"])
+    model = trainer.model
     sampler = augment.TwoViewSampler(split.x_train, params["dataset"], B, seed=params["seed"])
     per_epoch = n // B
-    method = params["method"]
     state = None
-    if method != "simclr":
+    if params["method"] != "simclr":
         knobs = {k: params[k] for k in ("rho", "gamma", "tau_init", "tau_min", "tau_max", "grad_clip")}
         state = ISogCLR(n, eta=params.get("eta", 0.0), beta_u=params.get("beta_u", 0.5), **knobs)
     tau_epochs, head_t = [], torch.as_tensor(head)
-
-    def evaluate() -> float:
-        model.eval()
-        with torch.no_grad():
-            acc = knn_accuracy(encoder(split.x_train), split.y_train, encoder(split.x_test), split.y_test,
-                               k=params["k"])
-        model.train()
-        return acc
 
     def step(it: int) -> dict:
         views, labels, idx = sampler.sample()
         S = similarity(model(views))
         value = (contrastive.nt_xent_loss(S, labels, tau=params["tau_init"]) if state is None else state(S, idx))
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-        out = {"loss": value.detach()}
-        if state is not None:
-            out |= {"objective": state.last["objective"], "tau_head": state.tau[head_t].mean(),
-                    "tau_tail": state.tau[~head_t].mean(), "grad_tau": state.last["grad_tau"].mean()}
-            if it % per_epoch == 0:
-                tau_epochs.append(state.tau.numpy().copy())
-        if it % (per_epoch * params["eval_every"]) == 0:
-            out["knn"] = evaluate()
-        return out
+        trainer.update(value)
+        if state is None:
+            return {"loss": value.detach()}
+        if it % per_epoch == 0:
+            tau_epochs.append(state.tau.numpy().copy())
+        return {"loss": value.detach(), "objective": state.last["objective"], "tau_head": state.tau[head_t].mean(),
+                "tau_tail": state.tau[~head_t].mean(), "grad_tau": state.last["grad_tau"].mean()}
 
-    start = time.perf_counter()
-    with checks.validation(False):              # well-formed batches by construction: no per-step syncs
-        history = loop(step, params["epochs"] * per_epoch, desc=method, progress=progress)
-    seconds = time.perf_counter() - start
-    model.eval()
-    with torch.no_grad():
-        h_tr, h_te = encoder(split.x_train), encoder(split.x_test)
-        z_tr, z_te = model(split.x_train), model(split.x_test)
+    def knn() -> dict:
+        encoder = model[:4]
+        return {"knn": knn_accuracy(encoder(split.x_train), split.y_train, encoder(split.x_test), split.y_test,
+                                    k=params["k"])}
+
+    history, evals, seconds = trainer.run(step, params["epochs"] * per_epoch, evaluate=knn,
+                                          eval_every=per_epoch * params["eval_every"], desc=params["method"],
+                                          progress=progress)
+    scores, star = trainer.evaluating(lambda: _final_scores(model, split, params))
+    return ISogRun(params=params, history=history, evals=evals, scores=scores, seconds=seconds,
+                   tau=None if state is None else state.tau.numpy().copy(),
+                   tau_epochs=np.asarray(tau_epochs) if tau_epochs else None, tau_star=star.numpy(),
+                   y_train=split.y_train.numpy(), head=head)
+
+
+def _final_scores(model, split: data.Split, params: dict) -> tuple[dict, torch.Tensor]:
+    """The scores after training (kNN of the encoder's features overall, on the head classes and on
+    the tail classes; uniformity and tolerance of the test projections) and each training item's tau*
+    on the final embeddings, the whole training set as its negatives (at SimCLR's rho and tau range
+    when the run has none)."""
+    encoder, k = model[:4], params["k"]
+    h_tr, h_te = encoder(split.x_train), encoder(split.x_test)
+    z_tr, z_te = model(split.x_train), model(split.x_test)
     head_test = split.y_test < N_HEAD
-    k = params["k"]
     scores = dict(
         knn=knn_accuracy(h_tr, split.y_train, h_te, split.y_test, k=k),
         knn_head=knn_accuracy(h_tr, split.y_train, h_te[head_test], split.y_test[head_test], k=k),
         knn_tail=knn_accuracy(h_tr, split.y_train, h_te[~head_test], split.y_test[~head_test], k=k),
         uniformity=metrics.uniformity(z_te), tolerance=metrics.tolerance(z_te, split.y_test))
-    star = tau_star(similarity(z_tr.double()), torch.arange(n), rho=params.get("rho", PRESETS["readme"]["rho"]),
-                    tau_min=params.get("tau_min", 0.05), tau_max=params.get("tau_max", 1.0))
-    return ISogRun(params=params, history=history, tau=None if state is None else state.tau.numpy().copy(),
-                   tau_epochs=np.asarray(tau_epochs) if tau_epochs else None, tau_star=star.numpy(),
-                   y_train=split.y_train.numpy(), head=head, scores=scores, seconds=seconds)
-
-
-# ------------------------------------------------------------------------------------------------
-# Pure maths: one anchor's temperature under the stochastic update
-# ------------------------------------------------------------------------------------------------
-
-def simulate_tau(s_neg, *, rho: float = 0.4, gamma: float = 0.8, beta_u: float = 0.5, eta: float = 0.03,
-                 tau_init: float = 0.1, tau_min: float = 0.05, tau_max: float = 1.0, grad_clip: float = 3.0,
-                 batch: int = 254, steps: int = 100, seed: int = 0) -> dict:
-    r"""The temperature update of :class:`ISogCLR` for one anchor whose similarities to the whole
-    dataset (``s_neg``, fixed: no network) are seen ``batch`` at a time (a seeded random subset each
-    step).  Returns ``{"tau": (steps + 1,), "s": (steps,), "grad": (steps,)}``, float64.
-
-    With ``batch = len(s_neg)`` and ``gamma = 1`` each step uses the exact denominator, so tau
-    descends ``F`` and settles at :func:`tau_star` (for a small enough ``eta``).  A small batch makes
-    the estimate noisy; ``gamma < 1`` averages it over steps (and makes it lag behind tau)."""
-    s_neg = checks.as_float_tensor(torch.as_tensor(s_neg, dtype=torch.float64).reshape(-1), "s_neg", 1).double()
-    m = len(s_neg)
-    if m < 2:
-        raise ValueError("s_neg needs at least 2 negative similarities")
-    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= m:
-        raise ValueError(f"batch must be an integer in [1, {m}]; got {batch!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
-    rho = checks.non_negative(rho, "rho (the radius of the KL ball)")
-    gamma = _fraction(gamma, "gamma (the denominator's moving-average weight)")
-    beta_u = _fraction(beta_u, "beta_u (the temperature gradient's moving-average weight)")
-    eta = checks.non_negative(eta, "eta (the temperature's step size)")
-    tau_min, tau_max = checks.temperature_range(tau_min, tau_max)
-    g = torch.Generator().manual_seed(seed)
-    tau, u, log_s = float(checks.positive(tau_init, "tau_init")), 0.0, None
-    taus, ss, grads = [tau], [], []
-    for _ in range(steps):
-        sub = s_neg if batch == m else s_neg[torch.randperm(m, generator=g)[:batch]]
-        z = sub / tau
-        log_g = float(torch.logsumexp(z, 0)) - math.log(batch)
-        log_s = log_g if log_s is None else float(np.logaddexp(
-            (math.log1p(-gamma) if gamma < 1 else -math.inf) + log_s, math.log(gamma) + log_g))
-        w = (z - log_s).exp()
-        grad = min(max(log_s + rho - float((w * z).mean()), -grad_clip), grad_clip)
-        u = (1 - beta_u) * u + beta_u * grad
-        tau = min(max(tau - eta * u, tau_min), tau_max)
-        taus.append(tau), ss.append(math.exp(log_s)), grads.append(grad)
-    return {"tau": np.asarray(taus), "s": np.asarray(ss), "grad": np.asarray(grads)}
+    star = tau_star(similarity(z_tr.double()), torch.arange(len(z_tr)),
+                    rho=params.get("rho", PRESETS["readme"]["rho"]), tau_min=params.get("tau_min", 0.05),
+                    tau_max=params.get("tau_max", 1.0))
+    return scores, star
 
 
 # ------------------------------------------------------------------------------------------------
 # Pictures
 # ------------------------------------------------------------------------------------------------
-
-def _one_anchor(s_neg, n_rows: int = 1):
-    """One anchor's negatives as ``n_rows`` identical rows ``[self, negatives...]`` with their labels
-    and anchors (column 0 is the anchor itself), for the row-wise functions above."""
-    s = torch.as_tensor(s_neg, dtype=torch.float64).reshape(1, -1)
-    row = torch.cat([s.new_ones(1, 1), s], dim=1).expand(n_rows, -1)
-    return row, torch.arange(row.shape[1]), torch.zeros(n_rows, dtype=torch.long)
-
-
-def anchor_kl(s_neg, taus) -> np.ndarray:
-    """``KL(p_tau || u)`` of one anchor with negative similarities ``s_neg``, at each tau of ``taus``."""
-    taus = torch.as_tensor(np.atleast_1d(taus), dtype=torch.float64)
-    row, labels, anchors = _one_anchor(s_neg, len(taus))
-    return kl_to_uniform(row, labels, tau=taus, anchors=anchors).numpy()
-
-
-def anchor_tau_star(s_neg, **knobs) -> float:
-    """:func:`tau_star` of one anchor with negative similarities ``s_neg``."""
-    row, labels, anchors = _one_anchor(s_neg)
-    return float(tau_star(row, labels, anchors=anchors, **knobs)[0])
-
 
 def kl_curve(ax, s_neg, *, rho: float = 0.4, tau_min: float = 0.05, tau_max: float = 1.0, tau=None,
              color="k", label: str | None = None, grid=None) -> float:
@@ -558,6 +545,15 @@ def kl_curve(ax, s_neg, *, rho: float = 0.4, tau_min: float = 0.05, tau_max: flo
     ax.set(xscale="log", xlabel="τ (log scale)", ylabel="KL(p_τ ‖ uniform) (nats)",
            title="where KL = ρ: the anchor's τ*")
     return t_star
+
+
+def simulation_plot(ax, sim: dict, t_star: float):
+    """The temperature of :func:`simulate_tau` (``sim``) over the anchor's visits, against its exact tau*."""
+    ax.plot(sim["tau"], color="k", lw=1.2, label="τ_i (stochastic update)")
+    ax.axhline(t_star, color=plots.MUTED, ls="--", lw=1, label="τ* (exact)")
+    ax.set(xlabel="visits of this anchor (epochs)", ylabel="τ_i", title="the update, negatives resampled")
+    ax.legend(loc="best", fontsize=9)
+    return ax
 
 
 def tau_by_class(ax, tau, labels, *, n_head: int = N_HEAD, title: str = "learned τ per class", star=None):
@@ -592,15 +588,6 @@ def tau_trajectories(ax, run: ISogRun, *, title: str = "mean τ of each group du
     return ax
 
 
-def negative_spread(S, labels) -> torch.Tensor:
-    """Standard deviation of each anchor's similarities to its negatives (uniform weights): for a
-    small rho, ``KL(p_tau || u) ~ sigma^2 / (2 tau^2)``, so ``tau* ~ sigma / sqrt(2 rho)``."""
-    S, _, neg = pair_batch(S, labels, need_positive=False)
-    n = neg.sum(dim=1).clamp(min=1)
-    mean = torch.where(neg, S, 0.0).sum(dim=1) / n
-    return (torch.where(neg, (S - mean[:, None]) ** 2, 0.0).sum(dim=1) / n).sqrt()
-
-
 def spread_plot(ax, star, sigma, head, *, rho: float):
     """tau* of each item against its small-rho prediction ``sigma / sqrt(2 rho)``, head and tail coloured."""
     star, pred, head = np.asarray(star), np.asarray(sigma) / math.sqrt(2 * rho), np.asarray(head)
@@ -633,8 +620,8 @@ def learning_curves(axes, runs: dict, *, items: dict):
     axes[1].set(xlabel="epoch", ylabel="τ_i", title="single images' temperatures", ylim=(0, 1.45 * top))
     axes[1].legend(loc="upper left", fontsize=8)
     for (label, run), ls in zip(runs.items(), styles):
-        h = run.history
-        axes[2].plot(h["knn_iter"], h["knn"], marker=".", ls=ls, color=METHOD_COLORS[run.params["method"]], label=label)
+        axes[2].plot(run.evals["iter"], run.evals["knn"], marker=".", ls=ls, color=METHOD_COLORS[run.params["method"]],
+                     label=label)
     axes[2].set(xlabel="iteration", ylabel="5-NN accuracy", title="test kNN accuracy (balanced test set)")
     axes[2].legend(loc="lower right", fontsize=9)
     return axes
@@ -683,22 +670,15 @@ def dro_panel(S, labels, *, anchors: dict, rho: float = 0.4, tau: float = 0.1, *
         s_neg = S[a, neg[a]]
         lo, hi = v["tau_min"], max(v["tau_max"], v["tau_min"] * 1.01)
         t_star = kl_curve(axes[0, 0], s_neg, rho=v["rho"], tau_min=lo, tau_max=hi, tau=v["tau"])
-        s_sorted = s_neg.sort().values
-        for t, c, lab in ((t_star, METHOD_COLORS["isogclr"], f"own τ* = {t_star:.3g}"),
-                          (v["tau"], METHOD_COLORS["simclr"], f"global τ = {v['tau']:.3g}")):
-            axes[0, 1].plot(s_sorted.numpy(), torch.softmax(s_sorted / t, 0).numpy(), color=c, marker="o", ms=2,
-                            lw=1, label=lab)
-        axes[0, 1].axhline(1 / len(s_neg), color=plots.MUTED, ls="--", lw=1, label=f"uniform 1/{len(s_neg)}")
-        axes[0, 1].set(yscale="log", ylim=(1e-6, 1.5), xlabel="similarity of the negative $s_{ij}$",
-                       ylabel="push $p_{ij}$", title=f"anchor '{v['anchor']}': weight per negative")
+        labels = {"isogclr": f"own τ* = {t_star:.3g}", "simclr": f"global τ = {v['tau']:.3g}"}
+        for line, method in zip(plots.temperature_curves(axes[0, 1], s_neg, [t_star, v["tau"]]), labels):
+            line.set(color=METHOD_COLORS[method], ms=2, lw=1, label=labels[method])
+        axes[0, 1].set(ylim=(1e-6, 1.5), ylabel="push $p_{ij}$", title=f"anchor '{v['anchor']}': weight per negative")
         axes[0, 1].legend(loc="upper left", fontsize=9)
         sim = simulate_tau(s_neg, rho=v["rho"], gamma=v["gamma"], beta_u=v["beta_u"], eta=v["eta"],
                            tau_init=min(max(d["tau_init"], lo), hi), tau_min=lo, tau_max=hi, batch=v["batch"],
                            steps=100)
-        axes[0, 2].plot(sim["tau"], color="k", lw=1.2, label="τ_i (stochastic update)")
-        axes[0, 2].axhline(t_star, color=plots.MUTED, ls="--", lw=1, label="τ* (exact)")
-        axes[0, 2].set(xlabel="visits of this anchor (epochs)", ylabel="τ_i", title="the update, negatives resampled")
-        axes[0, 2].legend(loc="best", fontsize=9)
+        simulation_plot(axes[0, 2], sim, t_star)
         top = float(torch.softmax(s_neg / t_star, 0).max())
         return {"tau_star": t_star, "trajectory": sim["tau"], "top_share": top,
                 "status": f"τ* = {t_star:.3g} (KL = ρ = {v['rho']:.3g}); after 100 visits τ = {sim['tau'][-1]:.3g}; "
@@ -746,7 +726,8 @@ def training_panel(*, autorun: bool = True, **defaults):
             axes[0, 0].plot(h["iter"], h["loss"], color=METHOD_COLORS["simclr"], lw=1)
             axes[0, 0].set(xlabel="iteration", ylabel="NT-Xent loss", title="SimCLR: training loss (one global τ)")
             tau_by_class(axes[0, 1], result.tau_star, result.y_train, title="τ* on the final embedding")
-        axes[0, 2].plot(h["knn_iter"], h["knn"], marker=".", color=METHOD_COLORS[result.params["method"]])
+        axes[0, 2].plot(result.evals["iter"], result.evals["knn"], marker=".",
+                        color=METHOD_COLORS[result.params["method"]])
         axes[0, 2].set(xlabel="iteration", ylabel="5-NN accuracy", title="test kNN accuracy (balanced test set)")
         return {"status": f"{result!r} in {result.seconds:.1f} s"}
 

@@ -34,8 +34,7 @@ The baseline is SimCLR's NT-Xent (:func:`nt_xent_views`, which reuses :func:`los
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -47,6 +46,8 @@ from torch import nn
 from .. import checks, plots
 from ..contrastive import nt_xent_loss
 from ..metrics import knn_accuracy
+from ..models import pca_embedding
+from ..train import Run, Trainer, memo
 
 #: Colours of the three losses of the notebook (the pair colours mean pull / push, never a loss).
 COLORS = {k: plots.LOSS_COLORS[k] for k in ("infonce", "gm_1st", "gm_2nd")}
@@ -73,10 +74,7 @@ def _views(z_s, z_t) -> tuple[torch.Tensor, torch.Tensor]:
 def _k(k, n: int) -> int:
     if k is None:
         return n - 1
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 1:
-        raise ValueError(f"k (neighbours per node) must be an integer in [1, {n - 1}] for a batch of {n}, "
-                         f"or None for all; got {k!r}")
-    return k
+    return checks.integer(k, f"k (neighbours per node; None for all {n - 1} others)", 1, n - 1)
 
 
 def node_affinity(z_s, z_t) -> torch.Tensor:
@@ -299,11 +297,11 @@ def matching_accuracy(C) -> float:
 AUGMENT = dict(shift=4, scale=0.4, shear=0.75, noise=0.1)
 
 
-def two_views(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def signal_views(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Two random views of MNIST-1D signals (N x 40) with the strengths :data:`AUGMENT`."""
-    from ..augment import two_views as views
+    from ..augment import two_views
 
-    return views(x, "mnist1d", generator, **AUGMENT)
+    return two_views(x, "mnist1d", generator, **AUGMENT)
 
 
 def ssl_model(in_dim: int = 40, hidden: int = 256, rep_dim: int = 64, out_dim: int = 32) -> tuple[nn.Module, nn.Module]:
@@ -323,10 +321,10 @@ def _eval_views(batches: int = 10, n: int = 64, seed: int = 1234):
     split = mnist1d("seen")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(split.x_test), generator=g)[:batches * n].reshape(batches, n)
-    return [two_views(split.x_test[i], g) for i in idx]
+    return [signal_views(split.x_test[i], g) for i in idx]
 
 
-def demo_batch(n: int = 16, *, seed: int = 0, run: "SSLRun | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
+def view_batch(n: int = 16, *, seed: int = 0, run: "GraphMatchingRun | None" = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Two views of ``n`` held-out MNIST-1D signals (the first of the fixed evaluation batches)
     through an untrained model (seed ``seed``) or through a trained ``run``'s model: the float64
     embeddings ``(z_s, z_t)`` of the notebook's pictures.  Leaves torch's global generator alone."""
@@ -345,28 +343,24 @@ def demo_batch(n: int = 16, *, seed: int = 0, run: "SSLRun | None" = None) -> tu
 # Self-supervised training
 # --------------------------------------------------------------------------------------------
 
-@dataclass
-class SSLRun:
+@dataclass(repr=False)
+class GraphMatchingRun(Run):
     """One self-supervised run: per-step ``history`` (loss, train_match, nnz) and ``evals``
     (iter, view_match, knn, recall_at_1), the trained ``encoder`` and ``projector``."""
 
-    params: dict
-    history: dict = field(default_factory=dict)
-    evals: dict = field(default_factory=dict)
     encoder: nn.Module | None = None
     projector: nn.Module | None = None
-    seconds: float = 0.0
 
     def __repr__(self) -> str:
         e = self.evals
-        return (f"SSLRun({NAMES[self.params['loss']]}, {self.params['iters']} it: view matching "
+        return (f"GraphMatchingRun({NAMES[self.params['loss']]}, {self.params['iters']} it: view matching "
                 f"{e['view_match'][0]:.3f} -> {e['view_match'][-1]:.3f}, 5-NN {e['knn'][0]:.3f} -> {e['knn'][-1]:.3f})")
 
 
 def _knobs(loss: str, lam, beta, k, tau_graph, tau, noise) -> dict:
     """The knobs a loss reads (so a knob it ignores does not split the cache)."""
     if loss == "infonce":
-        return dict(tau=checks.positive(tau, "tau (the temperature)"))
+        return dict(tau=checks.temperature(tau))
     out = dict(lam=checks.positive(lam, "lam (the interpolation parameter λ)"),
                noise=checks.non_negative(noise, "noise (the Gumbel perturbation scale)"))
     if loss == "gm_2nd":
@@ -375,88 +369,78 @@ def _knobs(loss: str, lam, beta, k, tau_graph, tau, noise) -> dict:
     return out
 
 
-def evaluate(encoder: nn.Module, projector: nn.Module) -> dict:
+def matching_scores(encoder: nn.Module, projector: nn.Module) -> dict:
     """Held-out view matching (Hungarian on first-order cosines, 10 batches of 64 test signals),
     5-NN accuracy (test queries, train gallery) and Recall@1 (test, leave-one-out) of the encoder."""
     from ..data import mnist1d
     from ..metrics import recall_at_k
 
     split = mnist1d("seen")
-    encoder.eval()
-    projector.eval()
     with torch.no_grad():
         vm = np.mean([matching_accuracy(node_affinity(projector(encoder(a)), projector(encoder(b))))
                       for a, b in _eval_views()])
         f_tr, f_te = encoder(split.x_train), encoder(split.x_test)
-    encoder.train()
-    projector.train()
     return {"view_match": float(vm), "knn": knn_accuracy(f_tr, split.y_train, f_te, split.y_test),
             "recall_at_1": recall_at_k(f_te, split.y_test, 1)}
 
 
-def train_ssl(loss: str = "gm_1st", *, iters: int = 600, batch: int = 64, lr: float = 1e-3, lam: float = 5.0,
-              beta: float = 0.5, k: int | None = 5, tau_graph: float = 0.1, tau: float = 0.2, noise: float = 0.0,
-              seed: int = 0, eval_every: int = 50, progress=True, cache: bool = True) -> SSLRun:
+def train_graph_matching(loss: str = "gm_1st", *, iters: int = 600, batch: int = 64, lr: float = 1e-3,
+                         lam: float = 5.0, beta: float = 0.5, k: int | None = 5, tau_graph: float = 0.1,
+                         tau: float = 0.2, noise: float = 0.0, seed: int = 0, eval_every: int = 50,
+                         progress=True, cache: bool = True) -> GraphMatchingRun:
     """Self-supervised training on MNIST-1D (its 4000 training signals, labels unused) with one of
     :data:`LOSSES`: ``"infonce"`` (NT-Xent, ``tau``), ``"gm_1st"`` (graph-matching loss on ``C_v``,
     ``lam``, ``noise``) or ``"gm_2nd"`` (on the second-order proxy, also ``beta``, ``k``, ``tau_graph``).
 
-    Each step: ``batch`` random signals, two views (:func:`two_views`), one Adam step.  Recorded
+    Each step: ``batch`` random signals, two views (:func:`signal_views`), one Adam step.  Recorded
     every step: the loss, ``train_match`` (the fraction of the batch the solver matches correctly on
     the loss's own affinity; on ``C_v`` for InfoNCE) and ``nnz`` (the number of non-zero entries of
-    ``dL/dC``).  :func:`evaluate` runs at step 0, every ``eval_every`` steps and at the end.  Runs are
-    cached by their parameters (:func:`lossviz.train.memo`); ``progress`` as in :func:`lossviz.train.loop`.
+    ``dL/dC``).  :func:`matching_scores` runs at step 0, every ``eval_every`` steps and at the end.
+    Runs are cached by their parameters (:func:`lossviz.train.memo`); ``progress`` as in
+    :func:`lossviz.train.loop`.
     """
-    from ..data import mnist1d
-    from ..train import loop, memo
-
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {list(LOSSES)}")
-    for arg, value, low in (("iters", iters, 1), ("batch", batch, 2), ("eval_every", eval_every, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{arg} must be an integer >= {low}; got {value!r}")
+    checks.choice(loss, "loss", LOSSES)
+    checks.integer(iters, "iters", 1)
+    checks.integer(batch, "batch", 2)
+    checks.integer(eval_every, "eval_every", 1)
     knobs = _knobs(loss, lam, beta, k, tau_graph, tau, noise)
     params = dict(loss=loss, iters=iters, batch=batch, lr=checks.positive(lr, "lr"), seed=seed,
                   eval_every=eval_every, **knobs)
+    return memo("lvm_med", params, lambda: _train(params, knobs, progress), cache=cache)
 
-    def compute() -> SSLRun:
-        split = mnist1d("seen")
-        torch.manual_seed(seed)
-        encoder, projector = ssl_model()
-        opt = torch.optim.Adam([*encoder.parameters(), *projector.parameters()], lr=params["lr"])
-        g = torch.Generator().manual_seed(seed)
-        evals = {"iter": [0], **{key: [val] for key, val in evaluate(encoder, projector).items()}}
 
-        def step(it: int) -> dict:
-            x = split.x_train[torch.randperm(len(split.x_train), generator=g)[:batch]]
-            z_s, z_t = (projector(encoder(xv)) for xv in two_views(x, g))
-            if loss == "infonce":
-                C = z_s @ z_t.T
-                value = nt_xent_views(C, z_s @ z_s.T, z_t @ z_t.T, tau=knobs["tau"])
-                v = _hungarian(C)
-            else:
-                C = affinity(z_s, z_t, beta=knobs.get("beta", 0.0), k=knobs.get("k"),
-                             tau_graph=knobs.get("tau_graph", 0.1))
-                v = match(C, lam=knobs["lam"], noise=knobs["noise"], generator=g)
-                value = hamming_loss(v)
-            C.retain_grad()
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            out = {"loss": value.detach(), "train_match": torch.diagonal(v.detach()).mean(), "nnz": (C.grad != 0).sum()}
-            if it % eval_every == 0 or it == iters:
-                evals["iter"].append(it)
-                for key, val in evaluate(encoder, projector).items():
-                    evals[key].append(val)
-            return out
+def _batch_loss(loss: str, knobs: dict, z_s, z_t, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch's ``(loss value, C, the solver's matching v)`` for :func:`train_graph_matching`:
+    InfoNCE on ``C = z_s z_t^T`` (``v`` only recorded), or the graph-matching loss on :func:`affinity`."""
+    if loss == "infonce":
+        C = z_s @ z_t.T
+        return nt_xent_views(C, z_s @ z_s.T, z_t @ z_t.T, tau=knobs["tau"]), C, _hungarian(C)
+    C = affinity(z_s, z_t, beta=knobs.get("beta", 0.0), k=knobs.get("k"), tau_graph=knobs.get("tau_graph", 0.1))
+    v = match(C, lam=knobs["lam"], noise=knobs["noise"], generator=generator)
+    return hamming_loss(v), C, v
 
-        start = time.perf_counter()
-        with checks.validation(False):
-            history = loop(step, iters, desc=NAMES[loss], progress=progress)
-        return SSLRun(params, history, {key: np.asarray(val) for key, val in evals.items()},
-                      encoder.eval(), projector.eval(), time.perf_counter() - start)
 
-    return memo("graph_matching.train_ssl", params, compute, cache=cache)
+def _train(params: dict, knobs: dict, progress) -> GraphMatchingRun:
+    from ..data import mnist1d
+
+    split = mnist1d("seen")
+    trainer = Trainer(ssl_model, lr=params["lr"], seed=params["seed"])
+    encoder, projector = trainer.model
+    g = torch.Generator().manual_seed(params["seed"])
+
+    def step(it: int) -> dict:
+        x = split.x_train[torch.randperm(len(split.x_train), generator=g)[:params["batch"]]]
+        z_s, z_t = (projector(encoder(xv)) for xv in signal_views(x, g))
+        value, C, v = _batch_loss(params["loss"], knobs, z_s, z_t, g)
+        C.retain_grad()
+        trainer.update(value)
+        return {"loss": value.detach(), "train_match": torch.diagonal(v.detach()).mean(), "nnz": (C.grad != 0).sum()}
+
+    history, evals, seconds = trainer.run(step, params["iters"], evaluate=lambda: matching_scores(encoder, projector),
+                                          eval_every=params["eval_every"], desc=NAMES[params["loss"]],
+                                          progress=progress)
+    return GraphMatchingRun(params=params, history=history, evals=evals, seconds=seconds,
+                            encoder=encoder.eval(), projector=projector.eval())
 
 
 # --------------------------------------------------------------------------------------------
@@ -465,12 +449,10 @@ def train_ssl(loss: str = "gm_1st", *, iters: int = 600, batch: int = 64, lr: fl
 
 def _pca2(*zs) -> list[np.ndarray]:
     """Project several point sets on the first two principal axes of all of them together."""
-    Z = np.concatenate([z.detach().cpu().double().numpy() for z in zs])
-    mean = Z.mean(0)
-    _, _, vt = np.linalg.svd(Z - mean, full_matrices=False)
-    out = [(z.detach().cpu().double().numpy() - mean) @ vt[:2].T for z in zs]
-    scale = max(np.abs(np.concatenate(out)).max(), 1e-12)
-    return [o / scale for o in out]
+    Z = torch.cat([z.detach().cpu().double() for z in zs])
+    P = pca_embedding(Z, Z, 2).double().numpy()
+    P /= max(np.abs(P).max(), 1e-12)
+    return np.split(P, np.cumsum([len(z) for z in zs])[:-1])
 
 
 def draw_matching(ax, z_s, z_t, v, *, A_s=None, A_t=None, title: str = "the solver's matching"):
@@ -594,7 +576,7 @@ def matching_panel(z_s, z_t, *, lam: float = 5.0, beta: float = 0.5, k: int = 3,
 
 
 def plot_runs(axes, runs: dict) -> None:
-    """Learning curves of :class:`SSLRun`s (``{label: run}``): held-out view matching, 5-NN accuracy,
+    """Learning curves of :class:`GraphMatchingRun`s (``{label: run}``): held-out view matching, 5-NN accuracy,
     and the non-zero entries of ``dL/dC`` per step (a 25-step running mean), one axis each."""
     for label, run in runs.items():
         color = COLORS[run.params["loss"]]
@@ -613,7 +595,7 @@ def plot_runs(axes, runs: dict) -> None:
 
 def training_panel(*, iters: int = 600, loss: str = "gm_1st", lam: float = 5.0, beta: float = 0.5,
               tau: float = 0.2, autorun: bool = True):
-    """A Train button over :func:`train_ssl`: choose the loss, λ, β, τ, the I-MLE noise and the seed;
+    """A Train button over :func:`train_graph_matching`: choose the loss, λ, β, τ, the I-MLE noise and the seed;
     the learning curves of the run are drawn (runs are cached, so a setting already trained is instant)."""
     import ipywidgets as W
 
@@ -632,7 +614,7 @@ def training_panel(*, iters: int = 600, loss: str = "gm_1st", lam: float = 5.0, 
     }
 
     def run(values, progress):
-        return train_ssl(values["loss"], iters=iters, lam=values["lam"], beta=values["beta"], tau=values["tau"],
+        return train_graph_matching(values["loss"], iters=iters, lam=values["lam"], beta=values["beta"], tau=values["tau"],
                          noise=values["noise"], seed=values["seed"], progress=progress)
 
     def draw(axes, result, values):

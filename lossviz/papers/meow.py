@@ -17,27 +17,25 @@ meta-path views of each node); lossviz uses the two augmented views of notebook 
 * :class:`AdaWeights`: AdaMEOW's ``w_ij = sigmoid(MLP(z_i + z_j))``.
 * :func:`false_negative_share`: the share of the push (General Pair Weighting) that lands on
   same-class negatives -- the quantity the paper wants to lower.
-* :func:`train_meow` (on :func:`lossviz.train.loop` + :func:`lossviz.train.memo`), and the panels
-  :func:`weights_panel` (pure maths) and :func:`training_panel` (a Train button).
+* :func:`train_meow` (on :class:`lossviz.train.Trainer` + :func:`lossviz.train.memo`), its downstream
+  :func:`encoder_scores`, and the panels :func:`weights_panel` (pure maths) and :func:`training_panel`
+  (a Train button).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import augment, checks, data, plots
-from ..contrastive import _temperature
+from .. import augment, checks, cluster, data, plots
 from ..metrics import knn_accuracy
-from ..pairs import _working
-from ..similarity import pair_batch, pair_masks, similarity
 from ..models import encoder_projector
-from ..train import loop, memo
+from ..similarity import masked_logsumexp, pair_batch, pair_masks, similarity, upcast
+from ..train import Run, Trainer, memo
 
 #: The three weight modes: none (plain InfoNCE), hard cluster weights (MEOW), learned weights (AdaMEOW).
 MODES = ("infonce", "meow", "ada")
@@ -73,16 +71,13 @@ def weighted_info_nce_loss(S, labels, *, weights, tau: float = 0.4) -> torch.Ten
     ``w_in e^{S_in/tau} / den`` per positive pair, over ``tau |P|``.
     """
     S, pos, neg = pair_batch(S, labels)
-    tau = _temperature(tau)
-    z = _working(S) / tau
+    tau = checks.temperature(tau)
+    z = upcast(S) / tau
     w = _check_weights(weights, z)
     live = w > 0
     logw = torch.where(live, w.clamp(min=torch.finfo(z.dtype).tiny).log(), -math.inf)
     has_neg = (neg & live).any(dim=1, keepdim=True)
-    # Rows without a weighted negative get 0 instead of -inf (their lse is not used below), so that
-    # logsumexp's gradient stays finite rather than 0 * NaN.
-    lse_neg = torch.logsumexp(torch.where(neg & live, z + logw, torch.where(has_neg, -math.inf, 0.0)),
-                              dim=1, keepdim=True)
+    lse_neg = masked_logsumexp(z + logw, neg & live, keepdim=True)     # log sum_n w_in e^{S_in / tau}
     a = torch.where(live, z + logw, -math.inf)                         # log(w_ip e^{S_ip / tau})
     log_den = torch.where(has_neg, torch.logaddexp(a, lse_neg), a)
     dead = pos & ~has_neg & ~live
@@ -114,9 +109,7 @@ def kmeans(z, K: int, *, iters: int = 10, seed: int = 0) -> tuple[torch.Tensor, 
     distinct rows drawn with ``seed``, one start (:func:`lossviz.cluster.kmeans` with
     ``init="random"``).  The official code uses faiss with 20 iterations and 5 restarts; 10
     iterations of plain Lloyd are plenty at this size."""
-    from ..cluster import kmeans as _kmeans
-
-    return _kmeans(z, K, n_init=1, iters=iters, seed=seed, init="random")
+    return cluster.kmeans(z, K, n_init=1, iters=iters, seed=seed, init="random")
 
 
 @dataclass
@@ -142,7 +135,7 @@ def clusterings(z, Ks=(10, 30), *, tau: float = 0.4, iters: int = 10, seed: int 
     Ks = tuple(Ks)
     if not Ks:
         raise ValueError("Ks must list at least one number of clusters, e.g. (10, 30)")
-    tau = _temperature(tau)
+    tau = checks.temperature(tau)
     assign, cents, dens = [], [], []
     for m, K in enumerate(Ks):
         a, c = kmeans(z, K, iters=iters, seed=seed + m)
@@ -249,14 +242,10 @@ def false_negative_share(W, labels, classes) -> float:
 # Training
 # ------------------------------------------------------------------------------------------------
 
-@dataclass
-class MeowRun:
-    """One self-supervised run: parameters, per-iteration history and downstream scores."""
-
-    params: dict
-    history: dict = field(default_factory=dict)   # iter, loss, fn_share, w_neg, w_false, w_true
-    scores: dict = field(default_factory=dict)    # knn, probe, nmi (test split, encoder features)
-    seconds: float = 0.0
+@dataclass(repr=False)
+class MeowRun(Run):
+    """One self-supervised run: ``history`` holds iter, loss, fn_share, w_neg, w_false, w_true per
+    step; ``scores`` knn, probe, nmi (test split, encoder features, :func:`encoder_scores`)."""
 
     def __repr__(self) -> str:
         s = self.scores
@@ -276,9 +265,8 @@ def train_meow(mode: str = "meow", *, tau: float = 0.4, Ks=(10, 30), floor: floa
     weight on false and on true negatives, and at the end the test kNN accuracy (k = 5), a linear
     probe and the NMI of k-means (K = 10), all on the encoder's features (the paper evaluates the
     embedding before its projection head too)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
-    tau = _temperature(tau)
+    checks.choice(mode, "mode", MODES)
+    tau = checks.temperature(tau)
     Ks = tuple(checks.integer(k, "each K in Ks", 2) for k in Ks)
     floor = checks.non_negative(floor, "floor")
     lam_proto = checks.non_negative(lam_proto, "lam_proto")
@@ -292,11 +280,13 @@ def train_meow(mode: str = "meow", *, tau: float = 0.4, Ks=(10, 30), floor: floa
 
 def _train(p: dict, progress) -> MeowRun:
     split = data.load("digits")
-    torch.manual_seed(p["seed"])
-    model = encoder_projector(split.x_train.shape[1], dim=p["dim"])
-    ada = AdaWeights(p["dim"]) if p["mode"] == "ada" else None
-    params = list(model.parameters()) + (list(ada.parameters()) if ada is not None else [])
-    opt = torch.optim.Adam(params, lr=p["lr"])
+
+    def build():
+        model = encoder_projector(split.x_train.shape[1], dim=p["dim"])
+        return (model, AdaWeights(p["dim"])) if p["mode"] == "ada" else model
+
+    trainer = Trainer(build, lr=p["lr"], seed=p["seed"])           # AdaMEOW's weights share the Adam
+    model, ada = trainer.model if p["mode"] == "ada" else (trainer.model, None)
     sampler = augment.TwoViewSampler(split.x_train, "digits", p["batch_size"], seed=p["seed"])
     per_epoch = len(split.x_train) // p["batch_size"]
     clusters = {}
@@ -304,10 +294,8 @@ def _train(p: dict, progress) -> MeowRun:
 
     def step(it: int) -> dict:
         if need_clusters and (it - 1) % per_epoch == 0:            # re-cluster once per epoch
-            with torch.no_grad():
-                model.eval()
-                clusters["c"] = clusterings(model(split.x_train), p["Ks"], tau=p["tau"], seed=p["seed"] + it)
-                model.train()
+            clusters["c"] = trainer.evaluating(
+                lambda: clusterings(model(split.x_train), p["Ks"], tau=p["tau"], seed=p["seed"] + it))
         views, labels, idx = sampler.sample()
         items = idx.repeat(2)
         z = model(views)
@@ -322,9 +310,7 @@ def _train(p: dict, progress) -> MeowRun:
         value = weighted_info_nce_loss(S, labels, weights=w, tau=p["tau"])
         if p["lam_proto"] > 0:
             value = value + p["lam_proto"] * proto_nce_loss(z, clusters["c"], items)
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
+        trainer.update(value)
         classes = split.y_train[items]
         _, neg = pair_masks(labels)
         same = classes[:, None] == classes[None, :]
@@ -332,30 +318,26 @@ def _train(p: dict, progress) -> MeowRun:
         return {"loss": value.detach(), "fn_share": false_negative_share(S.grad, labels, classes),
                 "w_neg": wd[neg].mean(), "w_false": wd[neg & same].mean(), "w_true": wd[neg & ~same].mean()}
 
-    start = time.perf_counter()
-    with checks.validation(False):
-        history = loop(step, p["epochs"] * per_epoch, desc=NAMES[p["mode"]], progress=progress)
-    seconds = time.perf_counter() - start
-    return MeowRun(params=p, history=history, scores=evaluate(model[:4], split), seconds=seconds)
+    history, _, seconds = trainer.run(step, p["epochs"] * per_epoch, desc=NAMES[p["mode"]], progress=progress)
+    scores = trainer.evaluating(lambda: encoder_scores(model[:4], split))
+    return MeowRun(params=p, history=history, scores=scores, seconds=seconds)
 
 
-@torch.no_grad()
-def evaluate(encoder: nn.Module, split) -> dict:
+def encoder_scores(encoder: nn.Module, split) -> dict:
     """Downstream scores of an encoder's features on ``split`` (labels used here only): test kNN accuracy
-    (k = 5, cosine), a logistic-regression probe fitted on the training features, and the NMI between
-    the test classes and k-means (K = 10) of the test features."""
+    (k = 5, cosine), a logistic-regression probe fitted on the training features, and the NMI
+    (:func:`lossviz.cluster.nmi`) between the test classes and k-means (K = 10) of the test features."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import normalized_mutual_info_score
     from threadpoolctl import threadpool_limits
 
-    encoder.eval()
-    f_tr, f_te = encoder(split.x_train), encoder(split.x_test)
+    with torch.no_grad():
+        f_tr, f_te = encoder(split.x_train), encoder(split.x_test)
     y_tr, y_te = split.y_train, split.y_test
     with threadpool_limits(1):              # BLAS threads on a busy small machine: 50x slower, not faster
         probe = LogisticRegression(max_iter=2000).fit(f_tr.numpy(), y_tr.numpy()).score(f_te.numpy(), y_te.numpy())
     unit = torch.nn.functional.normalize(f_te, dim=1)
-    nmi = normalized_mutual_info_score(y_te.numpy(), kmeans(unit, 10, seed=0)[0].numpy())
-    return dict(knn=knn_accuracy(f_tr, y_tr, f_te, y_te, k=5), probe=float(probe), nmi=float(nmi))
+    return dict(knn=knn_accuracy(f_tr, y_tr, f_te, y_te, k=5), probe=float(probe),
+                nmi=cluster.nmi(y_te.numpy(), kmeans(unit, 10, seed=0)[0].numpy()))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,7 +392,7 @@ def weights_panel(S, labels, classes, items, pool, *, tau: float = 0.4, K: int =
     o = plots.class_order(classes)
     im_w = axes[0, 0].imshow(np.zeros((len(S), len(S))), cmap="viridis", vmin=0, vmax=1)
     fig.colorbar(im_w, ax=axes[0, 0], shrink=0.8, label="$w_{ij}$")
-    plots._outline_classes(axes[0, 0], classes.numpy()[o])
+    plots.outline_classes(axes[0, 0], classes.numpy()[o])
     axes[0, 0].grid(False)
     axes[0, 0].set(title="cluster weights $w_{ij}$", xlabel="view j (sorted by class)", ylabel="anchor i")
     im_g = plots.weight_heatmap(axes[0, 1], torch.zeros_like(S), classes, title="push on negatives (weighted)")

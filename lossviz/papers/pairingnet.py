@@ -21,7 +21,6 @@ the matching network (stage 1).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +30,201 @@ from matplotlib.colors import LinearSegmentedColormap
 from torch import nn
 
 from .. import checks
-from ..contrastive import _temperature
+from ..similarity import masked_logsumexp, upcast
+from ..train import Run, Trainer, memo
+
+# ----------------------------------------------------------------------------------------------
+# Matching: which contour points meet
+# ----------------------------------------------------------------------------------------------
+
+#: The large finite value that masks padding before both softmaxes (official code; -inf would turn
+#: a fully padded row into 0/0 = NaN).
+PAD = -1e9
+
+#: Focal-loss settings: the official ``FocalLoss``, its ``ori_focal_loss`` (gamma 2, no alpha,
+#: x1000; written here as alpha = 0.5 and scale 2000), and binary cross-entropy (gamma = 0).
+FOCAL_PRESETS = {
+    "official": dict(alpha=0.55, gamma=8.0, scale=400.0),
+    "ori_focal": dict(alpha=0.5, gamma=2.0, scale=2000.0),
+    "bce": dict(alpha=0.5, gamma=0.0, scale=400.0),
+}
+
+
+def _bool_mask(M, shape, name: str, device) -> torch.Tensor:
+    M = torch.as_tensor(M, device=device)
+    if M.dtype != torch.bool:
+        raise ValueError(f"{name} must be a boolean mask (True = positive); got dtype {M.dtype}. "
+                         f"Use {name}.bool() or {name} > 0.")
+    if tuple(M.shape) != tuple(shape):
+        raise ValueError(f"{name} must have the shape of the matrix, {tuple(shape)}; got {tuple(M.shape)}")
+    return M
+
+
+def _matrices(x, name: str) -> torch.Tensor:
+    """A float n x m matrix (one fragment pair) or a B x n x m batch of them."""
+    nd = x.ndim if isinstance(x, torch.Tensor) else np.ndim(x)
+    if nd not in (2, 3):
+        raise ValueError(f"{name} must be n x m (one fragment pair) or B x n x m (a batch); got {nd} dimension(s)")
+    return checks.as_float_tensor(x, name, nd)
+
+
+def _valid_mask(valid, shape, device):
+    return None if valid is None else _bool_mask(valid, shape, "valid", device)
+
+
+def dual_softmax(S, valid=None, *, tau: float = 1.0) -> torch.Tensor:
+    r"""PairingNet's matching matrix: :math:`P = \mathrm{softmax}_{\text{row}}(S/\tau) \odot
+    \mathrm{softmax}_{\text{column}}(S/\tau)`.
+
+    ``S`` is n x m (one fragment pair) or B x n x m; ``valid`` (same shape, bool) marks the entries
+    between real contour points.  Padding is set to ``PAD = -1e9`` *before* both softmaxes
+    (official code) and to exactly 0 in ``P``.  ``P_ij`` is large only if ``j`` is ``i``'s
+    preferred partner *and* ``i`` is ``j``'s, and no row or column of ``P`` sums to more than 1.
+    """
+    S = upcast(_matrices(S, "S"))
+    tau = checks.temperature(tau)
+    valid = _valid_mask(valid, S.shape, S.device)
+    z = S / tau
+    if valid is not None:
+        z = z.masked_fill(~valid, PAD)
+    P = torch.softmax(z, dim=-1) * torch.softmax(z, dim=-2)
+    return P if valid is None else P.masked_fill(~valid, 0.0)
+
+
+def focal_matching_loss(P, gt, valid=None, *, alpha: float = 0.55, gamma: float = 8.0,
+                        scale: float = 400.0, eps: float = 1e-9) -> torch.Tensor:
+    r"""PairingNet's matching loss: a focal loss on the dual-softmax matrix ``P``,
+
+    .. math::
+        L = \text{scale}\cdot\operatorname*{mean}_{(i,j)\in\mathcal P\cup\mathcal N}
+        \begin{cases} -\alpha\,(1-P_{ij})^\gamma \log(P_{ij}+\epsilon) & (i,j)\in\mathcal P \\
+                      -(1-\alpha)\,P_{ij}^\gamma \log(1-P_{ij}+\epsilon) & (i,j)\in\mathcal N \end{cases}
+
+    :math:`\mathcal P` = the ground-truth correspondences ``gt``, :math:`\mathcal N` = every other
+    valid entry.  **One** mean over positives and negatives together (official code), so the many
+    negatives set the normaliser.  Defaults: the official ``alpha = 0.55, gamma = 8, x400`` and
+    ``eps = 1e-9`` (``P`` underflows to exactly 0).  ``gamma = 0`` is a weighted cross-entropy.
+    """
+    P = upcast(_matrices(P, "P"))
+    gt = _bool_mask(gt, P.shape, "gt", P.device)
+    valid = _valid_mask(valid, P.shape, P.device)
+    alpha = checks.fraction(alpha, "alpha (the positives' share)")
+    gamma = checks.non_negative(gamma, "gamma")
+    scale = checks.positive(scale, "scale")
+    eps = checks.positive(eps, "eps")
+    pos = gt if valid is None else gt & valid
+    neg = ~gt if valid is None else valid & ~gt
+    if checks.validation_enabled():
+        if not bool(pos.any()):
+            raise ValueError("gt marks no valid correspondence: a matching loss needs at least one "
+                             "true point pair (are the fragments neighbours? is gt inside valid?)")
+        if not bool(((P >= 0) & (P <= 1)).all()):
+            raise ValueError("P must hold probabilities in [0, 1]; pass dual_softmax(S), not S itself")
+    tiny = torch.finfo(P.dtype).tiny      # keeps x**gamma differentiable at x = 0 when gamma < 1
+    l_pos = -alpha * (1 - P).clamp(min=tiny) ** gamma * torch.log(P + eps)
+    l_neg = -(1 - alpha) * P.clamp(min=tiny) ** gamma * torch.log(1 - P + eps)
+    total = torch.where(pos, l_pos, 0.0).sum() + torch.where(neg, l_neg, 0.0).sum()
+    return scale * total / (pos.sum() + neg.sum())
+
+
+def matching_loss(S, gt, *, valid=None, tau_m: float = 8.0, alpha: float = 0.55, gamma: float = 8.0,
+                  scale: float = 400.0) -> torch.Tensor:
+    r"""The matching loss as a function of the point features' dot products ``S = F_s F_t^T``:
+    :func:`focal_matching_loss` of :func:`dual_softmax` ``(S / tau_m)``.  ``tau_m = sqrt(d)`` in
+    the official code (8 for its 64-d features).  A function of ``S``, so
+    :func:`lossviz.pair_weights` reads its weights ``dL/dS_ij``."""
+    P = dual_softmax(S, valid, tau=tau_m)
+    return focal_matching_loss(P, gt, valid, alpha=alpha, gamma=gamma, scale=scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# Searching: which fragment fits which
+# ----------------------------------------------------------------------------------------------
+
+def multi_positive_infonce(S, M, *, tau: float = 0.12, positives: str = "sum_prob") -> torch.Tensor:
+    r"""PairingNet's searching loss: InfoNCE with several positives per row, on a similarity matrix.
+
+    .. math::
+        \ell = \frac1A \sum_i -\log \sum_j M_{ij}\,\mathrm{softmax}_j(S_{i\cdot}/\tau)
+             = \frac1A \sum_i \Big[\operatorname{LSE}_j \frac{S_{ij}}{\tau}
+                                   - \operatorname{LSE}_{j:\,M_{ij}} \frac{S_{ij}}{\tau}\Big]
+
+    ``S`` (A x N) holds the cosines of A query fragments and N candidates, ``M`` (A x N, bool)
+    marks the candidates that fit.  The positives' probabilities are *summed* inside the log
+    (official ``compute_loss``), so with one positive per row this is cross-entropy.
+    ``positives="mean_log"`` takes SupCon's form, ``mean_{j: M_ij} -log softmax_j``, for
+    comparison.  A row without a positive is refused (with value checks off: left out).
+
+    Weights: ``dl/dS_ij = (softmax_j - [M_ij] q_ij) / (tau A)``, where ``q_ij`` is ``j``'s share of
+    the row's positive probability: the positives split the pull in proportion to how likely each
+    already is.  With ``"mean_log"`` every positive gets ``1/|M_i|`` instead of ``q_ij``.
+    """
+    S = checks.as_float_tensor(S, "S", 2)
+    M = _bool_mask(M, S.shape, "M", S.device)
+    tau = checks.temperature(tau)
+    checks.choice(positives, "positives", ("sum_prob", "mean_log"))
+    has_pos = M.any(dim=1)
+    if checks.validation_enabled() and not bool(has_pos.all()):
+        raise ValueError(f"{int((~has_pos).sum())} row(s) of M have no positive: every query fragment "
+                         "needs at least one fitting candidate in the batch")
+    z = upcast(S) / tau
+    lse = torch.logsumexp(z, dim=1)
+    if positives == "sum_prob":
+        per_row = lse - masked_logsumexp(z, M)          # +inf on a row without positive: left out below
+    else:
+        per_row = torch.where(M, lse[:, None] - z, 0.0).sum(dim=1) / M.sum(dim=1).clamp(min=1)
+    return torch.where(has_pos, per_row, 0.0).sum() / has_pos.sum().clamp(min=1)
+
+
+def searching_loss(g_s, g_t, M_st, *, tau: float = 0.12, intra_weight: float = 0.5,
+                   positives: str = "sum_prob") -> torch.Tensor:
+    r"""PairingNet's total searching loss on source and target fragment embeddings,
+
+    .. math::
+        L = \ell(s, t) + \lambda\,\frac{\ell(s, s) + \ell(t, t)}{2}, \qquad \lambda = 0.5,
+
+    each :math:`\ell` a :func:`multi_positive_infonce` on cosines of the L2-normalised embeddings.
+    ``M_st`` marks the (source, target) pairs that fit.  In the intra-set terms a fragment is
+    positive only with itself (official code), so they push the other fragments of the same set
+    apart ("only negatives", as the code names their weight).
+    """
+    g_s = checks.as_float_tensor(g_s, "g_s (source embeddings)", 2)
+    g_t = checks.as_float_tensor(g_t, "g_t (target embeddings)", 2)
+    if g_s.shape[1] != g_t.shape[1]:
+        raise ValueError(f"g_s and g_t must have the same width; got {g_s.shape[1]} and {g_t.shape[1]}")
+    intra_weight = checks.non_negative(intra_weight, "intra_weight")
+    s, t = F.normalize(g_s, dim=1), F.normalize(g_t, dim=1)
+    loss = multi_positive_infonce(s @ t.T, M_st, tau=tau, positives=positives)
+    if intra_weight > 0:
+        eye = lambda n: torch.eye(n, dtype=torch.bool, device=s.device)
+        l_ss = multi_positive_infonce(s @ s.T, eye(len(s)), tau=tau, positives=positives)
+        l_tt = multi_positive_infonce(t @ t.T, eye(len(t)), tau=tau, positives=positives)
+        loss = loss + intra_weight * (l_ss + l_tt) / 2
+    return loss
+
+
+def triplet_search_loss(S, M, *, margin: float = 1.0, generator=None) -> torch.Tensor:
+    r"""The official code's searching baseline: a triplet loss on squared Euclidean distances with
+    one random positive and one random negative per row,
+
+    .. math::  L = \frac1A \sum_i [\,d_{ip} - d_{in} + m\,]_+, \qquad d_{ij} = \|\hat g_i - \hat g_j\|^2 = 2 - 2 S_{ij}
+
+    on the cosines ``S`` (A x N) of L2-normalised embeddings (the official code skips the
+    normalisation; we keep it, so that both losses see the same geometry); margin 1 (official).
+    Rows without a positive or without a negative are left out."""
+    S = checks.as_float_tensor(S, "S", 2)
+    M = _bool_mask(M, S.shape, "M", S.device)
+    margin = checks.non_negative(margin, "margin")
+    ok = M.any(dim=1) & (~M).any(dim=1)
+    if checks.validation_enabled() and not bool(ok.any()):
+        raise ValueError("no row of M has both a positive and a negative: nothing to compare")
+    u = torch.rand(S.shape, generator=generator, device=S.device)
+    p = torch.where(M, u, -1.0).argmax(dim=1, keepdim=True)      # uniform among the positives
+    n = torch.where(~M, u, -1.0).argmax(dim=1, keepdim=True)     # uniform among the negatives
+    d = 2.0 - 2.0 * upcast(S)
+    hinge = F.relu(d.gather(1, p) - d.gather(1, n) + margin).squeeze(1)
+    return torch.where(ok, hinge, 0.0).sum() / ok.sum().clamp(min=1)
+
 
 # ----------------------------------------------------------------------------------------------
 # Tearing photos into fragments
@@ -48,10 +241,8 @@ FRAY_WAVELENGTH = 1.5
 def photo(name: str = "china", *, scale: int = 1) -> np.ndarray:
     """One of scikit-learn's bundled photos (``"china"`` or ``"flower"``, 427 x 640), shrunk by
     ``scale`` (box average), as an ``H x W x 3`` float32 array in [0, 1]."""
-    if name not in PHOTOS:
-        raise ValueError(f"photo must be one of {PHOTOS}; got {name!r}")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be an integer >= 1; got {scale!r}")
+    checks.choice(name, "photo", PHOTOS)
+    scale = checks.integer(scale, "scale", 1)
     from sklearn.datasets import load_sample_image
 
     im = load_sample_image(f"{name}.jpg").astype(np.float32) / 255.0
@@ -151,13 +342,30 @@ def tear(image, *, rows: int = 2, cols: int = 3, seed: int = 0, jitter: float = 
     if min(h / rows, w / cols) < 4 * spacing:
         raise ValueError(f"cells of {h / rows:.1f} x {w / cols:.1f} px are too small for a point "
                          f"spacing of {spacing} px; use a larger image or fewer rows/cols")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)      # one generator, drawn in this order: corners, cuts, noise
+    V = _grid_corners(rng, rows, cols, h, w, jitter)
+    contours, sides_at = _fragment_contours(_grid_cuts(rng, V, amp, rough, spacing), rows, cols)
+    pairs, matches = _ground_truth(contours, sides_at, rows, cols)
+    contours = [c + rng.normal(0.0, noise, c.shape) if noise > 0 else c for c in contours]
+    return Tear(image, tuple(contours), (rows, cols), np.asarray(pairs, dtype=np.int64), tuple(matches), seed)
+
+
+def _grid_corners(rng, rows: int, cols: int, h: int, w: int, jitter: float) -> np.ndarray:
+    """The ``(rows+1) x (cols+1) x 2`` corners of the grid, each moved by up to ``jitter`` of a cell;
+    the corners on the image's border slide along it."""
     V = np.stack(np.meshgrid(np.linspace(0, w, cols + 1), np.linspace(0, h, rows + 1)), axis=-1)
     J = rng.uniform(-jitter, jitter, V.shape) * np.array([w / cols, h / rows])
-    J[[0, -1], :, 1] = 0.0     # corners on the border slide along it
+    J[[0, -1], :, 1] = 0.0
     J[:, [0, -1], 0] = 0.0
-    V = V + J
-    edge = {}                  # each cut is sampled once and shared by both of its fragments
+    return V + J
+
+
+def _grid_cuts(rng, V: np.ndarray, amp: float, rough: float, spacing: float) -> dict:
+    """Every edge of the grid as a sampled cut, ``{("h", r, c) or ("v", r, c): points}``: wavy and
+    frayed inside the image, straight on its border.  Each cut is sampled once, so that the two
+    fragments it separates share it point for point."""
+    rows, cols = V.shape[0] - 1, V.shape[1] - 1
+    edge = {}
     for r in range(rows + 1):
         for c in range(cols):
             wavy = (amp, rough) if 0 < r < rows else (0.0, 0.0)
@@ -166,14 +374,26 @@ def tear(image, *, rows: int = 2, cols: int = 3, seed: int = 0, jitter: float = 
         for c in range(cols + 1):
             wavy = (amp, rough) if 0 < c < cols else (0.0, 0.0)
             edge["v", r, c] = _cut(V[r, c], V[r + 1, c], rng, *wavy, spacing)
+    return edge
+
+
+def _fragment_contours(edge: dict, rows: int, cols: int) -> tuple[list, list]:
+    """Each cell's closed contour, clockwise on screen (top, right, bottom, left), and where each side
+    starts in it: ``(contours, sides_at)``, ``sides_at[k][side] = (first point, points)``."""
     contours, sides_at = [], []
     for r in range(rows):
-        for c in range(cols):     # clockwise on screen: top, right, bottom, left
+        for c in range(cols):
             sides = [edge["h", r, c], edge["v", r, c + 1], edge["h", r + 1, c][::-1], edge["v", r, c][::-1]]
             starts = np.cumsum([0] + [len(s) - 1 for s in sides])
             sides_at.append({name: (int(start), len(side)) for name, start, side
                              in zip(("top", "right", "bottom", "left"), starts, sides)})
             contours.append(np.concatenate([s[:-1] for s in sides]))
+    return contours, sides_at
+
+
+def _ground_truth(contours: list, sides_at: list, rows: int, cols: int) -> tuple[list, list]:
+    """The neighbouring fragments ``(a, b)`` (right and bottom neighbours) and, for each pair, the
+    matched contour points ``(i, j)``: the shared cut, walked in opposite directions by the two."""
     pairs, matches = [], []
     for r in range(rows):
         for c in range(cols):
@@ -184,11 +404,10 @@ def tear(image, *, rows: int = 2, cols: int = 3, seed: int = 0, jitter: float = 
                     continue
                 (sa, m), (sb, _) = sides_at[a][side_a], sides_at[b][side_b]
                 i = (sa + np.arange(m)) % len(contours[a])
-                j = (sb + np.arange(m)[::-1]) % len(contours[b])   # the same cut, walked backwards
+                j = (sb + np.arange(m)[::-1]) % len(contours[b])
                 pairs.append((a, b))
                 matches.append(np.stack([i, j], axis=1))
-    contours = [c + rng.normal(0.0, noise, c.shape) if noise > 0 else c for c in contours]
-    return Tear(image, tuple(contours), (rows, cols), np.asarray(pairs, dtype=np.int64), tuple(matches), seed)
+    return pairs, matches
 
 
 def tear_tiles(image, *, size=(48, 72), rows: int = 2, cols: int = 3, seed: int = 0, limit: int | None = None,
@@ -326,8 +545,6 @@ def photo_split(*, size=(48, 72), rows: int = 2, cols: int = 3, seed: int = 0, *
     ``rows x cols`` fragments (:func:`tear_tiles`); the even tiles (in reading order) train, the
     odd ones test, so no test pixel is ever seen in training.  Returns ``(train, test)``
     :class:`FragmentSet` s (cached by their parameters)."""
-    from ..train import memo
-
     def compute():
         tiles = [tear_tiles(photo(name), size=tuple(size), rows=rows, cols=cols, seed=seed + i, **knobs)
                  for i, name in enumerate(PHOTOS)]
@@ -337,208 +554,6 @@ def photo_split(*, size=(48, 72), rows: int = 2, cols: int = 3, seed: int = 0, *
                      for part, split in ((0, "train"), (1, "test")))
 
     return memo("fragments.photo_split", dict(size=tuple(size), rows=rows, cols=cols, seed=seed, **knobs), compute)
-
-
-# ----------------------------------------------------------------------------------------------
-# Matching: which contour points meet
-# ----------------------------------------------------------------------------------------------
-
-#: The large finite value that masks padding before both softmaxes (official code; -inf would turn
-#: a fully padded row into 0/0 = NaN).
-PAD = -1e9
-
-#: Focal-loss settings: the official ``FocalLoss``, its ``ori_focal_loss`` (gamma 2, no alpha,
-#: x1000; written here as alpha = 0.5 and scale 2000), and binary cross-entropy (gamma = 0).
-FOCAL_PRESETS = {
-    "official": dict(alpha=0.55, gamma=8.0, scale=400.0),
-    "ori_focal": dict(alpha=0.5, gamma=2.0, scale=2000.0),
-    "bce": dict(alpha=0.5, gamma=0.0, scale=400.0),
-}
-
-
-def _upcast(S: torch.Tensor) -> torch.Tensor:
-    """Half precision is computed in float32 (exponentials overflow float16 early)."""
-    return S.float() if S.dtype in (torch.float16, torch.bfloat16) else S
-
-
-def _bool_mask(M, shape, name: str, device) -> torch.Tensor:
-    M = torch.as_tensor(M, device=device)
-    if M.dtype != torch.bool:
-        raise ValueError(f"{name} must be a boolean mask (True = positive); got dtype {M.dtype}. "
-                         f"Use {name}.bool() or {name} > 0.")
-    if tuple(M.shape) != tuple(shape):
-        raise ValueError(f"{name} must have the shape of the matrix, {tuple(shape)}; got {tuple(M.shape)}")
-    return M
-
-
-def _matrices(x, name: str) -> torch.Tensor:
-    """A float n x m matrix (one fragment pair) or a B x n x m batch of them."""
-    nd = x.ndim if isinstance(x, torch.Tensor) else np.ndim(x)
-    if nd not in (2, 3):
-        raise ValueError(f"{name} must be n x m (one fragment pair) or B x n x m (a batch); got {nd} dimension(s)")
-    return checks.as_float_tensor(x, name, nd)
-
-
-def _valid_mask(valid, shape, device):
-    return None if valid is None else _bool_mask(valid, shape, "valid", device)
-
-
-def dual_softmax(S, valid=None, *, tau: float = 1.0) -> torch.Tensor:
-    r"""PairingNet's matching matrix: :math:`P = \mathrm{softmax}_{\text{row}}(S/\tau) \odot
-    \mathrm{softmax}_{\text{column}}(S/\tau)`.
-
-    ``S`` is n x m (one fragment pair) or B x n x m; ``valid`` (same shape, bool) marks the entries
-    between real contour points.  Padding is set to ``PAD = -1e9`` *before* both softmaxes
-    (official code) and to exactly 0 in ``P``.  ``P_ij`` is large only if ``j`` is ``i``'s
-    preferred partner *and* ``i`` is ``j``'s, and no row or column of ``P`` sums to more than 1.
-    """
-    S = _upcast(_matrices(S, "S"))
-    tau = _temperature(tau)
-    valid = _valid_mask(valid, S.shape, S.device)
-    z = S / tau
-    if valid is not None:
-        z = z.masked_fill(~valid, PAD)
-    P = torch.softmax(z, dim=-1) * torch.softmax(z, dim=-2)
-    return P if valid is None else P.masked_fill(~valid, 0.0)
-
-
-def focal_matching_loss(P, gt, valid=None, *, alpha: float = 0.55, gamma: float = 8.0,
-                        scale: float = 400.0, eps: float = 1e-9) -> torch.Tensor:
-    r"""PairingNet's matching loss: a focal loss on the dual-softmax matrix ``P``,
-
-    .. math::
-        L = \text{scale}\cdot\operatorname*{mean}_{(i,j)\in\mathcal P\cup\mathcal N}
-        \begin{cases} -\alpha\,(1-P_{ij})^\gamma \log(P_{ij}+\epsilon) & (i,j)\in\mathcal P \\
-                      -(1-\alpha)\,P_{ij}^\gamma \log(1-P_{ij}+\epsilon) & (i,j)\in\mathcal N \end{cases}
-
-    :math:`\mathcal P` = the ground-truth correspondences ``gt``, :math:`\mathcal N` = every other
-    valid entry.  **One** mean over positives and negatives together (official code), so the many
-    negatives set the normaliser.  Defaults: the official ``alpha = 0.55, gamma = 8, x400`` and
-    ``eps = 1e-9`` (``P`` underflows to exactly 0).  ``gamma = 0`` is a weighted cross-entropy.
-    """
-    P = _upcast(_matrices(P, "P"))
-    gt = _bool_mask(gt, P.shape, "gt", P.device)
-    valid = _valid_mask(valid, P.shape, P.device)
-    alpha = checks.finite(alpha, "alpha")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha (the positives' share) must be in [0, 1]; got {alpha}")
-    gamma = checks.non_negative(gamma, "gamma")
-    scale = checks.positive(scale, "scale")
-    eps = checks.positive(eps, "eps")
-    pos = gt if valid is None else gt & valid
-    neg = ~gt if valid is None else valid & ~gt
-    if checks.validation_enabled():
-        if not bool(pos.any()):
-            raise ValueError("gt marks no valid correspondence: a matching loss needs at least one "
-                             "true point pair (are the fragments neighbours? is gt inside valid?)")
-        if not bool(((P >= 0) & (P <= 1)).all()):
-            raise ValueError("P must hold probabilities in [0, 1]; pass dual_softmax(S), not S itself")
-    tiny = torch.finfo(P.dtype).tiny      # keeps x**gamma differentiable at x = 0 when gamma < 1
-    l_pos = -alpha * (1 - P).clamp(min=tiny) ** gamma * torch.log(P + eps)
-    l_neg = -(1 - alpha) * P.clamp(min=tiny) ** gamma * torch.log(1 - P + eps)
-    total = torch.where(pos, l_pos, 0.0).sum() + torch.where(neg, l_neg, 0.0).sum()
-    return scale * total / (pos.sum() + neg.sum())
-
-
-def matching_loss(S, gt, *, valid=None, tau_m: float = 8.0, alpha: float = 0.55, gamma: float = 8.0,
-                  scale: float = 400.0) -> torch.Tensor:
-    r"""The matching loss as a function of the point features' dot products ``S = F_s F_t^T``:
-    :func:`focal_matching_loss` of :func:`dual_softmax` ``(S / tau_m)``.  ``tau_m = sqrt(d)`` in
-    the official code (8 for its 64-d features).  A function of ``S``, so
-    :func:`lossviz.pair_weights` reads its weights ``dL/dS_ij``."""
-    P = dual_softmax(S, valid, tau=tau_m)
-    return focal_matching_loss(P, gt, valid, alpha=alpha, gamma=gamma, scale=scale)
-
-
-# ----------------------------------------------------------------------------------------------
-# Searching: which fragment fits which
-# ----------------------------------------------------------------------------------------------
-
-def multi_positive_infonce(S, M, *, tau: float = 0.12, positives: str = "sum_prob") -> torch.Tensor:
-    r"""PairingNet's searching loss: InfoNCE with several positives per row, on a similarity matrix.
-
-    .. math::
-        \ell = \frac1A \sum_i -\log \sum_j M_{ij}\,\mathrm{softmax}_j(S_{i\cdot}/\tau)
-             = \frac1A \sum_i \Big[\operatorname{LSE}_j \frac{S_{ij}}{\tau}
-                                   - \operatorname{LSE}_{j:\,M_{ij}} \frac{S_{ij}}{\tau}\Big]
-
-    ``S`` (A x N) holds the cosines of A query fragments and N candidates, ``M`` (A x N, bool)
-    marks the candidates that fit.  The positives' probabilities are *summed* inside the log
-    (official ``compute_loss``), so with one positive per row this is cross-entropy.
-    ``positives="mean_log"`` takes SupCon's form, ``mean_{j: M_ij} -log softmax_j``, for
-    comparison.  A row without a positive is refused (with value checks off: left out).
-
-    Weights: ``dl/dS_ij = (softmax_j - [M_ij] q_ij) / (tau A)``, where ``q_ij`` is ``j``'s share of
-    the row's positive probability: the positives split the pull in proportion to how likely each
-    already is.  With ``"mean_log"`` every positive gets ``1/|M_i|`` instead of ``q_ij``.
-    """
-    S = checks.as_float_tensor(S, "S", 2)
-    M = _bool_mask(M, S.shape, "M", S.device)
-    tau = _temperature(tau)
-    if positives not in ("sum_prob", "mean_log"):
-        raise ValueError(f"positives must be 'sum_prob' (PairingNet) or 'mean_log' (SupCon); got {positives!r}")
-    has_pos = M.any(dim=1)
-    if checks.validation_enabled() and not bool(has_pos.all()):
-        raise ValueError(f"{int((~has_pos).sum())} row(s) of M have no positive: every query fragment "
-                         "needs at least one fitting candidate in the batch")
-    z = _upcast(S) / tau
-    lse = torch.logsumexp(z, dim=1)
-    if positives == "sum_prob":
-        fill = torch.where(has_pos, -math.inf, 0.0).to(z.dtype)[:, None]   # an empty row stays finite
-        per_row = lse - torch.logsumexp(torch.where(M, z, fill), dim=1)
-    else:
-        per_row = torch.where(M, lse[:, None] - z, 0.0).sum(dim=1) / M.sum(dim=1).clamp(min=1)
-    return torch.where(has_pos, per_row, 0.0).sum() / has_pos.sum().clamp(min=1)
-
-
-def searching_loss(g_s, g_t, M_st, *, tau: float = 0.12, intra_weight: float = 0.5,
-                   positives: str = "sum_prob") -> torch.Tensor:
-    r"""PairingNet's total searching loss on source and target fragment embeddings,
-
-    .. math::
-        L = \ell(s, t) + \lambda\,\frac{\ell(s, s) + \ell(t, t)}{2}, \qquad \lambda = 0.5,
-
-    each :math:`\ell` a :func:`multi_positive_infonce` on cosines of the L2-normalised embeddings.
-    ``M_st`` marks the (source, target) pairs that fit.  In the intra-set terms a fragment is
-    positive only with itself (official code), so they push the other fragments of the same set
-    apart ("only negatives", as the code names their weight).
-    """
-    g_s = checks.as_float_tensor(g_s, "g_s (source embeddings)", 2)
-    g_t = checks.as_float_tensor(g_t, "g_t (target embeddings)", 2)
-    if g_s.shape[1] != g_t.shape[1]:
-        raise ValueError(f"g_s and g_t must have the same width; got {g_s.shape[1]} and {g_t.shape[1]}")
-    intra_weight = checks.non_negative(intra_weight, "intra_weight")
-    s, t = F.normalize(g_s, dim=1), F.normalize(g_t, dim=1)
-    loss = multi_positive_infonce(s @ t.T, M_st, tau=tau, positives=positives)
-    if intra_weight > 0:
-        eye = lambda n: torch.eye(n, dtype=torch.bool, device=s.device)
-        l_ss = multi_positive_infonce(s @ s.T, eye(len(s)), tau=tau, positives=positives)
-        l_tt = multi_positive_infonce(t @ t.T, eye(len(t)), tau=tau, positives=positives)
-        loss = loss + intra_weight * (l_ss + l_tt) / 2
-    return loss
-
-
-def triplet_search_loss(S, M, *, margin: float = 1.0, generator=None) -> torch.Tensor:
-    r"""The official code's searching baseline: a triplet loss on squared Euclidean distances with
-    one random positive and one random negative per row,
-
-    .. math::  L = \frac1A \sum_i [\,d_{ip} - d_{in} + m\,]_+, \qquad d_{ij} = \|\hat g_i - \hat g_j\|^2 = 2 - 2 S_{ij}
-
-    on the cosines ``S`` (A x N) of L2-normalised embeddings (the official code skips the
-    normalisation; we keep it, so that both losses see the same geometry); margin 1 (official).
-    Rows without a positive or without a negative are left out."""
-    S = checks.as_float_tensor(S, "S", 2)
-    M = _bool_mask(M, S.shape, "M", S.device)
-    margin = checks.non_negative(margin, "margin")
-    ok = M.any(dim=1) & (~M).any(dim=1)
-    if checks.validation_enabled() and not bool(ok.any()):
-        raise ValueError("no row of M has both a positive and a negative: nothing to compare")
-    u = torch.rand(S.shape, generator=generator, device=S.device)
-    p = torch.where(M, u, -1.0).argmax(dim=1, keepdim=True)      # uniform among the positives
-    n = torch.where(~M, u, -1.0).argmax(dim=1, keepdim=True)     # uniform among the negatives
-    d = 2.0 - 2.0 * _upcast(S)
-    hinge = F.relu(d.gather(1, p) - d.gather(1, n) + margin).squeeze(1)
-    return torch.where(ok, hinge, 0.0).sum() / ok.sum().clamp(min=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -557,8 +572,7 @@ def search_scores(G, adjacency, *, ks=(1, 5)) -> dict:
     A = _bool_mask(adjacency, (n, n), "adjacency", G.device)
     ks = tuple(ks)
     for k in ks:
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
-            raise ValueError(f"k must be an integer in [1, {n - 1}]; got {k!r}")
+        checks.integer(k, "k", 1, n - 1)
     f = F.normalize(G.detach().double(), dim=1)
     S = f @ f.T
     S.fill_diagonal_(-math.inf)                       # a fragment does not fit itself
@@ -735,23 +749,27 @@ def pooled_features(encoder: nn.Module, fs: FragmentSet) -> torch.Tensor:
 # Training runs (cached: a widget that returns to a setting answers at once)
 # ----------------------------------------------------------------------------------------------
 
-@dataclass(eq=False)
-class FragmentRun:
-    """A matching or search run: its parameters, the training history (:func:`lossviz.train.loop`:
-    ``loss`` every iteration, the test metrics at the iterations ``<metric>_iter``), the test
-    metrics before and after training, and the trained model (eval mode)."""
+@dataclass(repr=False)
+class FragmentRun(Run):
+    """A matching or search run: ``history`` (the loss every iteration), ``evals`` (``iter`` and the
+    test metrics, before training, every ``eval_every`` iterations and at the end) and the trained
+    model (eval mode)."""
 
-    params: dict
-    history: dict
-    before: dict
-    after: dict
-    model: nn.Module
-    seconds: float = 0.0
+    model: nn.Module | None = None
+
+    @property
+    def before(self) -> dict:
+        """The test metrics before training."""
+        return {key: float(v[0]) for key, v in self.evals.items() if key != "iter"}
+
+    @property
+    def after(self) -> dict:
+        """The test metrics after training."""
+        return {key: float(v[-1]) for key, v in self.evals.items() if key != "iter"}
 
     def curve(self, key: str) -> tuple:
         """``(iterations, values)`` of test metric ``key``, from before training (iteration 0) on."""
-        return (np.concatenate([[0], self.history[f"{key}_iter"]]),
-                np.concatenate([[self.before[key]], self.history[key]]))
+        return self.evals["iter"], self.evals[key]
 
     def __repr__(self) -> str:
         key = "f1" if self.params["task"] == "match" else "recall_at_1"
@@ -760,32 +778,19 @@ class FragmentRun:
                 f"test {key} {self.before[key]:.3f} -> {self.after[key]:.3f})")
 
 
-def _optimise(parameters, batch_loss, evaluate, *, iters: int, lr: float, eval_every: int, desc: str,
-              progress) -> tuple:
-    """The official optimiser (Adam, cosine annealing to 0 over ``iters``) on ``batch_loss()``, with
-    ``evaluate()`` before training and every ``eval_every`` iterations, through
-    :func:`lossviz.train.loop`.  Returns ``(history, before, after, seconds)``."""
-    from ..train import loop
-
-    opt = torch.optim.Adam(parameters, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=iters)
+def _fit(trainer: Trainer, batch_loss, evaluate, *, iters: int, eval_every: int, desc: str,
+         progress) -> tuple[dict, dict, float]:
+    """:meth:`lossviz.train.Trainer.run` on ``batch_loss()`` with the official schedule: the Adam
+    learning rate annealed to 0 over ``iters`` (cosine), a scheduler the Trainer does not have."""
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(trainer.optimizer, T_max=iters)
 
     def step(it: int) -> dict:
-        value = batch_loss()
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-        sched.step()
-        out = {"loss": value.detach()}
-        if it % eval_every == 0 or it == iters:
-            out.update(evaluate())
-        return out
+        loss = batch_loss()
+        trainer.update(loss)
+        schedule.step()
+        return {"loss": loss.detach()}
 
-    before = evaluate()
-    start = time.perf_counter()
-    with checks.validation(False):   # batches are well-formed by construction: no per-step checks
-        hist = loop(step, iters, desc=desc, progress=progress)
-    return hist, before, {k: float(hist[k][-1]) for k in before}, time.perf_counter() - start
+    return trainer.run(step, iters, evaluate=evaluate, eval_every=eval_every, desc=desc, progress=progress)
 
 
 def match_batch(fs: FragmentSet, pair_idx, *, swap=None):
@@ -810,9 +815,8 @@ def train_matching(train: FragmentSet, test: FragmentSet, *, alpha: float = 0.55
     """Stage 1: train a :class:`PointEncoder` with :func:`matching_loss` on ``pairs`` random
     neighbouring pairs per step (random source/target order); Adam with cosine annealing (official).
     ``tau_m`` defaults to ``sqrt(dim)`` (official rule).  Test F1 of ``{P > threshold}``
-    (:func:`match_scores`) over every neighbouring pair of ``test``, every ``eval_every`` iterations."""
-    from ..train import memo
-
+    (:func:`match_scores`) over every neighbouring pair of ``test``, before training, every
+    ``eval_every`` iterations and at the end."""
     dim, iters = checks.integer(dim, "dim", 1), checks.integer(iters, "iters", 1)
     tau_m = math.sqrt(dim) if tau_m is None else checks.positive(tau_m, "tau_m")
     params = dict(task="match", data=(train.name, test.name), alpha=alpha, gamma=gamma, scale=scale,
@@ -820,14 +824,13 @@ def train_matching(train: FragmentSet, test: FragmentSet, *, alpha: float = 0.55
                   threshold=threshold)
 
     def compute() -> FragmentRun:
-        torch.manual_seed(seed)
-        model = PointEncoder(train.x.shape[-1], dim)
+        trainer = Trainer(lambda: PointEncoder(train.x.shape[-1], dim), lr=lr, seed=seed)
+        model = trainer.model
         gen = torch.Generator().manual_seed(seed)
         xa_test, xb_test, valid_test, gt_test = match_batch(test, torch.arange(len(test.pairs)))
 
         def evaluate() -> dict:
-            with torch.no_grad():
-                P = dual_softmax(model(xa_test) @ model(xb_test).transpose(1, 2), valid_test, tau=tau_m)
+            P = dual_softmax(model(xa_test) @ model(xb_test).transpose(1, 2), valid_test, tau=tau_m)
             return match_scores(P, gt_test, valid_test, threshold=threshold)
 
         def batch_loss() -> torch.Tensor:
@@ -836,9 +839,9 @@ def train_matching(train: FragmentSet, test: FragmentSet, *, alpha: float = 0.55
             S = model(xa) @ model(xb).transpose(1, 2)
             return matching_loss(S, gt, valid=valid, tau_m=tau_m, alpha=alpha, gamma=gamma, scale=scale)
 
-        fit = _optimise(model.parameters(), batch_loss, evaluate, iters=iters, lr=lr, eval_every=eval_every,
-                        desc=f"matching, gamma {gamma:g}", progress=progress)
-        return FragmentRun(params, *fit[:3], model.eval(), fit[3])
+        history, evals, seconds = _fit(trainer, batch_loss, evaluate, iters=iters, eval_every=eval_every,
+                                       desc=f"matching, gamma {gamma:g}", progress=progress)
+        return FragmentRun(params=params, history=history, evals=evals, seconds=seconds, model=model.eval())
 
     return memo("fragments.train_matching", params, compute, cache=cache)
 
@@ -859,11 +862,9 @@ def train_search(train: FragmentSet, test: FragmentSet, stage1: FragmentRun, *, 
     :func:`train_matching` run) to search with ``loss`` = ``"infonce"`` (:func:`searching_loss`)
     or ``"triplet"`` (:func:`triplet_search_loss`); Adam with cosine annealing.  Each step takes
     the fragments of ``tears`` random training tiles.  Test pair search (:func:`search_scores`, the
-    whole test pool) every ``eval_every`` iterations.  ``run.model`` is the whole :class:`SearchNet`."""
-    from ..train import memo
-
-    if loss not in ("infonce", "triplet"):
-        raise ValueError(f"loss must be 'infonce' or 'triplet'; got {loss!r}")
+    whole test pool) before training, every ``eval_every`` iterations and at the end.  ``run.model``
+    is the whole :class:`SearchNet`."""
+    checks.choice(loss, "loss", ("infonce", "triplet"))
     iters = checks.integer(iters, "iters", 1)
     params = dict(task="search", stage1=tuple(sorted(stage1.params.items())), loss=loss, tau=tau,
                   intra_weight=intra_weight, margin=margin, iters=iters, tears=tears, dim=dim, lr=lr,
@@ -873,13 +874,12 @@ def train_search(train: FragmentSet, test: FragmentSet, stage1: FragmentRun, *, 
 
     def compute() -> FragmentRun:
         f_train, f_test = search_features(stage1.model, train.x), search_features(stage1.model, test.x)
-        torch.manual_seed(seed)
-        head = SearchHead(f_train.shape[-1], dim)
+        trainer = Trainer(lambda: SearchHead(f_train.shape[-1], dim), lr=lr, seed=seed)
+        head = trainer.model
         gen = torch.Generator().manual_seed(seed)
 
         def evaluate() -> dict:
-            with torch.no_grad():
-                return search_scores(head(f_test, test.valid), test.adjacency)
+            return search_scores(head(f_test, test.valid), test.adjacency)
 
         def batch_loss() -> torch.Tensor:
             s, t, M = search_step_batch(train, torch.randperm(len(train.tears), generator=gen)[:tears])
@@ -889,9 +889,10 @@ def train_search(train: FragmentSet, test: FragmentSet, stage1: FragmentRun, *, 
                 return searching_loss(g_s, g_t, M, tau=tau, intra_weight=intra_weight)
             return triplet_search_loss(g_s @ g_t.T, M, margin=margin, generator=gen)
 
-        fit = _optimise(head.parameters(), batch_loss, evaluate, iters=iters, lr=lr, eval_every=eval_every,
-                        desc=f"search, {loss}", progress=progress)
-        return FragmentRun(params, *fit[:3], SearchNet(stage1.model, head.eval()).eval(), fit[3])
+        history, evals, seconds = _fit(trainer, batch_loss, evaluate, iters=iters, eval_every=eval_every,
+                                       desc=f"search, {loss}", progress=progress)
+        return FragmentRun(params=params, history=history, evals=evals, seconds=seconds,
+                           model=SearchNet(stage1.model, head.eval()).eval())
 
     return memo("fragments.train_search", params, compute, cache=cache)
 

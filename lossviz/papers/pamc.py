@@ -2,12 +2,13 @@ r"""All negatives at cluster cost: the meta-node approximation of PamC (Kulatill
 
 A graph contrastive loss (Graph-MLP's neighbourhood contrast, used by SCGC and PamC) scores every node
 against every other node.  With embeddings ``z`` (N x d), the cosine matrix with its diagonal set to 0
-(``ŝ_ii = 0``, as in the official code), and an **inverse** temperature ``tau`` that *multiplies* the
-cosine:
+(``ŝ_ii = 0``, as in the official code), and an **inverse** temperature ``s = 1/T`` that *multiplies*
+the cosine (the paper and its code call it τ; lossviz calls it ``s``, like the scale ``s`` of the
+margin losses, because everywhere else in lossviz ``tau`` is a temperature that divides the cosine):
 
 .. math::
-    L_{NC} = \underbrace{-\frac1N \sum_i \log \sum_j A^r_{ij} e^{\tau \hat s_{ij}}}_{\text{positive term, } O(|E|)}
-             \; + \; \underbrace{\frac1N \sum_i \log \sum_k e^{\tau \hat s_{ik}}}_{\text{negative term, } O(N^2)}
+    L_{NC} = \underbrace{-\frac1N \sum_i \log \sum_j A^r_{ij} e^{s \hat s_{ij}}}_{\text{positive term, } O(|E|)}
+             \; + \; \underbrace{\frac1N \sum_i \log \sum_k e^{s \hat s_{ik}}}_{\text{negative term, } O(N^2)}
 
 PamC groups the nodes into K clusters (hard assignment ``a(i)``, no gradient through it), sums each
 cluster into a **meta-node** ``c_l = sum_{a(i) = l} z_i`` and keeps only the K x K meta-node cosines
@@ -20,23 +21,24 @@ cluster into a **meta-node** ``c_l = sum_{a(i) = l} z_i`` and keeps only the K x
   cluster sizes ``n_l`` become weights:
 
   .. math::
-      \tilde L^- = \frac1N \sum_l n_l \log\Big(1 + (n_l - 1)\, e^{\tau C_{ll}} + \sum_{l' \ne l} n_{l'} e^{\tau C_{ll'}}\Big)
+      \tilde L^- = \frac1N \sum_l n_l \log\Big(1 + (n_l - 1)\, e^{s C_{ll}} + \sum_{l' \ne l} n_{l'} e^{s C_{ll'}}\Big)
 
   It equals the exact term when every node is its own meta-node (K = N) and when clusters are tight
   (all members of a cluster point the same way);
 * :func:`pamc_negative_term`: the term PamC's code computes, each meta-node counted **once** and the
-  mean taken over clusters, :math:`\frac1K \sum_l \log(1 + \sum_{l' \ne l} e^{\tau C_{ll'}})`.  It is
+  mean taken over clusters, :math:`\frac1K \sum_l \log(1 + \sum_{l' \ne l} e^{s C_{ll'}})`.  It is
   exact at K = N but is not a size-weighted estimate of the node-level term: the numerator (over
   nodes) and the denominator (over clusters) are decoupled;
 * :func:`positive_term` over an edge list (O(|E|)), :func:`knn_graph` (symmetrised kNN graph,
-  self-loops, binary r-th power), :func:`kmeans` (seeded, in torch), the DEC clustering head
-  (:func:`soft_assign`, :func:`target_distribution`, :func:`kl_clustering_loss`);
+  self-loops, binary r-th power), the DEC clustering head (:func:`soft_assign`,
+  :func:`target_distribution`, :func:`kl_clustering_loss`), started from a seeded
+  :func:`lossviz.cluster.kmeans`;
 * :func:`train_clustering`: PamC's training on digits (DEC + contrastive, full batch) with the exact
-  term, PamC's term or the size-weighted term, on :func:`lossviz.train.loop` and cached by
+  term, PamC's term or the size-weighted term, on :class:`lossviz.train.Trainer` and cached by
   :func:`lossviz.train.memo`; :func:`cost_curve` for the time and memory of the negative term;
 * panels: :func:`approximation_panel` (pure maths) and :func:`training_panel` (a Train button).
 
-Official defaults (code ``gayanku/PAMC``): ``tau = 1``, ``alpha = 2`` (contrastive), ``beta = 0.1``
+Official defaults (code ``gayanku/PAMC``): ``s = 1`` (its ``tau``), ``alpha = 2`` (contrastive), ``beta = 0.1``
 (clustering KL), ``r = 2``, Adam lr 1e-3, full batch, 200 epochs, ``n_z = 10``.  Where we differ:
 
 * the code adds 1e-10 inside each log; we do not need to: every denominator here holds the self term
@@ -63,27 +65,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, contrastive, plots
-from ..cluster import cluster_scores, kmeans  # noqa: F401  (meta_nodes.kmeans / cluster_scores, as before)
-from ..pairs import _working
-from ..similarity import similarity
-from ..train import loop, memo
+from ..cluster import cluster_scores, kmeans
+from ..similarity import similarity, upcast
+from ..train import Run, Trainer, memo
 
-#: The official code's defaults.
-TAU, ALPHA, BETA, R = 1.0, 2.0, 0.1, 2
+#: The official code's defaults (``SCALE`` is its ``tau``, an inverse temperature).
+SCALE, ALPHA, BETA, R = 1.0, 2.0, 0.1, 2
 #: The three negative terms :func:`train_clustering` knows, by name.
 METHODS = ("nc", "pamc", "approx")
 METHOD_NAMES = {"nc": "L_NC (all N² pairs)", "pamc": "PamC (K² meta-node pairs)",
                 "approx": "size-weighted meta-nodes"}
 METHOD_COLORS = {"nc": "#000000", "pamc": "#009E73", "approx": "#CC79A7"}
+#: How errors name the ``s`` knob.
+_SCALE = "s (the scale, an inverse temperature 1/T: it multiplies the cosine)"
 
 
 # ------------------------------------------------------------------------------------------------
 # Input checks
 # ------------------------------------------------------------------------------------------------
-
-def _tau(tau) -> float:
-    return checks.positive(tau, "tau (the inverse temperature: it multiplies the cosine)")
-
 
 def _embeddings(z, name: str = "z (node embeddings, N x d)") -> torch.Tensor:
     z = checks.as_float_tensor(z, name, 2)
@@ -91,7 +90,7 @@ def _embeddings(z, name: str = "z (node embeddings, N x d)") -> torch.Tensor:
         raise ValueError(f"{name} needs at least 2 nodes (rows) to have a negative; got {z.shape[0]}")
     if checks.validation_enabled() and bool((z.detach().norm(dim=1) == 0).any()):
         raise ValueError(f"{name} has an all-zero row, whose direction (and cosine) is undefined")
-    return _working(z)
+    return upcast(z)
 
 
 def _assignment(assign, n: int, device) -> torch.Tensor:
@@ -99,12 +98,6 @@ def _assignment(assign, n: int, device) -> torch.Tensor:
     if checks.validation_enabled() and n and int(assign.min()) < 0:
         raise ValueError("assign must hold cluster ids >= 0 (one per node)")
     return assign
-
-
-def _choice(value, name: str, options) -> str:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {list(options)}; got {value!r}")
-    return value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -122,7 +115,7 @@ def meta_nodes(z, assign, *, mode: str = "sum") -> tuple[torch.Tensor, torch.Ten
     ``c``.  Gradients flow to ``z``, never through the assignment.
     """
     z = _embeddings(z)
-    _choice(mode, "mode", ("sum", "mean"))
+    checks.choice(mode, "mode", ("sum", "mean"))
     assign = _assignment(assign, z.shape[0], z.device)
     ids, cluster, sizes = torch.unique(assign, return_inverse=True, return_counts=True)
     c = z.new_zeros(len(ids), z.shape[1]).index_add(0, cluster, z)
@@ -153,83 +146,87 @@ def block_similarity(z, assign) -> torch.Tensor:
 # The negative terms: exact, size-weighted approximation, PamC
 # ------------------------------------------------------------------------------------------------
 
-def node_negative_loss(S, labels=None, *, tau: float = TAU) -> torch.Tensor:
+def node_negative_loss(S, labels=None, *, s: float = SCALE) -> torch.Tensor:
     r"""The node-level negative term on a similarity matrix, as a loss ``L(S, labels)`` (so
     :func:`lossviz.pair_weights` gives its pair weights; ``labels`` is ignored: every other node is a
     negative).
 
-    .. math::  L^- = \frac1N \sum_i \log \sum_k e^{\tau \hat s_{ik}}, \qquad \hat s_{ii} = 0
+    .. math::  L^- = \frac1N \sum_i \log \sum_k e^{s \hat s_{ik}}, \qquad \hat s_{ii} = 0
 
     The diagonal of ``S`` is replaced by 0, as the official code's cosine matrix does, so each row
-    holds the self term ``e^0 = 1``.  Its pair weights are ``dL/dS_ik = (tau / N) e^{tau S_ik} / sum_k'
-    e^{tau ŝ_ik'}``: a softmax at temperature ``1/tau`` over the row.
+    holds the self term ``e^0 = 1``.  ``s`` is an inverse temperature (``s = 1/T``, the paper's τ).  Its pair weights are ``dL/dS_ik = (s / N) e^{s S_ik} / sum_k'
+    e^{s ŝ_ik'}``: a softmax at temperature ``T = 1/s`` over the row.
     """
     S = checks.as_float_tensor(S, "S", 2)
     if S.shape[0] != S.shape[1] or S.shape[0] < 2:
         raise ValueError(f"S must be square with at least 2 nodes; got shape {tuple(S.shape)}")
-    tau = _tau(tau)
-    logits = tau * _working(S)              # a fresh N x N tensor: its diagonal may be zeroed in place
+    s = checks.positive(s, _SCALE)
+    logits = s * upcast(S)              # a fresh N x N tensor: its diagonal may be zeroed in place
     logits.diagonal().zero_()               # (one N x N copy fewer than masked_fill: this term is memory-bound)
     return torch.logsumexp(logits, dim=1).mean()
 
 
-def negative_term(z, *, tau: float = TAU) -> torch.Tensor:
+def negative_term(z, *, s: float = SCALE) -> torch.Tensor:
     r"""The exact negative term of :math:`L_{NC}`, every node against every node: O(N^2) time and memory.
 
-    .. math::  L^- = \frac1N \sum_i \log \Big(1 + \sum_{k \ne i} e^{\tau \cos(z_i, z_k)}\Big)
+    .. math::  L^- = \frac1N \sum_i \log \Big(1 + \sum_{k \ne i} e^{s \cos(z_i, z_k)}\Big)
 
-    Equal to ``node_negative_loss(similarity(z), tau=tau)``, computed with a hand-written backward
+    Equal to ``node_negative_loss(similarity(z), s=s)``, computed with a hand-written backward
     (:class:`_NodeNegative`) that holds one N x N buffer: this is the baseline's bottleneck, and an
     honest cost comparison needs a good baseline.
     """
     z = _embeddings(z)
-    return _NodeNegative.apply(z, _tau(tau))
+    return _NodeNegative.apply(z, checks.positive(s, _SCALE))
 
 
 class _NodeNegative(torch.autograd.Function):
-    r"""``L^-`` and its gradient in one N x N buffer.  Forward: ``E = exp(tau S - m)`` row-wise (``S`` the
+    r"""``L^-`` and its gradient in one N x N buffer.  Forward: ``E = exp(s S - m)`` row-wise (``S`` the
     cosines with a zero diagonal, ``m`` the row maximum), ``L^- = mean(log sum_k E_ik + m_i)``.
-    Backward: the row softmax ``P = E / sum_k E_ik`` scaled by ``g tau / N`` is ``dL/dS`` (zero on the
+    Backward: the row softmax ``P = E / sum_k E_ik`` scaled by ``g s / N`` is ``dL/dS`` (zero on the
     diagonal, which is a constant); then ``dL/df = (P + P^T) f`` and ``dL/dz_i = (dL/df_i - f_i <dL/df_i,
     f_i>) / |z_i|`` for ``f = z / |z|``, as in :func:`lossviz.similarity`."""
 
     @staticmethod
-    def forward(ctx, z, tau):
+    def forward(ctx, z, s):
         r = torch.linalg.vector_norm(z, dim=1, keepdim=True).clamp_min(1e-12)
         f = z / r
         E = f @ f.T
-        E.mul_(tau).diagonal().zero_()
+        E.mul_(s).diagonal().zero_()
         m = E.amax(dim=1, keepdim=True)
         E.sub_(m).exp_()
         total = E.sum(dim=1, keepdim=True)
         ctx.save_for_backward(z, r, E, total)
-        ctx.tau = tau
+        ctx.s = s
         return (total.log() + m).mean()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         z, r, E, total = ctx.saved_tensors
-        P = E.mul_((g * ctx.tau / len(z)) / total)      # in place: E is not needed again
+        P = E.mul_((g * ctx.s / len(z)) / total)      # in place: E is not needed again
         P.diagonal().zero_()
         f = z / r
         gf = (P @ f).addmm_(P.T, f)
         return (gf - f * (gf * f).sum(dim=1, keepdim=True)) / r, None
 
 
-def _block_lse(C: torch.Tensor, log_m: torch.Tensor, tau: float) -> torch.Tensor:
-    """Per meta-node row l: ``log(1 + sum_l' m_ll' e^{tau C_ll'})`` with ``log_m = log m`` (-inf where
-    m = 0), as one log-sum-exp over the row and a zero column (the self term e^0)."""
-    logits = torch.cat([log_m + tau * C, C.new_zeros(len(C), 1)], dim=1)
+def meta_node_lse(C: torch.Tensor, log_m: torch.Tensor, *, s: float) -> torch.Tensor:
+    r"""The row term of both meta-node approximations, for every meta-node ``l``:
+
+    .. math::  \log\Big(1 + \sum_{l'} m_{ll'}\, e^{s C_{ll'}}\Big)
+
+    with the multiplicities ``m`` given as ``log_m = log m`` (-inf where m = 0): one log-sum-exp over
+    the row of ``log m_ll' + s C_ll'`` and a zero column, the self term ``e^0 = 1``."""
+    logits = torch.cat([log_m + s * C, C.new_zeros(len(C), 1)], dim=1)
     return torch.logsumexp(logits, dim=1)
 
 
-def approx_negative_term(z, assign, *, tau: float = TAU) -> torch.Tensor:
+def approx_negative_term(z, assign, *, s: float = SCALE) -> torch.Tensor:
     r"""The size-weighted meta-node approximation of :func:`negative_term`: O(N d + K^2).
 
     .. math::
-        \tilde L^- = \frac1N \sum_l n_l \log\Big(1 + (n_l - 1)\, e^{\tau C_{ll}}
-                     + \sum_{l' \ne l} n_{l'} e^{\tau C_{ll'}}\Big),\qquad C_{ll'} = \cos(c_l, c_{l'})
+        \tilde L^- = \frac1N \sum_l n_l \log\Big(1 + (n_l - 1)\, e^{s C_{ll}}
+                     + \sum_{l' \ne l} n_{l'} e^{s C_{ll'}}\Big),\qquad C_{ll'} = \cos(c_l, c_{l'})
 
     It is :func:`node_negative_loss` of :func:`block_similarity` (each negative replaced by its
     meta-node), regrouped by cluster.  Exact when every node is its own meta-node and when each
@@ -237,18 +234,18 @@ def approx_negative_term(z, assign, *, tau: float = TAU) -> torch.Tensor:
     ignores scale).
     """
     z = _embeddings(z)
-    tau = _tau(tau)
+    s = checks.positive(s, _SCALE)
     c, sizes, _ = meta_nodes(z, assign)
     C = _meta_cosine(c)
     m = sizes.to(C.dtype)[None, :] - torch.eye(len(sizes), dtype=C.dtype, device=C.device)   # n_l' - [l = l']
-    rows = _block_lse(C, m.log(), tau)
+    rows = meta_node_lse(C, m.log(), s=s)
     return (sizes.to(C.dtype) * rows).sum() / z.shape[0]
 
 
-def pamc_negative_term(z, assign, *, tau: float = TAU, mode: str = "sum", sim: str = "cosine") -> torch.Tensor:
+def pamc_negative_term(z, assign, *, s: float = SCALE, mode: str = "sum", sim: str = "cosine") -> torch.Tensor:
     r"""PamC's negative term, as in the official code: O(N d + K^2).
 
-    .. math::  L^-_{PamC} = \frac1K \sum_l \log\Big(1 + \sum_{l' \ne l} e^{\tau C_{ll'}}\Big)
+    .. math::  L^-_{PamC} = \frac1K \sum_l \log\Big(1 + \sum_{l' \ne l} e^{s C_{ll'}}\Big)
 
     over the K non-empty meta-nodes, ``C_{ll'} = cos(c_l, c_l')`` (diagonal 0: the ``1``).  Each meta-node
     counts once whatever its size, and the mean is over clusters: not a size-weighted estimate of
@@ -257,63 +254,64 @@ def pamc_negative_term(z, assign, *, tau: float = TAU, mode: str = "sum", sim: s
     product ``c_l . c_l'`` instead (not in the paper), where big sum meta-nodes dominate.
     """
     z = _embeddings(z)
-    tau = _tau(tau)
-    _choice(sim, "sim", ("cosine", "dot"))
+    s = checks.positive(s, _SCALE)
+    checks.choice(sim, "sim", ("cosine", "dot"))
     c, _, _ = meta_nodes(z, assign, mode=mode)
     C = _meta_cosine(c) if sim == "cosine" else c @ c.T
     off = ~torch.eye(len(C), dtype=torch.bool, device=C.device)
     log_m = torch.zeros_like(C).masked_fill(~off, -math.inf)
-    return _block_lse(C, log_m, tau).mean()
+    return meta_node_lse(C, log_m, s=s).mean()
 
 
-def approximation_error(z, assign, *, tau: float = TAU, kind: str = "approx") -> float:
+def approximation_error(z, assign, *, s: float = SCALE, kind: str = "approx") -> float:
     """``|approximate - exact|`` of the negative term: ``kind="approx"`` (size-weighted) or ``"pamc"``."""
-    _choice(kind, "kind", ("approx", "pamc"))
+    checks.choice(kind, "kind", ("approx", "pamc"))
     with torch.no_grad():
-        exact = negative_term(z, tau=tau)
-        approx = (approx_negative_term if kind == "approx" else pamc_negative_term)(z, assign, tau=tau)
+        exact = negative_term(z, s=s)
+        approx = (approx_negative_term if kind == "approx" else pamc_negative_term)(z, assign, s=s)
     return abs(float(approx - exact))
 
 
-def push_shares(z, assign=None, *, tau: float = TAU) -> torch.Tensor:
+def push_shares(z, assign=None, *, s: float = SCALE) -> torch.Tensor:
     r"""How each node's push is shared over its negatives (N x N, rows sum to 1): the engine's relative
-    penalty (:func:`lossviz.contrastive.relative_penalty`) at temperature ``1/tau``, on the node
+    penalty (:func:`lossviz.contrastive.relative_penalty`) at temperature ``T = 1/s``, on the node
     cosines (``assign=None``, the exact term) or on the meta-node block similarity (the size-weighted
     approximation), where every member of a meta-node gets the same share.
 
-    .. math::  r_{ik} = \frac{e^{\tau S_{ik}}}{\sum_{k' \ne i} e^{\tau S_{ik'}}}\quad (k \ne i)
+    .. math::  r_{ik} = \frac{e^{s S_{ik}}}{\sum_{k' \ne i} e^{s S_{ik'}}}\quad (k \ne i)
 
-    These are the pair weights ``dL^-/dS_ik`` up to the factor ``tau (1 - e^0 / sum_k e^{tau ŝ_ik}) / N``
+    These are the pair weights ``dL^-/dS_ik`` up to the factor ``s (1 - e^0 / sum_k e^{s ŝ_ik}) / N``
     (the self term takes the rest of the row's softmax).
     """
     z = _embeddings(z)
     S = similarity(z) if assign is None else block_similarity(z, assign)
     everyone = torch.arange(z.shape[0], device=z.device)         # each node its own class: all others negative
-    return contrastive.relative_penalty(S.detach(), everyone, tau=1.0 / _tau(tau))
+    return contrastive.relative_penalty(S.detach(), everyone, tau=1.0 / checks.positive(s, _SCALE))
 
 
-def push_entropy(z, assign=None, *, tau: float = TAU) -> torch.Tensor:
+def node_push_entropy(z, assign=None, *, s: float = SCALE) -> torch.Tensor:
     """Normalised entropy of each node's push over its negatives (engine's
     :func:`lossviz.contrastive.negative_weight_entropy`): 1 = even push, 0 = all on one negative."""
     z = _embeddings(z)
     S = similarity(z) if assign is None else block_similarity(z, assign)
     everyone = torch.arange(z.shape[0], device=z.device)
-    return contrastive.negative_weight_entropy(S.detach(), everyone, tau=1.0 / _tau(tau), normalized=True)
+    return contrastive.negative_weight_entropy(S.detach(), everyone, tau=1.0 / checks.positive(s, _SCALE),
+                                                    normalized=True)
 
 
-def push_mass(z, assign=None, *, tau: float = TAU, kind: str = "exact") -> torch.Tensor:
+def push_mass(z, assign=None, *, s: float = SCALE, kind: str = "exact") -> torch.Tensor:
     """The size of the negative term's gradient on each node, ``|dL^-/dz_i|`` (N,): ``kind`` is
     ``"exact"`` (:func:`negative_term`), ``"approx"`` or ``"pamc"`` (these need ``assign``).  Under PamC
     every member of a meta-node gets its meta-node's gradient: the same push, whatever its own position."""
-    _choice(kind, "kind", ("exact", "approx", "pamc"))
+    checks.choice(kind, "kind", ("exact", "approx", "pamc"))
     if kind != "exact" and assign is None:
         raise ValueError(f"kind={kind!r} needs the cluster assignment assign")
     leaf = _embeddings(z).detach().clone().requires_grad_(True)
     with torch.enable_grad():
         if kind == "exact":
-            value = negative_term(leaf, tau=tau)
+            value = negative_term(leaf, s=s)
         else:
-            value = (approx_negative_term if kind == "approx" else pamc_negative_term)(leaf, assign, tau=tau)
+            value = (approx_negative_term if kind == "approx" else pamc_negative_term)(leaf, assign, s=s)
         (grad,) = torch.autograd.grad(value, leaf)
     return grad.norm(dim=1)
 
@@ -340,22 +338,22 @@ def _edges(edges, n: int, device) -> torch.Tensor:
     return edges
 
 
-def positive_term(z, edges, *, tau: float = TAU) -> torch.Tensor:
+def positive_term(z, edges, *, s: float = SCALE) -> torch.Tensor:
     r"""The positive term of :math:`L_{NC}` over an edge list: O(|E| d), never an N x N matrix.
 
-    .. math::  L^+ = -\frac1N \sum_i \log \sum_{j:\,(i, j) \in E} e^{\tau \hat s_{ij}}, \qquad \hat s_{ii} = 0
+    .. math::  L^+ = -\frac1N \sum_i \log \sum_{j:\,(i, j) \in E} e^{s \hat s_{ij}}, \qquad \hat s_{ii} = 0
 
     ``edges`` (2, E) lists the non-zeros of the binary ``A^r``; a self-loop counts as ``e^0 = 1`` (the
     code masks its cosine to 0).  Every node needs at least one edge.  A per-node log-sum-exp with
     ``scatter_reduce`` / ``index_add`` (the code's ``scatter_add_``).
     """
     z = _embeddings(z)
-    tau = _tau(tau)
+    s = checks.positive(s, _SCALE)
     n = z.shape[0]
     src, dst = _edges(edges, n, z.device)
     f = F.normalize(z, dim=1)
-    s = (f[src] * f[dst]).sum(1).masked_fill(src == dst, 0.0)
-    logit = tau * s
+    cos = (f[src] * f[dst]).sum(1).masked_fill(src == dst, 0.0)
+    logit = s * cos
     top = torch.full((n,), -math.inf, dtype=logit.dtype, device=logit.device)
     top = top.scatter_reduce(0, src, logit.detach(), "amax")
     total = torch.zeros(n, dtype=logit.dtype, device=logit.device).index_add(0, src, (logit - top[src]).exp())
@@ -423,39 +421,36 @@ def kl_clustering_loss(q, p) -> torch.Tensor:
 # Training: DEC + neighbourhood contrast on digits, full batch
 # ------------------------------------------------------------------------------------------------
 
-@dataclass
-class ClusterRun:
-    """One clustering run: ``history`` (per epoch: loss, kl, pos, neg, ms; at the epochs ``nmi_iter``:
-    nmi, acc, empty) and the end state."""
+@dataclass(repr=False)
+class ClusterRun(Run):
+    """One clustering run: ``history`` per epoch (loss, kl, pos, neg, ms), ``evals`` before training,
+    every ``eval_every`` epochs and after the last one (iter, nmi, acc, empty), and the end state."""
 
-    params: dict
-    history: dict = field(default_factory=dict)
     init: dict = field(default_factory=dict)         # NMI / accuracy of the k-means initialisation
     assign: np.ndarray | None = None                 # argmax q after training
     y: np.ndarray | None = None                      # class labels (evaluation only)
     z: np.ndarray | None = None                      # embeddings after training
-    seconds: float = 0.0
 
     @property
     def nmi(self) -> float:
         """NMI at the final epoch (what we report; the official code reports the best epoch)."""
-        return float(self.history["nmi"][-1])
+        return self.final("nmi")
 
     @property
     def best_nmi(self) -> float:
-        """The largest NMI over the evaluated epochs: the official code's optimistic number (it
-        evaluates every epoch)."""
-        return float(self.history["nmi"].max())
+        """The largest NMI over the evaluated epochs after training began: the official code's
+        optimistic number (it evaluates every epoch)."""
+        return float(self.evals["nmi"][1:].max())
 
     @property
     def best_epoch(self) -> int:
         """The (evaluated) epoch of :attr:`best_nmi`."""
-        return int(_eval_epochs(self)[int(np.argmax(self.history["nmi"]))])
+        return int(self.evals["iter"][1 + int(np.argmax(self.evals["nmi"][1:]))])
 
     def __repr__(self) -> str:
-        return (f"ClusterRun({self.params['method']}, tau={self.params['tau']:g}, K={self.params['n_clusters']}, "
+        return (f"ClusterRun({self.params['method']}, s={self.params['s']:g}, K={self.params['n_clusters']}, "
                 f"{self.params['epochs']} epochs: final NMI {self.nmi:.3f}, best {self.best_nmi:.3f}, "
-                f"ACC {self.history['acc'][-1]:.3f})")
+                f"ACC {self.final('acc'):.3f})")
 
 
 def encoder(in_dim: int = 64, hidden: int = 256, n_z: int = 10) -> nn.Sequential:
@@ -479,21 +474,22 @@ def digits_graph(k: int = 5, r: int = R) -> tuple[torch.Tensor, torch.Tensor, to
     return memo("digits_graph", dict(k=k, r=r), build)
 
 
-def train_clustering(method: str = "pamc", *, tau: float = TAU, n_clusters: int = 10, r: int = R, k: int = 5,
+def train_clustering(method: str = "pamc", *, s: float = SCALE, n_clusters: int = 10, r: int = R, k: int = 5,
                      alpha: float = ALPHA, beta: float = BETA, epochs: int = 100, lr: float = 1e-3,
                      seed: int = 0, eval_every: int = 5, progress=True, cache: bool = True) -> ClusterRun:
     """PamC's training, in miniature, on all 1797 digits: full batch, Adam, one step per epoch.
 
     ``L = beta KL(P || Q) + alpha (L+ + L-)`` with the negative term ``L-`` chosen by ``method``:
     ``"nc"`` (:func:`negative_term`, O(N^2)), ``"pamc"`` (:func:`pamc_negative_term`) or ``"approx"``
-    (:func:`approx_negative_term`); meta-nodes come from ``argmax q`` (detached).  The DEC centres
-    start from a seeded :func:`kmeans` of the untrained encoder's embeddings (no pretrained
-    autoencoder).  Every ``eval_every`` epochs and after the last one we record NMI and accuracy of
-    ``argmax q`` (labels are used only here) and the number of empty clusters (``history["nmi_iter"]``
-    holds those epochs); every epoch, the loss, its terms and the step's time in ms.
+    (:func:`approx_negative_term`), all at the inverse temperature ``s`` (the paper's τ);
+    meta-nodes come from ``argmax q`` (detached).  The DEC centres start from a seeded
+    :func:`lossviz.cluster.kmeans` of the untrained encoder's embeddings (no pretrained autoencoder).
+    Before training, every ``eval_every`` epochs and after the last one we record in ``evals`` the NMI
+    and accuracy of ``argmax q`` (labels are used only here) and the number of empty clusters; every
+    epoch, in ``history``, the loss, its terms and the step's time in ms.
     """
-    _choice(method, "method", METHODS)
-    tau = _tau(tau)
+    checks.choice(method, "method", METHODS)
+    s = checks.positive(s, _SCALE)
     n_clusters = checks.integer(n_clusters, "n_clusters", 2)
     epochs = checks.integer(epochs, "epochs", 1)
     r = checks.integer(r, "r (the adjacency power)", 1)
@@ -502,54 +498,55 @@ def train_clustering(method: str = "pamc", *, tau: float = TAU, n_clusters: int 
     beta = checks.non_negative(beta, "beta (weight of the clustering KL)")
     lr = checks.positive(lr, "lr")
     eval_every = checks.integer(eval_every, "eval_every", 1)
-    params = dict(method=method, tau=tau, n_clusters=n_clusters, r=r, k=k, alpha=alpha, beta=beta,
+    params = dict(method=method, s=s, n_clusters=n_clusters, r=r, k=k, alpha=alpha, beta=beta,
                   epochs=epochs, lr=lr, seed=int(seed), eval_every=eval_every)
     return memo("pamc_clustering", params, lambda: _train(params, progress), cache=cache)
+
+
+def _negative(method: str, z: torch.Tensor, assign: torch.Tensor, s: float) -> torch.Tensor:
+    """The negative term ``method`` names (:data:`METHODS`) on embeddings ``z``, meta-nodes from ``assign``."""
+    if method == "nc":
+        return negative_term(z, s=s)
+    return (pamc_negative_term if method == "pamc" else approx_negative_term)(z, assign, s=s)
 
 
 def _train(params: dict, progress) -> ClusterRun:
     x, y, edges = digits_graph(params["k"], params["r"])
     y_np = y.numpy()
-    torch.manual_seed(params["seed"])
-    model = encoder(x.shape[1])
-    with torch.no_grad():
-        assign0, mu0 = kmeans(model(x), params["n_clusters"], seed=params["seed"])
-    mu = nn.Parameter(mu0.clone())
-    opt = torch.optim.Adam([*model.parameters(), mu], lr=params["lr"])
-    method, tau, K = params["method"], params["tau"], params["n_clusters"]
+    method, s, K = params["method"], params["s"], params["n_clusters"]
     state = {}
+
+    def build() -> tuple[nn.Module, nn.Parameter]:
+        model = encoder(x.shape[1])
+        with torch.no_grad():               # the DEC centres start from a k-means of the untrained encoder
+            state["assign0"], mu0 = kmeans(model(x), K, seed=params["seed"])
+        return model, nn.Parameter(mu0.clone())
+
+    trainer = Trainer(build, lr=params["lr"], seed=params["seed"])
+    model, mu = trainer.model
 
     def step(it: int) -> dict:
         t0 = time.perf_counter()
         z = model(x)
         q = soft_assign(z, mu)
         kl = kl_clustering_loss(q, target_distribution(q))
-        assign = q.detach().argmax(1)
-        neg = (negative_term(z, tau=tau) if method == "nc"
-               else pamc_negative_term(z, assign, tau=tau) if method == "pamc"
-               else approx_negative_term(z, assign, tau=tau))
-        pos = positive_term(z, edges, tau=tau)
+        neg = _negative(method, z, q.detach().argmax(1), s)
+        pos = positive_term(z, edges, s=s)
         loss = params["beta"] * kl + params["alpha"] * (pos + neg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        out = {"loss": loss.detach(), "kl": kl.detach(), "pos": pos.detach(), "neg": neg.detach(),
-               "ms": 1e3 * (time.perf_counter() - t0)}
-        if it % params["eval_every"] == 0 or it == params["epochs"]:
-            with torch.no_grad():
-                state["assign"] = soft_assign(model(x), mu).argmax(1).numpy()
-            out |= cluster_scores(y_np, state["assign"])
-            out["empty"] = K - len(np.unique(state["assign"]))
-        return out
+        trainer.update(loss)
+        return {"loss": loss.detach(), "kl": kl.detach(), "pos": pos.detach(), "neg": neg.detach(),
+                "ms": 1e3 * (time.perf_counter() - t0)}
 
-    start = time.perf_counter()
-    with checks.validation(False):          # well-formed by construction: no per-step value syncs
-        history = loop(step, params["epochs"], desc=f"{method} τ={tau:g} K={K}", progress=progress)
-    seconds = time.perf_counter() - start
+    def evaluate() -> dict:
+        state["assign"] = soft_assign(model(x), mu).argmax(1).numpy()
+        return cluster_scores(y_np, state["assign"]) | {"empty": K - len(np.unique(state["assign"]))}
+
+    history, evals, seconds = trainer.run(step, params["epochs"], evaluate=evaluate, eval_every=params["eval_every"],
+                                          desc=f"{method} s={s:g} K={K}", progress=progress)
     with torch.no_grad():
         z = model(x).numpy()
-    return ClusterRun(params=params, history=history, init=cluster_scores(y_np, assign0.numpy()),
-                      assign=state["assign"], y=y_np, z=z, seconds=seconds)
+    return ClusterRun(params=params, history=history, evals=evals, seconds=seconds,
+                      init=cluster_scores(y_np, state["assign0"].numpy()), assign=state["assign"], y=y_np, z=z)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -591,11 +588,11 @@ def _fwd_bwd_seconds(fn, z: torch.Tensor, repeats: int) -> float:
     return best
 
 
-def cost_curve(ns=(500, 1000, 2000, 4000), *, n_clusters: int = 10, dim: int = 10, tau: float = TAU,
+def cost_curve(ns=(500, 1000, 2000, 4000), *, n_clusters: int = 10, dim: int = 10, s: float = SCALE,
                repeats: int = 3, seed: int = 0) -> dict:
     """Cost of the negative term (forward + backward) on ``blobs(n)`` for each n: node-level
     (:func:`negative_term`) and meta-node (:func:`pamc_negative_term`, assignment by a seeded
-    :func:`kmeans` done beforehand, as PamC's argmax q is).  Returns arrays ``n``, ``node_s``,
+    :func:`lossviz.cluster.kmeans` done beforehand, as PamC's argmax q is).  Returns arrays ``n``, ``node_s``,
     ``meta_s`` (best of ``repeats`` wall-clock seconds, machine-dependent) and ``node_saved``,
     ``meta_saved`` (elements kept for backward, :func:`saved_elements`: exact and repeatable)."""
     repeats = checks.integer(repeats, "repeats", 1)
@@ -603,8 +600,8 @@ def cost_curve(ns=(500, 1000, 2000, 4000), *, n_clusters: int = 10, dim: int = 1
     for n in ns:
         z, _ = blobs(n, centers=n_clusters, dim=dim, seed=seed)
         assign, _ = kmeans(z, n_clusters, seed=seed)
-        node = functools.partial(negative_term, tau=tau)
-        meta = functools.partial(pamc_negative_term, assign=assign, tau=tau)
+        node = functools.partial(negative_term, s=s)
+        meta = functools.partial(pamc_negative_term, assign=assign, s=s)
         with checks.validation(False):
             out["node_s"].append(_fwd_bwd_seconds(node, z, repeats))
             out["meta_s"].append(_fwd_bwd_seconds(meta, z, repeats))
@@ -658,36 +655,36 @@ def block_view(axes, z, assign) -> dict:
     return {"S": S, "S_block": S_block, "C": C}
 
 
-def anchor_shares_view(ax, z, assign, anchor: int, *, tau: float = TAU) -> dict:
+def anchor_shares_view(ax, z, assign, anchor: int, *, s: float = SCALE) -> dict:
     """One node's share of the push per negative (:func:`push_shares`) against its cosine with that
     negative: exact (dots) and size-weighted meta-node approximation (crosses, one level per meta-node),
     coloured by cluster.  The anchor's own cluster-mates (grey squares) sit at the meta-node's cosine
     with itself, 1: the largest share, but a constant, so they are never pushed."""
     z = _embeddings(z).detach()
-    s = similarity(z)[anchor]
-    exact = push_shares(z, tau=tau)[anchor]
-    approx = push_shares(z, assign, tau=tau)[anchor]
+    cos = similarity(z)[anchor]
+    exact = push_shares(z, s=s)[anchor]
+    approx = push_shares(z, assign, s=s)[anchor]
     cluster = torch.unique(torch.as_tensor(assign), return_inverse=True)[1].cpu()
-    others = torch.arange(len(s)) != anchor
+    others = torch.arange(len(cos)) != anchor
     mates = others & (cluster == cluster[anchor])
     rest = others & ~mates
     colors = plots.mpl.colormaps["tab20"](cluster.numpy() % 20)
-    ax.scatter(s[others].numpy(), exact[others].numpy(), s=9, color=colors[others.numpy()], alpha=0.7,
+    ax.scatter(cos[others].numpy(), exact[others].numpy(), s=9, color=colors[others.numpy()], alpha=0.7,
                label="exact: one share per negative")
-    ax.scatter(s[rest].numpy(), approx[rest].numpy(), s=22, marker="x", lw=0.9, color=colors[rest.numpy()],
+    ax.scatter(cos[rest].numpy(), approx[rest].numpy(), s=22, marker="x", lw=0.9, color=colors[rest.numpy()],
                label="meta-nodes: one share per meta-node")
-    ax.scatter(s[mates].numpy(), approx[mates].numpy(), s=22, marker="s", facecolors="none",
+    ax.scatter(cos[mates].numpy(), approx[mates].numpy(), s=22, marker="s", facecolors="none",
                edgecolors=plots.MUTED, label="meta-nodes: own cluster (constant, no push)")
     ax.axhline(1 / int(others.sum()), color=plots.MUTED, ls="--", lw=1, label="uniform share")
     ax.set(yscale="log", xlabel=f"cosine of node {anchor} with negative k", ylabel="share of the push $r_{ik}$",
-           title=f"node {anchor}: push per negative, τ = {tau:g}")
+           title=f"node {anchor}: push per negative, s = {s:g}")
     ax.legend(loc="upper left", fontsize=8)
     return {"exact": exact, "approx": approx, "mates": mates}
 
 
-def clusterings(z, ks, *, seed: int = 0) -> dict:
-    """``{K: assign}`` for each K in ``ks``: seeded :func:`kmeans` on the L2-normalised rows of ``z``
-    (the loss sees directions only); ``K = N`` gives every node its own meta-node."""
+def kmeans_sweep(z, ks, *, seed: int = 0) -> dict:
+    """``{K: assign}`` for each K in ``ks``: seeded :func:`lossviz.cluster.kmeans` on the L2-normalised
+    rows of ``z`` (the loss sees directions only); ``K = N`` gives every node its own meta-node."""
     z = _embeddings(z).detach()
     n = z.shape[0]
     out = {}
@@ -697,13 +694,34 @@ def clusterings(z, ks, *, seed: int = 0) -> dict:
     return out
 
 
-def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | None = None, tau: float = TAU,
+def _terms_by_k(z: torch.Tensor, clusters: dict, ks: tuple, s: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """The exact negative term, and the size-weighted and PamC terms for the assignment of each K in ``ks``."""
+    with torch.no_grad():
+        exact = float(negative_term(z, s=s))
+        approx = [float(approx_negative_term(z, clusters[k], s=s)) for k in ks]
+        pamc = [float(pamc_negative_term(z, clusters[k], s=s)) for k in ks]
+    return exact, np.asarray(approx), np.asarray(pamc)
+
+
+def _draw_terms(ax, ks: tuple, i: int, terms: tuple, *, title: str) -> None:
+    """The three negative terms of :func:`_terms_by_k` against K (log axis), the ``i``-th K ringed."""
+    exact, approx, pamc = terms
+    ax.clear()
+    ax.axhline(exact, color="k", lw=2, label="exact (N² pairs)")
+    ax.plot(ks, approx, marker="o", color=METHOD_COLORS["approx"], label="size-weighted meta-nodes")
+    ax.plot(ks, pamc, marker="s", color=METHOD_COLORS["pamc"], label="PamC (each meta-node once)")
+    ax.scatter([ks[i], ks[i]], [approx[i], pamc[i]], s=120, facecolors="none", edgecolors="k", zorder=4)
+    ax.set(xscale="log", xlabel="K, the number of meta-nodes (log scale)", ylabel="negative term $L^-$", title=title)
+    ax.legend(loc="best", fontsize=9)
+
+
+def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | None = None, s: float = SCALE,
                         anchor: int = 0, seed: int = 0):
     """Pure maths on fixed embeddings ``z``: move the number of meta-nodes K, the inverse temperature
-    tau and the anchor.  Left: exact, size-weighted and PamC negative terms against K (K = N added at
+    ``s`` (= 1/T) and the anchor.  Left: exact, size-weighted and PamC negative terms against K (K = N added at
     the end, where both are exact).  Middle: the anchor's share of the push per negative, exact and
     approximated.  Right: the K x K meta-node cosines.  ``clusters`` (``{K: assign}``, e.g. from
-    :func:`clusterings`) is computed once here when not given."""
+    :func:`kmeans_sweep`) is computed once here when not given."""
     import ipywidgets as W
 
     from .. import widgets
@@ -712,16 +730,15 @@ def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | N
     n = z.shape[0]
     if clusters is None:
         ks = tuple(sorted({checks.integer(k, "each K in ks", 1) for k in ks if k < n} | {n}))
-        clusters = clusterings(z, ks, seed=seed)
+        clusters = kmeans_sweep(z, ks, seed=seed)
     clusters = dict(clusters)
-    clusters.setdefault(n, torch.arange(n, device=z.device))
+    clusters.setdefault(n, torch.arange(n, device=z.device))    # K = N, where both terms are exact
     ks = tuple(sorted(clusters))
-    start = ks[len(ks) // 2]
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
-        "K": W.SelectionSlider(options=list(ks), value=start, description="K (meta-nodes)", **style),
-        "tau": W.FloatLogSlider(value=tau, base=10, min=math.log10(0.5), max=math.log10(20), step=0.05,
-                                description="τ (inverse temperature, × cosine)", readout_format=".3g", **style),
+        "K": W.SelectionSlider(options=list(ks), value=ks[len(ks) // 2], description="K (meta-nodes)", **style),
+        "s": W.FloatLogSlider(value=s, base=10, min=math.log10(0.5), max=math.log10(20), step=0.05,
+                                description="s = 1/T (× cosine)", readout_format=".3g", **style),
         "anchor": W.IntSlider(value=anchor, min=0, max=n - 1, description="anchor node", **style),
     }
     fig, axes = plots.new_figure(3, width=4.7, height=3.9)
@@ -729,32 +746,17 @@ def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | N
     axes[0, 2].grid(False)
     axes[0, 2].set(xlabel="meta-node l'", ylabel="meta-node l")
     fig.colorbar(image, ax=axes[0, 2], shrink=0.8, label="cosine")
-    cache: dict = {}
-
-    def curves(t: float):
-        if t not in cache:
-            with torch.no_grad():
-                exact = float(negative_term(z, tau=t))
-                approx = [float(approx_negative_term(z, clusters[k], tau=t)) for k in ks]
-                pamc = [float(pamc_negative_term(z, clusters[k], tau=t)) for k in ks]
-            cache[t] = (exact, np.asarray(approx), np.asarray(pamc))
-        return cache[t]
+    cache: dict = {}          # the three terms for every K, per s: K moves often, s rarely
 
     def draw(v):
-        K, t, a = v["K"], v["tau"], v["anchor"]
-        exact, approx, pamc = curves(t)
-        for ax in axes[0, :2]:
-            ax.clear()
-        ax = axes[0, 0]
-        ax.axhline(exact, color="k", lw=2, label="exact (N² pairs)")
-        ax.plot(ks, approx, marker="o", color=METHOD_COLORS["approx"], label="size-weighted meta-nodes")
-        ax.plot(ks, pamc, marker="s", color=METHOD_COLORS["pamc"], label="PamC (each meta-node once)")
+        K, t, a = v["K"], v["s"], v["anchor"]
+        if t not in cache:
+            cache[t] = _terms_by_k(z, clusters, ks, t)
+        exact, approx, pamc = cache[t]
         i = ks.index(K)
-        ax.scatter([K, K], [approx[i], pamc[i]], s=120, facecolors="none", edgecolors="k", zorder=4)
-        ax.set(xscale="log", xlabel="K, the number of meta-nodes (log scale)", ylabel="negative term $L^-$",
-               title=f"N = {n} nodes, τ = {t:.3g}")
-        ax.legend(loc="best", fontsize=9)
-        shares = anchor_shares_view(axes[0, 1], z, clusters[K], a, tau=t)
+        _draw_terms(axes[0, 0], ks, i, cache[t], title=f"N = {n} nodes, s = {t:.3g}")
+        axes[0, 1].clear()
+        shares = anchor_shares_view(axes[0, 1], z, clusters[K], a, s=t)
         c, _, _ = meta_nodes(z, clusters[K])
         C = similarity(c)
         image.set_data(C.numpy())
@@ -782,24 +784,18 @@ def cost_view(axes, cost: dict) -> None:
     axes[1].legend(loc="center right", fontsize=9)
 
 
-def _eval_epochs(run: ClusterRun) -> np.ndarray:
-    return run.history.get("nmi_iter", run.history["iter"])
-
-
 def draw_run(axes, run: ClusterRun, *, reference_runs: dict | None = None) -> dict:
-    """Learning curves of a clustering run on 3 axes: NMI per epoch (final epoch marked, the best one
-    ringed), the loss, and the cluster sizes at the end.  ``reference_runs``: runs to draw faintly for comparison."""
+    """Learning curves of a clustering run on 3 axes: NMI per evaluated epoch, from the start (final
+    epoch marked, the best one ringed), the loss, and the cluster sizes at the end.  ``reference_runs``: runs to draw faintly for comparison."""
     h = run.history
     ax = axes[0]
     for name, other in (reference_runs or {}).items():
-        ax.plot(_eval_epochs(other), other.history["nmi"], color=METHOD_COLORS[other.params["method"]],
+        ax.plot(other.evals["iter"], other.evals["nmi"], color=METHOD_COLORS[other.params["method"]],
                 lw=1, alpha=0.45, label=f"{name} (final {other.nmi:.3f})")
     color = METHOD_COLORS[run.params["method"]]
-    epochs = _eval_epochs(run)
-    ax.plot(epochs, h["nmi"], color=color, lw=2, label=f"{METHOD_NAMES[run.params['method']]}")
-    ax.scatter([epochs[-1]], [run.nmi], color=color, s=60, zorder=4, label=f"final epoch: {run.nmi:.3f}")
-    best = int(np.argmax(h["nmi"]))
-    ax.scatter([epochs[best]], [run.best_nmi], facecolors="none", edgecolors=color, s=110, zorder=4,
+    ax.plot(run.evals["iter"], run.evals["nmi"], color=color, lw=2, label=f"{METHOD_NAMES[run.params['method']]}")
+    ax.scatter([run.evals["iter"][-1]], [run.nmi], color=color, s=60, zorder=4, label=f"final epoch: {run.nmi:.3f}")
+    ax.scatter([run.best_epoch], [run.best_nmi], facecolors="none", edgecolors=color, s=110, zorder=4,
                label=f"best epoch (code reports it): {run.best_nmi:.3f}")
     ax.set(xlabel="epoch (one full-batch step)", ylabel="NMI of argmax q", title="clustering quality")
     ax.legend(loc="lower right", fontsize=8)
@@ -817,20 +813,20 @@ def draw_run(axes, run: ClusterRun, *, reference_runs: dict | None = None) -> di
 
 
 def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, **defaults):
-    """A Train button over :func:`train_clustering`: method, tau, K, r, epochs, seed.  Draws the run's
+    """A Train button over :func:`train_clustering`: method, s, K, r, epochs, seed.  Draws the run's
     NMI per epoch (final epoch marked, best ringed), its loss and cluster sizes; ``reference_runs`` (name ->
     run) are drawn faintly on the NMI plot."""
     import ipywidgets as W
 
     from .. import widgets
 
-    d = dict(method="pamc", tau=TAU, n_clusters=10, r=R, epochs=100, seed=0) | defaults
+    d = dict(method="pamc", s=SCALE, n_clusters=10, r=R, epochs=100, seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
         "method": W.Dropdown(options=[(METHOD_NAMES[m], m) for m in METHODS], value=d["method"],
                              description="negative term", style={"description_width": "initial"}),
-        "tau": W.FloatLogSlider(value=d["tau"], base=10, min=math.log10(0.5), max=math.log10(5), step=0.05,
-                                description="τ (inverse temperature)", readout_format=".3g", **style),
+        "s": W.FloatLogSlider(value=d["s"], base=10, min=math.log10(0.5), max=math.log10(5), step=0.05,
+                                description="s = 1/T (× cosine)", readout_format=".3g", **style),
         "n_clusters": W.IntSlider(value=d["n_clusters"], min=5, max=40, step=1, description="K (clusters)", **style),
         "r": W.IntSlider(value=d["r"], min=1, max=3, description="r (adjacency power)", **style),
         "epochs": W.IntSlider(value=d["epochs"], min=20, max=200, step=10, description="epochs", **style),
@@ -838,7 +834,7 @@ def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, 
     }
 
     def run(values, progress):
-        return train_clustering(values["method"], tau=values["tau"], n_clusters=values["n_clusters"],
+        return train_clustering(values["method"], s=values["s"], n_clusters=values["n_clusters"],
                                 r=values["r"], epochs=values["epochs"], seed=values["seed"], progress=progress)
 
     def draw(axes, result, _values):

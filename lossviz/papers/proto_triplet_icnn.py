@@ -16,21 +16,22 @@ is then a function of small distance matrices:
   (:func:`icnn_neighbours`, :func:`icnn_terms`, :func:`icnn_score`, :func:`icnn_loss`).
 
 The episode sampler (:class:`EpisodeSampler`), :func:`episode_loss` (the mean of the selected
-terms, as in the official ``get_icnn_loss``), :func:`evaluate` (accuracy on episodes of held-out
-classes), :func:`train_fewshot` (episodic training on :func:`lossviz.train.loop`, cached with
-:func:`lossviz.train.memo`) and the notebook's pictures and panels live here too.
+terms, as in the official ``get_icnn_loss``), :func:`fewshot_accuracy` (accuracy on episodes of
+held-out classes), :func:`train_fewshot` (episodic training on :class:`lossviz.train.Trainer`, cached
+with :func:`lossviz.train.memo`) and the notebook's pictures and panels live here too.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import checks
+from ..train import Run, Trainer, memo
 
 #: Added to squared distances before the square root, as in the official ``nearest_neighbors``.
 EPS = 1e-6
@@ -44,87 +45,6 @@ TERMS = ("cross", "prototriplet", "suppicnn", "queryicnn", "fullicnn")
 #: One colour per loss combination of the notebook (never the pull / push colours).
 COMBO_COLORS = {"CE": "#000000", "CE+PT": "#CC79A7", "CE+ICNN": "#009E73", "PT": "#E69F00",
                 "CE+PT+ICNN": "#56B4E9"}
-
-
-# ------------------------------------------------------------------------------------------------
-# Episodes
-# ------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Episode:
-    """Indices into a dataset and episode labels ``0 .. way-1`` (grouped by class)."""
-
-    support: torch.Tensor      # (way * shot,) dataset indices
-    query: torch.Tensor        # (way * query,)
-    y_support: torch.Tensor    # (way * shot,) episode labels: 0,0,..,1,1,..
-    y_query: torch.Tensor      # (way * query,)
-    classes: torch.Tensor      # (way,) the dataset class behind each episode label
-
-
-class EpisodeSampler:
-    """N-way K-shot episodes: ``way`` classes without replacement, then ``shot + query`` distinct
-    samples of each (support and query never share a sample), as the official ``FewShotSampler``.
-
-    Seeded with its own generator, so the same ``seed`` gives the same episodes (the test episodes
-    of two runs are then identical: their accuracies compare pair-wise).
-    """
-
-    def __init__(self, labels, way: int = 5, shot: int = 1, query: int = 15, *, seed: int = 0):
-        labels = np.asarray(labels)
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError("labels must be a 1-D array of integer class ids")
-        self.classes = np.unique(labels)
-        _int_at_least(shot, "shot", 1)
-        _int_at_least(query, "query", 1)
-        _int_at_least(way, "way", 2)
-        if way > len(self.classes):
-            raise ValueError(f"way must be <= {len(self.classes)}, the number of classes in the data; got {way}")
-        self.by_class = {c: np.flatnonzero(labels == c) for c in self.classes}
-        smallest = min(len(v) for v in self.by_class.values())
-        if shot + query > smallest:
-            raise ValueError(f"shot + query = {shot + query} exceeds the smallest class ({smallest} samples)")
-        self.way, self.shot, self.query = way, shot, query
-        self.rng = np.random.default_rng(seed)
-
-    def sample(self) -> Episode:
-        """One episode."""
-        chosen = self.rng.choice(self.classes, size=self.way, replace=False)
-        picks = np.stack([self.rng.choice(self.by_class[c], size=self.shot + self.query, replace=False)
-                          for c in chosen])                      # way x (shot + query)
-        lab = torch.arange(self.way)
-        return Episode(torch.as_tensor(picks[:, :self.shot].reshape(-1)),
-                       torch.as_tensor(picks[:, self.shot:].reshape(-1)),
-                       lab.repeat_interleave(self.shot), lab.repeat_interleave(self.query),
-                       torch.as_tensor(chosen))
-
-    def __iter__(self):
-        while True:
-            yield self.sample()
-
-
-def toy_episode(way: int = 5, shot: int = 1, query: int = 5, *, scale: float = 1.0, spread: float = 0.35,
-                dim: int = 2, seed: int = 0) -> tuple:
-    """A synthetic episode for the pure-maths pictures: class centres on a circle of radius
-    ``scale`` (in ``dim`` dimensions, the rest zero), Gaussian samples of std ``spread`` around them.
-
-    ``scale`` moves the classes apart with the within-class spread fixed.  The same ``seed`` gives
-    the same noise at every scale.  Returns ``(z_support, y_support, z_query, y_query)`` (float64).
-    """
-    _int_at_least(way, "way", 2)
-    _int_at_least(shot, "shot", 1)
-    _int_at_least(query, "query", 1)
-    _int_at_least(dim, "dim", 2)
-    scale = checks.non_negative(scale, "scale")
-    spread = checks.non_negative(spread, "spread")
-    g = torch.Generator().manual_seed(seed)
-    angle = 2 * math.pi * torch.arange(way, dtype=torch.float64) / way
-    centres = torch.zeros(way, dim, dtype=torch.float64)
-    centres[:, 0], centres[:, 1] = torch.cos(angle), torch.sin(angle)
-    noise = torch.randn(way, shot + query, dim, generator=g, dtype=torch.float64) * spread
-    z = scale * centres[:, None, :] + noise
-    lab = torch.arange(way)
-    return (z[:, :shot].reshape(-1, dim), lab.repeat_interleave(shot),
-            z[:, shot:].reshape(-1, dim), lab.repeat_interleave(query))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -254,13 +174,13 @@ def icnn_neighbours(P, labels, target=None, target_labels=None, *, k: int = 4, i
             raise ValueError("target_labels are needed with a target set")
         target_labels = checks.check_labels(target_labels, target.shape[0], P.device)
     M = target.shape[0]
-    _int_at_least(k, "k", 1)
+    checks.integer(k, "k", 1)
     if M < 3:
         raise ValueError(f"the ICNN score needs a target set of at least 3 points; got {M}")
     reduced = k + 2 >= M
     k = M - 2 if reduced else k
     ipc = k + 1 if ipc is None else ipc
-    _int_at_least(ipc, "ipc", k)
+    checks.integer(ipc, "ipc", k)
     skip = 1 if drop_first else 0
     if ipc + skip > M:
         raise ValueError(f"ipc = {ipc} neighbours (+{skip} dropped) need at least {ipc + skip} target points; "
@@ -296,7 +216,7 @@ def icnn_terms(D, same, *, k: int, reduced: bool = False) -> dict:
     same = torch.as_tensor(same, device=D.device)
     if same.dtype != torch.bool or same.shape != D.shape:
         raise ValueError(f"same must be a boolean mask of D's shape {tuple(D.shape)}; got {same.dtype} {tuple(same.shape)}")
-    _int_at_least(k, "k", 1)
+    checks.integer(k, "k", 1)
     if k > D.shape[1]:
         raise ValueError(f"k = {k} exceeds the {D.shape[1]} neighbours in D")
     diff = ~same
@@ -403,6 +323,87 @@ def episode_loss(z_support, y_support, z_query, y_query, *, terms=("cross",), we
 
 
 # ------------------------------------------------------------------------------------------------
+# Episodes
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Episode:
+    """Indices into a dataset and episode labels ``0 .. way-1`` (grouped by class)."""
+
+    support: torch.Tensor      # (way * shot,) dataset indices
+    query: torch.Tensor        # (way * query,)
+    y_support: torch.Tensor    # (way * shot,) episode labels: 0,0,..,1,1,..
+    y_query: torch.Tensor      # (way * query,)
+    classes: torch.Tensor      # (way,) the dataset class behind each episode label
+
+
+class EpisodeSampler:
+    """N-way K-shot episodes: ``way`` classes without replacement, then ``shot + query`` distinct
+    samples of each (support and query never share a sample), as the official ``FewShotSampler``.
+
+    Seeded with its own generator, so the same ``seed`` gives the same episodes (the test episodes
+    of two runs are then identical: their accuracies compare pair-wise).
+    """
+
+    def __init__(self, labels, way: int = 5, shot: int = 1, query: int = 15, *, seed: int = 0):
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError("labels must be a 1-D array of integer class ids")
+        self.classes = np.unique(labels)
+        checks.integer(shot, "shot", 1)
+        checks.integer(query, "query", 1)
+        checks.integer(way, "way", 2)
+        if way > len(self.classes):
+            raise ValueError(f"way must be <= {len(self.classes)}, the number of classes in the data; got {way}")
+        self.by_class = {c: np.flatnonzero(labels == c) for c in self.classes}
+        smallest = min(len(v) for v in self.by_class.values())
+        if shot + query > smallest:
+            raise ValueError(f"shot + query = {shot + query} exceeds the smallest class ({smallest} samples)")
+        self.way, self.shot, self.query = way, shot, query
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self) -> Episode:
+        """One episode."""
+        chosen = self.rng.choice(self.classes, size=self.way, replace=False)
+        picks = np.stack([self.rng.choice(self.by_class[c], size=self.shot + self.query, replace=False)
+                          for c in chosen])                      # way x (shot + query)
+        lab = torch.arange(self.way)
+        return Episode(torch.as_tensor(picks[:, :self.shot].reshape(-1)),
+                       torch.as_tensor(picks[:, self.shot:].reshape(-1)),
+                       lab.repeat_interleave(self.shot), lab.repeat_interleave(self.query),
+                       torch.as_tensor(chosen))
+
+    def __iter__(self):
+        while True:
+            yield self.sample()
+
+
+def toy_episode(way: int = 5, shot: int = 1, query: int = 5, *, scale: float = 1.0, spread: float = 0.35,
+                dim: int = 2, seed: int = 0) -> tuple:
+    """A synthetic episode for the pure-maths pictures: class centres on a circle of radius
+    ``scale`` (in ``dim`` dimensions, the rest zero), Gaussian samples of std ``spread`` around them.
+
+    ``scale`` moves the classes apart with the within-class spread fixed.  The same ``seed`` gives
+    the same noise at every scale.  Returns ``(z_support, y_support, z_query, y_query)`` (float64).
+    """
+    checks.integer(way, "way", 2)
+    checks.integer(shot, "shot", 1)
+    checks.integer(query, "query", 1)
+    checks.integer(dim, "dim", 2)
+    scale = checks.non_negative(scale, "scale")
+    spread = checks.non_negative(spread, "spread")
+    g = torch.Generator().manual_seed(seed)
+    angle = 2 * math.pi * torch.arange(way, dtype=torch.float64) / way
+    centres = torch.zeros(way, dim, dtype=torch.float64)
+    centres[:, 0], centres[:, 1] = torch.cos(angle), torch.sin(angle)
+    noise = torch.randn(way, shot + query, dim, generator=g, dtype=torch.float64) * spread
+    z = scale * centres[:, None, :] + noise
+    lab = torch.arange(way)
+    return (z[:, :shot].reshape(-1, dim), lab.repeat_interleave(shot),
+            z[:, shot:].reshape(-1, dim), lab.repeat_interleave(query))
+
+
+# ------------------------------------------------------------------------------------------------
 # Evaluation on held-out classes
 # ------------------------------------------------------------------------------------------------
 
@@ -413,7 +414,7 @@ def episode_index(labels, *, way: int = 5, shot: int = 1, query: int = 10, episo
     (the episode's classes in random order).  Distinct samples within an episode; the same ``seed``
     gives the same episodes."""
     labels = np.asarray(labels)
-    _int_at_least(episodes, "episodes", 1)
+    checks.integer(episodes, "episodes", 1)
     EpisodeSampler(labels, way, shot, query)        # validates way, shot and query against the data
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
@@ -428,8 +429,8 @@ def episode_index(labels, *, way: int = 5, shot: int = 1, query: int = 10, episo
             torch.as_tensor(picks[:, :, shot:].reshape(episodes, -1)))
 
 
-def evaluate(z, labels, *, way: int = 5, shot: int = 1, query: int = 10, episodes: int = 300,
-             seed: int = 1000, index=None) -> np.ndarray:
+def fewshot_accuracy(z, labels, *, way: int = 5, shot: int = 1, query: int = 10, episodes: int = 300,
+                     seed: int = 1000, index=None) -> np.ndarray:
     """Per-episode accuracy of nearest-prototype classification on episodes of the embeddings
     ``z`` (N x D) of held-out classes (:func:`episode_index`, or the ``index`` it returned).  The
     same ``seed`` draws the same episodes, so two embeddings of one test set compare episode by
@@ -517,29 +518,27 @@ COMBOS = {"CE": ("cross",), "CE+PT": ("cross", "prototriplet"), "CE+ICNN": ("cro
           "PT": ("prototriplet",), "CE+PT+ICNN": ("cross", "prototriplet", "fullicnn")}
 
 
-@dataclass
-class FewShotRun:
-    """The result of one episodic training run."""
+@dataclass(repr=False)
+class FewShotRun(Run):
+    """One episodic training run: ``history`` per iteration (loss, each term, train acc, PT-active
+    fraction), ``evals`` (iter, acc: mean test-episode accuracy), ``scores`` after training (``acc``,
+    its 95% interval ``ci95``), the accuracy of every test episode and the test embeddings."""
 
-    params: dict
-    history: dict = field(default_factory=dict)   # per iteration: loss, each term, train acc, PT-active fraction
-    evals: dict = field(default_factory=dict)     # iter, acc (mean test-episode accuracy)
     test_acc: np.ndarray | None = None            # per test episode, after training
     z_test: torch.Tensor | None = None            # test-class embeddings after training
     z_test_before: torch.Tensor | None = None     # ... and before
     y_test: torch.Tensor | None = None
     net: torch.nn.Module | None = None            # the trained network (eval mode)
-    seconds: float = 0.0
 
     @property
     def acc(self) -> float:
         """Mean accuracy over the test episodes (classes never seen in training) after training."""
-        return float(self.test_acc.mean())
+        return self.final("acc")
 
     def __repr__(self) -> str:
         p = self.params
         return (f"FewShotRun({'+'.join(p['terms'])}, {p['way']}-way {p['shot']}-shot, {p['iters']} it, "
-                f"seed {p['seed']}: test {p['test_way']}-way acc {self.acc:.3f} ± {ci95(self.test_acc):.3f})")
+                f"seed {p['seed']}: test {p['test_way']}-way acc {self.acc:.3f} ± {self.scores['ci95']:.3f})")
 
 
 def embedder(x: torch.Tensor, dim: int) -> torch.nn.Module:
@@ -559,76 +558,54 @@ def train_fewshot(terms=("cross",), *, data: str = "mnist1d_unseen", way: int = 
     classes (never seen in training).  Adam at ``lr``; one episode per iteration.
 
     Records per iteration the total loss, each term, the training-episode accuracy and the fraction
-    of queries whose Proto-Triplet hinge is active; every ``eval_every`` iterations the mean
-    accuracy on ``test_episodes`` fixed test episodes (the same for every run: compare pair-wise).
-    Runs are cached by their parameters (:func:`lossviz.train.memo`).
+    of queries whose Proto-Triplet hinge is active; before training, every ``eval_every``
+    iterations and at the end the mean accuracy on ``test_episodes`` fixed test episodes (the same
+    for every run: compare pair-wise).  Runs are cached by their parameters (:func:`lossviz.train.memo`).
     """
-    from ..data import load
-    from ..train import loop, memo
-
     terms = tuple(terms)
     test_shot = shot if test_shot is None else test_shot
-    for name, value, low in (("dim", dim, 1), ("eval_every", eval_every, 1)):
-        _int_at_least(value, name, low)
+    for name, value in (("dim", dim), ("eval_every", eval_every), ("iters", iters)):
+        checks.integer(value, name, 1)
     params = dict(terms=terms, data=data, way=way, shot=shot, query=query, dim=dim, iters=iters,
                   lr=checks.positive(lr, "lr"), T=T, m=m, k=k, weights=None if weights is None else tuple(weights),
                   seed=seed, test_way=test_way, test_shot=test_shot, test_query=test_query,
                   test_episodes=test_episodes, eval_every=eval_every)
+    return memo("fewshot", params, lambda: _train_fewshot(params, progress), cache=cache)
 
-    def compute() -> FewShotRun:
-        import time
 
-        split = load(data)
-        torch.manual_seed(seed)
-        net = embedder(split.x_train, dim)
-        opt = torch.optim.Adam(net.parameters(), lr=params["lr"])
-        sampler = EpisodeSampler(split.y_train.numpy(), way, shot, query, seed=seed)
-        evals = {"iter": [], "acc": []}
-        last = {}
-        index = episode_index(split.y_test.numpy(), way=test_way, shot=test_shot, query=test_query,
-                              episodes=test_episodes)
+def _train_fewshot(p: dict, progress) -> FewShotRun:
+    from ..data import load
 
-        def test() -> np.ndarray:
-            net.eval()
-            with torch.no_grad():
-                z = net(split.x_test)
-            net.train()
-            last["z"] = z
-            return evaluate(z, split.y_test, shot=test_shot, index=index)
+    split = load(p["data"])
+    trainer = Trainer(lambda: embedder(split.x_train, p["dim"]), lr=p["lr"], seed=p["seed"])
+    net = trainer.model
+    sampler = EpisodeSampler(split.y_train.numpy(), p["way"], p["shot"], p["query"], seed=p["seed"])
+    index = episode_index(split.y_test.numpy(), way=p["test_way"], shot=p["test_shot"], query=p["test_query"],
+                          episodes=p["test_episodes"])
+    tested = []                                    # (test embeddings, accuracy per test episode) of each evaluation
 
-        def record(it: int) -> np.ndarray:
-            acc = test()
-            evals["iter"].append(it)
-            evals["acc"].append(float(acc.mean()))
-            return acc
+    def evaluate() -> dict:
+        z = net(split.x_test)
+        tested.append((z, fewshot_accuracy(z, split.y_test, shot=p["test_shot"], index=index)))
+        return {"acc": float(tested[-1][1].mean())}
 
-        def step(it: int) -> dict:
-            ep = sampler.sample()
-            z = net(split.x_train[torch.cat([ep.support, ep.query])])
-            z_s, z_q = z[:len(ep.support)], z[len(ep.support):]
-            loss, parts, D = episode_loss(z_s, ep.y_support, z_q, ep.y_query, terms=terms, weights=weights,
-                                          T=T, m=m, k=k)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            D = D.detach()
-            out = {"loss": loss, **parts, "train_acc": episode_accuracy(D, ep.y_query),
-                   "active": float(active_queries(D, ep.y_query, m).double().mean())}
-            if it % eval_every == 0 and it != iters:
-                out["test_acc"] = float(record(it).mean())
-            return out
+    def step(it: int) -> dict:
+        ep = sampler.sample()
+        z = net(split.x_train[torch.cat([ep.support, ep.query])])
+        z_s, z_q = z[:len(ep.support)], z[len(ep.support):]
+        loss, parts, D = episode_loss(z_s, ep.y_support, z_q, ep.y_query, terms=p["terms"], weights=p["weights"],
+                                      T=p["T"], m=p["m"], k=p["k"])
+        trainer.update(loss)
+        D = D.detach()
+        return {"loss": loss, **parts, "train_acc": episode_accuracy(D, ep.y_query),
+                "active": float(active_queries(D, ep.y_query, p["m"]).double().mean())}
 
-        record(0)
-        before = last["z"]
-        start = time.perf_counter()
-        with checks.validation(False):  # episodes are well-formed by construction
-            history = loop(step, iters, desc="+".join(terms), progress=progress)
-        final = record(iters)
-        return FewShotRun(params, history, {key: np.asarray(v) for key, v in evals.items()}, final,
-                          last["z"], before, split.y_test, net.eval(), time.perf_counter() - start)
-
-    _int_at_least(iters, "iters", 1)
-    return memo("fewshot", params, compute, cache=cache)
+    history, evals, seconds = trainer.run(step, p["iters"], evaluate=evaluate, eval_every=p["eval_every"],
+                                          desc="+".join(p["terms"]), progress=progress)
+    z_after, acc = tested[-1]
+    return FewShotRun(params=p, history=history, evals=evals, scores={"acc": float(acc.mean()), "ci95": ci95(acc)},
+                      seconds=seconds, test_acc=acc, z_test=z_after, z_test_before=tested[0][0], y_test=split.y_test,
+                      net=net.eval())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -645,7 +622,7 @@ def draw_episode(ax, z_support, y_support, z_query, y_query, *, m: float = 0.5, 
     are a projection (PCA) of higher-dimensional embeddings; by default they are computed in 2-D."""
     from .. import plots
 
-    z_s, z_q = _np2(z_support), _np2(z_query)
+    z_s, z_q = plots.as_numpy(z_support), plots.as_numpy(z_query)
     c = prototypes(torch.as_tensor(z_s), y_support).numpy()
     y_q = np.asarray(y_query)
     D = distances(torch.as_tensor(z_q), torch.as_tensor(c)) if D is None else torch.as_tensor(D).detach().double()
@@ -678,7 +655,7 @@ def distance_weight_heatmap(ax, G, y_query, *, title: str = "", colorbar: bool =
 
     from .. import plots
 
-    W = -_np2(G)
+    W = -plots.as_numpy(G)
     vmax = max(np.abs(W).max(), 1e-12)
     im = ax.imshow(W, cmap=plots.WEIGHT_CMAP, norm=TwoSlopeNorm(0.0, -vmax, vmax), aspect="auto")
     for q, k in enumerate(np.asarray(y_query)):
@@ -700,9 +677,9 @@ def draw_neighbourhood(ax, P, labels, nb: Neighbourhood, grad=None, *, title: st
 
     from .. import plots
 
-    P, y = _np2(P), np.asarray(labels)
+    P, y = plots.as_numpy(P), np.asarray(labels)
     idx, same = nb.index.numpy(), nb.same.numpy()
-    g = np.abs(_np2(grad)) if grad is not None else np.ones(idx.shape)
+    g = np.abs(plots.as_numpy(grad)) if grad is not None else np.ones(idx.shape)
     scale = 4.0 / max(g.max(), 1e-12)
     segs, colors, widths = [], [], []
     for i in range(len(P)):
@@ -865,15 +842,3 @@ def training_panel(*, data: str = "mnist1d_unseen", iters: int = 300, autorun: b
     panel = run_panel(controls, run, draw, ncols=2, width=4.6, height=3.5, autorun=autorun,
                       describe=lambda r: repr(r["run"]))
     return panel
-
-
-# ------------------------------------------------------------------------------------------------
-
-def _int_at_least(value, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    return int(value)
-
-
-def _np2(t) -> np.ndarray:
-    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=float)

@@ -10,7 +10,7 @@ No official code was found.  Confirmed: ``L = L_f + L_rho`` with ``L_f`` ArcFace
 eyes and the nose.  **Everything else below is reconstructed -- verify against the paper**:
 
 * discrepancy ``D = |(e_l + e_r)/2 - n| / |e_r - e_l|``, frontness
-  ``rho = clip(1 - D / D_max, 0, 1)``, a face is kept when ``rho >= tau``;
+  ``rho = clip(1 - D / D_max, 0, 1)``, a face is kept when ``rho >= rho_min`` (the paper's τ; lossviz keeps ``tau`` for temperatures);
 * the halves are cut at the centre column and zero-padded back to full width (or resized);
 * ``L_rho = (1/n) sum_{kept i} rho_i (1 - cos(f(x_L,i), f(x_R',i)))``, ``n`` = number kept;
 * ``L = L_ArcFace + w_sym * L_rho``.
@@ -27,7 +27,7 @@ synthetic faces, exactly symmetric per identity, with one-sided nuisances), the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from ..margins import CosineClassifier, arcface_loss
 from ..metrics import tar_at_far
 from ..models import L2Normalize, mlp
 from ..similarity import similarity
+from ..train import Run, Trainer, memo
 
 #: Side of the synthetic face images (pixels); the symmetry axis lies between columns 5 and 6.
 SIZE = 12
@@ -107,7 +108,7 @@ def face_templates(n_ids: int, *, seed: int = 0) -> torch.Tensor:
     nuisances of :func:`make_faces` (heights about 1) are larger than the differences between
     people, as lighting often is in photographs.  Exactly symmetric: ``t == t.flip(-1)`` bit for
     bit."""
-    _count(n_ids, "n_ids")
+    checks.integer(n_ids, "n_ids", 1)
     rng = np.random.default_rng(seed)
     half = np.pad(rng.normal(size=(n_ids, SIZE, SIZE // 2)), ((0, 0), (1, 1), (1, 1)), mode="reflect")
     k = (0.25, 0.5, 0.25)
@@ -177,8 +178,8 @@ def make_faces(n_ids: int = 300, n_per_id: int = 10, *, nuisance: float = 1.0, n
     ``rho`` follows from them (:func:`frontness`): about 1 for centred faces, 0 for turned ones.
     Seeded and offline; the identity templates depend on ``seed`` only.
     """
-    _count(n_ids, "n_ids")
-    _count(n_per_id, "n_per_id")
+    checks.integer(n_ids, "n_ids", 1)
+    checks.integer(n_per_id, "n_per_id", 1)
     nuisance = checks.non_negative(nuisance, "nuisance (strength of the one-sided nuisances)")
     noise = checks.non_negative(noise, "noise")
     landmark_noise = checks.non_negative(landmark_noise, "landmark_noise")
@@ -212,8 +213,7 @@ def faces(n_ids: int = 300, n_per_id: int = 10, *, n_train: int = 200, nuisance:
           seed: int = 0) -> FaceSplit:
     """:func:`make_faces` split by identity: train on the first ``n_train`` identities, verify on
     the others (people never seen in training, as in face verification)."""
-    if isinstance(n_train, bool) or not isinstance(n_train, int) or not 1 <= n_train < n_ids:
-        raise ValueError(f"n_train must be an integer in [1, {n_ids - 1}]; got {n_train!r}")
+    checks.integer(n_train, "n_train", 1, n_ids - 1)
     templates = face_templates(n_ids, seed=seed)
     all_faces = make_faces(n_ids, n_per_id, nuisance=nuisance, seed=seed, templates=templates)
     train = all_faces.y < n_train
@@ -246,8 +246,7 @@ def split_halves(x, *, mirror: bool = True, fill: str = "zero") -> tuple[torch.T
     x = _images(x)
     if x.shape[-1] % 2:
         raise ValueError(f"the image width must be even to cut it at the centre; got {x.shape[-1]}")
-    if fill not in FILLS:
-        raise ValueError(f"fill must be one of {FILLS}; got {fill!r}")
+    checks.choice(fill, "fill", FILLS)
     w = x.shape[-1] // 2
     left, right = x[..., :w], x[..., w:]
     right = right.flip(-1) if mirror else right
@@ -261,13 +260,13 @@ def split_halves(x, *, mirror: bool = True, fill: str = "zero") -> tuple[torch.T
 # The symmetry loss and its variants
 # --------------------------------------------------------------------------------------------
 
-def half_pair_loss(S, labels, *, rho, tau: float = 0.5, variant: str = "cosine", weighted: bool = True,
-                   temperature: float = 0.1) -> torch.Tensor:
+def half_pair_loss(S, labels, *, rho, rho_min: float = 0.5, variant: str = "cosine", weighted: bool = True,
+                   tau: float = 0.1) -> torch.Tensor:
     r"""The symmetry term as a function of the half-face similarity matrix (the GPW form).
 
     ``S`` is the 2n x 2n cosine matrix of ``[f(x_L,1..n); f(x_R',1..n)]`` (rows i and n+i are the
     two halves of face i), ``labels`` (2n,) their identities, ``rho`` (n,) the faces' frontness.
-    Face i is kept when ``rho_i >= tau``; ``c_i = (S_{i, n+i} + S_{n+i, i}) / 2`` is its half-pair
+    Face i is kept when ``rho_i >= rho_min``; ``c_i = (S_{i, n+i} + S_{n+i, i}) / 2`` is its half-pair
     cosine (both entries, so that the weights of a symmetric S are symmetric too).
 
     * ``"cosine"`` (reconstructed - verify against the paper):
@@ -276,7 +275,7 @@ def half_pair_loss(S, labels, *, rho, tau: float = 0.5, variant: str = "cosine",
       :math:`\partial L/\partial c_i = -\rho_i/n`, half of it on each of the two entries of S: a
       constant pull, no push.
     * ``"infonce"`` (an exercise, not the paper's loss): NT-Xent (:func:`lossviz.nt_xent_loss`,
-      temperature ``temperature``) over the kept halves, each half's positives being the halves of
+      temperature ``tau``) over the kept halves, each half's positives being the halves of
       the same identity, its negatives the halves of the other identities.  Unweighted.
 
     No face kept: the loss is 0 (with a gradient of 0), not NaN.
@@ -286,7 +285,7 @@ def half_pair_loss(S, labels, *, rho, tau: float = 0.5, variant: str = "cosine",
         raise ValueError(f"S must be 2n x 2n (left halves, then right halves); got {tuple(S.shape)}")
     n = S.shape[0] // 2
     labels = checks.check_labels(labels, 2 * n, S.device)
-    keep, rho = _kept(rho, n, tau, S)
+    keep, rho = _kept(rho, n, rho_min, S)
     if variant == "cosine":
         c = (S.diagonal(offset=n) + S.diagonal(offset=-n)) / 2
         w = rho if weighted else torch.ones_like(rho)
@@ -295,17 +294,17 @@ def half_pair_loss(S, labels, *, rho, tau: float = 0.5, variant: str = "cosine",
         both = torch.cat([keep, keep])
         if not bool(both.any()):
             return S.sum() * 0
-        return nt_xent_loss(S[both][:, both], labels[both], tau=temperature)
+        return nt_xent_loss(S[both][:, both], labels[both], tau=tau)
     raise ValueError(f"variant must be 'cosine' or 'infonce' for a loss on S; got {variant!r} "
                      "('arcface' works on class cosines: half_arcface_loss)")
 
 
-def symmetry_loss(z_left, z_right, rho, *, tau: float = 0.5, labels=None, variant: str = "cosine",
-                  weighted: bool = True, temperature: float = 0.1) -> torch.Tensor:
+def symmetry_loss(z_left, z_right, rho, *, rho_min: float = 0.5, labels=None, variant: str = "cosine",
+                  weighted: bool = True, tau: float = 0.1) -> torch.Tensor:
     r"""SymFace's :math:`L_\rho` on half-face embeddings (n x D each): the cosine matrix of
     ``[z_left; z_right]`` through :func:`half_pair_loss`.  The embeddings are L2-normalised here.
 
-    Default: :math:`L_\rho = \frac1n \sum_{\rho_i \ge \tau} \rho_i\,(1 - \cos(f(x_{L,i}), f(x_{R',i})))`
+    Default: :math:`L_\rho = \frac1n \sum_{\rho_i \ge \rho_{min}} \rho_i\,(1 - \cos(f(x_{L,i}), f(x_{R',i})))`
     (reconstructed - verify against the paper).  ``labels`` (n,) are needed by ``"infonce"`` only."""
     z_left = checks.as_float_tensor(z_left, "z_left (left-half embeddings, n x D)", 2)
     z_right = checks.as_float_tensor(z_right, "z_right (mirrored right-half embeddings, n x D)", 2)
@@ -321,11 +320,11 @@ def symmetry_loss(z_left, z_right, rho, *, tau: float = 0.5, labels=None, varian
     if n == 0:
         return z_left.sum() * 0
     S = similarity(torch.cat([z_left, z_right]))
-    return half_pair_loss(S, torch.cat([labels, labels]), rho=rho, tau=tau, variant=variant,
-                          weighted=weighted, temperature=temperature)
+    return half_pair_loss(S, torch.cat([labels, labels]), rho=rho, rho_min=rho_min, variant=variant,
+                          weighted=weighted, tau=tau)
 
 
-def half_arcface_loss(cos_left, cos_right, labels, rho, *, tau: float = 0.5, s: float = 16.0,
+def half_arcface_loss(cos_left, cos_right, labels, rho, *, rho_min: float = 0.5, s: float = 16.0,
                       m: float = 0.3) -> torch.Tensor:
     """ArcFace on the half faces (an exercise, not the paper's loss): each kept half is classified
     by identity with the same class proxies as the full faces.  ``cos_left`` / ``cos_right`` are
@@ -336,7 +335,7 @@ def half_arcface_loss(cos_left, cos_right, labels, rho, *, tau: float = 0.5, s: 
         raise ValueError("cos_left and cos_right must have the same shape")
     n = cos_left.shape[0]
     labels = checks.check_labels(labels, n, cos_left.device)
-    keep, _ = _kept(rho, n, tau, cos_left)
+    keep, _ = _kept(rho, n, rho_min, cos_left)
     if not bool(keep.any()):
         return cos_left.sum() * 0
     return arcface_loss(torch.cat([cos_left[keep], cos_right[keep]]), torch.cat([labels[keep], labels[keep]]), s=s, m=m)
@@ -350,11 +349,9 @@ def half_pair_weights(S, labels, *, rho, signed: bool = True, **knobs) -> torch.
     return pair_weights(half_pair_loss, S, labels, signed=signed, rho=rho, **knobs)
 
 
-def _kept(rho, n: int, tau, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 3PSS filter: ``rho >= tau``, and rho as a tensor like ``like``."""
-    tau = checks.finite(tau, "tau (the frontness threshold)")
-    if not 0 <= tau <= 1:
-        raise ValueError(f"tau (the frontness threshold) must be in [0, 1]; got {tau}")
+def _kept(rho, n: int, rho_min, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 3PSS filter: ``rho >= rho_min``, and rho as a tensor like ``like``."""
+    rho_min = checks.fraction(rho_min, "rho_min (the frontness threshold)")
     rho = torch.as_tensor(rho, device=like.device)
     if not rho.is_floating_point():
         raise ValueError(f"rho (frontness) must be floating point in [0, 1]; got dtype {rho.dtype}")
@@ -363,7 +360,7 @@ def _kept(rho, n: int, tau, like: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     rho = rho.to(like.dtype)
     if checks.validation_enabled() and not bool(((rho >= 0) & (rho <= 1)).all()):
         raise ValueError("rho (frontness) must lie in [0, 1] and be finite; see frontness()")
-    return rho >= tau, rho
+    return rho >= rho_min, rho
 
 
 def _images(x) -> torch.Tensor:
@@ -373,12 +370,6 @@ def _images(x) -> torch.Tensor:
     if x.ndim < 2:
         raise ValueError(f"images must have shape (..., H, W); got {tuple(x.shape)}")
     return x
-
-
-def _count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,42 +415,38 @@ def face_net(backbone: str = "mlp", dim: int = 32) -> nn.Module:
     """The miniature's backbones on 12 x 12 images, L2-normalised output:
     ``"mlp"``: 144 -> 256 -> ReLU -> ``dim``; ``"cnn"``: conv 1->16, conv 16->32 (3 x 3, ReLU),
     2 x 2 average pool, linear to ``dim``."""
-    if backbone == "mlp":
+    if checks.choice(backbone, "backbone", ("mlp", "cnn")) == "mlp":
         return nn.Sequential(nn.Flatten(), mlp(SIZE * SIZE, dim, hidden=256))
-    if backbone == "cnn":
-        return nn.Sequential(nn.Unflatten(1, (1, SIZE)),  # (N, 12, 12) -> (N, 1, 12, 12)
-                             nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-                             nn.AvgPool2d(2), nn.Flatten(), nn.Linear(32 * (SIZE // 2) ** 2, dim), L2Normalize())
-    raise ValueError(f"backbone must be 'mlp' or 'cnn'; got {backbone!r}")
+    return nn.Sequential(nn.Unflatten(1, (1, SIZE)),  # (N, 12, 12) -> (N, 1, 12, 12)
+                         nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                         nn.AvgPool2d(2), nn.Flatten(), nn.Linear(32 * (SIZE // 2) ** 2, dim), L2Normalize())
 
 
-@dataclass
-class SymRun:
-    """One ArcFace (+ symmetry) run and its measures on the unseen identities."""
+@dataclass(repr=False)
+class SymRun(Run):
+    """One ArcFace (+ symmetry) run: ``history`` per iteration (loss, arcface, kept; every 10th: sym,
+    half_disparity), ``evals`` on the unseen centred faces (iter, half_disparity, cross_half_cos),
+    ``scores`` on the unseen identities at the end (see :func:`train_symface`) and the arrays
+    behind the pictures."""
 
-    params: dict
-    history: dict = field(default_factory=dict)   # per iteration: loss, arcface, kept; every 10th: sym, half_disparity
-    evals: dict = field(default_factory=dict)     # unseen centred faces: half_disparity, cross_half_cos
-    measures: dict = field(default_factory=dict)  # at the end (see train_symface)
     rho: np.ndarray | None = None                 # frontness of the test faces
     half_cos_before: np.ndarray | None = None     # half-pair cosine of every test face, untrained
     half_cos_after: np.ndarray | None = None      # ... and trained
     cross_half_cos: np.ndarray | None = None      # cosines between halves of different unseen identities
     model: nn.Module | None = None                # the trained network (eval mode)
-    seconds: float = 0.0
 
     @property
     def tar(self) -> float:
         """TAR at FAR = 1e-2 on the unseen identities, at the end."""
-        return float(self.measures["tar"])
+        return self.final("tar")
 
     def __repr__(self) -> str:
         p = self.params
         return (f"SymRun({p['backbone']}, w_sym={p['w_sym']:g}, {p['variant']}, seed {p['seed']}: "
-                f"TAR@1e-2 {self.tar:.3f}, half disparity {self.measures['half_disparity']:.4f})")
+                f"TAR@1e-2 {self.tar:.3f}, half disparity {self.scores['half_disparity']:.4f})")
 
 
-def train_symface(*, w_sym: float = 1.0, tau: float = 0.5, variant: str = "cosine", mirror: bool = True,
+def train_symface(*, w_sym: float = 1.0, rho_min: float = 0.5, variant: str = "cosine", mirror: bool = True,
                   fill: str = "zero", nuisance: float = 1.0, s: float = 16.0, m: float = 0.3,
                   backbone: str = "mlp", dim: int = 32, iters: int = 500, batch: int = 128,
                   lr: float = 2e-3, seed: int = 0, eval_every: int = 50, progress=True,
@@ -468,112 +455,108 @@ def train_symface(*, w_sym: float = 1.0, tau: float = 0.5, variant: str = "cosin
     identities, 100 unseen), Adam, random batches of ``batch`` images, and measure it.
 
     ``L_sym`` is :func:`symmetry_loss` (``variant`` ``"cosine"`` or ``"infonce"``) or
-    :func:`half_arcface_loss` (``"arcface"``) on the batch's faces with ``rho >= tau``; halves from
+    :func:`half_arcface_loss` (``"arcface"``) on the batch's faces with ``rho >= rho_min``; halves from
     :func:`split_halves` (``mirror``, ``fill``); with ``w_sym = 0`` it is only measured (every 10th
     step, as the cosine variant).  The data are the same for every seed (data seed 0);
     ``seed`` sets the initialisation and the batches.  ``progress`` as in :func:`lossviz.train.loop`.
 
-    ``measures`` (unseen identities): ``tar`` (TAR at FAR 1e-2), ``half_disparity`` (mean
-    ``1 - c_i`` on centred faces), ``cross_half_cos`` (mean cosine between left halves of
+    ``scores`` (unseen identities, after training): ``tar`` (TAR at FAR 1e-2), ``half_disparity``
+    (mean ``1 - c_i`` on centred faces), ``cross_half_cos`` (mean cosine between left halves of
     different identities, centred faces), ``light_sensitivity`` (mean ``1 - cos`` between a clean
     face lit from the left and from the right), ``intra`` / ``inter`` (:func:`spread` of the full
     faces) and ``half_intra`` / ``half_inter`` (of the left halves of centred faces).
     Cached by parameters (:func:`lossviz.train.memo`)."""
-    from ..train import loop, memo
-
     w_sym = checks.non_negative(w_sym, "w_sym (weight of the symmetry loss)")
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}; got {variant!r}")
+    checks.choice(variant, "variant", VARIANTS)
     for arg, value in (("iters", iters), ("batch", batch), ("eval_every", eval_every), ("dim", dim)):
-        _count(value, arg)
+        checks.integer(value, arg, 1)
     if w_sym == 0:
         variant = "cosine"  # the term is only measured then, so every variant is the same ArcFace run
-    params = dict(w_sym=w_sym, tau=float(tau), variant=variant, mirror=bool(mirror), fill=fill,
+    params = dict(w_sym=w_sym, rho_min=float(rho_min), variant=variant, mirror=bool(mirror), fill=fill,
                   nuisance=float(nuisance), s=float(s), m=float(m), backbone=backbone, dim=dim,
-                  iters=iters, batch=batch, lr=float(lr), seed=seed, eval_every=eval_every)
-    return memo("symface", params, lambda: _train(params, progress, loop), cache=cache)
+                  iters=iters, batch=batch, lr=checks.positive(lr, "lr"), seed=seed, eval_every=eval_every)
+    return memo("symface", params, lambda: _train(params, progress), cache=cache)
 
 
-def _train(p: dict, progress, loop) -> SymRun:
-    import time
-
+def _train(p: dict, progress) -> SymRun:
     data = faces(nuisance=p["nuisance"])
     tr, te = data.train, data.test
-    torch.manual_seed(p["seed"])
-    model = face_net(p["backbone"], p["dim"])
-    head = CosineClassifier(p["dim"], int(tr.y.max()) + 1)
-    opt = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=checks.positive(p["lr"], "lr"))
+    trainer = Trainer(lambda: (face_net(p["backbone"], p["dim"]), CosineClassifier(p["dim"], int(tr.y.max()) + 1)),
+                      lr=p["lr"], seed=p["seed"])
+    model, head = trainer.model
     rng = np.random.default_rng(p["seed"])
     halves = dict(mirror=p["mirror"], fill=p["fill"])
-    run = SymRun(params=p, rho=te.rho.numpy(), half_cos_before=half_cosines(model, te.x, **halves).numpy())
-    evals = {"iter": [], "half_disparity": [], "cross_half_cos": []}
+    half_cos_before = half_cosines(model, te.x, **halves).numpy()
     centred = te.subset(te.shift == 0)
 
-    def evaluate(it: int) -> None:
-        m = _half_measures(model, centred, halves)
-        evals["iter"].append(it)
-        for key in ("half_disparity", "cross_half_cos"):
-            evals[key].append(m[key])
+    def evaluate() -> dict:
+        half, _ = _half_measures(model, centred, halves)
+        return {key: half[key] for key in ("half_disparity", "cross_half_cos")}
 
     def step(it: int) -> dict:
         idx = torch.as_tensor(rng.choice(len(tr), size=min(p["batch"], len(tr)), replace=False))
         x, y, rho = tr.x[idx], tr.y[idx], tr.rho[idx]
         arc = arcface_loss(head(model(x)), y, s=p["s"], m=p["m"])
-        keep = rho >= p["tau"]
+        keep = rho >= p["rho_min"]
         out = {"arcface": arc, "kept": keep.float().mean()}
         loss = arc
         record = it % 10 == 0  # the symmetry term is logged every 10th step, also when w_sym = 0
         if bool(keep.any()) and (p["w_sym"] > 0 or record):
             with torch.set_grad_enabled(p["w_sym"] > 0):
-                xl, xr = split_halves(x[keep], **halves)
-                zl, zr = model(xl), model(xr)
-                if p["variant"] == "arcface":
-                    sym = half_arcface_loss(head(zl), head(zr), y[keep], rho[keep], tau=p["tau"], s=p["s"], m=p["m"])
-                else:
-                    sym = symmetry_loss(zl, zr, rho[keep], tau=p["tau"], labels=y[keep], variant=p["variant"])
-                if record:
-                    out["sym"] = sym
-                    out["half_disparity"] = (1 - F.cosine_similarity(zl, zr, dim=1)).mean()
+                sym, disparity = _symmetry_term(model, head, x[keep], y[keep], rho[keep], p)
+            if record:
+                out |= {"sym": sym, "half_disparity": disparity}
             if p["w_sym"] > 0:
                 loss = arc + p["w_sym"] * sym
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if it % p["eval_every"] == 0 or it == p["iters"]:
-            evaluate(it)
+        trainer.update(loss)
         return {"loss": loss.detach(), **{k: v.detach() for k, v in out.items()}}
 
-    start = time.perf_counter()
-    evaluate(0)
-    with checks.validation(False):  # batches are well-formed by construction: no per-step syncs
-        run.history = loop(step, p["iters"], desc=f"ArcFace + {p['w_sym']:g} x {p['variant']}", progress=progress)
-    run.seconds = time.perf_counter() - start
-    run.evals = {k: np.asarray(v) for k, v in evals.items()}
-    run.half_cos_after = half_cosines(model, te.x, **halves).numpy()
+    history, evals, seconds = trainer.run(step, p["iters"], evaluate=evaluate, eval_every=p["eval_every"],
+                                          desc=f"ArcFace + {p['w_sym']:g} x {p['variant']}", progress=progress)
+    scores, cross = _final_scores(model, data, centred, halves)
+    return SymRun(params=p, history=history, evals=evals, scores=scores, seconds=seconds, rho=te.rho.numpy(),
+                  half_cos_before=half_cos_before, half_cos_after=half_cosines(model, te.x, **halves).numpy(),
+                  cross_half_cos=cross, model=model.eval())
+
+
+def _symmetry_term(model, head, x, y, rho, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """``L_sym`` of :func:`train_symface`'s variant on the kept faces ``x`` of a batch, and their
+    mean half disparity ``1 - c_i``."""
+    xl, xr = split_halves(x, mirror=p["mirror"], fill=p["fill"])
+    zl, zr = model(xl), model(xr)
+    if p["variant"] == "arcface":
+        sym = half_arcface_loss(head(zl), head(zr), y, rho, rho_min=p["rho_min"], s=p["s"], m=p["m"])
+    else:
+        sym = symmetry_loss(zl, zr, rho, rho_min=p["rho_min"], labels=y, variant=p["variant"])
+    return sym, (1 - F.cosine_similarity(zl, zr, dim=1)).mean()
+
+
+def _final_scores(model, data: FaceSplit, centred: Faces, halves: dict) -> tuple[dict, np.ndarray]:
+    """The ``scores`` of :func:`train_symface` on the unseen identities, and the cosines between
+    halves of different unseen identities (for the histogram)."""
+    te = data.test
     z = _embed(model, te.x)
-    run.measures.update(tar=tar_at_far(z, te.y, far=1e-2), **spread(z, te.y))
-    run.measures.update(_half_measures(model, centred, halves, values=run))
+    half, cross = _half_measures(model, centred, halves)
     ids = te.y.unique()
     lit = [_embed(model, data.templates[ids] + lighting_ramp(torch.full((len(ids),), side), data.nuisance))
            for side in (-1, 1)]
-    run.measures["light_sensitivity"] = float((1 - F.cosine_similarity(*lit, dim=1)).mean())
-    run.model = model.eval()
-    return run
+    scores = {"tar": tar_at_far(z, te.y, far=1e-2), **spread(z, te.y), **half,
+              "light_sensitivity": float((1 - F.cosine_similarity(*lit, dim=1)).mean())}
+    return scores, cross
 
 
-def _half_measures(model, centred: Faces, halves: dict, values: SymRun | None = None) -> dict:
-    """Half disparity and the spread of the left-half embeddings on centred faces; with
-    ``values``, also store the cross-identity half cosines there (for the histogram)."""
+def _half_measures(model, centred: Faces, halves: dict) -> tuple[dict, np.ndarray]:
+    """Half disparity and the spread of the left-half embeddings on centred faces, and the
+    cosines between left halves of different identities."""
     xl, xr = split_halves(centred.x, **halves)
     zl, zr = _embed(model, xl), _embed(model, xr)
     S = similarity(zl.double())
     i, j = torch.triu_indices(len(S), len(S), offset=1)
     cross = S[i, j][centred.y[i] != centred.y[j]]
-    if values is not None:
-        values.cross_half_cos = cross.float().numpy()
     half = spread(zl, centred.y)
-    return {"half_disparity": float((1 - F.cosine_similarity(zl, zr, dim=1)).mean()),
-            "cross_half_cos": float(cross.mean()), "half_intra": half["intra"], "half_inter": half["inter"]}
+    return ({"half_disparity": float((1 - F.cosine_similarity(zl, zr, dim=1)).mean()),
+             "cross_half_cos": float(cross.mean()), "half_intra": half["intra"], "half_inter": half["inter"]},
+            cross.float().numpy())
 
 
 def mirror_test(x, y, centres=None) -> dict:
@@ -613,18 +596,18 @@ def show_faces(axes_row, images, titles) -> None:
         ax.grid(False)
 
 
-def plot_frontness(ax, faces_: Faces, tau: float, *, seed: int = 0):
-    """rho against the pose shift (jittered), the threshold tau, the kept faces filled."""
+def plot_frontness(ax, faces_: Faces, rho_min: float, *, seed: int = 0):
+    """rho against the pose shift (jittered), the threshold rho_min, the kept faces filled."""
     from ..plots import MUTED, POS_COLOR
 
     g = np.random.default_rng(seed)
     sx = faces_.shift.numpy() + g.uniform(-0.15, 0.15, len(faces_))
-    keep = (faces_.rho >= tau).numpy()
+    keep = (faces_.rho >= rho_min).numpy()
     ax.scatter(sx[keep], faces_.rho[keep], s=14, color=POS_COLOR, label=f"kept ({keep.mean():.0%}): get L_ρ gradient")
     ax.scatter(sx[~keep], faces_.rho[~keep], s=14, facecolors="none", edgecolors=MUTED,
                label="not kept: no L_ρ gradient")
-    ax.axhline(tau, color="k", lw=1, ls="--")
-    ax.text(-1.45, tau, f"τ = {tau:.2f}", va="bottom", ha="left")
+    ax.axhline(rho_min, color="k", lw=1, ls="--")
+    ax.text(-1.45, rho_min, f"ρ_min = {rho_min:.2f}", va="bottom", ha="left")
     ax.set(xlabel="pose shift (pixels)", ylabel="frontness ρ", xticks=[-1, 0, 1], xlim=(-1.5, 1.5), ylim=(-0.05, 1.35),
            title="frontness ρ and the 3PSS filter")
     ax.legend(loc="upper right", fontsize=8)
@@ -654,7 +637,7 @@ def plot_collapse(ax, runs: dict, *, bins: int = 40) -> None:
 
     for label, r in runs.items():
         ax.hist(r.cross_half_cos, bins=bins, range=(-1, 1), density=True, histtype="stepfilled", alpha=0.45,
-                color=SYM_COLORS.get(label), label=f"{label}: mean {r.measures['cross_half_cos']:.2f}")
+                color=SYM_COLORS.get(label), label=f"{label}: mean {r.scores['cross_half_cos']:.2f}")
     ax.axvline(1.0, color=NEG_COLOR, lw=1, ls=":")
     ax.set(xlabel="cosine between halves of two different people", ylabel="density",
            title="the collapse picture (unseen, centred faces)")
@@ -669,7 +652,7 @@ def plot_spread(axes_row, runs: dict) -> None:
     for ax, (prefix, what) in zip(axes_row, (("", "full faces"), ("half_", "left halves (centred)"))):
         for j, (label, seeds) in enumerate(runs.items()):
             for k, (kind, color) in enumerate((("intra", POS_COLOR), ("inter", NEG_COLOR))):
-                vals = [r.measures[prefix + kind] for r in seeds]
+                vals = [r.scores[prefix + kind] for r in seeds]
                 x = 3 * j + k
                 ax.bar(x, np.mean(vals), color=color, alpha=0.75, label=(f"{kind}-class" if j == 0 else None))
                 ax.scatter([x] * len(vals), vals, color="k", s=10, zorder=3)
@@ -678,12 +661,12 @@ def plot_spread(axes_row, runs: dict) -> None:
         ax.legend(loc="upper right", fontsize=8)
 
 
-def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, tau: float = 0.5, variant: str = "cosine",
+def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, rho_min: float = 0.5, variant: str = "cosine",
                    mirror: bool = True, nuisance: float = 1.0, n_ids: int = 6, n_per_id: int = 3):
     """Pure maths: the symmetry term's weights on a fixed batch of ``n_ids x n_per_id`` new faces
     embedded by a fixed ``model`` (identities: ``templates``, default 6 new ones).
 
-    Knobs: w_sym, tau, the variant (cosine, cosine without the rho factor, InfoNCE between
+    Knobs: w_sym, rho_min, the variant (cosine, cosine without the rho factor, InfoNCE between
     halves), mirroring, and the nuisance strength (redraws the batch with the same seed).
     Left: rho of each face and the kept ones; middle: the signed weights ``w_sym dL/dS`` on the
     half-face similarity matrix (blue pulls, vermillion pushes); right: the pull on each face's
@@ -695,7 +678,7 @@ def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, tau: float = 0.
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
         "w_sym": W.FloatSlider(value=w_sym, min=0.0, max=2.0, step=0.05, description="w_sym", **style),
-        "tau": W.FloatSlider(value=tau, min=0.0, max=1.0, step=0.05, description="τ (frontness threshold)", **style),
+        "rho_min": W.FloatSlider(value=rho_min, min=0.0, max=1.0, step=0.05, description="ρ_min (frontness threshold)", **style),
         "variant": W.Dropdown(options=[("cosine (reconstruction)", "cosine"), ("cosine, no ρ factor", "unweighted"),
                                        ("InfoNCE halves (exercise)", "infonce")], value=variant, description="variant"),
         "mirror": W.Checkbox(value=mirror, description="mirror the right half", indent=False),
@@ -710,7 +693,7 @@ def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, tau: float = 0.
         S = similarity(torch.cat([_embed(model, xl), _embed(model, xr)]).double())
         labels = torch.cat([batch.y, batch.y])
         unweighted = v["variant"] == "unweighted"
-        knobs = dict(rho=batch.rho.double(), tau=v["tau"], variant="cosine" if unweighted else v["variant"],
+        knobs = dict(rho=batch.rho.double(), rho_min=v["rho_min"], variant="cosine" if unweighted else v["variant"],
                      weighted=not unweighted)
         Wt = v["w_sym"] * half_pair_weights(S, labels, **knobs)
         loss = v["w_sym"] * float(half_pair_loss(S, labels, **knobs))
@@ -718,9 +701,9 @@ def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, tau: float = 0.
         pull = -Wt.diagonal(offset=n) - Wt.diagonal(offset=-n)   # dL/dc_i: c_i enters S twice (S is symmetric)
         for ax in axes.ravel():
             ax.clear()
-        plot_frontness(axes[0, 0], batch, v["tau"])
+        plot_frontness(axes[0, 0], batch, v["rho_min"])
         plots.weight_heatmap(axes[0, 1], Wt, labels, title="w_sym · ∂L/∂S on [left; right] halves", colorbar=False)
-        keep = batch.rho >= v["tau"]
+        keep = batch.rho >= v["rho_min"]
         c = S.diagonal(offset=n)
         axes[0, 2].scatter(batch.rho[keep], pull[keep], color=plots.POS_COLOR, s=18, label="kept faces")
         axes[0, 2].scatter(batch.rho[~keep], pull[~keep], facecolors="none", edgecolors=plots.MUTED, s=18,
@@ -744,12 +727,12 @@ def training_panel(*, iters: int = 500, autorun: bool = True, **defaults):
 
     from .. import widgets
 
-    v = dict(w_sym=1.0, tau=0.5, variant="cosine", mirror=True, fill="zero", nuisance=1.0, s=16.0, m=0.3,
+    v = dict(w_sym=1.0, rho_min=0.5, variant="cosine", mirror=True, fill="zero", nuisance=1.0, s=16.0, m=0.3,
              backbone="mlp", seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"}, layout=W.Layout(width="300px"))
     controls = {
         "w_sym": W.FloatSlider(value=v["w_sym"], min=0.0, max=2.0, step=0.1, description="w_sym", **style),
-        "tau": W.FloatSlider(value=v["tau"], min=0.0, max=1.0, step=0.05, description="τ", **style),
+        "rho_min": W.FloatSlider(value=v["rho_min"], min=0.0, max=1.0, step=0.05, description="ρ_min", **style),
         "variant": W.Dropdown(options=list(VARIANTS), value=v["variant"], description="variant"),
         "mirror": W.Checkbox(value=v["mirror"], description="mirror", indent=False),
         "fill": W.Dropdown(options=list(FILLS), value=v["fill"], description="half input"),
@@ -781,7 +764,7 @@ def training_panel(*, iters: int = 500, autorun: bool = True, **defaults):
         axes[0, 0].legend(fontsize=8)
         gain = r.tar - b.tar
         return {"gain": gain, "status": (f"TAR@FAR=1e-2 on unseen people: {r.tar:.3f} vs ArcFace {b.tar:.3f} "
-                                         f"({gain:+.3f}) · half disparity {r.measures['half_disparity']:.3f} · "
-                                         f"cross-person half cosine {r.measures['cross_half_cos']:.2f}")}
+                                         f"({gain:+.3f}) · half disparity {r.scores['half_disparity']:.3f} · "
+                                         f"cross-person half cosine {r.scores['cross_half_cos']:.2f}")}
 
     return widgets.run_panel(controls, run, draw, ncols=3, width=4.3, height=3.6, autorun=autorun)

@@ -31,8 +31,7 @@ other and against a loop written from the formula.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -42,6 +41,7 @@ from torch import nn
 
 from .. import checks, margins, metrics
 from ..similarity import pair_masks, similarity
+from ..train import Run, Trainer, memo
 
 #: The margin types UNPG is combined with in this module (the paper also uses MagFace).
 KINDS = ("arcface", "cosface")
@@ -137,8 +137,7 @@ def unpg_logits(C, S, labels, *, s: float = 64.0, m: float = 0.5, w: float = 1.5
     """The B x (K + 1) logits: ``s ψ(θ_iy)`` / ``s cos θ_ik`` (:func:`lossviz.margins.margin_logits`)
     and one column ``log Σ_{v∈S^n'} e^{s v}``, the same for every row.  B x K (no extra column)
     when ``S^n'`` is empty."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    checks.choice(kind, "kind", KINDS)
     logits = margins.margin_logits(C, labels, s=s, m=m, kind=kind, easy_threshold=easy_threshold)
     labels = checks.check_labels(labels, logits.shape[0], logits.device)
     S = _check_S(S, logits.shape[0])
@@ -205,24 +204,21 @@ def face_model(in_dim: int = 32, hidden: int = 128, dim: int = 16) -> nn.Sequent
                          nn.Linear(hidden, dim), L2Normalize())
 
 
-@dataclass
-class FaceRun:
-    """One training run: history per step, evaluations, and the trained network and proxies."""
+@dataclass(repr=False)
+class FaceRun(Run):
+    """One training run: ``history`` per step (iter, loss, kept = |S^n'| / |S^n|), ``evals`` (iter,
+    tar@1e-3, tar@1e-2, p99_batch, p99_proxy), and the trained network and proxies."""
 
-    params: dict
-    history: dict = field(default_factory=dict)   # iter, loss, kept (|S^n'| / |S^n|)
-    evals: dict = field(default_factory=dict)     # iter, tar@1e-3, tar@1e-2, p99_batch, p99_proxy
     net: nn.Module | None = None
     head: margins.CosineClassifier | None = None
-    seconds: float = 0.0
 
     @property
     def name(self) -> str:
-        return ("ArcFace" if self.params["kind"] == "arcface" else "CosFace") + (" + UNPG" if self.params["unpg"] else "")
+        return _run_name(self.params)
 
     def tar(self, far: float = 1e-2) -> float:
         """TAR at ``far`` (1e-2 or 1e-3) on the unseen identities, at the end of training."""
-        return float(self.evals[f"tar@{far:.0e}".replace("e-0", "e-")][-1])
+        return self.final(f"tar@{far:.0e}".replace("e-0", "e-"))
 
     def view(self, x, y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(C, S, y)`` of a batch through the trained network (:func:`batch_view`)."""
@@ -230,6 +226,10 @@ class FaceRun:
 
     def __repr__(self) -> str:
         return f"FaceRun({self.name}, seed {self.params['seed']}: TAR@1e-2 {self.tar(1e-2):.3f}, TAR@1e-3 {self.tar(1e-3):.3f})"
+
+
+def _run_name(p: dict) -> str:
+    return ("ArcFace" if p["kind"] == "arcface" else "CosFace") + (" + UNPG" if p["unpg"] else "")
 
 
 @torch.no_grad()
@@ -271,49 +271,37 @@ def train_faces(*, unpg: bool = True, s: float = 30.0, m: float = 0.3, w: float 
     TAR@1e-3, TAR@1e-2 and the 99th percentiles of batch and proxy negatives on a fixed
     :func:`probe_batch`.  Cached by parameters (:func:`lossviz.train.memo`); ``progress`` as in
     :func:`lossviz.train.loop`."""
-    from .. import train as T
-
     for arg, value, low in (("iters", iters, 1), ("batch", batch, 2), ("eval_every", eval_every, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{arg} must be an integer >= {low}; got {value!r}")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+        checks.integer(value, arg, low)
+    checks.choice(kind, "kind", KINDS)
     s, m, lr = checks.positive(s, "s (the scale)"), checks.non_negative(m, "m (the margin)"), checks.positive(lr, "lr")
     w = _whisker(w)
     params = dict(unpg=bool(unpg), s=s, m=m, w=w, kind=kind, iters=iters, batch=batch, lr=lr, seed=seed,
                   eval_every=eval_every)
-    return T.memo("unpg.train_faces", params, lambda: _train(params, progress), cache=cache)
+    return memo("unpg.train_faces", params, lambda: _train(params, progress), cache=cache)
 
 
 def _train(p: dict, progress) -> FaceRun:
     from .. import data
-    from .. import train as T
 
     split = data.load("ids")
     if p["batch"] > len(split.y_train):
         raise ValueError(f"batch must be at most {len(split.y_train)} (the training images); got {p['batch']}")
-    torch.manual_seed(p["seed"])
-    net = face_model(split.x_train.shape[1])
-    head = margins.CosineClassifier(net[-2].out_features, int(split.y_train.max()) + 1)
-    opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=p["lr"])
+
+    def build():
+        net = face_model(split.x_train.shape[1])
+        return net, margins.CosineClassifier(net[-2].out_features, int(split.y_train.max()) + 1)
+
+    trainer = Trainer(build, lr=p["lr"], seed=p["seed"])
+    net, head = trainer.model
     gen = torch.Generator().manual_seed(p["seed"])
-    run = FaceRun(params=p, net=net, head=head)
     probe = probe_batch(split, p["batch"])
     knobs = dict(s=p["s"], m=p["m"], kind=p["kind"])
-    evals: dict = {k: [] for k in ("iter", "tar@1e-3", "tar@1e-2", "p99_batch", "p99_proxy")}
 
-    def evaluate(it: int) -> dict:
-        with torch.no_grad():
-            net.eval()
-            emb = net(split.x_test)
-            net.train()
-        tar = metrics.tar_at_fars(emb, split.y_test, (1e-3, 1e-2))
-        out = {"tar@1e-3": tar[1e-3], "tar@1e-2": tar[1e-2]}
-        out["p99_batch"], out["p99_proxy"] = mismatch(*run.view(*probe))
-        evals["iter"].append(it)
-        for key, value in out.items():
-            evals[key].append(value)
-        return out
+    def evaluate() -> dict:
+        tar = metrics.tar_at_fars(net(split.x_test), split.y_test, (1e-3, 1e-2))
+        p99_batch, p99_proxy = mismatch(*batch_view(net, head, *probe))
+        return {"tar@1e-3": tar[1e-3], "tar@1e-2": tar[1e-2], "p99_batch": p99_batch, "p99_proxy": p99_proxy}
 
     def step(it: int) -> dict:
         idx = torch.randperm(len(split.y_train), generator=gen)[:p["batch"]]
@@ -324,22 +312,13 @@ def _train(p: dict, progress) -> FaceRun:
             loss = unpg_loss(C, S, y, w=p["w"], **knobs)
         else:
             loss = margins.margin_softmax_loss(C, y, **knobs)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        trainer.update(loss)
         neg = negative_pairs(y)
-        out = {"loss": loss, "kept": float(kept_pairs(S, y, w=p["w"]).sum() / neg.sum().clamp(min=1))}
-        if it % p["eval_every"] == 0 or it == p["iters"]:
-            out["tar@1e-2"] = evaluate(it)["tar@1e-2"]
-        return out
+        return {"loss": loss, "kept": float(kept_pairs(S, y, w=p["w"]).sum() / neg.sum().clamp(min=1))}
 
-    evaluate(0)
-    start = time.perf_counter()
-    with checks.validation(False):  # batches are well-formed by construction: skip per-step value checks
-        run.history = T.loop(step, p["iters"], desc=run.name, progress=progress)
-    run.seconds = time.perf_counter() - start
-    run.evals = {k: np.asarray(v) for k, v in evals.items()}
-    return run
+    history, evals, seconds = trainer.run(step, p["iters"], evaluate=evaluate, eval_every=p["eval_every"],
+                                          desc=_run_name(p), progress=progress)
+    return FaceRun(params=p, history=history, evals=evals, seconds=seconds, net=net, head=head)
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,8 +335,8 @@ def mismatch_plot(ax, C, S, labels, *, w: float = 1.5, title: str = "negative si
     from .. import plots
 
     labels = torch.as_tensor(labels)
-    sn = plots._np(S[negative_pairs(labels)])
-    proxies = plots._np(C[~F.one_hot(labels, C.shape[1]).bool()])
+    sn = plots.as_numpy(S[negative_pairs(labels)])
+    proxies = plots.as_numpy(C[~F.one_hot(labels, C.shape[1]).bool()])
     win = whisker_window(torch.as_tensor(sn), w)
     lo, hi = float(win.lo), float(win.hi)
     edges = np.linspace(min(sn.min(), proxies.min()) - 0.02, max(sn.max(), proxies.max()) + 0.02, bins)
@@ -387,14 +366,15 @@ def weight_plot(ax, C, S, labels, **knobs):
     neg = negative_pairs(labels)
     kept = kept_pairs(S, labels, w=knobs.get("w", 1.5))
     others = ~F.one_hot(labels, C.shape[1]).bool()
-    wk, wc = plots._np(Wt.S[kept]), plots._np(Wt.C[others])
+    wk, wc = plots.as_numpy(Wt.S[kept]), plots.as_numpy(Wt.C[others])
     top = max(wk.max() if len(wk) else 0.0, wc.max())
     floor = 10 ** np.floor(np.log10(top) - 12)   # show twelve decades; e^{s v} spans more at large s
-    ax.scatter(plots._np(C[others]), wc, s=4, color=PROXY_COLOR, alpha=0.4,
+    ax.scatter(plots.as_numpy(C[others]), wc, s=4, color=PROXY_COLOR, alpha=0.4,
                label="proxy negative $\\partial L/\\partial \\cos\\theta_{ik}$")
-    ax.scatter(plots._np(S[kept]), wk, s=6, color=plots.NEG_COLOR, label="kept batch pair $\\partial L/\\partial S_{ab}$")
+    ax.scatter(plots.as_numpy(S[kept]), wk, s=6, color=plots.NEG_COLOR,
+               label="kept batch pair $\\partial L/\\partial S_{ab}$")
     dropped = neg & ~kept
-    ax.scatter(plots._np(S[dropped]), np.full(int(dropped.sum()), floor), marker="x", s=18, color="k",
+    ax.scatter(plots.as_numpy(S[dropped]), np.full(int(dropped.sum()), floor), marker="x", s=18, color="k",
                label=f"filtered pair: weight exactly 0 ({int(dropped.sum())})")
     ax.set_yscale("log")
     ax.set(xlabel="similarity (cosine)", ylabel="pair weight (log scale)", ylim=(floor / 3, top * 3),
