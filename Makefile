@@ -7,7 +7,8 @@ BIN       := $(VENV)/bin
 PY        := $(BIN)/python
 STAMP     := $(VENV)/.installed
 # Installed alone and first, so that no later resolve can pull a newer (CUDA, multi-GB) torch.
-# tests/test_environment.py checks that this pin matches pyproject.toml.
+# Every package is then installed at its version in constraints.txt (pyproject.toml has ranges);
+# tests/test_environment.py checks that this pin matches constraints.txt.
 TORCH_PIN := torch==2.13.0
 
 LAB_ARGS  ?=
@@ -32,10 +33,10 @@ endif
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install '$(TORCH_PIN)'
-	$(PY) -m pip install -e '.[lab,test]'
+	$(PY) -m pip install -c constraints.txt '$(TORCH_PIN)'
+	$(PY) -m pip install -c constraints.txt -e '.[lab,test]'
 	touch $@
 
 lab: venv

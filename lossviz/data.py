@@ -21,8 +21,29 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-#: Where generated data are cached: ``$LOSSVIZ_DATA`` or the repository's ``data/`` folder.
-DATA_DIR = pathlib.Path(os.environ.get("LOSSVIZ_DATA", pathlib.Path(__file__).resolve().parents[1] / "data"))
+def data_dir() -> pathlib.Path:
+    """Where generated data sets are cached (MNIST-1D: ``mnist1d.npz``, 0.7 MB), first match wins:
+
+    1. ``$LOSSVIZ_DATA``, if set;
+    2. the checkout's ``data/`` folder, when lossviz runs from a source checkout (``pyproject.toml``
+       beside the ``lossviz`` package: ``pip install -e .`` or the notebooks);
+    3. a per-user cache folder for an installed wheel: ``$XDG_CACHE_HOME/lossviz`` (default
+       ``~/.cache/lossviz``), or ``%LOCALAPPDATA%\\lossviz`` on Windows.
+
+    Never inside site-packages.  Everything there can be deleted: it is generated again, offline."""
+    if os.environ.get("LOSSVIZ_DATA"):
+        return pathlib.Path(os.environ["LOSSVIZ_DATA"]).expanduser()
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "lossviz" / "__init__.py").is_file():
+        return root / "data"
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return pathlib.Path(os.environ["LOCALAPPDATA"]) / "lossviz"
+    cache = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(cache) / "lossviz"
+
+
+#: The cache folder at import (:func:`data_dir`); set it (or ``$LOSSVIZ_DATA``) to move the cache.
+DATA_DIR = data_dir()
 
 
 @dataclass(frozen=True)

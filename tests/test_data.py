@@ -68,3 +68,22 @@ def test_pk_sampler_rejects_bad_arguments(kwargs):
         data.PKSampler(np.repeat(np.arange(10), 3), **kwargs)
     with pytest.raises(ValueError, match="integer"):
         data.PKSampler(np.linspace(0, 1, 10), p=2, k=2)
+
+
+def test_the_data_folder_is_the_env_var_else_the_checkout_else_a_user_cache(tmp_path, monkeypatch):
+    import pathlib
+
+    monkeypatch.setenv("LOSSVIZ_DATA", str(tmp_path / "mine"))
+    assert data.data_dir() == tmp_path / "mine"
+    monkeypatch.delenv("LOSSVIZ_DATA")
+    root = pathlib.Path(data.__file__).resolve().parents[1]
+    assert data.data_dir() == root / "data"                           # this checkout
+    assert (root / "data" / "README.md").is_file()                    # which says what goes there
+    installed = tmp_path / "site-packages" / "lossviz"                # a wheel: no pyproject.toml beside it
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("")
+    monkeypatch.setattr(data, "__file__", str(installed / "data.py"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data.data_dir() == tmp_path / "cache" / "lossviz"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert data.data_dir() == pathlib.Path.home() / ".cache" / "lossviz"

@@ -1,5 +1,8 @@
-"""pyproject.toml, environment.yml and the Makefile pin the same packages at the same versions."""
+"""The set-up files agree: pyproject.toml declares ranges (lossviz installs beside the user's torch),
+constraints.txt holds the exact versions the two commands install, and environment.yml and the
+Makefile install exactly those."""
 
+import importlib.metadata
 import pathlib
 import re
 import tomllib
@@ -13,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def normalise(name):
-    return name.lower().replace("_", "-")
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def exact_pins(requirements, source):
@@ -31,16 +34,22 @@ def exact_pins(requirements, source):
     return pins
 
 
+def constraints():
+    lines = [line.split("#")[0].strip() for line in (ROOT / "constraints.txt").read_text().splitlines()]
+    return exact_pins([line for line in lines if line], "constraints.txt")
+
+
 def pyproject():
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-def pyproject_pins():
+def declared():
+    """Every requirement of pyproject.toml (core and extras), the self-references left out."""
     project = pyproject()
-    lines = list(project["dependencies"])
-    for extra in project.get("optional-dependencies", {}).values():
-        lines += extra
-    return exact_pins(lines, "pyproject.toml")
+    reqs = [Requirement(line) for line in project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        reqs += [Requirement(line) for line in extra]
+    return [r for r in reqs if normalise(r.name) != "lossviz"]
 
 
 def environment():
@@ -54,8 +63,24 @@ def environment_pip_lines():
     return [line for line in sections[0] if not line.startswith("-")]
 
 
-def test_environment_yml_pins_match_pyproject():
-    assert exact_pins(environment_pip_lines(), "environment.yml") == pyproject_pins()
+def test_pyproject_declares_ranges_not_pins_and_a_small_core():
+    core = {normalise(Requirement(line).name) for line in pyproject()["dependencies"]}
+    assert core == {"torch", "numpy", "tqdm"}
+    for req in declared():
+        assert not any(s.operator == "==" for s in req.specifier), f"{req} is an exact pin: use a range"
+
+
+def test_every_declared_package_has_a_locked_version_inside_its_range():
+    locked = constraints()
+    for req in declared():
+        name = normalise(req.name)
+        assert name in locked, f"{name} is declared in pyproject.toml but has no version in constraints.txt"
+        assert req.specifier.contains(locked[name], prereleases=True), f"constraints.txt {name}=={locked[name]} is outside {req}"
+    assert set(locked) == {normalise(r.name) for r in declared()}, "constraints.txt locks a package nobody declares"
+
+
+def test_environment_yml_installs_exactly_the_locked_versions():
+    assert exact_pins(environment_pip_lines(), "environment.yml") == constraints()
 
 
 def test_environment_yml_uses_conda_forge_and_a_supported_python():
@@ -69,10 +94,66 @@ def test_environment_yml_uses_conda_forge_and_a_supported_python():
     assert "pip" in conda
 
 
-def test_makefile_installs_the_pinned_torch_first():
-    match = re.search(r"^TORCH_PIN\s*:?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M)
+def test_makefile_installs_the_pinned_torch_first_then_everything_under_the_constraints():
+    makefile = (ROOT / "Makefile").read_text()
+    match = re.search(r"^TORCH_PIN\s*:?=\s*(\S+)", makefile, re.M)
     assert match, "Makefile has no TORCH_PIN"
-    assert exact_pins([match.group(1)], "Makefile") == {"torch": pyproject_pins()["torch"]}
+    assert exact_pins([match.group(1)], "Makefile") == {"torch": constraints()["torch"]}
+    installs = re.findall(r"pip install (.*)", makefile)
+    assert installs and all("-c constraints.txt" in line for line in installs), installs
+
+
+def test_requires_python_is_true_of_every_locked_package():
+    """No locked package may need a newer Python than pyproject.toml's lowest one."""
+    lowest = re.search(r">=\s*(\d+\.\d+)", pyproject()["requires-python"]).group(1)
+    for name, version in constraints().items():
+        try:
+            meta = importlib.metadata.metadata(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if meta["Version"].split("+")[0] != version:
+            continue                      # another version installed here: its metadata says nothing
+        needs = meta.get("Requires-Python")
+        if needs:
+            assert SpecifierSet(needs).contains(f"{lowest}.0"), f"{name}=={version} needs Python {needs}"
+
+
+def test_every_third_party_import_of_the_package_is_declared():
+    """An import the package makes (at the top or in a function) must come from a declared package."""
+    import ast
+    import sys
+
+    modules = {"sklearn": "scikit-learn", "PIL": "pillow", "yaml": "pyyaml",
+               "IPython": "ipykernel", "matplotlib_inline": "ipykernel",   # what a notebook kernel brings
+               "pytorch_metric_learning": "pytorch-metric-learning"}
+    names = {normalise(r.name) for r in declared()} | {"lossviz"}
+    stdlib = set(sys.stdlib_module_names)
+    for path in sorted((ROOT / "lossviz").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top in stdlib:
+                    continue
+                assert normalise(modules.get(top, top)) in names, f"{path.name} imports {top}, which no extra declares"
+
+
+def test_the_version_is_written_once():
+    import lossviz
+
+    assert pyproject()["dynamic"] == ["version"] and "version" not in pyproject()
+    assert importlib.metadata.version("lossviz") == lossviz.__version__
+
+
+def test_license_and_urls_are_declared():
+    project = pyproject()
+    assert project["license"] == "MIT" and (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert {"Homepage", "Source", "Issues"} <= set(project["urls"])
+    assert project["scripts"]["lossviz-train"] == "lossviz.cli:main"
 
 
 @pytest.mark.parametrize(

@@ -254,3 +254,35 @@ def test_roc_auc_against_sklearn_and_a_loop():
         assert np.allclose(fpr, sk_fpr) and np.allclose(tpr, sk_tpr)
         assert np.trapezoid(tpr, fpr) == pytest.approx(ours, abs=1e-12)
     assert metrics.roc_auc([0.1, 0.2], [0.3, 0.4]) == 1.0 and metrics.roc_auc([0.5], [0.5]) == 0.5
+
+
+@pytest.mark.parametrize("seed,n,dim,c,spread", RANDOM)
+def test_recall_at_1_and_map_at_r_equal_pytorch_metric_learning(seed, n, dim, c, spread):
+    """PML's AccuracyCalculator (cosine kNN, the query left out of its own gallery)."""
+    from pytorch_metric_learning.distances import CosineSimilarity
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+    from pytorch_metric_learning.utils.inference import CustomKNN
+
+    x, y = random_embeddings(seed, n, dim, c, spread)
+    calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"), k="max_bin_count",
+                              knn_func=CustomKNN(CosineSimilarity()))
+    theirs = calc.get_accuracy(x, y, x, y, ref_includes_query=True)
+    assert lv.recall_at_k(x, y, 1) == pytest.approx(theirs["precision_at_1"], abs=1e-12)
+    assert lv.map_at_r(x, y) == pytest.approx(theirs["mean_average_precision_at_r"], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tar_at_far_is_the_roc_curve_of_scikit_learn_just_below_each_far(seed):
+    """TAR@FAR = the true positive rate of scikit-learn's ROC curve (over all pairs, cosine scores) at
+    the largest false positive rate strictly below ``far`` (continuous scores: no ties)."""
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    x, y = random_embeddings(seed, 120, 6, 12, 1.0)
+    f = x / x.norm(dim=1, keepdim=True)
+    i, j = np.triu_indices(len(x), k=1)
+    scores, same = (f @ f.T).numpy()[i, j], (y[:, None] == y[None, :]).numpy()[i, j]
+    fpr, tpr, _ = sk_roc_curve(same, scores, drop_intermediate=False)
+    fars = (1e-3, 1e-2, 0.05, 0.1)
+    ours = metrics.tar_at_fars(x, y, fars)
+    for far in fars:
+        assert ours[far] == pytest.approx(tpr[fpr < far].max(), abs=1e-12)
