@@ -122,7 +122,11 @@ def load_weights(model: EmbeddingNet, path) -> dict:
     path = pathlib.Path(path)
     if not path.is_file():
         raise ValueError(f"no weights file {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated, corrupt, not torch.save: torch raises several kinds
+        raise ValueError(f"{path}: cannot read it as a state dict (truncated, corrupt, or not written by "
+                         f"torch.save): {type(err).__name__}") from err
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -15,7 +15,6 @@ Two kinds of check:
 from __future__ import annotations
 
 import contextlib
-import math
 
 import numpy as np
 import torch
@@ -43,6 +42,27 @@ def validation(enabled: bool):
         yield
     finally:
         set_validation(old)
+
+
+_WHOLE_BATCH = True
+
+
+@contextlib.contextmanager
+def block_of_a_batch():
+    """Inside the block, a loss's rows are some anchors of a larger batch (one rank's share, see
+    :mod:`lossviz.distributed`): they need not hold a positive pair themselves, because the whole
+    batch is checked for one by the caller."""
+    global _WHOLE_BATCH
+    old, _WHOLE_BATCH = _WHOLE_BATCH, False
+    try:
+        yield
+    finally:
+        _WHOLE_BATCH = old
+
+
+def whole_batch() -> bool:
+    """False inside :func:`block_of_a_batch`."""
+    return _WHOLE_BATCH
 
 
 def as_float_tensor(x, name: str, ndim: int) -> torch.Tensor:
@@ -76,6 +96,8 @@ def check_labels(labels, n: int, device: torch.device) -> torch.Tensor:
         )
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(f"labels must have shape ({n},) to match the batch; got {tuple(labels.shape)}")
+    if labels.dtype != torch.long:                   # int8, uint8, ...: indexing and gather want int64
+        labels = labels.long()
     return labels if labels.device == device else labels.to(device)
 
 
@@ -102,12 +124,10 @@ def integer(value, name: str, low: int = 0, high: int | None = None) -> int:
     return int(value)
 
 
-def fraction(value, name: str, *, zero_ok: bool = True, high: float = 1.0) -> float:
+def fraction(value, name: str, *, zero_ok: bool = True, high: float = 1.0):
     """A number in ``[0, high]`` (``(0, high]`` with ``zero_ok=False``): shares, mixing weights."""
-    v = _number(value, name)
-    if not (0 <= v <= high) or (v == 0 and not zero_ok):
-        raise ValueError(f"{name} must be in {'[0' if zero_ok else '(0'}, {high:g}]; got {value}")
-    return v
+    return _ranged(value, name, lambda v: (0 < v if not zero_ok else 0 <= v) and v <= high,
+                   f"in {'[0' if zero_ok else '(0'}, {high:g}]")
 
 
 def choice(value, name: str, options):
@@ -120,22 +140,20 @@ def choice(value, name: str, options):
     raise ValueError(f"unknown {name} {value!r}; choose one of {list(options)}")
 
 
-def temperature(tau, name: str = "tau (the temperature)") -> float:
-    """``tau`` as a finite float > 0, or a ValueError that names it (a temperature of 0 would
-    divide S by zero; a negative one would reward pushing positives apart)."""
-    tau = finite(tau, name)
-    if tau == 0:
+def temperature(tau, name: str = "tau (the temperature)"):
+    """``tau`` as a finite number > 0, or a ValueError that names it (a temperature of 0 would
+    divide S by zero; a negative one would reward pushing positives apart).  A learnable
+    temperature (a one-element tensor that requires grad, CLIP-style) is returned as a 0-d tensor,
+    so that its gradient flows."""
+    if not isinstance(tau, torch.Tensor) and _number(tau, name) == 0:
         raise ValueError(f"{name} must be > 0; got 0: a temperature of 0 divides S by zero. "
                          "Typical values are 0.05 to 0.5")
     return positive(tau, name)
 
 
-def positive(value, name: str) -> float:
-    """A finite number > 0 (scales, temperatures)."""
-    v = _number(value, name)
-    if not v > 0:
-        raise ValueError(f"{name} must be > 0; got {value}")
-    return v
+def positive(value, name: str):
+    """A finite number > 0 (scales, temperatures); a learnable one stays a tensor (see :func:`temperature`)."""
+    return _ranged(value, name, lambda v: v > 0, "> 0")
 
 
 def temperature_range(tau_min, tau_max) -> tuple[float, float]:
@@ -147,27 +165,51 @@ def temperature_range(tau_min, tau_max) -> tuple[float, float]:
     return tau_min, tau_max
 
 
-def non_negative(value, name: str) -> float:
-    """A finite number >= 0 (margins)."""
-    v = _number(value, name)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0; got {value}")
-    return v
+def non_negative(value, name: str):
+    """A finite number >= 0 (margins); a learnable one stays a tensor."""
+    return _ranged(value, name, lambda v: v >= 0, ">= 0")
 
 
-def finite(value, name: str) -> float:
-    """Any finite number (thresholds)."""
-    return _number(value, name)
+def finite(value, name: str):
+    """Any finite number (thresholds); a learnable one stays a tensor."""
+    return _ranged(value, name, lambda v: True, "finite")
 
 
-def _number(value, name: str) -> float:
+#: The largest knob accepted: beyond float32's range, ``beta * S`` is infinite in float32 losses.
+LARGEST = float(torch.finfo(torch.float32).max)
+
+
+def _ranged(value, name: str, ok, wanted: str):
+    """``value`` if it is a number (or a one-element tensor) for which ``ok`` holds, else a ValueError
+    ``"{name} must be {wanted}"``.
+
+    Plain numbers become floats.  A tensor that requires grad is a *learnable* knob: it is returned
+    as a 0-d tensor, so the loss keeps it in the graph (a learned temperature or scale gets its
+    gradient); its value is checked only while validation is on (reading it syncs a GPU).  The
+    checks use comparisons only, never ``math.isfinite``, so that under ``torch.compile`` a knob
+    that varies between calls (a symbolic float) is checked by guards instead of breaking the graph.
+    """
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a single number; got a tensor of shape {tuple(value.shape)}")
+        if value.requires_grad:
+            if _VALIDATE:
+                _ranged(float(value.detach()), name, ok, wanted)
+            return value.reshape(())
         value = value.item()
+    if isinstance(value, np.generic) and not isinstance(value, np.bool_):
+        value = value.item()                    # numpy scalars (np.float32(0.1), np.int64(3)) are numbers
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number; got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite; got {value}")
-    return v
+    if not -LARGEST <= value <= LARGEST:        # also false for NaN
+        raise ValueError(f"{name} must be finite and within float32's range (|x| <= 3.4e38); got {value}")
+    if not ok(value):
+        raise ValueError(f"{name} must be {wanted}; got {value}")
+    return float(value)
+
+
+def _number(value, name: str) -> float:
+    """A finite plain number (a tensor or numpy scalar is read)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+    return _ranged(value, name, lambda v: True, "finite")

@@ -11,6 +11,7 @@ the batch's similarity matrix, Adam, and Recall@K / MAP@R on the test classes ev
 from __future__ import annotations
 
 import argparse
+import collections
 import inspect
 import json
 import math
@@ -25,7 +26,7 @@ import torch
 from . import checks, metrics
 from .backbones import BACKBONES, embedding_net, load_weights
 from .data import PKSampler
-from .images import LAYOUTS, ImageDataset, read_splits
+from .images import LAYOUTS, ImageDataset, UnreadableImageError, read_splits
 from . import __version__
 from .pairs import MS_PRESETS
 from .similarity import similarity
@@ -194,7 +195,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue from DIR/last.pt (or from CKPT): model, optimiser, iteration, "
                         "random state; the command line sets the rest (e.g. a larger --iters)")
     g.add_argument("--overwrite", action="store_true",
-                   help="start afresh even if --out already holds a run")
+                   help="start afresh even if --out already holds a run (with --resume: discard "
+                        "what --out holds after the checkpoint's iteration); nothing in --out is "
+                        "deleted without it")
 
 
 # ---------------------------------------------------------------------------- set-up checks
@@ -266,39 +269,173 @@ def _prepare(args) -> dict:
     if args.amp and device.type not in ("cuda", "cpu"):
         raise ValueError(f"--amp supports cuda and cpu, not {device.type}")
     splits = read_splits(args.data, None if args.layout == "auto" else args.layout)
-    for name, paths in (("train", splits.train_paths), ("test", splits.test_paths)):
-        absent = [p for p in paths[:1000] if not pathlib.Path(p).is_file()]
-        if absent:
-            raise ValueError(f"{splits.layout} at {args.data}: {name} images listed but absent, "
-                             f"such as {absent[0]}")
-    if args.p > splits.train_classes:
-        raise ValueError(f"--p {args.p}: the train split has only {splits.train_classes} classes")
-    if max(args.recall_ks) >= len(splits.test_paths):
-        raise ValueError(f"--recall-ks {max(args.recall_ks)}: the test split has only "
-                         f"{len(splits.test_paths)} images")
+    _check_splits(args, splits)
     out = pathlib.Path(args.out or f"runs/{splits.layout}_{args.loss}_{args.backbone}")
-    ckpt = None
-    if args.resume:
-        path = out / "last.pt" if args.resume == "last" else pathlib.Path(args.resume)
-        if not path.is_file():
-            raise ValueError(f"--resume: no checkpoint {path}")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("backbone", "dim"):
-            if ckpt["args"][key] != getattr(args, key):
-                raise ValueError(f"--resume: {path} was trained with --{key} {ckpt['args'][key]}, "
-                                 f"not {getattr(args, key)}")
-    elif (out / "last.pt").exists() and not args.overwrite:
-        raise ValueError(f"{out} already holds a run (last.pt); pass --resume to continue it, "
-                         "--overwrite to start again, or another --out")
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     model = embedding_net(args.backbone, args.dim)
+    ckpt = _checkpoint(args, out, model)
     if args.weights and ckpt is None:
         report = load_weights(model, args.weights)
         print(f"--weights {args.weights}: {report['loaded']} tensors loaded; missing: "
               f"{report['missing'] or 'none'}; unused: {report['unexpected'] or 'none'}")
     return {"fn": fn, "knobs": knobs, "device": device, "splits": splits, "out": out,
             "ckpt": ckpt, "model": model}
+
+
+def _check_splits(args, splits) -> None:
+    """Refuse splits this run cannot use: listed images that are absent, fewer train classes than
+    --p, a test split in which no class has two images (no query has a same-class image: Recall@K
+    and MAP@R are undefined) or with no more images than the largest --recall-ks."""
+    where = f"{splits.layout} at {args.data}"
+    for name, paths in (("train", splits.train_paths), ("test", splits.test_paths)):
+        absent = [p for p in paths[:1000] if not pathlib.Path(p).is_file()]
+        if absent:
+            raise ValueError(f"{where}: {name} images listed but absent, such as {absent[0]}")
+    if args.p > splits.train_classes:
+        raise ValueError(f"--p {args.p}: the train split has only {splits.train_classes} classes")
+    if max(collections.Counter(splits.test_labels).values(), default=0) < 2:
+        raise ValueError(f"{where}: no test class has two images, so Recall@K and MAP@R are "
+                         "undefined (a query needs an image of its class to find)")
+    if max(args.recall_ks) >= len(splits.test_paths):
+        raise ValueError(f"--recall-ks {max(args.recall_ks)}: the test split has only "
+                         f"{len(splits.test_paths)} images")
+
+
+#: What a run writes to --out; nothing of it is deleted without --overwrite.
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
+CHECKPOINT_KEYS = ("model", "optimizer", "iteration", "args", "best_recall_at_1", "rng")
+
+
+def _checkpoint(args, out: pathlib.Path, model) -> dict | None:
+    """The checkpoint to resume (None for a fresh run), its weights loaded into ``model``.
+
+    A ValueError refuses what would fail later or lose results: a fresh run into a folder that
+    holds any of :data:`RUN_FILES`, a checkpoint that is unreadable or does not fit the model, and
+    (without --overwrite) a checkpoint older than the run in --out, which resuming would overwrite.
+    """
+    if not args.resume:
+        held = [name for name in RUN_FILES if (out / name).exists()]
+        if held and not args.overwrite:
+            raise ValueError(f"{out} already holds a run ({', '.join(held)}); pass --resume to "
+                             "continue it or --overwrite to start afresh")
+        return None
+    path = out / "last.pt" if args.resume == "last" else pathlib.Path(args.resume)
+    if not path.is_file():
+        raise ValueError(f"--resume: no checkpoint {path}")
+    ckpt = _read_checkpoint(path)
+    trained = ckpt["args"] if isinstance(ckpt["args"], dict) else {}
+    for key in ("backbone", "dim"):
+        if trained.get(key) != getattr(args, key):
+            raise ValueError(f"--resume: {path} was trained with --{key} {trained.get(key)}, "
+                             f"not {getattr(args, key)}")
+    _load_model(ckpt, path, model, args)
+    start = int(ckpt["iteration"])
+    reached, where = (-1, "") if args.overwrite else _reached(out)
+    if reached > start:
+        raise ValueError(f"--resume: {path} is at iteration {start}, but {out / where} is at "
+                         f"iteration {reached}: resuming would overwrite that run; pass another "
+                         f"--out, or --overwrite to discard what follows iteration {start}")
+    return ckpt
+
+
+def _read_checkpoint(path: pathlib.Path, *, mmap: bool = False) -> dict:
+    """A checkpoint of lossviz-train; a ValueError naming the file when it is unreadable
+    (truncated, corrupt) or something else (another program's state dict)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, UnpicklingError ...
+        raise ValueError(f"{path}: cannot read it as a checkpoint (truncated, corrupt, or not "
+                         "written by torch.save)") from err
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: not a checkpoint of lossviz-train (it lacks "
+                         f"{', '.join(missing)})")
+    return ckpt
+
+
+def _load_model(ckpt: dict, path: pathlib.Path, model, args) -> None:
+    """Load the checkpoint's weights into ``model``, and check that its optimiser state fits."""
+    want = model.state_dict()
+    got = ckpt["model"] if isinstance(ckpt["model"], dict) else {}
+    differ = sorted(set(want) ^ set(got)) or [
+        k for k in want if getattr(got[k], "shape", None) != want[k].shape]
+    if differ:
+        raise ValueError(f"--resume: {path} holds another model than --backbone {args.backbone} "
+                         f"--dim {args.dim} ({len(differ)} tensor(s) differ, such as {differ[0]})")
+    model.load_state_dict(got)
+    try:  # on a scratch optimiser: _fit loads the state once the model is on its device
+        torch.optim.Adam(model.parameters()).load_state_dict(ckpt["optimizer"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"--resume: {path} holds an optimiser state that does not fit the "
+                         "model (not Adam's, or of other parameters)") from err
+
+
+def _reached(out: pathlib.Path) -> tuple[int, str]:
+    """The latest iteration that the run in ``out`` recorded and the file that says so
+    (``(-1, "")`` when there is none)."""
+    latest = [(-1, "")]
+    for name in ("last.pt", "best.pt"):
+        if (out / name).is_file():
+            it = _iteration(out / name)
+            if it == math.inf:
+                raise ValueError(f"--resume: {out / name} is unreadable, so how far the run in "
+                                 f"{out} went is unknown; pass --overwrite to discard it")
+            latest.append((it, name))
+    for number, it in _records(out / "metrics.jsonl"):
+        if it is None:
+            raise ValueError(f"{out / 'metrics.jsonl'}, line {number}: not a record of "
+                             "lossviz-train; delete the line, or pass --overwrite to drop it")
+        latest.append((it, "metrics.jsonl"))
+    return max(latest, key=lambda found: found[0])  # the first file that says so
+
+
+def _iteration(path: pathlib.Path) -> float:
+    """The iteration of a checkpoint (memory-mapped: its tensors are not read); infinity, later
+    than any, for one that is unreadable or not lossviz-train's."""
+    try:
+        return int(_read_checkpoint(path, mmap=True)["iteration"])
+    except ValueError:
+        return math.inf
+
+
+def _records(path: pathlib.Path) -> list:
+    """``(line number, iteration)`` of each line of a metrics.jsonl (iteration None for a line
+    that is not a record); ``[]`` when there is no file."""
+    if not path.is_file():
+        return []
+    found = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        try:
+            it = json.loads(line)["iter"]
+        except (ValueError, TypeError, KeyError):
+            it = None
+        found.append((number, it if type(it) is int else None))
+    return found
+
+
+def _discard_after(out: pathlib.Path, start: int) -> None:
+    """--overwrite with --resume: remove what ``out`` recorded after iteration ``start``, a future
+    that the resumed run replaces: a later (or unreadable) last.pt and best.pt, and the
+    metrics.jsonl lines after ``start`` (and those that are no records).  A discarded best.pt is
+    written again when an evaluation beats the checkpoint's best Recall@1."""
+    gone = []
+    for name in ("last.pt", "best.pt"):
+        if (out / name).is_file() and not _iteration(out / name) <= start:
+            (out / name).unlink()
+            gone.append(name)
+    path = out / "metrics.jsonl"
+    records = _records(path)
+    keep = {number for number, it in records if it is not None and it <= start}
+    if len(keep) < len(records):
+        lines = path.read_text(errors="replace").splitlines()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{lines[n - 1]}\n" for n in sorted(keep)))
+        os.replace(tmp, path)  # atomic: an interruption leaves the old file or the new one
+        gone.append(f"{len(records) - len(keep)} line(s) of metrics.jsonl")
+    if gone:
+        print(f"--overwrite: discarded {', '.join(gone)} of {out} (after iteration {start})",
+              file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- training
@@ -335,7 +472,7 @@ def _fit(args, *, fn, knobs, device, splits, out, ckpt, model) -> list:
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sampler = PKSampler(np.asarray(splits.train_labels), args.p, args.k, seed=args.seed)
-    start, best = (0, -1.0) if ckpt is None else _resume(ckpt, args, model, opt, sampler, device)
+    start, best = (0, -1.0) if ckpt is None else _resume(ckpt, args, opt, sampler, device)
     if start >= args.iters:
         print(f"{out}: the checkpoint is at iteration {start}, --iters is {args.iters}: "
               "nothing to do", file=sys.stderr)
@@ -343,9 +480,11 @@ def _fit(args, *, fn, knobs, device, splits, out, ckpt, model) -> list:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one image size: let cuDNN pick its fastest kernels
     train_loader, test_loader = _loaders(args, splits, sampler, start, pin=device.type == "cuda")
-    if ckpt is None:  # a fresh run (or --overwrite): nothing of an old run may remain
-        for name in ("metrics.jsonl", "last.pt", "best.pt"):
+    if args.overwrite and ckpt is None:  # nothing of the old run may remain
+        for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
+    elif args.overwrite:
+        _discard_after(out, start)
     print(f"{splits!r}\nloss {args.loss} {knobs}, {args.backbone} -> {args.dim}, "
           f"{args.p} x {args.k} batches, device {device}, output {out}")
     log = _Log(args, model, opt, sampler, splits.layout, knobs, out, device, test_loader, start, best)
@@ -364,13 +503,23 @@ def _fit(args, *, fn, knobs, device, splits, out, ckpt, model) -> list:
                 log.step(value.detach())
     except KeyboardInterrupt:
         log.interrupted()
-    log.bar.close()
+    except UnreadableImageError as err:
+        raise SystemExit(f"error: {_one_line(err)}") from None
+    finally:
+        log.bar.close()
     return log.records
 
 
-def _resume(ckpt: dict, args, model, opt, sampler, device) -> tuple[int, float]:
-    """Load a checkpoint's model, optimiser and random states; ``(iteration, best Recall@1)``."""
-    model.load_state_dict(ckpt["model"])
+def _one_line(err: Exception) -> str:
+    """The message of ``err``.  Re-raised from a DataLoader worker, its message is the worker's
+    whole traceback: then its last line, without the ``module.Class: `` prefix."""
+    last = str(err).strip().splitlines()[-1]
+    return last.removeprefix(f"{type(err).__module__}.{type(err).__qualname__}: ")
+
+
+def _resume(ckpt: dict, args, opt, sampler, device) -> tuple[int, float]:
+    """Load a checkpoint's optimiser and random states (_prepare loaded its weights);
+    ``(iteration, best Recall@1)``."""
     opt.load_state_dict(ckpt["optimizer"])
     for group in opt.param_groups:  # the command line wins
         group["lr"], group["weight_decay"] = args.lr, args.weight_decay

@@ -246,3 +246,10 @@ CONTRASTIVE_LOSSES = {
     "hard_nt_xent": hard_nt_xent_loss,
     "simple_contrastive": simple_contrastive_loss,
 }
+
+# What each loss's mean is over, read by lossviz.distributed to weight one rank's block of anchors
+# (a block's mean counts its own pairs or anchors, not the whole batch's).
+for _fn in (nt_xent_loss, hard_nt_xent_loss, simple_contrastive_loss):
+    _fn.reduction = "positive_pairs"      # 1/|P|: all positive pairs (i, p)
+supcon_loss.reduction = "anchors_with_positive"   # 1/|I+|: the anchors that have a positive
+del _fn

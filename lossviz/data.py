@@ -13,9 +13,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import random
+import secrets
+import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,12 +103,44 @@ def digits_novel(n_base: int = 8, *, seed: int = 0) -> Split:
                  f"test on all ten digits ({len(d.y_test)} images); {n_base}-9 are novel")
 
 
+# What np.load raises on a file that is empty, truncated, corrupt or not an .npz of plain arrays.
+_UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error)
+
+
 def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """All 5000 MNIST-1D signals and labels (default arguments), generated once and cached."""
+    """All 5000 MNIST-1D signals and labels (default arguments), generated once and cached in
+    ``DATA_DIR/mnist1d.npz``.
+
+    The cache is written atomically (a temporary file in the same folder, then a rename), so that
+    a process killed mid-write or a reader racing a writer never sees part of a file.  A cache
+    that cannot be read or does not hold the expected arrays (shapes, dtypes, finite signals,
+    labels 0-9) is generated again and replaced; where the folder is not writable, the generated
+    arrays are returned all the same."""
     path = DATA_DIR / "mnist1d.npz"
-    if path.exists():
-        with np.load(path) as z:
-            return z["x"], z["y"]
+    cached = _read_mnist1d(path)
+    if cached is not None:
+        return cached
+    x, y = _make_mnist1d()
+    _save_atomic(path, x=x, y=y)
+    return x, y
+
+
+def _read_mnist1d(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached ``(x, y)``, or None when ``path`` is missing or not a valid MNIST-1D cache."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+    except _UNREADABLE:
+        return None
+    if x.shape != (5000, 40) or x.dtype != np.float32 or y.shape != (5000,) or y.dtype != np.int64:
+        return None
+    if not (np.isfinite(x).all() and ((0 <= y) & (y <= 9)).all()):
+        return None
+    return x, y
+
+
+def _make_mnist1d() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D generated offline (the same arrays every time), train and test pooled: 4000 + 1000."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     # make_dataset reseeds numpy's and Python's global generators: keep the caller's state intact.
@@ -116,12 +152,24 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray]:
         random.setstate(py_state)
     x = np.concatenate([d["x"], d["x_test"]]).astype(np.float32)
     y = np.concatenate([d["y"], d["y_test"]]).astype(np.int64)
-    try:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, x=x, y=y)
-    except OSError:
-        pass  # a read-only checkout still works, it just regenerates next time
     return x, y
+
+
+def _save_atomic(path: pathlib.Path, **arrays: np.ndarray) -> None:
+    """Save ``arrays`` as the .npz ``path`` through a temporary file beside it and ``os.replace``,
+    so that readers see the old file or the whole new one.  Where the folder is not writable
+    nothing is saved and no temporary file is left (a read-only checkout regenerates next time)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # unique per writer
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "xb") as f:
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())   # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def mnist1d(split: str = "unseen") -> Split:

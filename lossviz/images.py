@@ -78,8 +78,48 @@ def _split_by_class(root, layout, paths, classes, is_train) -> ImageSplits:
                        [paths[i] for i in te], _remap([classes[i] for i in te]))
 
 
-def _lines(path: pathlib.Path) -> list:
-    return [line for line in path.read_text().splitlines() if line.strip()]
+def _text(path: pathlib.Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError as err:  # a ValueError whose message would not name the file
+        raise ValueError(f"{path}: not a text file (byte {err.start} is not UTF-8)") from None
+
+
+def _rows(path: pathlib.Path, columns: str | None = None) -> list:
+    """The rows of a whitespace-separated list file as ``(line number, {column: value})``.
+
+    ``columns`` names the fields (``None``: the file's first line does); the last field takes the
+    rest of the line, so a path may hold spaces.  Fields named ``*_id`` are integers.  A line with
+    too few fields or a non-integer id is a ValueError naming the file and the line.
+    """
+    lines = [(n, line) for n, line in enumerate(_text(path).splitlines(), 1) if line.strip()]
+    if columns is None:
+        columns = lines.pop(0)[1] if lines else ""
+    names = columns.split()
+    rows = []
+    for number, line in lines:
+        fields = line.split(maxsplit=len(names) - 1)
+        try:
+            if len(fields) != len(names):
+                raise ValueError
+            rows.append((number, {name: int(value) if name.endswith("_id") else value
+                                  for name, value in zip(names, fields)}))
+        except ValueError:
+            raise ValueError(f"{path}, line {number}: expected '{' '.join(names)}'; "
+                             f"got {line.strip()!r}") from None
+    if not rows:
+        raise ValueError(f"{path} lists no images")
+    return rows
+
+
+def _by_image_id(path: pathlib.Path, columns: str) -> dict:
+    """``image_id -> the other field`` of a two-column CUB list file; a repeated id is an error."""
+    found, other = {}, columns.split()[1]
+    for number, row in _rows(path, columns):
+        if row["image_id"] in found:
+            raise ValueError(f"{path}, line {number}: image id {row['image_id']} appears twice")
+        found[row["image_id"]] = row[other]
+    return found
 
 
 def _is_image(path: pathlib.Path) -> bool:
@@ -91,16 +131,22 @@ def read_cub200(root, *, train_classes: int = 100) -> ImageSplits:
 
     With ``images.txt`` and ``image_class_labels.txt`` the official lists are used; otherwise every
     image under ``images/<NNN.Class_name>/`` is taken, with class id ``NNN`` (the folder's number;
-    folders without a number are numbered 1, 2, ... in sorted order).
+    folders without a number are numbered 1, 2, ... in sorted order).  ``train_test_split.txt`` is
+    not read: metric learning splits by class.  A malformed line of a list is a ValueError naming
+    the file and the line.
     """
     root = pathlib.Path(root)
     listed, labelled = root / "images.txt", root / "image_class_labels.txt"
     if listed.is_file() and labelled.is_file():
-        rel = dict(line.split(maxsplit=1) for line in _lines(listed))
-        cls = dict(line.split() for line in _lines(labelled))
-        ids = sorted(rel, key=int)
+        rel = _by_image_id(listed, "image_id path")
+        cls = _by_image_id(labelled, "image_id class_id")
+        unlabelled = sorted(set(rel) - set(cls))
+        if unlabelled:
+            raise ValueError(f"{labelled}: no class for image id {unlabelled[0]} of {listed} "
+                             f"({len(unlabelled)} image(s) without one)")
+        ids = sorted(rel)
         paths = [root / "images" / rel[i].strip() for i in ids]
-        classes = [int(cls[i]) for i in ids]
+        classes = [cls[i] for i in ids]
     else:
         if not (root / "images").is_dir():
             raise ValueError(f"cub200 at {root}: no images/ folder")
@@ -121,7 +167,10 @@ def _mat_annotations(path: pathlib.Path, fields: tuple) -> list:
     """The ``fields`` of the ``annotations`` struct array of a MATLAB file, as Python lists."""
     from scipy.io import loadmat
 
-    mat = loadmat(path, squeeze_me=True)
+    try:
+        mat = loadmat(path, squeeze_me=True)
+    except Exception as err:  # scipy raises ValueError, MatReadError, IndexError ... for a bad file
+        raise ValueError(f"{path}: cannot read it as a MATLAB file ({err})") from err
     if "annotations" not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
         raise ValueError(f"{path} has no 'annotations' struct (found {found})")
@@ -130,7 +179,22 @@ def _mat_annotations(path: pathlib.Path, fields: tuple) -> list:
     if missing:
         raise ValueError(f"{path}: the annotations lack the field(s) {missing}; "
                          f"found {ann.dtype.names}")
+    if ann.size == 0:
+        raise ValueError(f"{path}: the annotations list no images")
     return [np.atleast_1d(ann[f]).tolist() for f in fields]
+
+
+def _class_ids(values: list, path: pathlib.Path) -> list:
+    """The ``class`` field of a MATLAB annotations file as integers; a ValueError naming the file
+    for a value that is not one (a string, an array, 3.5)."""
+    ids = []
+    for v in values:
+        if not (isinstance(v, (int, np.integer))
+                or isinstance(v, (float, np.floating)) and float(v).is_integer()):
+            raise ValueError(f"{path}: the annotations' class field must hold integer class ids; "
+                             f"got {v!r}")
+        ids.append(int(v))
+    return ids
 
 
 def _find(root: pathlib.Path, name: str):
@@ -153,6 +217,7 @@ def read_cars196(root, *, train_classes: int = 98) -> ImageSplits:
     if (root / "cars_annos.mat").is_file():
         rel, classes = _mat_annotations(root / "cars_annos.mat", ("relative_im_path", "class"))
         paths = [root / str(r) for r in rel]
+        classes = _class_ids(classes, root / "cars_annos.mat")
     else:
         train_mat = _find(root, "cars_train_annos.mat")
         test_mat = _find(root, "cars_test_annos_withlabels.mat")
@@ -164,22 +229,20 @@ def read_cars196(root, *, train_classes: int = 98) -> ImageSplits:
         for folder, mat in (("cars_train", train_mat), ("cars_test", test_mat)):
             names, cls = _mat_annotations(mat, ("fname", "class"))
             paths += [root / folder / str(n) for n in names]
-            classes += cls
-    classes = [int(c) for c in classes]
+            classes += _class_ids(cls, mat)
     return _split_by_class(root, "cars196", paths, classes, lambda c: c <= train_classes)
 
 
 def _read_ebay(root: pathlib.Path, name: str) -> tuple[list, list]:
     if not (root / name).is_file():
         raise ValueError(f"sop at {root}: no {name}")
-    lines = (root / name).read_text().splitlines()
+    lines = _text(root / name).splitlines()
     header = lines[0].split() if lines else []
     if header[:2] != ["image_id", "class_id"] or "path" not in header:
         raise ValueError(f"{root / name}: expected the header "
                          f"'image_id class_id super_class_id path'; got {lines[:1]}")
-    col = header.index("path")
-    rows = [line.split() for line in lines[1:] if line.strip()]
-    return [root / r[col] for r in rows], [int(r[1]) for r in rows]
+    rows = [row for _, row in _rows(root / name)]
+    return [root / r["path"] for r in rows], [r["class_id"] for r in rows]
 
 
 def read_sop(root) -> ImageSplits:
@@ -243,6 +306,23 @@ def read_splits(root, layout: str | None = None) -> ImageSplits:
     return LAYOUTS[layout][0](root)
 
 
+class UnreadableImageError(ValueError):
+    """An image file that PIL cannot read (corrupt, truncated, not an image); the message names it."""
+
+
+def _open_rgb(path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")  # decodes now, so that a truncated file fails here
+    # PIL's plugins report a broken file as OSError, SyntaxError or ValueError.
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        reason = "PIL cannot identify it" if isinstance(err, UnidentifiedImageError) else str(err)
+        raise UnreadableImageError(f"cannot read the image {path} ({reason}); replace the file "
+                                   "or remove it from the dataset") from err
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """Images as normalised float tensors ``(3, size, size)``, with their integer labels.
 
@@ -271,11 +351,11 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def load(self, path):
-        """One image as a ``(3, size, size)`` float tensor, ImageNet-normalised."""
+        """One image as a ``(3, size, size)`` float tensor, ImageNet-normalised; an
+        :class:`UnreadableImageError` naming the file when PIL cannot read it."""
         from PIL import Image
 
-        with Image.open(path) as img:
-            img = img.convert("RGB")
+        img = _open_rgb(path)
         w, h = img.size
         scale = self.resize / min(w, h)
         w, h = max(self.size, round(w * scale)), max(self.size, round(h * scale))

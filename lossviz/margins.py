@@ -47,6 +47,8 @@ def cosine_batch(cos, labels):
     is the pair losses'."""
     cos = checks.as_float_tensor(cos, "cos (cosines, B x K)", 2)
     labels = checks.check_labels(labels, cos.shape[0], cos.device)
+    if cos.shape[0] == 0:
+        raise ValueError("cos is empty (B = 0): a margin loss needs at least one sample")
     if checks.validation_enabled():
         if cos.shape[1] < 2:
             raise ValueError(f"cos needs at least two classes (columns); got {cos.shape[1]}")
@@ -81,9 +83,11 @@ def margin_logits(cos, labels, *, s: float = 64.0, m: float = 0.5, kind: str = "
     else:
         c = target.clamp(-_COS_LIMIT, _COS_LIMIT)
         sin = (1 - c * c).sqrt()
-        psi = c * math.cos(m) - sin * math.sin(m)
+        cos_m, sin_m = (torch.cos(m), torch.sin(m)) if torch.is_tensor(m) else (math.cos(m), math.sin(m))
+        psi = c * cos_m - sin * sin_m                                  # a learnable m keeps its gradient
         if easy_threshold:
-            psi = torch.where(c > math.cos(math.pi - m), psi, c - m * math.sin(m))
+            threshold = torch.cos(math.pi - m) if torch.is_tensor(m) else math.cos(math.pi - m)
+            psi = torch.where(c > threshold, psi, c - m * sin_m)
     return s * work.scatter(1, labels[:, None], psi)
 
 

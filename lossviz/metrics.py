@@ -201,9 +201,16 @@ def knn_accuracy(f_train, y_train, f_test, y_test, *, k: int = 5) -> float:
     f_te = F.normalize(checks.as_float_tensor(f_test, "f_test", 2), dim=1)
     y_train = checks.check_labels(y_train, f_tr.shape[0], f_tr.device)
     y_test = checks.check_labels(y_test, f_te.shape[0], f_te.device)
+    if f_tr.shape[1] != f_te.shape[1]:
+        raise ValueError(f"f_train and f_test must have the same dimension; got {f_tr.shape[1]} and {f_te.shape[1]}")
+    if len(f_te) == 0:
+        raise ValueError("f_test is empty: there is no test point to classify")
+    k = checks.integer(k, "k (neighbours)", 1, len(f_tr))
+    # votes over the classes present (ids 0..C-1 by rank), so that large class ids cost nothing
+    classes, y_idx = torch.unique(y_train, return_inverse=True)
     idx = (f_te @ f_tr.T).topk(k, dim=1).indices
-    votes = F.one_hot(y_train[idx], int(y_train.max()) + 1).sum(1)
-    return float((votes.argmax(1) == y_test).float().mean())
+    votes = F.one_hot(y_idx[idx], len(classes)).sum(1)
+    return float((classes[votes.argmax(1)] == y_test).float().mean())
 
 
 def singular_spectrum(h, *, center: bool = False) -> torch.Tensor:

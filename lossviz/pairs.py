@@ -72,13 +72,26 @@ class _MSTerms(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         x, pos, neg, out_p, out_n = ctx.saved_tensors
-        alpha, beta, lam = ctx.knobs
+        alpha, beta, lam = (float(k) for k in ctx.knobs)       # learnable knobs are 0-d tensors
         # e^(a - out) with a = scale * (x - lam), -inf off the mask: exactly 0 there, never inf * 0
         w_n = torch.add((out_n + beta * lam).neg_()[:, None], x, alpha=beta)
         w_n = w_n.masked_fill_(neg.logical_not(), -math.inf).exp_()
         w_p = torch.add((out_p - alpha * lam).neg_()[:, None], x, alpha=-alpha)
         w_p = w_p.masked_fill_(pos.logical_not(), -math.inf).exp_()
-        return w_n.sub_(w_p).mul_(g[:, None]), None, None, None, None, None
+        knob_grads = _ms_knob_grads(ctx, g, x, w_p, w_n, out_p, out_n) if any(ctx.needs_input_grad[3:]) else (None,) * 3
+        return (w_n.sub_(w_p).mul_(g[:, None]), None, None, *knob_grads)
+
+
+def _ms_knob_grads(ctx, g, x, w_p, w_n, out_p, out_n):
+    """The gradients of learnable alpha, beta, lam (tensors that require grad): with w the softmax
+    weights above, d(out_p / alpha)/d alpha = -(sum_P w (x - lam)) / alpha - out_p / alpha^2, and
+    likewise for beta; d/d lam = sum_P w - sum_N w."""
+    alpha, beta, lam = ctx.knobs
+    d = x - lam
+    grads = ((-(w_p * d).sum(1) / alpha - out_p / alpha ** 2),
+             ((w_n * d).sum(1) / beta - out_n / beta ** 2),
+             (w_p.sum(1) - w_n.sum(1)))
+    return tuple((g * grad).sum() if need else None for grad, need in zip(grads, ctx.needs_input_grad[3:]))
 
 
 def ms_loss_formula(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0.5,
@@ -254,3 +267,10 @@ PAIR_LOSSES = {
     "binomial": binomial_deviance_loss,
     "lifted": lifted_structure_loss,
 }
+
+# What each loss's mean is over, read by lossviz.distributed to weight one rank's block of anchors:
+# all anchors, those without pairs counting 0 (also the default for a loss without the attribute).
+for _fn in (ms_loss, ms_loss_formula, contrastive_loss, triplet_loss, binomial_deviance_loss,
+            lifted_structure_loss):
+    _fn.reduction = "anchors"
+del _fn

@@ -15,10 +15,13 @@ def similarity(x) -> torch.Tensor:
     ``S = F F^T`` where ``F`` holds the L2-normalised rows of ``x`` (B x D), so ``S_ij = <f_i, f_j>``
     lies in [-1, 1] and ``S_ii = 1``.  Every pair loss in lossviz is a function of this matrix.
     S keeps the dtype of ``x`` (also under ``torch.autocast``); the backward pass is written by hand
-    (:class:`_Cosine`) so that it holds one B x D buffer besides ``x.grad``.
+    (:class:`_Cosine`) so that it holds one B x D buffer besides ``x.grad``.  Scaling a row does not
+    change S, nor the direction of its gradient, also far from 1 (float32 rows near 1e20 or 1e-30:
+    norms are taken of rows scaled to a largest entry of 1).  An all-zero row is refused.
     """
     x = checks.as_float_tensor(x, "x (embeddings, B x D)", 2)
-    if checks.validation_enabled() and bool((x.norm(dim=1) == 0).any()):
+    # Exact zeros only: the norm of a nonzero float32 row near 1e-30 underflows to 0 (it is squared).
+    if checks.validation_enabled() and bool((x.abs().amax(dim=1) == 0).any()):
         raise ValueError("an embedding row is all zeros, so its direction (and cosine) is undefined")
     return _Cosine.apply(x)
 
@@ -33,39 +36,47 @@ def similarity_formula(x: torch.Tensor) -> torch.Tensor:
 
 
 class _Cosine(torch.autograd.Function):
-    r"""``S = f f^T`` with ``f = x / r``, ``r = |x|`` row-wise, and its gradient in closed form:
+    r"""``S = f f^T`` with ``f = x / |x|`` row-wise, and its gradient in closed form:
 
     .. math::  \frac{\partial L}{\partial f} = (G + G^T) f,\qquad
-               \frac{\partial L}{\partial x_i} = \frac{1}{r_i}\Big(\frac{\partial L}{\partial f_i}
+               \frac{\partial L}{\partial x_i} = \frac{1}{|x_i|}\Big(\frac{\partial L}{\partial f_i}
                - f_i \big\langle \frac{\partial L}{\partial f_i}, f_i\big\rangle\Big)
 
     computed in place in one B x D buffer, which becomes ``x.grad`` (autograd through
-    ``F.normalize`` and ``@`` holds several B x D temporaries).  Saved: the input ``x`` and the
-    norms ``r`` only, so no B x D tensor stays alive while the loss runs; the backward pass
-    uses ``(G + G^T) f = ((G + G^T) / r^T) x`` (a B x B temporary) when B <= D, and recomputes
-    ``f`` (B x D) otherwise.
+    ``F.normalize`` and ``@`` holds several B x D temporaries).  ``|x_i|`` is kept as two factors,
+    ``m_i`` (the largest ``|x_ij|``) and ``r_i = |x_i / m_i|`` (in [1, sqrt(D)]), divided by one at a
+    time: in float32 ``|x_i|^2`` overflows for entries near 1e20 and underflows near 1e-20, and
+    ``m_i r_i`` overflows near 1e38.  Saved: ``x``, ``m`` and ``r`` (B x 1) only, so no B x D tensor
+    stays alive while the loss runs.  The backward pass recomputes ``f`` (B x D) when B > D; when
+    B <= D it uses ``(G + G^T) f = ((G + G^T) / |x|^T) x`` (a B x B temporary, no B x D one), which
+    keeps float32 precision for rows from about 1e-33 to 1e32 with ``|G|`` down to 1e-6 (beyond
+    1e32 float32 loses the gradient, about ``|G| / |x|``, itself).
     """
 
     @staticmethod
     def forward(ctx, x):
         with torch.autocast(device_type=x.device.type, enabled=False):
-            r = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(1e-12)  # F.normalize's eps
-            f = x / r
-            S = f @ f.T
-        ctx.save_for_backward(x, r)
+            m = x.abs().amax(dim=1, keepdim=True)
+            m = m.masked_fill(m == 0, 1)       # an all-zero row: f = 0, as F.normalize gives
+            f = x / m                          # largest entry +-1: squares neither overflow nor vanish
+            r = torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_min(1e-12)  # 0 only for a zero row
+            S = f.div_(r) @ f.T
+        ctx.save_for_backward(x, m, r)
         return S
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, G):
-        x, r = ctx.saved_tensors
+        x, m, r = ctx.saved_tensors
         if x.shape[0] <= x.shape[1]:  # B <= D: a B x B temporary is the smaller one
-            gf = ((G + G.T) / r.T) @ x  # (G + G^T) f, as f = x / r
+            gf = (G + G.T).div_(r.T).div_(m.T) @ x               # (G + G^T) f, as f_j = x_j / (m_j r_j)
+            dot = torch.bmm(gf[:, None, :], x[:, :, None])[:, 0].div_(m).div_(r)  # <dL/df_i, f_i>
+            f, dot = x, dot.div_(m).div_(r)                      # f_i <.,.> = x_i (<.,.> / |x_i|)
         else:
-            f = x / r
+            f = (x / m).div_(r)                # as in forward: by m first, as m r may overflow
             gf = (G @ f).addmm_(G.T, f)
-        dot = torch.bmm(gf[:, None, :], x[:, :, None])[:, 0] / r  # <dL/df_i, f_i>, no B x D temporary
-        return gf.addcmul_(x, dot / r, value=-1).div_(r)
+            dot = torch.bmm(gf[:, None, :], f[:, :, None])[:, 0]  # no B x D temporary
+        return gf.addcmul_(f, dot, value=-1).div_(r).div_(m)
 
 
 def pair_masks(labels: torch.Tensor, anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +111,7 @@ def pair_batch(S, labels, anchors=None, *, need_positive: bool = True):
     if anchors is not None:
         anchors = checks.check_anchors(anchors, n_rows, n_cols, S.device)
     pos, neg = pair_masks(labels, anchors)
-    if need_positive and checks.validation_enabled() and not bool(pos.any()):
+    if need_positive and checks.validation_enabled() and checks.whole_batch() and not bool(pos.any()):
         raise ValueError(
             "the batch has no positive pair (no label appears twice), so a pair loss has nothing "
             "to pull together; sample batches with lossviz.data.PKSampler (K >= 2 per class)"

@@ -11,6 +11,7 @@ their parameters, so a widget that returns to a setting answers at once.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -185,11 +186,30 @@ class Trainer:
 
 
 def _loss_fn(loss) -> tuple[str, Callable]:
+    """``(readable name, function)`` of a loss given by name or as a function."""
     if callable(loss):
-        return f"{loss.__module__}.{loss.__qualname__}", loss
+        return _callable_name(loss), loss
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} or pass a function")
     return loss, LOSSES[loss]
+
+
+def _callable_name(fn) -> str:
+    """``module.qualname`` of a function (of its class for a callable object); for a
+    ``functools.partial``, the wrapped function's name with its bound arguments."""
+    if isinstance(fn, functools.partial):
+        args = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in fn.keywords.items()]
+        return f"{_callable_name(fn.func)}({', '.join(args)})"
+    named = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{named.__module__}.{named.__qualname__}"
+
+
+def _hashable(obj) -> bool:
+    try:
+        hash(obj)
+    except TypeError:
+        return False
+    return True
 
 
 def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p: int | None = None,
@@ -202,6 +222,11 @@ def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p:
     measured before training, every ``eval_every`` iterations, and at the end.  ``progress`` is
     ``True`` (a tqdm bar), ``False``, or a function ``progress(iteration, iters)`` called every
     10 iterations (a widget's progress bar).
+
+    Runs are cached (``cache=True``) by their parameters and the loss function itself, not its
+    name: two lambdas, or two closures of one factory, are two runs.  ``run.params["loss"]`` is
+    the name, or ``module.qualname`` of a function (``f(args)`` for a ``functools.partial``).
+    A function that cannot be hashed is trained again each time.
     """
     name, fn = _loss_fn(loss)
     for arg, value in (("dim", dim), ("iters", iters), ("eval_every", eval_every)):
@@ -212,7 +237,9 @@ def train(loss="ms", *, data: str = "digits", dim: int = 2, iters: int = 300, p:
     p, k = p or p0, k or k0
     params = dict(loss=name, data=data, dim=dim, iters=iters, p=p, k=k, lr=lr, seed=seed,
                   eval_every=eval_every, **{f"knob_{key}": v for key, v in sorted(knobs.items())})
-    return memo("pair", params, lambda: _train_pairs(fn, split, params, knobs, progress), cache=cache)
+    # Keyed by the function object: a __qualname__ is shared by every lambda of a scope.
+    return memo(("pair", fn), params, lambda: _train_pairs(fn, split, params, knobs, progress),
+                cache=cache and _hashable(fn))
 
 
 def _train_pairs(fn: Callable, split, params: dict, knobs: dict, progress) -> PairRun:
@@ -247,10 +274,11 @@ def _train_pairs(fn: Callable, split, params: dict, knobs: dict, progress) -> Pa
                    emb_after=embeddings[-1], y_test=split.y_test.numpy())
 
 
-def memo(name: str, params: dict, compute: Callable[[], object], *, cache: bool = True):
+def memo(name: str | tuple, params: dict, compute: Callable[[], object], *, cache: bool = True):
     """``compute()``, remembered under ``(name, params)``: the result cache every training run of
-    the notebooks shares (so a widget returning to a setting answers at once).  ``params`` must
-    hold hashable values; :func:`clear_cache` forgets everything."""
+    the notebooks shares (so a widget returning to a setting answers at once).  ``name`` is any
+    hashable (a string, or a tuple that adds what ``params`` only names, such as a function) and
+    ``params`` must hold hashable values; :func:`clear_cache` forgets everything."""
     key = (name, tuple(sorted(params.items())))
     if cache and key in _CACHE:
         return _CACHE[key]

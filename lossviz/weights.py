@@ -32,8 +32,9 @@ def pair_weights(loss_fn: Callable, S, labels, *, signed: bool = False, **knobs)
         loss = loss_fn(leaf, labels, **knobs)
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
             raise ValueError("loss_fn must return a scalar tensor (a loss reduced over the batch)")
-        (grad,) = torch.autograd.grad(loss, leaf, allow_unused=True)
-    if grad is None:  # the loss does not depend on S at all
+        # a loss that does not depend on S (a constant, or one detached from S) weighs no pair
+        grad = torch.autograd.grad(loss, leaf, allow_unused=True)[0] if loss.requires_grad else None
+    if grad is None:
         grad = torch.zeros_like(leaf)
     return grad if signed else grad.abs()
 
@@ -42,6 +43,9 @@ def active_fraction(weights: torch.Tensor, labels) -> tuple[float, float]:
     """Fractions of positive and of negative pairs whose weight is non-zero (the "mined" pairs)."""
     from .similarity import pair_masks
 
+    weights = checks.as_float_tensor(weights, "weights (B x B pair weights)", 2)
+    if weights.shape[0] != weights.shape[1]:
+        raise ValueError(f"weights must be B x B, one row and one column per sample; got {tuple(weights.shape)}")
     labels = checks.check_labels(labels, weights.shape[0], weights.device)
     pos, neg = pair_masks(labels)
     nz = weights != 0

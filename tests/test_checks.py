@@ -288,3 +288,55 @@ def test_the_shared_validators_name_the_argument_and_the_range():
         checks.temperature(0)
     with pytest.raises(ValueError, match="must be > 0"):
         checks.temperature(-0.1)
+
+
+LEARNABLE = [  # (loss, knob, value, other knobs): each knob a tensor that requires grad
+    (lv.nt_xent_loss, "tau", 0.2, {}), (lv.supcon_loss, "tau", 0.3, {}),
+    (lv.hard_nt_xent_loss, "tau", 0.2, dict(frac=0.5)), (lv.simple_contrastive_loss, "lam", 0.05, {}),
+    (lv.ms_loss, "alpha", 2.0, {}), (lv.ms_loss, "beta", 40.0, {}), (lv.ms_loss, "lam", 0.5, {}),
+    (lv.ms_loss, "beta", 40.0, dict(mining=False)), (lv.binomial_deviance_loss, "alpha", 2.0, {}),
+    (lv.binomial_deviance_loss, "beta", 40.0, {}), (lv.contrastive_loss, "lam", 0.3, {}),
+    (lv.lifted_structure_loss, "lam", 1.0, {}),
+]
+
+
+@pytest.mark.parametrize("fn, knob, value, knobs", LEARNABLE, ids=[f"{f.__name__}-{k}" for f, k, _, _ in LEARNABLE])
+def test_a_learnable_knob_gets_its_gradient(fn, knob, value, knobs):
+    """A CLIP-style learned temperature (or scale, or margin): the loss keeps the tensor in the graph.
+    Its gradient equals the central finite difference of the loss in that knob (float64)."""
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(4).repeat_interleave(4)
+    S = lv.similarity(torch.randn(4, 5, generator=g, dtype=torch.float64)[y]
+                      + torch.randn(16, 5, generator=g, dtype=torch.float64))
+    k = torch.tensor(value, dtype=torch.float64, requires_grad=True)
+    loss = fn(S, y, **{knob: k}, **knobs)
+    loss.backward()
+    assert k.grad is not None and float(loss.detach()) == pytest.approx(float(fn(S, y, **{knob: value}, **knobs)), rel=1e-12)
+    h = 1e-6 * max(1.0, abs(value))
+    numeric = (float(fn(S, y, **{knob: value + h}, **knobs)) - float(fn(S, y, **{knob: value - h}, **knobs))) / (2 * h)
+    assert float(k.grad) == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+    assert float(k.grad) != 0
+
+
+@pytest.mark.parametrize("fn, knob, value", [(lv.arcface_loss, "s", 30.0), (lv.arcface_loss, "m", 0.4),
+                                             (lv.cosface_loss, "m", 0.3), (lv.normface_loss, "s", 16.0)])
+def test_a_learnable_scale_or_margin_of_the_margin_losses_gets_its_gradient(fn, knob, value):
+    g = torch.Generator().manual_seed(4)
+    cos, y = torch.rand(12, 5, generator=g, dtype=torch.float64) * 2 - 1, torch.arange(12) % 5
+    k = torch.tensor(value, dtype=torch.float64, requires_grad=True)
+    fn(cos, y, **{knob: k}).backward()
+    h = 1e-6 * max(1.0, value)
+    numeric = (float(fn(cos, y, **{knob: value + h})) - float(fn(cos, y, **{knob: value - h}))) / (2 * h)
+    assert float(k.grad) == pytest.approx(numeric, rel=1e-5) and float(k.grad) != 0
+
+
+def test_learnable_knobs_are_still_checked_and_numpy_scalars_are_numbers():
+    S, y = torch.eye(4, dtype=torch.float64), torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="tau .* must be > 0"):
+        lv.nt_xent_loss(S, y, tau=torch.tensor(-0.1, requires_grad=True))
+    with pytest.raises(ValueError, match="must be a single number"):
+        lv.nt_xent_loss(S, y, tau=torch.ones(2, requires_grad=True))
+    assert float(lv.nt_xent_loss(S, y, tau=np.float32(0.5))) == pytest.approx(float(lv.nt_xent_loss(S, y, tau=0.5)))
+    assert float(lv.ms_loss(S, y, beta=np.int64(40))) == pytest.approx(float(lv.ms_loss(S, y, beta=40.0)))
+    with pytest.raises(ValueError, match="within float32's range"):
+        lv.ms_loss(S, y, beta=1e39)

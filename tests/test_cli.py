@@ -3,6 +3,7 @@ tiny generated folders in the CUB-200-2011, Cars196 and Stanford Online Products
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -223,6 +224,23 @@ def test_training_images_are_randomly_mirrored(tmp_path):
     assert 0 < sum(flipped) < 20
 
 
+def test_an_unreadable_image_is_a_value_error_naming_it(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(data[:len(data) // 2])
+    (tmp_path / "garbage.jpg").write_bytes(b"not an image" * 10)
+    ds = images.ImageDataset([tmp_path / n for n in ("whole.png", "truncated.png", "garbage.jpg")],
+                             [0, 1, 2], size=16)
+    assert ds[0][0].shape == (3, 16, 16)
+    with pytest.raises(images.UnreadableImageError) as err:
+        ds[1]
+    assert str(err.value) == (f"cannot read the image {tmp_path / 'truncated.png'} (image file is "
+                              "truncated); replace the file or remove it from the dataset")
+    with pytest.raises(ValueError, match="garbage.jpg \\(PIL cannot identify it\\)"):
+        ds[2]
+
+
 def test_backbones_embed_on_the_unit_sphere_and_resnet18_has_torchvisions_shape():
     net = backbones.embedding_net("tiny", 8)
     z = net(torch.randn(3, 3, 16, 16))
@@ -247,6 +265,9 @@ def test_weights_load_from_a_local_file_and_mismatches_are_reported(tmp_path):
     torch.save(backbones.ResNet18().state_dict(), tmp_path / "resnet.pth")
     with pytest.raises(ValueError, match="none of the"):
         backbones.load_weights(target, tmp_path / "resnet.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "w.pth").read_bytes()[:200])       # a truncated download
+    with pytest.raises(ValueError, match=r"cut\.pth: cannot read it as a state dict"):
+        backbones.load_weights(target, tmp_path / "cut.pth")
 
 
 # ---------------------------------------------------------------------------- the CLI
@@ -367,3 +388,258 @@ def test_every_loss_of_S_and_labels_trains_from_the_command_line(folders, tmp_pa
     assert [r["iter"] for r in records] == [0, 10] and records[-1]["train_loss"] > 0
     records = cli.main(_args(folders["cub200"], tmp_path / "sc", "--iters", "10", "--loss", "supcon"))
     assert records[-1]["train_loss"] > 0
+
+
+# ---------------------------------------------------------------------------- the CLI on bad input
+
+
+def _error(argv, capsys) -> str:
+    """Run the CLI, which must stop with one line and no traceback: a usage error (exit 2, the
+    usage and then ``prog: error: ...``) or ``SystemExit("error: ...")``.  The message."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if exit_.value.code == 2:
+        lines = [line for line in err.splitlines() if ": error: " in line]
+        assert len(lines) == 1 and err.endswith(lines[0] + "\n"), err
+        return lines[0].split(": error: ", 1)[1]
+    assert isinstance(exit_.value.code, str) and exit_.value.code.startswith("error: ")
+    assert "\n" not in exit_.value.code, exit_.value.code
+    return exit_.value.code.removeprefix("error: ")
+
+
+@pytest.mark.parametrize("name", ["last.pt", "best.pt", "metrics.jsonl"])
+def test_a_fresh_run_refuses_a_folder_that_holds_a_run(folders, tmp_path, capsys, name):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / name).write_bytes(b"earlier results")
+    assert _error(_args(folders["cub200"], out, "--iters", "2"), capsys) == (
+        f"{out} already holds a run ({name}); pass --resume to continue it or --overwrite to "
+        "start afresh")
+    assert [p.name for p in out.iterdir()] == [name]
+    assert (out / name).read_bytes() == b"earlier results"
+
+
+def test_overwrite_starts_afresh(folders, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"earlier results")
+    (out / "metrics.jsonl").write_text('{"iter": 50}\n')
+    cli.main(_args(folders["cub200"], out, "--iters", "2", "--overwrite"))
+    assert [r["iter"] for r in _read_jsonl(out / "metrics.jsonl")] == [0, 2]
+    assert torch.load(out / "best.pt", weights_only=True)["iteration"] in (0, 2)
+
+
+def test_resuming_an_older_checkpoint_never_overwrites_a_later_run(folders, tmp_path, capsys):
+    out, old = tmp_path / "run", tmp_path / "old.pt"
+    run = _args(folders["sop"], out, "--loss", "contrastive")
+    cli.main(run + ["--iters", "10"])
+    shutil.copy(out / "last.pt", old)
+    cli.main(run + ["--iters", "20", "--resume"])
+    shutil.copy(out / "last.pt", out / "best.pt")  # a best.pt of the later run, whatever its R@1
+    later = {name: (out / name).read_bytes() for name in ("last.pt", "best.pt", "metrics.jsonl")}
+    refused = (f"--resume: {old} is at iteration 10, but {{}} is at iteration 20: resuming would "
+               "overwrite that run; pass another --out, or --overwrite to discard what follows "
+               "iteration 10")
+    assert _error(run + ["--iters", "30", "--resume", str(old)], capsys) == refused.format(
+        out / "last.pt")
+    assert {name: (out / name).read_bytes() for name in later} == later
+    only_metrics = tmp_path / "only_metrics"  # the records alone say how far the run went
+    only_metrics.mkdir()
+    shutil.copy(out / "metrics.jsonl", only_metrics)
+    argv = _args(folders["sop"], only_metrics, "--loss", "contrastive", "--iters", "30", "--resume", str(old))
+    assert _error(argv, capsys) == refused.format(only_metrics / "metrics.jsonl")
+    (only_metrics / "metrics.jsonl").unlink()
+    (only_metrics / "best.pt").write_bytes(b"")  # how far did that run go?
+    assert _error(argv, capsys) == (f"--resume: {only_metrics / 'best.pt'} is unreadable, so how "
+                                    f"far the run in {only_metrics} went is unknown; pass "
+                                    "--overwrite to discard it")
+    (only_metrics / "best.pt").unlink()
+    (only_metrics / "metrics.jsonl").write_text('{"iter": 0}\n{"iter": 1')  # torn by a crash
+    assert _error(argv, capsys) == (f"{only_metrics / 'metrics.jsonl'}, line 2: not a record of "
+                                    "lossviz-train; delete the line, or pass --overwrite to drop it")
+
+    # --overwrite abandons the later run: its files, its records after iteration 10 (and lines
+    # that are no records)
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"iter": 2')
+    records = cli.main(run + ["--iters", "20", "--resume", str(old), "--overwrite"])
+    assert (f"--overwrite: discarded last.pt, best.pt, 2 line(s) of metrics.jsonl of {out} "
+            "(after iteration 10)") in capsys.readouterr().err
+    assert [r["iter"] for r in records] == [20]
+    lines = _read_jsonl(out / "metrics.jsonl")
+    assert lines[:2] == _read_jsonl_text(later["metrics.jsonl"])[:2]
+    assert [r["iter"] for r in lines] == [0, 10, 20] and lines[2] == records[0]
+    assert torch.load(out / "last.pt", weights_only=True)["metrics"] == records[0]
+    # best.pt of the later run is gone; there is one again once R@1 beats the checkpoint's best
+    beaten = records[0]["recall_at_1"] > torch.load(old, weights_only=True)["best_recall_at_1"]
+    assert (out / "best.pt").exists() == beaten
+    if beaten:
+        assert torch.load(out / "best.pt", weights_only=True)["metrics"] == records[0]
+
+
+def _read_jsonl_text(data: bytes):
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(folders, tmp_path_factory):
+    """A real last.pt (tiny backbone, dim 16, one iteration) to corrupt."""
+    out = tmp_path_factory.mktemp("ckpt")
+    cli.main(_args(folders["cub200"], out, "--iters", "1", "--eval-every", "1"))
+    return out / "last.pt"
+
+
+def _truncated(ckpt, path):
+    data = ckpt.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def _without_optimizer(ckpt, path):
+    state = torch.load(ckpt, weights_only=True)
+    del state["optimizer"]
+    torch.save(state, path)
+
+
+def _smaller_model(ckpt, path):
+    state = torch.load(ckpt, weights_only=True)
+    state["model"] = backbones.embedding_net("tiny", 8).state_dict()  # the args still say dim 16
+    torch.save(state, path)
+
+
+def _other_optimizer(ckpt, path):
+    state = torch.load(ckpt, weights_only=True)
+    state["optimizer"] = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1).state_dict()
+    torch.save(state, path)
+
+
+UNREADABLE = "{}: cannot read it as a checkpoint (truncated, corrupt, or not written by torch.save)"
+
+
+@pytest.mark.parametrize("write, message", [
+    (_truncated, UNREADABLE),
+    (lambda ckpt, path: path.write_bytes(b""), UNREADABLE),
+    (lambda ckpt, path: path.write_bytes(b"not a checkpoint" * 20), UNREADABLE),
+    (lambda ckpt, path: torch.save(torch.nn.Linear(2, 2), path), UNREADABLE),  # a pickled module
+    (lambda ckpt, path: torch.save(backbones.embedding_net("tiny", 16).state_dict(), path),
+     "{}: not a checkpoint of lossviz-train (it lacks model, optimizer, iteration, args, "
+     "best_recall_at_1, rng)"),
+    (lambda ckpt, path: torch.save([1, 2], path), "{}: not a checkpoint of lossviz-train (it lacks "
+     "model, optimizer, iteration, args, best_recall_at_1, rng)"),
+    (_without_optimizer, "{}: not a checkpoint of lossviz-train (it lacks optimizer)"),
+    (_smaller_model, "--resume: {} holds another model than --backbone tiny --dim 16 (2 tensor(s) "
+     "differ, such as embed.weight)"),
+    (_other_optimizer, "--resume: {} holds an optimiser state that does not fit the model (not "
+     "Adam's, or of other parameters)"),
+], ids=["truncated", "empty", "garbage", "pickled-module", "state-dict", "list", "no-optimizer",
+        "other-model", "other-optimizer"])
+def test_a_bad_resume_file_ends_in_one_line_naming_it(folders, checkpoint, tmp_path, capsys,
+                                                      write, message):
+    path = tmp_path / "bad.pt"
+    write(checkpoint, path)
+    argv = _args(folders["cub200"], tmp_path / "run", "--iters", "5", "--resume", str(path))
+    assert _error(argv, capsys) == message.format(path)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("split, workers", [("test", "0"), ("train", "0"), ("train", "1")])
+def test_a_corrupt_image_ends_in_one_line_naming_it(tmp_path, capsys, split, workers):
+    root = make_cub(tmp_path / "cub")
+    s = images.read_cub200(root)
+    # the test split is read whole at iteration 0; every batch holds train class 0 (4 of 4 classes)
+    bad = s.test_paths[:1] if split == "test" else [
+        p for p, y in zip(s.train_paths, s.train_labels) if y == 0]
+    for path in bad:
+        path.write_bytes(b"not an image" * 10)
+    message = _error(_args(root, tmp_path / "run", "--iters", "2", "--workers", workers), capsys)
+    assert message in {f"cannot read the image {path} (PIL cannot identify it); replace the file "
+                       "or remove it from the dataset" for path in bad}
+
+
+def _edit_line(name, number, text):
+    """A function that replaces line ``number`` (from 1) of ``root/name`` with ``text`` (None:
+    removes it)."""
+    def edit(root):
+        lines = (root / name).read_text().splitlines()
+        lines[number - 1:number] = [] if text is None else [text]
+        (root / name).write_text("\n".join(lines) + "\n")
+    return edit
+
+
+def _write(name, data: bytes):
+    return lambda root: (root / name).write_bytes(data)
+
+
+def _annotations_mat(name, fields):
+    return lambda root: scipy.io.savemat(root / name, {"annotations": _annotations(fields)})
+
+
+@pytest.mark.parametrize("make, edit, message", [
+    (lambda r: make_cub(r, lists=True), _edit_line("images.txt", 5, "5"),
+     "{root}/images.txt, line 5: expected 'image_id path'; got '5'"),
+    (lambda r: make_cub(r, lists=True), _edit_line("images.txt", 3, "three 001.Bird_1/x.jpg"),
+     "{root}/images.txt, line 3: expected 'image_id path'; got 'three 001.Bird_1/x.jpg'"),
+    (lambda r: make_cub(r, lists=True), _edit_line("images.txt", 6, "5 001.Bird_1/x.jpg"),
+     "{root}/images.txt, line 6: image id 5 appears twice"),
+    (lambda r: make_cub(r, lists=True), _write("images.txt", b"1 \xff\xfe.jpg\n"),
+     "{root}/images.txt: not a text file (byte 2 is not UTF-8)"),
+    (lambda r: make_cub(r, lists=True), _write("images.txt", b"\n"),
+     "{root}/images.txt lists no images"),
+    (lambda r: make_cub(r, lists=True), _edit_line("image_class_labels.txt", 2, "2 one"),
+     "{root}/image_class_labels.txt, line 2: expected 'image_id class_id'; got '2 one'"),
+    (lambda r: make_cub(r, lists=True), _edit_line("image_class_labels.txt", 4, None),
+     "{root}/image_class_labels.txt: no class for image id 4 of {root}/images.txt (1 image(s) "
+     "without one)"),
+    (make_sop, _edit_line("Ebay_train.txt", 3, "2 two 1 thing_final/1_1.JPG"),
+     "{root}/Ebay_train.txt, line 3: expected 'image_id class_id super_class_id path'; "
+     "got '2 two 1 thing_final/1_1.JPG'"),
+    (make_sop, _edit_line("Ebay_test.txt", 2, "25 11319"),
+     "{root}/Ebay_test.txt, line 2: expected 'image_id class_id super_class_id path'; "
+     "got '25 11319'"),
+    (make_sop, _write("Ebay_test.txt", b"image_id class_id super_class_id path\n"),
+     "{root}/Ebay_test.txt lists no images"),
+    (make_cars, _write("cars_annos.mat", b"not a MATLAB file" * 20),
+     "{root}/cars_annos.mat: cannot read it as a MATLAB file (Unknown mat file type, "
+     "version 32, 77)"),
+    (make_cars, _annotations_mat("cars_annos.mat", {"fname": ["a.jpg"], "class": [1]}),
+     "{root}/cars_annos.mat: the annotations lack the field(s) ['relative_im_path']; "
+     "found ('fname', 'class')"),
+    (make_cars, _annotations_mat("cars_annos.mat", {"relative_im_path": ["car_ims/000001.jpg"],
+                                                     "class": ["one"]}),
+     "{root}/cars_annos.mat: the annotations' class field must hold integer class ids; "
+     "got 'one'"),
+    (make_cars_devkit, _annotations_mat("devkit/cars_train_annos.mat",
+                                        {"relative_im_path": ["00001.jpg"], "class": [1]}),
+     "{root}/devkit/cars_train_annos.mat: the annotations lack the field(s) ['fname']; "
+     "found ('relative_im_path', 'class')"),
+    (make_cars_devkit, _annotations_mat("cars_test_annos_withlabels.mat",
+                                        {"fname": ["00001.jpg"], "class": [2.5]}),
+     "{root}/cars_test_annos_withlabels.mat: the annotations' class field must hold integer "
+     "class ids; got 2.5"),
+], ids=["cub-short-line", "cub-bad-id", "cub-repeated-id", "cub-not-utf8", "cub-empty",
+        "cub-bad-class", "cub-unlabelled", "sop-bad-class", "sop-short-row", "sop-empty",
+        "cars-not-mat", "cars-wrong-fields", "cars-string-class", "devkit-wrong-fields",
+        "devkit-fractional-class"])
+def test_a_malformed_list_file_ends_in_one_line_naming_it(tmp_path, capsys, make, edit, message):
+    root = make(tmp_path / "data")
+    edit(root)
+    argv = _args(root, tmp_path / "run", "--iters", "2")
+    assert _error(argv, capsys) == message.format(root=root)
+
+
+def test_cub_train_test_split_txt_is_not_read(tmp_path):
+    root = make_cub(tmp_path, lists=True)
+    (root / "train_test_split.txt").write_text("garbage\n1\n")
+    assert len(images.read_splits(root).test_paths) == 4 * N_PER_CLASS
+
+
+def test_a_test_split_without_a_class_of_two_images_ends_in_one_line(tmp_path, capsys):
+    root = make_sop(tmp_path / "sop")
+    rows = (root / "Ebay_test.txt").read_text().splitlines()
+    unique = [" ".join([r.split()[0], str(20000 + n), *r.split()[2:]]) for n, r in enumerate(rows[1:])]
+    (root / "Ebay_test.txt").write_text("\n".join(rows[:1] + unique) + "\n")
+    assert images.read_sop(root).test_classes == 4 * N_PER_CLASS  # one image each
+    assert _error(_args(root, tmp_path / "run", "--iters", "2"), capsys) == (
+        f"sop at {root}: no test class has two images, so Recall@K and MAP@R are undefined (a "
+        "query needs an image of its class to find)")

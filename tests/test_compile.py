@@ -49,3 +49,22 @@ def test_no_host_device_sync_on_cuda(batch, name):
             fn(S, y).backward()
         finally:
             torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("fn, knob, values", [
+    (lv.ms_loss, "beta", (40.0, 45.0, 50.0, 55.0)),
+    (lv.nt_xent_loss, "tau", (0.1, 0.2, 0.3, 0.5)),
+    (lv.binomial_deviance_loss, "alpha", (1.0, 2.0, 3.0)),
+    (lv.arcface_loss, "s", (10.0, 20.0, 30.0)),
+], ids=["ms-beta", "nt_xent-tau", "binomial-alpha", "arcface-s"])
+def test_a_compiled_loss_follows_a_knob_sweep(batch, fn, knob, values):
+    """A beta sweep, an annealed tau: after the first recompile the knob is a symbolic float, which
+    the knob checks must take (comparisons, not math.isfinite)."""
+    S, y = batch
+    if fn is lv.arcface_loss:
+        S, y = (S[:, :8] + 1) / 2, torch.arange(32) % 8                  # cosines to 8 class weights
+    torch._dynamo.reset()
+    with lv.validation(False):
+        compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+        for v in values:
+            torch.testing.assert_close(compiled(S, y, **{knob: v}), fn(S, y, **{knob: v}), atol=1e-5, rtol=1e-5)

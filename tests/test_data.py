@@ -1,6 +1,10 @@
 """Offline datasets and the P x K sampler."""
 
+import hashlib
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -87,3 +91,170 @@ def test_the_data_folder_is_the_env_var_else_the_checkout_else_a_user_cache(tmp_
     assert data.data_dir() == tmp_path / "cache" / "lossviz"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert data.data_dir() == pathlib.Path.home() / ".cache" / "lossviz"
+
+
+# --- the MNIST-1D cache: atomic writes, validated reads (issue 13, item 4) -----------------------
+
+# Run in child processes with $LOSSVIZ_DATA set.  The writer is slowed or killed through
+# np.savez_compressed, which the cache writes with (to a path or to an open file).
+_CHILD_PRELUDE = """
+import hashlib, io, os, pathlib, sys, time
+import numpy as np
+from lossviz import data
+
+marks = pathlib.Path(sys.argv[1])
+real_savez = np.savez_compressed
+
+def wait_for(*names):
+    deadline = time.monotonic() + 120
+    while not all((marks / n).exists() for n in names):
+        assert time.monotonic() < deadline, f"timed out waiting for {names}"
+        time.sleep(0.02)
+
+def write_half_then(after_half):
+    def savez(file, **arrays):
+        buf = io.BytesIO()
+        real_savez(buf, **arrays)
+        blob = buf.getvalue()
+        f = open(file, "wb") if isinstance(file, (str, os.PathLike)) else file
+        f.write(blob[: len(blob) // 2])
+        f.flush()
+        after_half()
+        f.write(blob[len(blob) // 2:])
+        f.flush()
+        if f is not file:
+            f.close()
+    np.savez_compressed = savez
+
+def report(x, y):
+    print(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())
+"""
+
+_KILLED_MID_WRITE = _CHILD_PRELUDE + """
+write_half_then(lambda: os._exit(9))     # dies like a kill: no finally, no cleanup
+data._mnist1d_arrays()
+"""
+
+_SLOW_BUILDER = _CHILD_PRELUDE + """
+def hold():
+    (marks / "writing").touch()
+    wait_for("reader0", "reader1", "reader2")
+    time.sleep(0.5)                          # the readers look while half the file is written
+write_half_then(hold)
+report(*data._mnist1d_arrays())
+"""
+
+_READER = _CHILD_PRELUDE + """
+wait_for("writing")
+(marks / f"reader{sys.argv[2]}").touch()
+report(*data._mnist1d_arrays())
+"""
+
+
+def _child(script, cache, marks, *args):
+    env = dict(os.environ, LOSSVIZ_DATA=str(cache), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-c", script, str(marks), *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _digest(x, y):
+    return hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def mnist1d_real():
+    """The real MNIST-1D arrays, made here by the mnist1d package itself (not through the cache)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    d = make_dataset(get_dataset_args())
+    np.random.set_state(np_state)
+    random.setstate(py_state)
+    return (np.concatenate([d["x"], d["x_test"]]).astype(np.float32),
+            np.concatenate([d["y"], d["y_test"]]).astype(np.int64))
+
+
+def _assert_real_mnist1d(x, y, real):
+    assert x.shape == (5000, 40) and x.dtype == np.float32 and y.shape == (5000,) and y.dtype == np.int64
+    assert np.array_equal(x, real[0]) and np.array_equal(y, real[1])
+
+
+def test_a_cache_build_killed_mid_write_leaves_no_partial_cache(tmp_path, monkeypatch, mnist1d_real):
+    cache = tmp_path / "cache"
+    child = _child(_KILLED_MID_WRITE, cache, tmp_path)
+    try:
+        _, err = child.communicate(timeout=180)
+    finally:
+        child.kill()
+    assert child.returncode == 9, err
+    partial = [p for p in cache.iterdir() if p.stat().st_size > 0]
+    assert len(partial) == 1 and partial[0].name != "mnist1d.npz"     # killed mid-write, beside the cache
+    assert not (cache / "mnist1d.npz").exists()
+    monkeypatch.setattr(data, "DATA_DIR", cache)
+    x, y = data._mnist1d_arrays()                                      # the next call builds it again
+    _assert_real_mnist1d(x, y, mnist1d_real)
+    with np.load(cache / "mnist1d.npz") as z:                          # ... and caches it whole
+        _assert_real_mnist1d(z["x"], z["y"], mnist1d_real)
+
+
+def test_readers_racing_a_builder_on_an_empty_cache_all_get_the_same_data(tmp_path, mnist1d_real):
+    cache = tmp_path / "cache"
+    procs = [_child(_SLOW_BUILDER, cache, tmp_path)]
+    procs += [_child(_READER, cache, tmp_path, i) for i in range(3)]
+    digests = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+            digests.append(out.strip())
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    with np.load(cache / "mnist1d.npz") as z:                          # the cache left behind is whole
+        _assert_real_mnist1d(z["x"], z["y"], mnist1d_real)
+    assert digests == [_digest(*mnist1d_real)] * 4
+    assert [p.name for p in cache.iterdir()] == ["mnist1d.npz"]        # no temporary file left
+
+
+def _bad_cache(kind, path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5000, 40)).astype(np.float32), np.repeat(np.arange(10), 500)
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "wrong shape":
+        np.savez_compressed(path, x=x[:, :20], y=y)
+    elif kind == "nan":
+        x[123, 7] = np.nan
+        np.savez_compressed(path, x=x, y=y)
+    elif kind == "labels out of range":
+        np.savez_compressed(path, x=x, y=y * 2)
+    elif kind == "no y":
+        np.savez_compressed(path, x=x)
+
+
+@pytest.mark.parametrize("kind", ["empty", "wrong shape", "nan", "labels out of range", "no y"])
+def test_an_invalid_cache_is_generated_again_not_returned(tmp_path, monkeypatch, kind, mnist1d_real):
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    path = tmp_path / "mnist1d.npz"
+    _bad_cache(kind, path)
+    x, y = data._mnist1d_arrays()
+    _assert_real_mnist1d(x, y, mnist1d_real)
+    with np.load(path) as z:                                           # rewritten with the real data
+        _assert_real_mnist1d(z["x"], z["y"], mnist1d_real)
+
+
+def test_an_invalid_cache_in_a_read_only_folder_still_gives_the_real_data(tmp_path, monkeypatch, mnist1d_real):
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    path = tmp_path / "mnist1d.npz"
+    _bad_cache("nan", path)
+    before = path.read_bytes()
+
+    def refuse(src, dst):
+        raise PermissionError(13, "read-only", str(dst))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    x, y = data._mnist1d_arrays()
+    _assert_real_mnist1d(x, y, mnist1d_real)
+    assert path.read_bytes() == before                                 # untouched ...
+    assert [p.name for p in tmp_path.iterdir()] == ["mnist1d.npz"]     # ... and no temporary file left

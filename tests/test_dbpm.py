@@ -241,6 +241,9 @@ def test_flag_and_training_panels():
     panel.controls["c_fp"].value = 1.0
     panel.controls["c_np"].value = 1.0
     assert int(panel.state["flags"].any.sum()) > n_before and "precision" in panel.status.value
+    panel.controls["c_np"].value = 4.0                                 # the largest c_np: no noisy flag
+    assert int(panel.state["flags"].noisy.sum()) == 0
+    assert "nan" not in panel.status.value and "precision n/a (nothing flagged)" in panel.status.value
     tp = BP.training_panel(epochs=4, method="simclr")
     assert tp.state["result"] is run                                   # the same setting, from the cache
     tp.controls["c_fp"].value = 2.0

@@ -321,6 +321,10 @@ def test_training_panel_trains_on_press():
     assert run.params["epochs"] == 10 and panel.state["result"] is run
     panel.controls["method"].value = "simclr"
     assert panel.state["stale"]
+    slider = panel.controls["tau_init"]
+    slider.value = 10 ** slider.min                                   # 0.0499999..., below tau_min = 0.05
+    assert slider.value < 0.05
+    assert panel.train().params["tau_init"] == 0.05                    # clamped, not refused
 
 
 # ------------------------------------------------------------------------------------------------

@@ -173,3 +173,13 @@ def test_tar_at_fars_equals_a_loop_over_pairs():
         threshold = impostor[min(len(impostor) - 1, math.floor((1 - far) * len(impostor)))]
         assert got[far] == pytest.approx(sum(c > threshold for c in genuine) / len(genuine), abs=1e-12)
         assert metrics.tar_at_far(emb, y, far) == got[far]
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32, torch.uint8])
+def test_margin_losses_take_small_integer_labels_and_refuse_an_empty_batch(dtype):
+    g = torch.Generator().manual_seed(0)
+    cos, y = torch.rand(6, 4, generator=g) * 2 - 1, torch.tensor([0, 1, 2, 3, 0, 1])
+    for fn in (margins.arcface_loss, margins.cosface_loss, margins.normface_loss):
+        assert float(fn(cos, y.to(dtype))) == float(fn(cos, y))
+        with pytest.raises(ValueError, match="empty"):
+            fn(cos[:0], y[:0].to(dtype))

@@ -286,3 +286,15 @@ def test_tar_at_far_is_the_roc_curve_of_scikit_learn_just_below_each_far(seed):
     ours = metrics.tar_at_fars(x, y, fars)
     for far in fars:
         assert ours[far] == pytest.approx(tpr[fpr < far].max(), abs=1e-12)
+
+
+def test_knn_accuracy_checks_k_and_copes_with_any_class_ids():
+    x, y = random_embeddings(0, 30, 4, 3, 1.0)
+    base = metrics.knn_accuracy(x[:20], y[:20], x[20:], y[20:], k=3)
+    big = metrics.knn_accuracy(x[:20], y[:20] * 10**12, x[20:], y[20:] * 10**12, k=3)  # no 10^12-wide one-hot
+    assert big == base
+    for bad in (0, 21, 2.5):
+        with pytest.raises(ValueError, match="k \\(neighbours\\) must be an integer in \\[1, 20\\]"):
+            metrics.knn_accuracy(x[:20], y[:20], x[20:], y[20:], k=bad)
+    with pytest.raises(ValueError, match="same dimension"):
+        metrics.knn_accuracy(x[:20], y[:20], x[20:, :2], y[20:], k=3)

@@ -1,5 +1,7 @@
 """The seeded training harness: history, cache, determinism, the MS switch-off."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -57,6 +59,45 @@ def test_any_loss_function_can_be_trained():
 
     run = T.train(squared, **SHORT)
     assert run.params["loss"].endswith("squared") and np.isfinite(run.history["loss"]).all()
+
+
+def test_a_loss_function_is_cached_as_itself_not_by_its_name():
+    # Two lambdas of one scope share a __qualname__, as do two closures of one factory.
+    soft = lambda S, labels: lv.ms_loss(S, labels, beta=2.0)           # noqa: E731
+    hard = lambda S, labels: lv.ms_loss(S, labels, beta=50.0)          # noqa: E731
+    assert soft.__qualname__ == hard.__qualname__
+    a, b = T.train(soft, **SHORT), T.train(hard, **SHORT)
+    assert b is not a and not np.array_equal(a.history["loss"], b.history["loss"])
+    np.testing.assert_array_equal(b.history["loss"], T.train("ms", beta=50.0, **SHORT).history["loss"])
+
+    def scaled(c):
+        def loss(S, labels):
+            return c * lv.ms_loss(S, labels)
+        return loss
+
+    one, three = T.train(scaled(1.0), **SHORT), T.train(scaled(3.0), **SHORT)
+    assert three is not one
+    np.testing.assert_allclose(three.history["loss"][0], 3 * one.history["loss"][0], rtol=1e-6)
+    assert T.train(soft, **SHORT) is a                                  # the same function still hits the cache
+    assert T.train("ms", **SHORT) is T.train("ms", **SHORT)             # and so does a named loss
+
+
+def test_a_partial_trains_and_is_named_with_its_arguments():
+    run = T.train(functools.partial(lv.ms_loss, beta=10.0), **SHORT)
+    assert run.params["loss"] == "lossviz.pairs.ms_loss(beta=10.0)"
+    np.testing.assert_array_equal(run.history["loss"], T.train("ms", beta=10.0, **SHORT).history["loss"])
+
+
+def test_an_unhashable_callable_is_trained_each_time_not_cached():
+    class Scaled:
+        __hash__ = None                 # unhashable, as a dataclass with eq=True is
+
+        def __call__(self, S, labels):
+            return lv.ms_loss(S, labels)
+
+    a = T.train(Scaled(), **SHORT)
+    assert a.params["loss"].endswith("Scaled") and T.train(Scaled(), **SHORT) is not a
+    np.testing.assert_array_equal(a.history["loss"], T.train("ms", **SHORT).history["loss"])
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -249,3 +249,15 @@ def test_identity_5_boundary_just_inside_eps_mines_again():
     mpos, mneg = lv.ms_mining(S, y, eps=float(gap[i]) * 1.001)
     assert mpos[i].any() and mneg[i].any()
     assert lv.ms_loss(S, y, eps=float(gap[i]) * 1.001).item() > 0
+
+
+def test_a_loss_that_ignores_S_weighs_no_pair_and_active_fraction_wants_a_matrix():
+    S, y = torch.eye(4), torch.tensor([0, 0, 1, 1])
+    for fn in (lambda S, labels: torch.tensor(1.0), lambda S, labels: S.detach().sum()):
+        W = lv.pair_weights(fn, S, y)
+        assert W.shape == (4, 4) and not W.any()
+    with pytest.raises(ValueError, match=r"weights \(B x B pair weights\) must have 2 dimensions"):
+        lv.active_fraction(torch.ones(4), y)
+    with pytest.raises(ValueError, match="weights must be B x B"):
+        lv.active_fraction(torch.ones(4, 3), y)
+    assert lv.active_fraction(torch.ones(4, 4), y) == (1.0, 1.0)

@@ -262,6 +262,11 @@ def precision_recall(flagged, truth) -> tuple[float, float]:
     return (hits / n_flag if n_flag else math.nan), (hits / n_true if n_true else math.nan)
 
 
+def _share(value: float, undefined: str) -> str:
+    """A precision or recall for a status line: ``n/a (why)`` where it is undefined (NaN)."""
+    return f"n/a ({undefined})" if math.isnan(value) else f"{value:.2f}"
+
+
 # ------------------------------------------------------------------------------------------------
 # Training: SimCLR with injected bad pairs, with or without DBPM
 # ------------------------------------------------------------------------------------------------
@@ -597,8 +602,9 @@ def flag_panel(run: DBPMRun, *, epoch: int | None = None, c_np: float | None = N
         pr = {name: precision_recall(f.noisy if name == "noisy" else f.faulty, truth == KINDS.index(name))
               for name in ("noisy", "faulty")}
         w = flag_weights(memory[e], f, form=v["form"])
-        text = "; ".join(f"{k}: {int((f.noisy if k == 'noisy' else f.faulty).sum())} flagged, precision {a:.2f}, "
-                         f"recall {b:.2f}" for k, (a, b) in pr.items())
+        text = "; ".join(f"{k}: {int((f.noisy if k == 'noisy' else f.faulty).sum())} flagged, "
+                         f"precision {_share(a, 'nothing flagged')}, recall {_share(b, 'nothing to find')}"
+                         for k, (a, b) in pr.items())
         return {"flags": f, "pr": pr, "weights": w, "status": text}
 
     return widgets.Panel(controls, fig, draw)

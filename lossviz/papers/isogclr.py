@@ -713,8 +713,10 @@ def training_panel(*, autorun: bool = True, **defaults):
     }
 
     def run(v, progress):
+        # the log slider's left end is 10**log10(0.05) = 0.0499999...: clamp into the trained [tau_min, tau_max]
+        tau_init = min(max(v["tau_init"], PRESETS["readme"]["tau_min"]), PRESETS["readme"]["tau_max"])
         return train_isogclr(v["method"], rho=v["rho"], eta=v["eta"], gamma=v["gamma"], beta_u=v["beta_u"],
-                             tau_init=v["tau_init"], imbalance=float(v["imbalance"]), epochs=v["epochs"],
+                             tau_init=tau_init, imbalance=float(v["imbalance"]), epochs=v["epochs"],
                              seed=v["seed"], progress=progress)
 
     def draw(axes, result, _v):
