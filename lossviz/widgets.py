@@ -310,6 +310,17 @@ def mining_panel(S, labels, *, eps: float = 0.1, anchors=None) -> Panel:
 
 
 
+def _progress_bar():
+    """A progress bar and ``report(it, total)``, the ``progress`` callback of :func:`lossviz.train.loop`."""
+    bar = W.IntProgress(value=0, min=0, max=1, description="training", layout=W.Layout(width="360px"))
+
+    def report(it: int, total: int) -> None:
+        bar.max = max(int(total), 1)
+        bar.value = int(it)
+
+    return bar, report
+
+
 def _untrained(axes) -> dict:
     """The figure of a run panel before its first run: blank axes that ask for a press of Train."""
     for ax in axes.ravel():
@@ -340,13 +351,9 @@ def run_panel(controls: dict, run: Callable[[dict, Callable], object], draw: Cal
     above the figure (default: the controls and the button in one wrapping row).
     """
     button = W.Button(description="Train", button_style="primary", icon="play")
-    progress = W.IntProgress(value=0, min=0, max=1, description="training", layout=W.Layout(width="360px"))
+    progress, report = _progress_bar()
     fig, axes = plots.new_figure(ncols, nrows, width=width, height=height)
     last = {"result": None, "values": None}
-
-    def report(it: int, total: int) -> None:
-        progress.max = max(int(total), 1)
-        progress.value = int(it)
 
     def press(_button=None):
         values = panel.values()

@@ -540,16 +540,17 @@ def spoof_data(*, seed: int = 0, steps: int = 300, cache: bool = True) -> SpoofD
         x_tr, x_te = torch.tensor(x_tr, dtype=torch.float32), torch.tensor(x_te, dtype=torch.float32)
         y_tr, y_te = torch.tensor(y_tr), torch.tensor(y_te)
         g = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        body = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU())
-        clf = nn.Linear(64, 10)
-        opt = torch.optim.Adam([*body.parameters(), *clf.parameters()], lr=1e-3)
-        for _ in range(steps):
+        trainer = T.Trainer(lambda: (nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU()),
+                                     nn.Linear(64, 10)), lr=1e-3, seed=seed)
+        body, clf = trainer.model
+
+        def step(_it: int) -> dict:
             idx = torch.randint(len(x_tr), (64,), generator=g)
             loss = F.cross_entropy(clf(body(x_tr[idx])), y_tr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            trainer.update(loss)
+            return {"loss": loss}
+
+        trainer.run(step, steps, desc="backbone", progress=False)
         body.requires_grad_(False).eval()
         with torch.no_grad():
             acc = float((clf(body(x_te)).argmax(1) == y_te).float().mean())
