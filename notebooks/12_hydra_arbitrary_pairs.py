@@ -101,8 +101,13 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 #
 # and the loss is a multi-positive InfoNCE in which every positive has its own denominator:
 #
-# $$L = \frac{1}{\sum_i |P_i|} \sum_i \sum_{j \in P_i}
-#       \Big[\log\Big(e^{\ell_{ij}} + \sum_{k \notin E_i} e^{\ell_{ik}}\Big) - \ell_{ij}\Big].$$
+# $$L = \frac{1}{|A|} \sum_{i \in A} \frac{1}{|P_i|} \sum_{j \in P_i}
+#       \Big[\log\Big(e^{\ell_{ij}} + \sum_{k \notin E_i} e^{\ell_{ik}}\Big) - \ell_{ij}\Big],$$
+#
+# with $A$ the anchors of the batch. As in the official code, each anchor's positives are averaged first, then the
+# anchors: every anchor counts once, whether its partner class has one image in the batch or ten. (Averaging over
+# all positive pairs at once instead would weight each anchor by the size of its partner class; section 2 measures
+# how unequal that is on a batch of 128 digits.)
 #
 # Neither the anchor's own class nor its partner class is ever pushed away: the partner class holds the positives,
 # and the own class holds the anchor's other view, which is neither pulled nor pushed unless it *is* the partner.
@@ -110,7 +115,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # ### Which pairs get weight (General Pair Weighting)
 # This is NT-Xent's rule (notebook 09) with Hydra's masks. For the term of positive $(i, j)$ let $q$ be the softmax
 # of $\ell_{i\cdot}$ over $\{j\}$ and the allowed negatives $k \notin E_i$. Then, up to the factor
-# $1/(\tau\sum_i|P_i|)$,
+# anchor $i$'s factor $1/(\tau\,|A|\,|P_i|)$,
 #
 # $$\Big|\frac{\partial L}{\partial S^g_{ij}}\Big| = 1 - q_j \ \text{(pull)}, \qquad
 #   \Big|\frac{\partial L}{\partial S^g_{ik}}\Big| = \sum_{j \in P_i} q_k \ \text{(push)}, \qquad
@@ -144,10 +149,13 @@ tau = 0.1
 
 
 def loop_loss(S, y1, y2, tau):                       # the formula, one positive at a time
-    terms = [torch.log(torch.exp(S[i, j] / tau) + sum(torch.exp(S[i, k] / tau) for k in range(len(y1))
-                                                    if y1[k] not in (y1[i], y2[i]))) - S[i, j] / tau
-             for i in range(len(y1)) for j in range(len(y1)) if y1[j] == y2[i]]
-    return sum(terms) / len(terms)
+    anchors = []
+    for i in range(len(y1)):
+        terms = [torch.log(torch.exp(S[i, j] / tau) + sum(torch.exp(S[i, k] / tau) for k in range(len(y1))
+                                                        if y1[k] not in (y1[i], y2[i]))) - S[i, j] / tau
+                 for j in range(len(y1)) if y1[j] == y2[i]]
+        anchors.append(sum(terms) / len(terms))          # mean over the anchor's positives P_i ...
+    return sum(anchors) / len(anchors)                   # ... then over the anchors
 
 # %%
 def fastssl_recipe(S, y1, y2, tau):                  # the official arithmetic: exp after a row-mean shift
@@ -155,7 +163,7 @@ def fastssl_recipe(S, y1, y2, tau):                  # the official arithmetic: 
     logits = logits - logits.mean(1, keepdim=True).detach()
     score, pos = logits.exp(), y2[:, None] == y1[None, :]
     neg = (score * ~(pos | (y1[:, None] == y1[None, :]))).sum(1, keepdim=True)
-    return (pos * (torch.log(score + neg) - logits)).sum() / pos.sum()
+    return ((pos * (torch.log(score + neg) - logits)).sum(1) / pos.sum(1)).mean()
 
 
 ours = H.hydra_loss(S, y1, partner=y2, tau=tau)
@@ -164,6 +172,19 @@ print(f"lossviz {float(ours):.10f} | loop {float(loop_loss(S, y1, y2, tau)):.10f
 assert abs(ours - loop_loss(S, y1, y2, tau)) < 1e-12 and abs(ours - fastssl_recipe(S, y1, y2, tau)) < 1e-12
 cosine = torch.nn.functional.normalize(z1, dim=1) @ torch.nn.functional.normalize(z2, dim=1).T
 assert torch.allclose(H.gated_similarity(z1, z2, torch.ones(8, dtype=torch.float64)), cosine, atol=1e-14)
+
+# %% [markdown]
+# Why the order of the two averages matters: on a batch of 128 anchors from 10 classes with arbitrary partners,
+# averaging over all positive pairs at once would give anchor $i$ the weight $|P_i| / \overline{|P|}$ instead of 1.
+
+# %%
+g128 = torch.Generator().manual_seed(0)
+y128 = torch.randint(0, 10, (128,), generator=g128)
+size = (H.partner_labels(y128, "arbitrary", generator=g128)[:, None] == y128[None, :]).sum(1).double()
+pair_avg = size / size.mean()                            # anchor weights under the all-pairs average
+print(f"all-pairs average: anchor weights {float(pair_avg.min()):.2f}x to {float(pair_avg.max()):.2f}x | "
+      f"per-anchor average (FastSSL, lossviz): 1.00x for every anchor")
+assert pair_avg.max() - pair_avg.min() > 0.3
 
 # %% [markdown]
 # ## 3. Weights as pictures
@@ -203,17 +224,17 @@ fig
 # a digit's partner class is no closer than the other classes, so the loss is large and the push concentrates.
 #
 # **One anchor, with and without its gate.** The anchor's positives (blue, pulled) and its allowed negatives
-# (vermillion, pushed) against their similarity. Weights are per anchor and in units of $\tau\,|P_i|$.
+# (vermillion, pushed) against their similarity. Weights are in units of anchor $i$'s factor $\tau\,|A|\,|P_i|$.
 
 # %% tags=["nbval-ignore-output"]
 i = int(torch.nonzero(b["y1"] != b["y2"])[0])
 pos, allowed = H.hydra_masks(b["y1"], b["y2"])
 fig, axes = plots.new_figure(2, width=5.0, height=3.7)
 for ax, key, W, name in ((axes[0, 0], "S", W_gate, "gated"), (axes[0, 1], "S_open", W_open, "gate open")):
-    unit = b["tau"] * int(pos.sum())
+    unit = b["tau"] * len(b["y1"]) * int(pos[i].sum())
     _ = plots.anchor_weights_view(ax, b[key][i, pos[i]], b[key][i, allowed[i]], -W[i, pos[i]] * unit,
                                   W[i, allowed[i]] * unit, title=f"anchor {int(b['y1'][i])} → partner {int(b['y2'][i])}, {name}")
-    ax.set(xlabel=f"similarity to the anchor ({'$S^g$' if key == 'S' else 'cosine'})", ylabel="signed weight (× τ Σ|P|)")
+    ax.set(xlabel=f"similarity to the anchor ({'$S^g$' if key == 'S' else 'cosine'})", ylabel="signed weight (× τ |A| |P_i|)")
 beats = {k: float((b[k][i, pos[i]][:, None] > b[k][i, allowed[i]][None, :]).double().mean()) for k in ("S", "S_open")}
 assert beats["S"] > 0.9 and beats["S"] > beats["S_open"] + 0.1       # share of (positive, negative) pairs won
 assert b["S"].abs().mean() < b["S_open"].abs().mean()                # gated similarities: smaller on the whole
@@ -239,7 +260,7 @@ for j in torch.nonzero(pos[i]).flatten():
     w_p, w_n = C.anchor_nt_xent_weights(float(b["S"][i, j]), b["S"][i, allowed[i]], tau=b["tau"])
     row[j] -= w_p
     row[allowed[i]] += w_n
-gap = (row / (b["tau"] * n_pos) - W_gate[i]).abs().max()
+gap = (row / (b["tau"] * len(b["y1"]) * int(pos[i].sum())) - W_gate[i]).abs().max()
 print(f"|pull - push| {'< 1e-12' if balance < 1e-12 else float(balance)} | excluded keys exactly 0: {bool(excluded == 0)} "
       f"| |engine - autograd| {'< 1e-10' if gap < 1e-10 else float(gap)}")
 assert balance < 1e-12 and excluded == 0 and gap < 1e-10
@@ -476,9 +497,9 @@ wrong_allowed = b["y1"][:, None] != b["y1"][None, :]             # the partner c
 leaf = b["S"].clone().requires_grad_(True)
 ell_ = leaf / b["tau"]                                           # hydra_loss's lines, with the wrong negatives
 lse_ = masked_logsumexp(ell_, wrong_allowed, keepdim=True)
-(torch.where(pos_, torch.logaddexp(ell_, lse_) - ell_, 0.0).sum() / pos_.sum()).backward()
-right_pull = -W_gate[pos_].sum() * b["tau"] * n_pos
-wrong_net = -leaf.grad[pos_].sum() * b["tau"] * n_pos
+(torch.where(pos_, torch.logaddexp(ell_, lse_) - ell_, 0.0).sum(1) / pos_.sum(1)).mean().backward()
+right_pull = -W_gate[pos_].sum() * b["tau"] * len(b["y1"])      # in units of tau |A|
+wrong_net = -leaf.grad[pos_].sum() * b["tau"] * len(b["y1"])
 print(f"net pull on the positives: right masks {float(right_pull):.2f}, partner not excluded {float(wrong_net):.2f}; "
       f"positives pushed away: {int((leaf.grad[pos_] > 0).sum())} of {n_pos}")
 assert wrong_net < right_pull and (leaf.grad[pos_] > 0).any()          # smaller net pull; some positives pushed

@@ -25,9 +25,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # ------------------------------------------------------------------------------------------------
 
 def loop_loss(S, y1, y2, yk, tau):
-    """L = 1/sum|P_i| sum_i sum_{j: yk_j = y2_i} [log(e^{l_ij} + sum_{k: yk_k not in {y1_i, y2_i}} e^{l_ik}) - l_ij]."""
-    total, n_pos = S.new_zeros(()), 0
+    """L = mean over anchors i with P_i nonempty of (1/|P_i|) sum_{j: yk_j = y2_i}
+    [log(e^{l_ij} + sum_{k: yk_k not in {y1_i, y2_i}} e^{l_ik}) - l_ij]  (FastSSL: per-anchor mean, then anchors)."""
+    anchors = []
     for i in range(S.shape[0]):
+        terms = []
         for j in range(S.shape[1]):
             if int(yk[j]) != int(y2[i]):
                 continue
@@ -35,9 +37,10 @@ def loop_loss(S, y1, y2, yk, tau):
             for k in range(S.shape[1]):
                 if int(yk[k]) not in (int(y1[i]), int(y2[i])):
                     denom = denom + torch.exp(S[i, k] / tau)
-            total = total + torch.log(denom) - S[i, j] / tau
-            n_pos += 1
-    return total / n_pos
+            terms.append(torch.log(denom) - S[i, j] / tau)
+        if terms:
+            anchors.append(sum(terms) / len(terms))
+    return sum(anchors) / len(anchors)
 
 
 def official_recipe(S, y1, y2, yk, tau, detach=True):
@@ -49,7 +52,7 @@ def official_recipe(S, y1, y2, yk, tau, detach=True):
     pos = y2[:, None] == yk[None, :]
     exclude = pos | (y1[:, None] == yk[None, :])
     neg = (score * (~exclude)).sum(1, keepdim=True)
-    return (pos * (torch.log(score + neg) - logits)).sum() / pos.sum()
+    return ((pos * (torch.log(score + neg) - logits)).sum(1) / pos.sum(1)).mean()   # simlap.py's reduction
 
 
 def random_batch(seed, n=12, classes=4, keys=None, mode="arbitrary"):
@@ -78,6 +81,21 @@ def test_loss_matches_loop_reference_values_and_gradients(seed, tau, mode, keys)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
 
 
+def test_every_anchor_counts_once_however_many_positives_it_has():
+    """FastSSL's reduction: anchor weights do not grow with the size of the partner class.  An anchor
+    whose partner class has 5 keys counts as much as one whose partner class has 1."""
+    S, y1, y2, _, yk = random_batch(5, n=12)
+    pos, _ = H.hydra_masks(y1, y2)
+    assert pos.sum(1).min() < pos.sum(1).max()                   # the batch has unequal |P_i|
+    W = lv.pair_weights(H.hydra_loss, S, y1, signed=True, partner=y2, tau=0.1)
+    pull = -(W * pos).sum(1)                                      # = (1/(tau |A|)) mean_j (1 - q_j)
+    value = H.hydra_loss(S, y1, partner=y2, tau=0.1)
+    per_anchor = [H.hydra_loss(S[i:i + 1], y1[i:i + 1], partner=y2[i:i + 1], key_labels=y1, tau=0.1)
+                  for i in range(len(y1))]
+    torch.testing.assert_close(value, torch.stack(per_anchor).mean(), rtol=1e-12, atol=1e-12)
+    assert (pull > 0).all()
+
+
 @pytest.mark.parametrize("detach", [True, False])
 def test_official_mean_subtraction_changes_nothing_value_or_gradient(detach):
     """The loss is invariant to a per-row shift, so FastSSL's detached and vitookit's attached mean
@@ -92,7 +110,7 @@ def test_official_mean_subtraction_changes_nothing_value_or_gradient(detach):
 
 def test_pair_weights_closed_form_and_excluded_keys_get_nothing():
     """Positive (i, j): (1 - q_j); allowed negative k: sum_{j in P_i} q_k, q the softmax over {j} and
-    the allowed negatives; all divided by tau * sum|P_i|.  Excluded keys: exactly 0."""
+    the allowed negatives; row i divided by tau * |A| * |P_i|.  Excluded keys: exactly 0."""
     tau = 0.2
     for seed in range(3):
         S, y1, y2, _, yk = random_batch(seed, n=10)
@@ -105,7 +123,8 @@ def test_pair_weights_closed_form_and_excluded_keys_get_nothing():
                 q = torch.softmax(S[i, cols] / tau, 0)
                 expect[i, j] -= 1 - q[0]
                 expect[i, cols[1:]] += q[1:]
-        torch.testing.assert_close(W, expect / (tau * int(pos.sum())), rtol=1e-10, atol=1e-14)
+        per_row = tau * len(y1) * pos.sum(1, keepdim=True)
+        torch.testing.assert_close(W, expect / per_row, rtol=1e-10, atol=1e-14)
         assert (W[~pos & ~allowed] == 0).all() and (W[pos] <= 0).all() and (W[allowed] >= 0).all()
 
 

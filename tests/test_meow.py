@@ -237,3 +237,25 @@ def test_training_run_and_panel():
 
 def np_finite(a):
     return bool(torch.isfinite(torch.as_tensor(a)).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cluster_weights_follow_the_dtype_asked_for(dtype):
+    """float64 in, float64 out: a dtype, or a tensor (the similarity matrix) whose dtype to follow;
+    the values are the same multiples of 1/M in either precision."""
+    assign = torch.randint(0, 4, (3, 10), generator=torch.Generator().manual_seed(0))
+    S = torch.zeros(10, 10, dtype=dtype)
+    for spec in (dtype, S):
+        w = M.cluster_weights(assign, floor=0.1, dtype=spec)
+        assert w.dtype == dtype
+        torch.testing.assert_close(w.double(), M.cluster_weights(assign, floor=0.1, dtype=torch.float64),
+                                   rtol=0, atol=1e-7)
+    assert M.cluster_weights(assign).dtype == torch.get_default_dtype()
+    with pytest.raises(ValueError):
+        M.cluster_weights(assign, dtype=torch.long)
+
+
+def test_oracle_weights_switch_off_exactly_the_same_class_pairs():
+    y = torch.tensor([0, 1, 0, 2, 1])
+    w = M.cluster_weights(y, dtype=torch.float64)
+    assert torch.equal(w, (y[:, None] != y[None, :]).double())

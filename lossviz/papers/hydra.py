@@ -117,12 +117,15 @@ def hydra_loss(S, labels, *, partner, tau: float = 0.1, key_labels=None) -> torc
 
     .. math::
         \ell_{ij} = S_{ij} / \tau, \qquad
-        L = \frac{1}{\sum_i |P_i|} \sum_i \sum_{j \in P_i}
+        L = \frac{1}{|A|} \sum_{i \in A} \frac{1}{|P_i|} \sum_{j \in P_i}
             \Big[ \log\Big( e^{\ell_{ij}} + \sum_{k \notin E_i} e^{\ell_{ik}} \Big) - \ell_{ij} \Big]
 
-    with the masks of :func:`hydra_masks`.  Each positive has its own denominator (the anchor's
-    other positives are not in it): it is NT-Xent (:func:`lossviz.nt_xent_loss`) with Hydra's masks,
-    written the same way.  ``S`` is the gated
+    with the masks of :func:`hydra_masks` and ``A`` the anchors that have at least one positive
+    (with ``key_labels=None`` that is every anchor).  As in the official FastSSL code, each anchor's
+    positives are averaged first (``.sum(1) / pos.sum(1)``), then the anchors: every anchor counts
+    once, however large its partner class is in the batch.  Each positive has its own denominator
+    (the anchor's other positives are not in it): it is NT-Xent (:func:`lossviz.nt_xent_loss`) with
+    Hydra's masks.  ``S`` is the gated
     similarity :func:`gated_similarity` (the gate lives in ``S``, the loss never sees it), and
     ``1/tau`` is FastSSL's scale ``s`` (learnable there, initialised to 10).
 
@@ -130,9 +133,9 @@ def hydra_loss(S, labels, *, partner, tau: float = 0.1, key_labels=None) -> torc
     loss is invariant to a per-row shift, so with log-sum-exp we need no such trick, and its value
     and gradient are the same with or without it (detached or not: the test suite checks this).
 
-    Pair weights (``|dL/dS|``, before the ``1 / (tau sum |P_i|)``): for positive (i, j) let ``q`` be
-    the softmax of ``ell_i.`` over ``{j}`` and the allowed negatives; the positive gets ``1 - q_j``
-    and allowed negative k gets ``sum_{j in P_i} q_k``.  Excluded keys get exactly 0.
+    Pair weights (``|dL/dS|``, before anchor i's factor ``1 / (tau |A| |P_i|)``): for positive (i, j)
+    let ``q`` be the softmax of ``ell_i.`` over ``{j}`` and the allowed negatives; the positive gets
+    ``1 - q_j`` and allowed negative k gets ``sum_{j in P_i} q_k``.  Excluded keys get exactly 0.
     """
     S = checks.as_float_tensor(S, "S (the gated similarities, anchors x keys)", 2)
     if key_labels is None and S.shape[0] != S.shape[1]:
@@ -149,7 +152,10 @@ def hydra_loss(S, labels, *, partner, tau: float = 0.1, key_labels=None) -> torc
     ell = upcast(S) / tau
     lse_neg = masked_logsumexp(ell, allowed, keepdim=True)    # log sum_{k not in E_i} e^{ell_ik}; -inf if none ...
     terms = torch.logaddexp(ell, lse_neg) - ell               # ... and then the term is exactly 0
-    return torch.where(pos, terms, 0.0).sum() / pos.sum().clamp(min=1)
+    n_pos = pos.sum(1)                                         # |P_i|
+    has = n_pos > 0                                            # anchors with a positive
+    per_anchor = torch.where(pos, terms, 0.0).sum(1) / n_pos.clamp(min=1)   # mean over P_i, as FastSSL
+    return per_anchor[has].sum() / has.sum().clamp(min=1)      # ... then over the anchors
 
 
 def gated_similarity(z1, z2, gate, *, renormalize: bool = False) -> torch.Tensor:

@@ -39,7 +39,11 @@ from ..train import Run, Trainer, memo
 
 #: The three weight modes: none (plain InfoNCE), hard cluster weights (MEOW), learned weights (AdaMEOW).
 MODES = ("infonce", "meow", "ada")
-NAMES = {"infonce": "InfoNCE (all w = 1)", "meow": "MEOW (cluster weights)", "ada": "AdaMEOW (learned w)"}
+NAMES = {"infonce": "InfoNCE (all w = 1)", "meow": "MEOW (cluster weights)", "ada": "AdaMEOW (learned w)",
+         "oracle": "label oracle (w = [y_i != y_j])"}
+#: The ceiling for MEOW's weights (not one of the paper's methods): ``w_ij = 0`` exactly on the
+#: same-class pairs, i.e. cluster weights from the true labels (``train_meow("oracle")``).
+ORACLE = "oracle"
 #: One colour per mode (never the pair colours, which mean pull / push).
 COLORS = {"infonce": plots.LOSS_COLORS["infonce"], "meow": "#009E73", "ada": "#5D3A9B"}
 
@@ -152,7 +156,7 @@ def clusterings(z, Ks=(10, 30), *, tau: float = 0.4, iters: int = 10, seed: int 
     return Clustering(torch.stack(assign), cents, dens)
 
 
-def cluster_weights(assign, *, floor: float = 0.0) -> torch.Tensor:
+def cluster_weights(assign, *, floor: float = 0.0, dtype=None) -> torch.Tensor:
     r"""MEOW's hard pair weights from M clusterings ``assign`` (M x N cluster ids, or (N,) for M = 1).
 
     .. math::
@@ -162,7 +166,10 @@ def cluster_weights(assign, *, floor: float = 0.0) -> torch.Tensor:
     A pair that never shares a cluster gets 1 (a sure negative), one that shares every clustering
     gets ``floor`` (the official code: 0).  ``floor = 1`` makes every weight 1, i.e. plain InfoNCE.
     The official code uses ``M`` times these weights (``M - sum``, in ``{0, ..., M}``): the same
-    gradients (see :func:`weighted_info_nce_loss`).  Returns float32 N x N (``w_ii = floor``)."""
+    gradients (see :func:`weighted_info_nce_loss`).  Returns N x N (``w_ii = floor``) in ``dtype``:
+    a torch dtype, or a tensor whose dtype to follow (e.g. the similarity matrix ``S``, so float64 in
+    gives float64 out); default torch's default dtype (float32 unless changed).  The values are
+    multiples of ``1/M`` computed in float64, so every dtype holds the same weights up to rounding."""
     a = torch.as_tensor(assign)
     if a.dtype == torch.bool or a.is_floating_point() or a.is_complex():
         raise ValueError(f"assign must hold integer cluster ids; got dtype {a.dtype}")
@@ -173,8 +180,14 @@ def cluster_weights(assign, *, floor: float = 0.0) -> torch.Tensor:
     floor = checks.non_negative(floor, "floor (the smallest weight)")
     if floor > 1:
         raise ValueError(f"floor (the smallest weight) must be in [0, 1]; got {floor}")
-    agree = (a[:, :, None] == a[:, None, :]).float().mean(dim=0)
-    return (1 - agree).clamp(min=floor)
+    if dtype is None:
+        dtype = torch.get_default_dtype()
+    elif isinstance(dtype, torch.Tensor):
+        dtype = dtype.dtype
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating torch dtype or a floating tensor to follow; got {dtype!r}")
+    agree = (a[:, :, None] == a[:, None, :]).double().mean(dim=0)
+    return (1 - agree).clamp(min=floor).to(dtype)
 
 
 def proto_nce_loss(z, clustering: Clustering, items=None) -> torch.Tensor:
@@ -264,8 +277,9 @@ def train_meow(mode: str = "meow", *, tau: float = 0.4, Ks=(10, 30), floor: floa
     labels are used only to measure: the share of the push on false negatives each step, the mean
     weight on false and on true negatives, and at the end the test kNN accuracy (k = 5), a linear
     probe and the NMI of k-means (K = 10), all on the encoder's features (the paper evaluates the
-    embedding before its projection head too)."""
-    checks.choice(mode, "mode", MODES)
+    embedding before its projection head too).  ``mode="oracle"`` (:data:`ORACLE`) is MEOW's ceiling,
+    not a method: the weights come from the true labels, ``w_ij = max([y_i != y_j], floor)``."""
+    checks.choice(mode, "mode", MODES + (ORACLE,))
     tau = checks.temperature(tau)
     Ks = tuple(checks.integer(k, "each K in Ks", 2) for k in Ks)
     floor = checks.non_negative(floor, "floor")
@@ -302,7 +316,9 @@ def _train(p: dict, progress) -> MeowRun:
         S = similarity(z)
         S.retain_grad()
         if p["mode"] == "meow":
-            w = cluster_weights(clusters["c"].assign[:, items], floor=p["floor"])
+            w = cluster_weights(clusters["c"].assign[:, items], floor=p["floor"], dtype=S)
+        elif p["mode"] == ORACLE:                                  # the ceiling: clusters = the true classes
+            w = cluster_weights(split.y_train[items], floor=p["floor"], dtype=S)
         elif p["mode"] == "ada":
             w = ada(z)
         else:
@@ -400,7 +416,7 @@ def weights_panel(S, labels, classes, items, pool, *, tau: float = 0.4, K: int =
     def draw(v):
         Ks = tuple(v["K"] * 3 ** m for m in range(v["M"]) if v["K"] * 3 ** m <= len(pool))
         c = clusterings(pool, Ks, tau=v["tau"], seed=seed)
-        w = cluster_weights(c.assign[:, items], floor=v["floor"]).double()
+        w = cluster_weights(c.assign[:, items], floor=v["floor"], dtype=torch.float64)
         G0 = pair_weights(weighted_info_nce_loss, S, labels, signed=True, weights=torch.ones_like(S), tau=v["tau"])
         G1 = pair_weights(weighted_info_nce_loss, S, labels, signed=True, weights=w, tau=v["tau"])
         im_w.set_data(w.numpy()[np.ix_(o, o)])
