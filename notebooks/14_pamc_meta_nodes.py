@@ -40,11 +40,13 @@
 
 # %%
 import inspect
+import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
+from tqdm.auto import tqdm
 
 import lossviz as lv
 from lossviz import data, plots
@@ -52,7 +54,9 @@ from lossviz.papers import pamc as MN
 from lossviz import train as T
 
 FAST = T.setup(seed=0)
-EPOCHS = 60 if FAST else 100
+NODES = 898                                   # the digits' training split: the graph section 5 trains on
+EPOCHS = 60 if FAST else 100                  # the exact term's epochs
+PAMC_EPOCHS = 80 if FAST else 140             # PamC's: about the exact term's wall-clock time (section 5)
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
 # %% [markdown]
@@ -60,12 +64,19 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 #
 # ### The node-level loss: Graph-MLP's neighbourhood contrast
 # $N$ nodes have embeddings $z_i \in \mathbb R^{d}$ (here $d = 10$). A graph says which nodes are neighbours:
-# $A$ is a symmetrised k-nearest-neighbour graph with self-loops, and $A^r$ marks the nodes within $r$ hops
-# (binary, $r = 2$). Let $\hat s_{ij} = \cos(z_i, z_j)$ for $i \ne j$ and $\hat s_{ii} = 0$: the official code
-# zeroes the diagonal of the cosine matrix, so a node's own term is $e^0 = 1$. The loss of SCGC / Graph-MLP is
+# $A$ is a symmetrised k-nearest-neighbour graph with self-loops. The official code (after SDCN) row-normalises it,
+# $P = D^{-1} A$ with $D$ the degrees, and takes its power $W = P^r$ ($r = 2$): $W_{ij}$ is the probability that a
+# random walk of $r$ steps from node $i$ ends at node $j$. Each row of $W$ sums to 1, and a neighbour reached by many
+# short paths weighs more than one reached by a single path. Let $\hat s_{ij} = \cos(z_i, z_j)$ for $i \ne j$ and
+# $\hat s_{ii} = 0$: the official code zeroes the diagonal of the cosine matrix, so a node's own term is $e^0 = 1$.
+# The loss of SCGC / Graph-MLP is
 #
-# $$L_{NC} = \underbrace{-\frac1N \sum_i \log \sum_j A^r_{ij}\, e^{s \hat s_{ij}}}_{L^+:\ \text{pull, } O(|E|)}
+# $$L_{NC} = \underbrace{-\frac1N \sum_i \log \sum_j W_{ij}\, e^{s \hat s_{ij}}}_{L^+:\ \text{pull, } O(|E|)}
 #   \;+\; \underbrace{\frac1N \sum_i \log \sum_k e^{s \hat s_{ik}}}_{L^-:\ \text{push, } O(N^2)} .$$
+#
+# The Graph-MLP paper writes the pull with the binary pattern of $A^r$ instead (every neighbour within $r$ hops
+# weighs 1). lossviz follows the code and keeps the binary pattern as an option (`walk=False`); section 3 measures
+# how much the two pulls differ.
 #
 # **Careful: $s$ multiplies the cosine here.** The paper and its code write this factor τ, but it is an
 # *inverse* temperature: $s = 1/\tau$ with τ the temperature of notebook 09, which *divides* the cosine.
@@ -296,6 +307,34 @@ print(f"largest within-cluster spread of the push: exact {spread['exact']:.1e}, 
 assert spread["PamC"] < 1e-12 and spread["exact"] > 1e-6
 
 # %% [markdown]
+# ### The pull: random-walk weights or the binary pattern
+# Node $i$'s pull is a softmax over its neighbours: neighbour $j$ gets the share
+# $W_{ij} e^{s \hat s_{ij}} / \sum_{j'} W_{ij'} e^{s \hat s_{ij'}}$ of it. With one hop ($r = 1$) every neighbour of $i$ has
+# the same $W_{ij} = 1/d_i$, so the random-walk weights only add the constant $\log d_i$ to the loss: the same gradient
+# as the binary pattern. From $r = 2$ on they differ: a neighbour of a neighbour reached by one path weighs less than a
+# direct neighbour reached by many. Below, on the 10-d PCA embedding of the 898 digits that section 5 trains on, at
+# $s = 1$: how far the pull's gradient under the code's weights is from the one under the binary pattern,
+# $\lVert g_{walk} - g_{binary}\rVert / \lVert g_{binary}\rVert$ over all nodes, and each node's own share of the
+# random walk, $W_{ii}$.
+
+# %%
+x_all = MN.digits_graph(nodes=NODES)[0]
+z_all = lv.models.pca_embedding(x_all, x_all, 10).double()
+pull_gap = {}
+for r in (1, 2, 3):
+    grad = {}
+    for walk in (True, False):
+        _, _, edges, w = MN.digits_graph(r=r, walk=walk, nodes=NODES)
+        leaf = z_all.clone().requires_grad_(True)
+        MN.positive_term(leaf, edges, w, s=1.0).backward()
+        grad[walk] = leaf.grad
+    pull_gap[r] = float((grad[True] - grad[False]).norm() / grad[False].norm())
+    _, _, edges, w = MN.digits_graph(r=r, nodes=NODES)                     # the code's weights
+    print(f"r = {r}: {edges.shape[1]:6d} edges, mean W_ii {float(w[edges[0] == edges[1]].mean()):.3f}, "
+          f"gradient of the pull differs by {pull_gap[r]:.0%}")
+assert pull_gap[1] < 1e-10 and 0.2 < pull_gap[2] < pull_gap[3]          # r = 1: a constant; r >= 2: a new pull
+
+# %% [markdown]
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -322,53 +361,62 @@ assert panel.state["error"] < 1e-10 and abs(panel.state["pamc"] - panel.state["e
 # %% [markdown]
 # ## 5. A real training run: clustering digits with PamC and with the exact term
 #
-# **Protocol.** All 1797 scikit-learn digits are the nodes of one graph: the symmetrised 5-nearest-neighbour graph on
-# the pixels, with self-loops, and its binary square ($r = 2$, about 30 neighbours per node, 54k edges). Encoder: MLP
-# 64 → 256 → 256 → 10. There is no pretrained autoencoder (the paper loads one, which would need a download). Instead,
-# the $K = 10$ DEC centres start from a seeded k-means of the untrained encoder's embeddings. Full batch, Adam (lr
-# $10^{-3}$), one step per epoch, 100 epochs (the code trains 200; we compare the two losses at the same, shorter
-# budget), the code's $\alpha = 2$, $\beta = 0.1$, $s = 1$. Two runs share everything but the negative term: exact
-# $L^-$ ($N^2 = 3.2$M pairs) or PamC's ($K^2 = 100$ pairs). Before training and every 5 epochs we record the NMI of
-# $\arg\max q$ against the digit labels (used only here), and the number of empty clusters (`run.evals`). **We report the final epoch**; the official
-# code reports the best epoch.
+# **Protocol.** The 898 digits of lossviz's stratified training split (`nodes=898`) are the nodes of one graph: the
+# symmetrised 5-nearest-neighbour graph on the pixels, with self-loops, and its random-walk square ($W = P^2$, about
+# 28 neighbours per node). Encoder: MLP 64 → 256 → 256 → 10. There is no pretrained autoencoder (the paper loads
+# one, which would need a download). Instead, the $K = 10$ DEC centres start from a seeded k-means of the untrained
+# encoder's embeddings. Full batch, Adam (lr $10^{-3}$), one step per epoch, the code's $\alpha = 2$, $\beta = 0.1$,
+# $s = 1$. The two losses share everything but the negative term: exact $L^-$ ($N^2 \approx 0.8$M pairs) or
+# PamC's ($K^2 = 100$ pairs). Before training and every 5 epochs we record the NMI of $\arg\max q$ against the digit
+# labels (used only here) and the number of empty clusters (`run.evals`). **We report the final epoch**; the
+# official code reports the best epoch.
+#
+# **The same budget, two ways.** The exact term trains 100 epochs (the code trains 200). PamC's step is cheaper, so
+# in the same time it trains more epochs: at 898 nodes its step takes about 1/1.4 of the exact term's on the machine
+# this notebook was written on (your step times are printed below), so PamC trains 140 epochs, **the same
+# wall-clock time**. Its NMI after epoch 100, recorded on the way, gives the comparison at **equal epochs** from
+# the same run (training is deterministic: a 100-epoch run would end in that same state). We use 898 of the 1797
+# digits so that section 6 can repeat both runs over 8 seeds in well under a minute.
 
 # %% tags=["nbval-ignore-output"]
-runs = {m: MN.train_clustering(m, epochs=EPOCHS) for m in ("nc", "pamc")}
+runs = {"nc": MN.train_clustering("nc", epochs=EPOCHS, nodes=NODES),
+        "pamc": MN.train_clustering("pamc", epochs=PAMC_EPOCHS, nodes=NODES)}
 for run in runs.values():
     print(f"{run!r}  | k-means start: NMI {run.init['nmi']:.3f} | {run.history['ms'].mean():.0f} ms per step, "
           f"{run.seconds:.1f} s")
+print(f"PamC after {EPOCHS} epochs (equal epochs): NMI {runs['pamc'].nmi_at(EPOCHS):.3f}")
 assert all(np.isfinite(r.history["loss"]).all() for r in runs.values())
 assert all(r.nmi > r.init["nmi"] + 0.05 and r.history["loss"][-1] < r.history["loss"][0] for r in runs.values())
 
 # %% [markdown]
 # **Learning curves.** Left: NMI every 5 epochs for both runs (dots: the final epoch; rings: the best epoch, which the
-# official code would report). Middle: PamC's loss and its two contrastive terms. Right: PamC's cluster sizes at
-# the end.
+# official code would report; the dotted line marks epoch 100, where the exact term stops). Middle: PamC's loss and
+# its two contrastive terms. Right: PamC's cluster sizes at the end.
 
 # %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.6, height=3.7)
 drawn = MN.draw_run(axes[0], runs["pamc"], reference_runs={"L_NC": runs["nc"]})
 axes[0, 0].scatter([EPOCHS], [runs["nc"].nmi], color=MN.METHOD_COLORS["nc"], s=40, zorder=4)
+axes[0, 0].axvline(EPOCHS, color=plots.MUTED, ls=":", lw=1)
 first = runs["pamc"].evals["nmi"][1]                                     # the first evaluation after epoch 0
-assert len(axes[0, 0].lines) == 2 and drawn["best_nmi"] >= drawn["nmi"] > first
+assert len(axes[0, 0].lines) == 3 and drawn["best_nmi"] >= drawn["nmi"] > first
 fig
 
 # %% [markdown]
 # **The embeddings.** The 10-d embeddings after training, projected on their first two principal axes and coloured by
-# digit (the NMI is read from the DEC clusters, $\arg\max q$, not from this picture). With the exact term several
-# digits get a direction of their own (the arms of the star: it pushes every pair apart, and the cosine only sees
-# directions), while the rest crowd the centre. PamC's embedding is more crowded, with several digits sharing a
-# direction and one large cluster (the cluster sizes above): nothing pushes apart the nodes inside a meta-node. The
-# cell checks both: PamC's largest cluster is the larger one, and its normalised embedding is less uniform on the
-# sphere (notebook 09's uniformity, higher = more crowded). Right: the time of one training step, where the exact
-# term's $N^2$ pairs dominate (timings depend on the machine and its load).
+# digit (the NMI is read from the DEC clusters, $\arg\max q$, not from this picture). The exact term pushes every
+# pair apart, and the cosine only sees directions, so digits tend to get directions of their own. Under PamC
+# nothing pushes apart the nodes inside a meta-node, so its embedding should be more crowded on the sphere
+# (notebook 09's uniformity, printed: higher = more crowded); section 6 checks this over 8 seeds. Right: the time
+# of one training step. At 898 nodes the encoder costs about as much as the exact term's $N^2$ pairs, so PamC's
+# step is only somewhat cheaper; the $N^2$ term takes over at larger $N$ (section 6 times the term alone).
 
 # %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.4, height=3.8)
 for ax, (m, run) in zip(axes[0, :2], runs.items()):
     zz = torch.as_tensor(run.z)
     p2 = lv.models.pca_embedding(zz, zz, 2).numpy()
-    sc = ax.scatter(p2[:, 0], p2[:, 1], c=run.y, cmap="tab10", vmin=0, vmax=9, s=4)
+    sc = ax.scatter(p2[:, 0], p2[:, 1], c=run.y, cmap="tab10", vmin=0, vmax=9, s=5)
     ax.set(title=f"{MN.METHOD_NAMES[m]}: NMI {run.nmi:.3f}", xlabel="PC 1", ylabel="PC 2")
 plots.class_colorbar(fig, sc, axes[0, :2], label="digit")
 for m, run in runs.items():
@@ -378,17 +426,17 @@ axes[0, 2].legend(fontsize=8)
 largest = {m: int(np.bincount(run.assign).max()) for m, run in runs.items()}
 unif = {m: float(lv.metrics.uniformity(F.normalize(torch.as_tensor(run.z), dim=1))) for m, run in runs.items()}
 print("largest cluster:", largest, "| uniformity:", {m: round(u, 3) for m, u in unif.items()})
-assert largest["pamc"] > largest["nc"] and unif["pamc"] > unif["nc"]      # PamC's embedding: more crowded
+assert all(-4 < u < 0 for u in unif.values()) and sum(largest.values()) <= 2 * NODES     # seed 0 only: no claim
 fig
 
 # %% [markdown]
-# **Train it yourself.** Choose the negative term (exact, PamC, or the size-weighted meta-nodes), the scale $s$, the number of
-# clusters K, the adjacency power r, the epochs and the seed, then press *Train*. A PamC run of 60 epochs takes a
-# few seconds; an exact-term run takes several times longer; a setting already trained comes back at once. The
+# **Train it yourself.** Choose the negative term (exact, PamC, or the size-weighted meta-nodes), the scale $s$, the
+# number of clusters K, the adjacency power r, the pull's weights (the code's random walk or the binary pattern), the
+# epochs and the seed, then press *Train*. A run takes a few seconds; a setting already trained comes back at once. The
 # exact-term run above is drawn faintly for comparison.
 
 # %% tags=["nbval-ignore-output"]
-train_panel = MN.training_panel(reference_runs={"L_NC": runs["nc"]}, epochs=EPOCHS)
+train_panel = MN.training_panel(reference_runs={"L_NC": runs["nc"]}, epochs=PAMC_EPOCHS, nodes=NODES)
 assert train_panel.state["result"] is runs["pamc"]          # the default setting comes from the cache
 train_panel
 
@@ -405,10 +453,16 @@ train_panel
 #    and the memory the autograd graph holds for the backward pass, which is exact and repeatable
 #    (`MN.saved_elements`, through `torch.autograd.graph.saved_tensors_hooks`). The claim: the node-level term's
 #    memory grows as $N^2$, the meta-node term's as $N$, with a ratio above 10 at $N = 4000$.
-# 2. *Accuracy, weak form.* At the final epoch, PamC's NMI is within 0.15 of the exact term's, on average over
-#    two seeds (the official code, too, averages several runs). One seed is not enough: we add seed 1 for both
-#    losses (two more runs, the exact-term one the longer).
-# 3. *The accuracy gain* needs several datasets and many seeds; at this scale we report it and do not assert it.
+# 2. *Accuracy at the same budget, 8 paired seeds* (seeds 0–7; seed 0 is the pair of runs above). For each seed, PamC
+#    minus the exact term in final-epoch NMI, at equal epochs (100 each) and at equal wall-clock time (PamC 140
+#    epochs). Over the seeds: the mean difference ± 2 standard errors. A band that holds 0 is a tie: the seeds cannot
+#    tell the two apart. This is printed and not asserted: with 8 seeds the bands are wide, and we assert no
+#    difference the seeds do not support.
+# 3. *Best-epoch reporting.* The same differences when each run reports its best evaluated epoch, as the official
+#    code does.
+# 4. *The mechanism, asserted:* PamC never pushes apart the nodes of one meta-node, so its trained embedding is
+#    more crowded on the sphere than the exact term's (uniformity higher), paired over the 8 seeds.
+# 5. *The accuracy gain* is a claim about six benchmarks with pretrained autoencoders; we do not assert it.
 
 # %% tags=["nbval-ignore-output"]
 cost = MN.cost_curve((500, 1000, 2000, 4000), repeats=2)
@@ -431,39 +485,79 @@ mem_ratio = cost["node_saved"][-1] / cost["meta_saved"][-1]
 print(f"memory: slope {slope_node:.2f} (node-level) vs {slope_meta:.2f} (meta-node); ratio at N = 4000: {mem_ratio:.0f}")
 assert slope_node > 1.9 and slope_meta < 1.1 and mem_ratio > 10          # 1. O(N^2) vs O(N), measured
 
-# %% tags=["nbval-ignore-output"]
-seed_1 = {m: MN.train_clustering(m, epochs=EPOCHS, seed=1) for m in ("nc", "pamc")}
-for run in seed_1.values():
-    print(f"{run!r}  | k-means start: NMI {run.init['nmi']:.3f} | {run.seconds:.1f} s")
-assert all(np.isfinite(r.history["loss"]).all() for r in seed_1.values())
-assert all(r.nmi > r.init["nmi"] + 0.05 and r.history["loss"][-1] < r.history["loss"][0] for r in seed_1.values())
+# %% [markdown]
+# **Eight paired seeds.** Both runs again for seeds 1 to 7 (about 3 s per seed; seed 0 comes from the cache).
 
 # %% tags=["nbval-ignore-output"]
-nmi = {m: np.array([runs[m].nmi, seed_1[m].nmi]) for m in ("nc", "pamc")}
-for seed in (0, 1):
-    print(f"seed {seed}: final NMI exact term {nmi['nc'][seed]:.3f}, PamC {nmi['pamc'][seed]:.3f} "
-          f"(difference {nmi['pamc'][seed] - nmi['nc'][seed]:+.3f})")
-gap = nmi["pamc"].mean() - nmi["nc"].mean()
-print(f"mean over the two seeds: exact term {nmi['nc'].mean():.3f}, PamC {nmi['pamc'].mean():.3f} (difference {gap:+.3f})")
-assert abs(gap) < 0.15                                                    # 2. the weak accuracy claim, seed mean
-d = nmi["pamc"] - nmi["nc"]
-word = lambda v: "ahead" if v > 0 else "behind"                           # noqa: E731
-display(Markdown(f"**Measured.** PamC is {word(d[0])} by {abs(d[0]):.3f} NMI with seed 0 and {word(d[1])} by "
-                 f"{abs(d[1]):.3f} with seed 1; on the two-seed mean it is {word(gap)} by {abs(gap):.3f}."))
+SEEDS = range(8)
+study = {m: [MN.train_clustering(m, epochs=e, nodes=NODES, seed=seed, progress=False) for seed in tqdm(SEEDS, desc=m)]
+         for m, e in (("nc", EPOCHS), ("pamc", PAMC_EPOCHS))}
+nc_, pamc_ = study["nc"], study["pamc"]
+assert all(r.nmi > r.init["nmi"] + 0.05 for r in nc_ + pamc_)          # every run learns (the baseline too)
+ms = {m: np.mean([r.history["ms"].mean() for r in rs]) for m, rs in study.items()}
+diffs = {                                                              # PamC minus the exact term, per seed
+    "equal epochs, final epoch": [p.nmi_at(EPOCHS) - n.nmi for p, n in zip(pamc_, nc_)],
+    "equal wall-clock, final epoch": [p.nmi - n.nmi for p, n in zip(pamc_, nc_)],
+    "equal epochs, best epoch": [p.nmi_at(EPOCHS, best=True) - n.best_nmi for p, n in zip(pamc_, nc_)],
+    "equal wall-clock, best epoch": [p.best_nmi - n.best_nmi for p, n in zip(pamc_, nc_)],
+}
+for seed, n, p in zip(SEEDS, nc_, pamc_):
+    print(f"seed {seed}: exact term {n.nmi:.3f} (best {n.best_nmi:.3f}) | PamC at epoch {EPOCHS} "
+          f"{p.nmi_at(EPOCHS):.3f}, at epoch {PAMC_EPOCHS} {p.nmi:.3f} (best {p.best_nmi:.3f})")
+print(f"step time: exact term {ms['nc']:.1f} ms, PamC {ms['pamc']:.1f} ms: {PAMC_EPOCHS} PamC epochs take "
+      f"{PAMC_EPOCHS * ms['pamc'] / (EPOCHS * ms['nc']):.2f}x the time of {EPOCHS} exact-term epochs on this machine")
+
+
+def verdict(d) -> tuple[float, float, str]:
+    """Mean paired difference, 2 standard errors, and what the band says."""
+    d = np.asarray(d)
+    m, e = d.mean(), 2 * d.std(ddof=1) / math.sqrt(len(d))
+    return m, e, "PamC ahead" if m - e > 0 else "the exact term ahead" if m + e < 0 else "a tie"
+
+
+verdicts = {name: verdict(d) for name, d in diffs.items()}
+for name, (m, e, v) in verdicts.items():
+    print(f"PamC - exact, {name:30s}: {m:+.3f} ± {e:.3f}  ({(np.asarray(diffs[name]) > 0).sum()}/8 seeds PamC ahead) "
+          f"-> {v}")
+
+# %% tags=["nbval-ignore-output"]
+wall, wall_best = verdicts["equal wall-clock, final epoch"], verdicts["equal wall-clock, best epoch"]
+epochs_v = verdicts["equal epochs, final epoch"]
+display(Markdown(
+    f"**Measured on 8 paired seeds.** At equal epochs: {epochs_v[2]} ({epochs_v[0]:+.3f} ± {epochs_v[1]:.3f} NMI). "
+    f"At equal wall-clock time: {wall[2]} ({wall[0]:+.3f} ± {wall[1]:.3f}). Reported at each run's best epoch, "
+    f"as the official code does, the wall-clock difference becomes {wall_best[0]:+.3f} ± {wall_best[1]:.3f} "
+    f"({wall_best[2]}): the best epoch moves it by {wall_best[0] - wall[0]:+.3f}, because it picks each run's luckiest "
+    f"evaluation with the labels, and the run whose curve wobbles more gains more."))
+assert all(np.isfinite([m, e]).all() for m, e, _ in verdicts.values())
+
+# %% [markdown]
+# **The mechanism, over the same seeds.** The uniformity of each trained embedding (L2-normalised), PamC minus the
+# exact term: positive means PamC's embedding is more crowded.
+
+# %% tags=["nbval-ignore-output"]
+uniformity = lambda run: float(lv.metrics.uniformity(F.normalize(torch.as_tensor(run.z), dim=1)))   # noqa: E731
+d_unif = np.array([uniformity(p) - uniformity(n) for p, n in zip(pamc_, nc_)])
+m_unif, e_unif, _ = verdict(d_unif)
+print(f"uniformity, PamC - exact: {m_unif:+.3f} ± {e_unif:.3f}; per seed {np.round(d_unif, 2)}; "
+      f"PamC more crowded on {(d_unif > 0).sum()}/8 seeds")
+assert m_unif - e_unif > 0 and (d_unif > 0).all()                      # 4. more crowded on every seed
 
 # %% [markdown]
 # **What holds, what does not.**
 # - *Cost:* holds, by a wide margin. The node-level term keeps an $N \times N$ matrix for its backward pass
 #   (slope 2); the meta-node term keeps $O(N d)$ for the aggregation and $O(K^2)$ for the rest (slope 1). The
 #   times printed above show the same picture, with a ratio far above 10 at $N = 4000$ (its exact value depends
-#   on the machine and its load). Over a whole training step the saving is smaller, because the encoder costs
-#   the same in both runs (see the step times of section 5).
-# - *Accuracy, weak form:* holds on the two-seed mean (asserted: within 0.15). The per-seed differences are
-#   printed above; they differ from one seed to the next, so one seed alone would not have told us much.
-# - *The accuracy gain* is a claim about six benchmarks with pretrained autoencoders. Two seeds on digits cannot
-#   show it either way, and we do not assert a gain.
-# - *The approximation itself* is exact only for $K = N$ or tight clusters (section 3). PamC trades the
-#   within-cluster push for speed: inside a meta-node nothing is pushed apart.
+#   on the machine and its load). Over a whole training step the saving is much smaller at our 898 nodes, because
+#   the encoder costs the same in both runs (the step times above).
+# - *Accuracy:* the verdicts above, at equal epochs and at equal wall-clock time, come from 8 paired seeds and
+#   their 2-standard-error bands; where a band holds 0 we call it a tie, and we assert no difference. The best
+#   epoch shifts the comparison without any change to the models: that is why we report the final epoch.
+# - *The mechanism* shows on every seed: PamC's embedding is more crowded than the exact term's. Inside a
+#   meta-node nothing is pushed apart; PamC trades that within-cluster push for speed.
+# - *The accuracy gain* is a claim about six benchmarks with pretrained autoencoders. Eight seeds on digits do not
+#   test it, and we do not assert a gain.
+# - *The approximation itself* is exact only for $K = N$ or tight clusters (section 3).
 
 # %% [markdown]
 # ## 7. Pitfalls
@@ -475,23 +569,22 @@ display(Markdown(f"**Measured.** PamC is {word(d[0])} by {abs(d[0]):.3f} NMI wit
 # this knob `s` and keeps the name τ for a temperature that divides.
 
 # %% tags=["nbval-ignore-output"]
-z_pamc = torch.as_tensor(runs["pamc"].z[::4]).double()                    # every 4th node: 450 nodes
+z_pamc = torch.as_tensor(runs["pamc"].z[::2]).double()                    # every 2nd node: 449 nodes
 H = {t: float(MN.node_push_entropy(z_pamc, s=t).mean()) for t in (1.0, 10.0)}
 print("mean normalised entropy of the push:", {f"s = {t:g}": round(h, 3) for t, h in H.items()})
 assert H[1.0] > 0.9 and H[10.0] < H[1.0]
 
 # %% [markdown]
 # **Best-over-epochs reporting.** The official code returns the maximum NMI (and ACC, ARI, F1) over all epochs,
-# using the labels to pick the epoch. That is optimistic, and it hides runs that peak and then fall back. The
-# cell below prints both numbers for our four runs: in these short runs the two stay close (within 0.05 NMI,
-# checked). Train other seeds and longer runs in the panel, and compare: wherever a run peaks and then falls back,
-# the best epoch flatters it.
+# using the labels to pick the epoch. That is optimistic: it is a choice made on the test labels, and it hides runs
+# that peak and then fall back. Section 6 printed what it does to the comparison. Per run, over the 16 runs of the
+# seed study, how much the best epoch adds to the final one (never less than 0, by definition):
 
 # %% tags=["nbval-ignore-output"]
-all_runs = {**runs, **{f"{m} seed 1": r for m, r in seed_1.items()}}
-for m, run in all_runs.items():
-    print(f"{m:12s} final {run.nmi:.3f}   best {run.best_nmi:.3f} (epoch {run.best_epoch})")
-assert all(0 <= run.best_nmi - run.nmi < 0.05 for run in all_runs.values())
+lift = {m: np.array([r.best_nmi - r.nmi for r in rs]) for m, rs in study.items()}
+for m, v in lift.items():
+    print(f"{MN.METHOD_NAMES[m]:28s} best - final: mean {v.mean():.3f}, largest {v.max():.3f} (seed {int(v.argmax())})")
+assert all((v >= 0).all() for v in lift.values())                      # a maximum is >= its last term (identity)
 
 # %% [markdown]
 # **Sum or mean meta-nodes.** The code sums. Under the cosine the sum and the mean give the *same* loss, because
@@ -553,6 +646,9 @@ except ValueError as err:
 # 4. **The crossover.** Time `MN.negative_term` and `MN.pamc_negative_term` for N = 50, 100, 200. Below which N
 #    is the node-level term as fast? *Hint:* `MN.cost_curve((50, 100, 200))`; the meta-node term still pays for
 #    the aggregation and for Python overheads.
+# 5. **Which pull?** In the panel, switch the pull to the binary $A^r$ and train PamC and the exact term at r = 2 and
+#    r = 3. Does the binary pull help or hurt, and for which loss? *Hint:* the binary pattern gives a neighbour
+#    reached by one long path as much pull as a direct neighbour; with r = 3 those are many (section 3).
 #
 # ## 9. Summary
 # - A graph contrastive loss pushes every node against every other node: $N^2$ pairs, with the relative penalty
@@ -563,9 +659,13 @@ except ValueError as err:
 #   at large $s$. PamC's own term counts each meta-node once. Its value sits on a $\log K$ scale, but it gives the
 #   same kind of push: between whole clusters, one push per cluster, none inside a cluster.
 # - Measured: the memory of the negative term grows as $N^2$ for nodes and $N$ for meta-nodes (a ratio in the
-#   hundreds at 4000 nodes), and the time follows. On digits, averaged over two seeds, PamC's final-epoch NMI is
-#   within 0.15 of the exact term's. The gain the paper reports does not show at this scale: two seeds of a
-#   small model cannot tell a gain from seed noise.
+#   hundreds at 4000 nodes), and the time follows. On digits, 8 paired seeds compare PamC with the exact term at
+#   equal epochs and at equal wall-clock time (the verdicts of section 6), reported at the final epoch; the best
+#   epoch, which the official code reports, shifts the comparison with no change to the models. What shows on
+#   every seed is the mechanism: PamC's embedding is more crowded, since nothing pushes apart the nodes of one
+#   meta-node.
+# - The pull follows the official code: each neighbour within $r$ hops weighs its random-walk probability
+#   ($W = P^r$), not 1 as in the binary $A^r$ of the Graph-MLP paper; from $r = 2$ on the two pulls differ.
 #
 # **References.** Kulatilleke, Portmann, Chandra, *Efficient Block Contrastive Learning via Parameter-Free
 # Meta-Node Approximation*, arXiv 2022. Kulatilleke, Portmann, Chandra, *SCGC: Self-Supervised Contrastive Graph

@@ -83,6 +83,52 @@ def test_loss_and_its_gradients_match_the_loop_reference(bounded, seed, heads, B
     torch.testing.assert_close(one, per[0])
 
 
+def paper_eq_2_1(S, labels, tau, *, beta, dim):
+    """The paper's eq. (2.1) (its table of losses), one anchor at a time: the positive's terms as in
+    the code, and only the most similar negative n*, with the full regulariser Omega on it."""
+    C, n, _ = S.shape
+    total = 0.0
+    for c in range(C):
+        for i in range(n):
+            p = next(j for j in range(n) if j != i and labels[j] == labels[i])
+            star = max((j for j in range(n) if labels[j] != labels[i]), key=lambda j, c=c, i=i: float(S[c, i, j]))
+            t_p, t_n = tau[c, i, p], tau[c, i, star]
+            omega = lambda t: dim / 2 * torch.log(t) + 1 / t
+            total = total + (-S[c, i, p] / t_p + S[c, i, star] / t_n + beta * omega(t_p) - beta * omega(t_n)) / n
+    return total
+
+
+def test_the_code_with_top_1_is_the_papers_eq_2_1_but_for_the_negatives_log_factor():
+    """What the notebook says: with k = 1 the official code's objective is eq. (2.1) of the paper,
+    except that the code's regulariser on the negative is log(tau) + 1/tau, not Omega = (d'/2) log(tau) + 1/tau."""
+    S, tau, y = random_batch(3, 5, 6, 7)
+    beta, dim = 0.1, 16
+    code = A.amcl_loss(S, y, tau=tau, beta=beta, dim=dim, topk=1)
+    paper = paper_eq_2_1(S, y, tau, beta=beta, dim=dim)
+    star = S.masked_fill(~lv.pair_masks(y)[1], -2).argmax(dim=2, keepdim=True)
+    log_t_star = torch.log(tau.gather(2, star))[..., 0]                       # C x n
+    torch.testing.assert_close(code - paper, beta * (dim / 2 - 1) * log_t_star.mean(dim=1).sum(),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_temperature_ratio_against_a_loop():
+    g = np.random.default_rng(0)
+    s, tau = g.uniform(-1, 1, (3, 40)), g.uniform(0.05, 2, (3, 40))
+    got = A.temperature_ratio(s, tau)
+    for c in range(3):
+        order = np.argsort(s[c])
+        worst, best = tau[c, order[:10]], tau[c, order[-10:]]
+        assert got[c] == pytest.approx(np.exp(np.mean(np.log(worst)) - np.mean(np.log(best))), rel=1e-12)
+    rising = A.temperature_ratio(s, 1.5 - 0.5 * s)                            # tau falls as s rises
+    assert (rising > 1).all()
+    assert A.temperature_ratio(s, np.ones_like(s)) == pytest.approx([1, 1, 1])
+    assert A.temperature_ratio(s[0], tau[0]).shape == (1,)
+    with pytest.raises(ValueError, match="same shape"):
+        A.temperature_ratio(s, tau[:, :5])
+    with pytest.raises(ValueError, match="quantile"):
+        A.temperature_ratio(s, tau, quantile=0.7)
+
+
 @pytest.mark.parametrize("bounded", [False, True])
 def test_gradient_wrt_each_temperature_is_the_closed_form(bounded):
     """dL/dtau_ij by autograd = temperature_gradient(s_ij, tau_ij) / n on every positive and top-k
@@ -229,10 +275,15 @@ def test_short_training_runs_record_every_head_and_are_cached():
     assert run.tau_pos()[-1] < run.tau_pos()[0]                               # already falling
     assert list(run.evals["iter"]) == [0, iters] and 0 < run.evals["knn_h"][-1] <= 1
     assert run.pairs["s_pos"].shape == (2, 256) and run.pairs["tau_neg"].shape == (2, 256 * 2)
+    # the untrained-phi control: the temperature network as it was before training, on the trained embeddings
+    assert run.pairs["tau_pos_init"].shape == (2, 256) and run.pairs["tau_neg_init"].shape == (2, 512)
+    assert not np.allclose(run.pairs["tau_pos_init"], run.pairs["tau_pos"])     # phi has trained
+    frozen = A.train_amcl("official", heads=2, epochs=1, topk=20, lr=1e-12, progress=False)   # nothing moves
+    np.testing.assert_allclose(frozen.pairs["tau_pos_init"], frozen.pairs["tau_pos"], rtol=1e-6)
     assert "official" in repr(run)
     assert A.train_amcl("official", heads=2, epochs=1, batch_size=64, topk=20, progress=False) is run
     base = A.train_amcl("simclr", heads=1, epochs=1, progress=False)
-    assert np.allclose(base.tau_pos(), 0.2) and base.heads == 1
+    assert np.allclose(base.tau_pos(), 0.2) and base.heads == 1 and "tau_pos_init" not in base.pairs
 
 
 def test_descent_panel_redraws_on_every_knob():

@@ -64,17 +64,39 @@ def ref_pamc(z, assign, s):
     return ref_row_logs(len(c), lambda a, b: cos(c[a], c[b]), s, z.dtype).mean()
 
 
-def ref_positive(z, edges, s):
-    """-(1/N) sum_i log sum_{(i, j) in E} e^{s s_ij}, with s_ii = 0 on a self-loop."""
+def ref_positive(z, edges, s, weights=None):
+    """-(1/N) sum_i log sum_{(i, j) in E} w_ij e^{s s_ij}, with s_ii = 0 on a self-loop (w = 1 without weights)."""
     n = len(z)
     terms = []
     for i in range(n):
         total = torch.zeros((), dtype=z.dtype)
-        for a, b in edges.T.tolist():
+        for e, (a, b) in enumerate(edges.T.tolist()):
             if a == i:
-                total = total + torch.exp(s * (torch.zeros((), dtype=z.dtype) if a == b else cos(z[a], z[b])))
+                w = 1.0 if weights is None else float(weights[e])
+                total = total + w * torch.exp(s * (torch.zeros((), dtype=z.dtype) if a == b else cos(z[a], z[b])))
         terms.append(torch.log(total))
     return -torch.stack(terms).mean()
+
+
+def ref_walk(x, k, r):
+    """The official code's A^r, one entry at a time: P_ij = 1/deg(i) on the symmetrised k-NN graph with
+    self-loops (deg counts the self-loop), and (P^r)_ij = sum over every r-step path i -> j of the
+    product of its steps' probabilities."""
+    n = len(x)
+    near = [sorted(range(n), key=lambda j, i=i: (float((x[i] - x[j]).norm()) if j != i else math.inf))[:k]
+            for i in range(n)]
+    nbrs = [{i} | set(near[i]) | {j for j in range(n) if i in near[j]} for i in range(n)]
+
+    def walk(i, steps):                       # {j: probability that a walk of `steps` steps from i ends at j}
+        if steps == 0:
+            return {i: 1.0}
+        out = {}
+        for j in nbrs[i]:
+            for end, p in walk(j, steps - 1).items():
+                out[end] = out.get(end, 0.0) + p / len(nbrs[i])
+        return out
+
+    return [walk(i, r) for i in range(n)]
 
 
 def value_and_grad(fn, z, *args, **kw):
@@ -143,17 +165,51 @@ def test_fused_exact_term_equals_the_loss_on_the_similarity_matrix():
     torch.testing.assert_close(value.double(), M.negative_term(z32.double(), s=80.0), rtol=1e-5, atol=1e-4)
 
 
-def test_positive_plus_exact_negative_is_graph_mlp_ncontrast():
-    """L+ + L- = -(1/N) sum_i log(sum_j A_ij e^{s s_ij} / sum_k e^{s s_ik}) with s_ii = 0 (Graph-MLP)."""
+def test_positive_term_with_edge_weights_matches_loop_in_value_and_gradient():
+    g = torch.Generator().manual_seed(6)
+    z = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    pairs = [(i, i) for i in range(8)] + [(0, 3), (3, 0), (1, 2), (2, 1), (5, 7), (7, 5), (4, 6), (0, 6)]
+    edges = torch.tensor(pairs).T
+    w = 0.05 + torch.rand(len(pairs), generator=g, dtype=torch.float64)
+    for s in SCALES:
+        got, g_got = value_and_grad(M.positive_term, z, edges, w, s=s)
+        want, g_want = value_and_grad(ref_positive, z, edges, s, w)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+        torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-12)
+    torch.testing.assert_close(M.positive_term(z, edges, torch.ones(len(pairs)), s=2.0),
+                               M.positive_term(z, edges, s=2.0))
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_knn_graph_random_walk_weights_match_a_loop_over_paths(r):
+    """The official code (SDCN's load_graph, then A^r): row-normalise A + I, then take its r-th power."""
+    x = torch.randn(14, 3, generator=torch.Generator().manual_seed(r), dtype=torch.float64)
+    edges, w = M.knn_graph(x, k=2, r=r)
+    ref = ref_walk(x, 2, r)
+    assert len(w) == sum(len(row) for row in ref)
+    for (i, j), wij in zip(edges.T.tolist(), w.tolist()):
+        assert wij == pytest.approx(ref[i][j], rel=1e-12)
+    rows = torch.zeros(14, dtype=torch.float64).index_add(0, edges[0], w)
+    torch.testing.assert_close(rows, torch.ones(14, dtype=torch.float64))        # a probability per row
+    edges_b, w_b = M.knn_graph(x, k=2, r=r, walk=False)
+    assert torch.equal(edges_b, edges) and (w_b == 1).all()                      # same pattern, binary
+
+
+def test_positive_plus_exact_negative_is_the_official_ncontrast():
+    """L+ + L- = -(1/N) sum_i log(sum_j (A^r)_ij e^{s s_ij} / sum_k e^{s s_ik}) with s_ii = 0: the code's
+    NcontrastCC with its dense A^r = P^r (get_A_r_flex), P the row-normalised A + I (Graph-MLP's Ncontrast)."""
     x = torch.randn(30, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    edges = M.knn_graph(x, k=3, r=2)
     A = torch.zeros(30, 30, dtype=torch.float64)
-    A[edges[0], edges[1]] = 1
+    e1, _ = M.knn_graph(x, k=3, r=1, walk=False)
+    A[e1[0], e1[1]] = 1
+    P = A / A.sum(1, keepdim=True)
     f = torch.nn.functional.normalize(x, dim=1)
     e = torch.exp(1.5 * (f @ f.T).fill_diagonal_(0))
-    ncontrast = -torch.log((e * A).sum(1) / e.sum(1)).mean()
-    total = M.positive_term(x, edges, s=1.5) + M.negative_term(x, s=1.5)
-    torch.testing.assert_close(total, ncontrast, rtol=0, atol=1e-12)
+    for walk, A_r in ((True, P @ P), (False, ((A @ A) > 0).double())):
+        edges, w = M.knn_graph(x, k=3, r=2, walk=walk)
+        ncontrast = -torch.log((e * A_r).sum(1) / e.sum(1)).mean()
+        total = M.positive_term(x, edges, w, s=1.5) + M.negative_term(x, s=1.5)
+        torch.testing.assert_close(total, ncontrast, rtol=0, atol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -279,13 +335,14 @@ def test_pamc_gives_every_member_of_a_meta_node_the_same_push():
 
 def test_knn_graph_is_symmetric_with_self_loops_and_the_power_grows_it():
     x = torch.randn(40, 4, generator=torch.Generator().manual_seed(3))
-    e1, e2 = M.knn_graph(x, k=3, r=1), M.knn_graph(x, k=3, r=2)
+    (e1, w1), (e2, w2) = M.knn_graph(x, k=3, r=1), M.knn_graph(x, k=3, r=2)
     A1 = torch.zeros(40, 40, dtype=torch.bool)
     A1[e1[0], e1[1]] = True
     A2 = torch.zeros(40, 40, dtype=torch.bool)
     A2[e2[0], e2[1]] = True
     assert torch.equal(A1, A1.T) and A1.diagonal().all() and (A1.sum(1) >= 4).all()
     assert torch.equal(A2, (A1.double() @ A1.double()) > 0) and (A2 | A1).equal(A2)
+    assert w1.dtype == torch.float64 and (w1 > 0).all() and (w2 > 0).all()
 
 
 def test_dec_head_matches_loops():
@@ -324,12 +381,24 @@ def test_short_runs_record_history_and_are_cached():
         assert len(h["loss"]) == len(h["ms"]) == 3 and np.isfinite(h["loss"]).all()
         assert e["iter"].tolist() == [0, 2, 3] and ((0 <= e["nmi"]) & (e["nmi"] <= 1)).all()
         assert run.nmi == e["nmi"][-1] and run.best_nmi == e["nmi"][1:].max() and run.best_epoch in (2, 3)
+        assert run.nmi_at(3) == run.nmi and run.nmi_at(2) == e["nmi"][1] and run.nmi_at(2, best=True) == e["nmi"][1]
+        assert run.nmi_at(3, best=True) == run.best_nmi
+        with pytest.raises(ValueError, match="was not evaluated"):
+            run.nmi_at(1)
         assert run.z.shape == (1797, 10) and run.assign.shape == (1797,) and 0 < run.init["nmi"] < 1
         assert m in repr(run)
     assert runs["nc"].init == runs["pamc"].init                       # same seed, same k-means start
+    assert runs["pamc"].params["walk"] is True                        # the official code's random-walk weights
+    binary = M.train_clustering("pamc", epochs=3, eval_every=2, walk=False, progress=False)
+    assert binary is not runs["pamc"] and binary.params["walk"] is False
+    assert not np.allclose(binary.history["pos"], runs["pamc"].history["pos"])
     assert M.train_clustering("pamc", epochs=3, eval_every=2, progress=False) is runs["pamc"]
     other = M.train_clustering("pamc", epochs=3, eval_every=2, seed=1, progress=False)
     assert other is not runs["pamc"] and not np.array_equal(other.z, runs["pamc"].z)
+    longer = M.train_clustering("pamc", epochs=4, eval_every=1, progress=False)      # passes through the same states
+    assert longer.nmi_at(2) == runs["pamc"].nmi_at(2) and longer.nmi_at(3) == runs["pamc"].nmi
+    small = M.train_clustering("pamc", epochs=2, nodes=100, progress=False)           # the first 100 digits
+    assert small.z.shape == (100, 10) and small.params["nodes"] == 100
 
 
 def test_approximation_panel_redraws_on_k_scale_and_anchor():
@@ -402,6 +471,10 @@ def test_bad_graphs_clusters_and_runs_are_refused():
         M.positive_term(z, torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
     with pytest.raises(ValueError, match=r"node ids in \[0, 4\)"):
         M.positive_term(z, torch.tensor([[0, 1, 2, 3], [1, 0, 2, 4]]))
+    with pytest.raises(ValueError, match="one number per edge"):
+        M.positive_term(z, torch.tensor([[0, 1, 2, 3], [1, 0, 2, 3]]), torch.ones(3))
+    with pytest.raises(ValueError, match="edge weight must be > 0"):
+        M.positive_term(z, torch.tensor([[0, 1, 2, 3], [1, 0, 2, 3]]), torch.tensor([1.0, 0.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match="k \\(neighbours\\) must be <"):
         M.knn_graph(z, k=4)
     with pytest.raises(ValueError, match="r \\(the adjacency power\\) must be an integer >= 1"):
@@ -412,5 +485,7 @@ def test_bad_graphs_clusters_and_runs_are_refused():
         M.train_clustering(epochs=0)
     with pytest.raises(ValueError, match="n_clusters must be an integer >= 2"):
         M.train_clustering(n_clusters=1)
+    with pytest.raises(ValueError, match="nodes must be an integer in \\[6, 1797\\]"):
+        M.train_clustering(nodes=2000)
     with pytest.raises(ValueError, match="mu must have 2 columns"):
         M.soft_assign(z, torch.zeros(3, 5))

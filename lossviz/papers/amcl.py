@@ -7,16 +7,20 @@ AMCL gives a SimCLR network **C projection heads** and every pair of views, in e
 .. math::  \tau^c_{ij} = \tau_{min} + (\tau_{max} - \tau_{min})\,\sigma\big(-\langle \phi(z^c_i), \phi(z^c_j)\rangle\big)
 
 The objective (:func:`amcl_loss`) follows the official code's newer version (``amcl/losses.py``,
-class ``AMCLNTXentLoss``, "Eq. (5) with the practical Top-k approximation"): per head c and anchor i,
+class ``AMCLNTXentLoss``, "Eq. (2.1) with the practical Top-k approximation"): per head c and anchor i,
 with positive p and the k most similar negatives ``TopK_i``,
 
 .. math::  \ell^c_i = -\frac{s_{ip}}{\tau_{ip}} + \frac1k \sum_{n \in TopK_i} \frac{s_{in}}{\tau_{in}}
            + \beta\,\Omega(\tau_{ip}) - \beta \sum_{n \in TopK_i} \big(\log\tau_{in} + \tfrac{1}{\tau_{in}}\big),
            \qquad \Omega(\tau) = \tfrac{d'}{2}\log\tau + \tfrac1\tau ,
 
-averaged over the 2B anchors (the mean of the two directions) and **summed** over the heads.  Its
-pair weights (General Pair Weighting) are ``|dL/ds_ij| = 1 / tau_ij`` (``1/(k tau)`` on a negative):
-a pair the network finds hard to match gets a large temperature and so a small weight.
+averaged over the 2B anchors (the mean of the two directions) and **summed** over the heads.  The
+paper's eq. (2.1) keeps only the most similar negative ``n*`` and puts the full ``Ω`` on it,
+``+ max_n s_in / τ_in* - β Ω(τ_in*)``: with ``topk=1`` the code's objective differs from it only by
+``β (d'/2 - 1) log τ_in*`` per anchor (the code's negative regulariser has no ``d'/2``); the
+positive's terms are the same in both.  The code's pair weights (General Pair Weighting) are
+``|dL/ds_ij| = 1 / tau_ij`` (``1/(k tau)`` on a negative): a pair the network finds hard to match
+gets a large temperature and so a small weight.
 
 **The collapse.** ``dℓ/dτ_ip = (s_ip - β)/τ² + β d'/(2τ) > 0`` whenever ``s_ip > β``: every
 positive with a cosine above β (0.01) wants a *smaller* temperature, all the way to ``tau_min``
@@ -33,11 +37,14 @@ settles at a larger temperature, hence a smaller weight, and nothing runs to the
 Also here: :func:`temperature_gradient` (closed-form ``dℓ/dτ`` of one pair's term),
 :func:`descend_temperatures` (the temperatures alone, as free parameters, on fixed similarities),
 :func:`train_amcl` (the digits two-view kit with C heads, on :class:`lossviz.train.Trainer` and cached
-by :func:`lossviz.train.memo`), and two panels.
+by :func:`lossviz.train.memo`; each run also keeps the temperatures its *untrained* temperature network
+gives the trained embeddings, the control for what training φ adds), :func:`temperature_ratio` (how
+much warmer the worst-matched positives are than the best-matched), and two panels.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -362,6 +369,25 @@ def descend_temperatures(S, labels, *, tau0, bounded: bool = False, beta: float 
             "s_neg": s_k.numpy(), "t_neg": t_k.detach().numpy()}
 
 
+def temperature_ratio(s, tau, *, quantile: float = 0.25) -> np.ndarray:
+    r"""How much warmer the worst-matched positive pairs are than the best-matched, per head.
+
+    For each head c (rows of ``s`` and ``tau``, C x m: the positives' similarities and temperatures):
+    ``exp(mean log τ over the pairs whose s is in the lowest quantile - mean log τ over those in the
+    highest)``, the ratio of the two groups' geometric-mean temperatures.  1 means no adaptation; 1.5
+    means the worst-matched quarter (``quantile=0.25``) gets 1/1.5 of the best-matched quarter's
+    weight ``1/τ``.  A rank correlation says only *whether* τ orders the pairs; this says *how much*."""
+    s = np.atleast_2d(np.asarray(s, dtype=np.float64))
+    tau = np.atleast_2d(np.asarray(tau, dtype=np.float64))
+    if s.shape != tau.shape:
+        raise ValueError(f"s and tau must have the same shape (heads x pairs); got {s.shape} and {tau.shape}")
+    q = checks.fraction(quantile, "quantile", zero_ok=False, high=0.5)
+    lo = s <= np.quantile(s, q, axis=1, keepdims=True)
+    hi = s >= np.quantile(s, 1 - q, axis=1, keepdims=True)
+    log_tau = np.log(tau)
+    return np.exp((log_tau * lo).sum(1) / lo.sum(1) - (log_tau * hi).sum(1) / hi.sum(1))
+
+
 def random_heads(x, *, heads: int = 4, dim: int = 32, seed: int = 0) -> torch.Tensor:
     """Stand-ins for C projection heads on a batch ``x`` (n x D): head c is a random Gaussian
     projection of the inputs to ``dim`` numbers, L2-normalised.  Returns the C x n x dim embeddings
@@ -386,7 +412,9 @@ class AMCLRun(Run):
     ``s_pos_c`` and of all negative pairs ``s_neg_c``),
     ``evals`` (iter, ``knn_h``, ``knn_z``: 5-NN test accuracy of the representation h and of the
     heads' concatenated z), and ``pairs``: every head's positive pairs ``s_pos``/``tau_pos`` (C x m)
-    and some negatives ``s_neg``/``tau_neg`` (C x m') on held-out test views after training."""
+    and some negatives ``s_neg``/``tau_neg`` (C x m') on held-out test views after training, and
+    (AMCL runs) ``tau_pos_init``/``tau_neg_init``: the same pairs' temperatures from the temperature
+    network as it was before training (the untrained-φ control)."""
 
     pairs: dict = field(default_factory=dict)
 
@@ -460,6 +488,7 @@ def _train(p: dict, progress) -> AMCLRun:
 
     trainer = Trainer(build, lr=p["lr"], seed=p["seed"], parameters=without_temperature_net if simclr else None)
     model = trainer.model
+    untrained_phi = copy.deepcopy(model.temperature)      # the control: φ as it was before training
     sampler = augment.TwoViewSampler(split.x_train, "digits", p["batch_size"], seed=p["seed"])
     per_epoch = len(split.x_train) // p["batch_size"]
 
@@ -486,7 +515,7 @@ def _train(p: dict, progress) -> AMCLRun:
     history, evals, seconds = trainer.run(step, p["epochs"] * per_epoch, evaluate=knn, eval_every=2 * per_epoch,
                                           desc=NAMES[p["variant"]], progress=progress)
     return AMCLRun(params=p, history=history, evals=evals, seconds=seconds,
-                   pairs=trainer.evaluating(lambda: _test_pairs(model, split.x_test, p)))
+                   pairs=trainer.evaluating(lambda: _test_pairs(model, split.x_test, p, untrained_phi)))
 
 
 def _head_stats(S, neg, s_p, t_p, t_k, *, floor: float) -> dict:
@@ -500,19 +529,27 @@ def _head_stats(S, neg, s_p, t_p, t_k, *, floor: float) -> dict:
     return out
 
 
-def _test_pairs(model: MultiHeadModel, x_test: torch.Tensor, p: dict, n: int = 256) -> dict:
+def _test_pairs(model: MultiHeadModel, x_test: torch.Tensor, p: dict, untrained_phi: TemperatureNet | None = None,
+                n: int = 256) -> dict:
     """Every head's similarity and temperature on held-out views: the n positive pairs, and each
     anchor's first 2 negatives (two fresh views of the first n test digits, a fixed generator).
-    Call it with the model in eval mode and without gradients (:meth:`lossviz.train.Trainer.evaluating`)."""
+    With ``untrained_phi`` (the temperature network as it was before training) also ``tau_pos_init``
+    and ``tau_neg_init``: the temperatures that network gives the same trained embeddings, the control
+    that tells what training φ added.  Call it with the model in eval mode and without gradients
+    (:meth:`lossviz.train.Trainer.evaluating`)."""
     v1, v2 = augment.two_views(x_test[:n], "digits", torch.Generator().manual_seed(10_000 + p["seed"]))
     _, Z = model(torch.cat([v1, v2]))
     S = torch.stack([similarity(z) for z in Z]).double()
-    T = (model.temperature(Z) if p["variant"] != "simclr" else torch.full_like(S, p["tau"])).double()
+    simclr = p["variant"] == "simclr"
+    T = (torch.full_like(S, p["tau"]) if simclr else model.temperature(Z)).double()
     i = torch.arange(n)
     j = (i[:, None] + torch.arange(1, 3)) % n                        # 2 other items, first views
-    return {"s_pos": S[:, i, i + n].numpy(), "tau_pos": T[:, i, i + n].numpy(),
-            "s_neg": S[:, i[:, None], j].reshape(len(Z), -1).numpy(),
-            "tau_neg": T[:, i[:, None], j].reshape(len(Z), -1).numpy()}
+    out = {"s_pos": S[:, i, i + n], "tau_pos": T[:, i, i + n],
+           "s_neg": S[:, i[:, None], j].reshape(len(Z), -1), "tau_neg": T[:, i[:, None], j].reshape(len(Z), -1)}
+    if untrained_phi is not None and not simclr:
+        T0 = untrained_phi.eval()(Z).double()
+        out |= {"tau_pos_init": T0[:, i, i + n], "tau_neg_init": T0[:, i[:, None], j].reshape(len(Z), -1)}
+    return {key: value.numpy() for key, value in out.items()}
 
 
 # ------------------------------------------------------------------------------------------------

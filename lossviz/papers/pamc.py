@@ -29,8 +29,9 @@ cluster into a **meta-node** ``c_l = sum_{a(i) = l} z_i`` and keeps only the K x
   mean taken over clusters, :math:`\frac1K \sum_l \log(1 + \sum_{l' \ne l} e^{s C_{ll'}})`.  It is
   exact at K = N but is not a size-weighted estimate of the node-level term: the numerator (over
   nodes) and the denominator (over clusters) are decoupled;
-* :func:`positive_term` over an edge list (O(|E|)), :func:`knn_graph` (symmetrised kNN graph,
-  self-loops, binary r-th power), the DEC clustering head (:func:`soft_assign`,
+* :func:`positive_term` over a weighted edge list (O(|E|)), :func:`knn_graph` (symmetrised kNN graph,
+  self-loops, r-th power of its random-walk matrix as in the code, or the binary pattern), the DEC
+  clustering head (:func:`soft_assign`,
   :func:`target_distribution`, :func:`kl_clustering_loss`), started from a seeded
   :func:`lossviz.cluster.kmeans`;
 * :func:`train_clustering`: PamC's training on digits (DEC + contrastive, full batch) with the exact
@@ -46,9 +47,12 @@ Official defaults (code ``gayanku/PAMC``): ``s = 1`` (its ``tau``), ``alpha = 2`
   ``log 1e-10 = -23``;
 * the code builds meta-nodes from a one-hot matrix of ``argmax q``, so an empty cluster is a zero vector
   whose cosine is 0/0 (NaN); we drop empty clusters (:func:`meta_nodes`) and count them;
-* the graph is a binary ``A^r`` (the code can also weight edges by a normalised adjacency), and the DEC
-  centres start from a k-means of the untrained encoder, not of a pretrained autoencoder (which would
-  need a download).
+* the pull follows the code: its ``A^r`` is ``P^r`` with ``P = D^{-1}(A + I)`` the row-normalised
+  adjacency (SDCN's ``load_graph``), so each r-hop neighbour weighs its random-walk probability;
+  ``walk=False`` gives the binary pattern of ``(A + I)^r`` that the Graph-MLP paper writes (at r = 1 the
+  two differ by a constant per node, from r = 2 on their gradients differ);
+* the DEC centres start from a k-means of the untrained encoder, not of a pretrained autoencoder (which
+  would need a download).
 """
 
 from __future__ import annotations
@@ -338,13 +342,15 @@ def _edges(edges, n: int, device) -> torch.Tensor:
     return edges
 
 
-def positive_term(z, edges, *, s: float = SCALE) -> torch.Tensor:
+def positive_term(z, edges, weights=None, *, s: float = SCALE) -> torch.Tensor:
     r"""The positive term of :math:`L_{NC}` over an edge list: O(|E| d), never an N x N matrix.
 
-    .. math::  L^+ = -\frac1N \sum_i \log \sum_{j:\,(i, j) \in E} e^{s \hat s_{ij}}, \qquad \hat s_{ii} = 0
+    .. math::  L^+ = -\frac1N \sum_i \log \sum_{j:\,(i, j) \in E} w_{ij}\, e^{s \hat s_{ij}}, \qquad \hat s_{ii} = 0
 
-    ``edges`` (2, E) lists the non-zeros of the binary ``A^r``; a self-loop counts as ``e^0 = 1`` (the
-    code masks its cosine to 0).  Every node needs at least one edge.  A per-node log-sum-exp with
+    ``edges`` (2, E) lists the non-zeros of ``A^r`` and ``weights`` (E,) its entries ``w_ij > 0``: the
+    official code's random-walk probabilities (:func:`knn_graph`, ``walk=True``), or ``None`` for the
+    binary pattern (every ``w_ij = 1``).  A self-loop counts as ``w_ii e^0`` (the code masks its cosine
+    to 0).  Every node needs at least one edge.  A per-node log-sum-exp of ``s ŝ_ij + log w_ij`` with
     ``scatter_reduce`` / ``index_add`` (the code's ``scatter_add_``).
     """
     z = _embeddings(z)
@@ -354,16 +360,34 @@ def positive_term(z, edges, *, s: float = SCALE) -> torch.Tensor:
     f = F.normalize(z, dim=1)
     cos = (f[src] * f[dst]).sum(1).masked_fill(src == dst, 0.0)
     logit = s * cos
+    if weights is not None:
+        logit = logit + _edge_weights(weights, src.shape[0], logit).log()
     top = torch.full((n,), -math.inf, dtype=logit.dtype, device=logit.device)
     top = top.scatter_reduce(0, src, logit.detach(), "amax")
     total = torch.zeros(n, dtype=logit.dtype, device=logit.device).index_add(0, src, (logit - top[src]).exp())
     return -(total.log() + top).mean()
 
 
-def knn_graph(x, *, k: int = 5, r: int = R) -> torch.Tensor:
-    """The edges (2, E) of the binary r-th power of a symmetrised k-nearest-neighbour graph with
-    self-loops (Euclidean distances on ``x``): ``(i, j)`` is an edge when j is within r hops of i.
-    Built densely (O(N^2), once, before training)."""
+def _edge_weights(weights, n_edges: int, like: torch.Tensor) -> torch.Tensor:
+    weights = checks.as_float_tensor(torch.as_tensor(weights), "weights (one per edge)", 1)
+    if weights.shape[0] != n_edges:
+        raise ValueError(f"weights must hold one number per edge ({n_edges}); got {weights.shape[0]}")
+    if checks.validation_enabled() and not bool((weights > 0).all()):
+        raise ValueError("every edge weight must be > 0 (leave an edge out instead of giving it weight 0)")
+    return weights.to(device=like.device, dtype=like.dtype)
+
+
+def knn_graph(x, *, k: int = 5, r: int = R, walk: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The r-th power of a symmetrised k-nearest-neighbour graph with self-loops (Euclidean distances on
+    ``x``): ``(edges, weights)``, the non-zeros of ``A^r`` as an edge list (2, E) and their values (E,).
+
+    ``walk=True`` (the official code, after SDCN's ``load_graph``): the adjacency with self-loops is
+    row-normalised first, ``P = D^{-1}(A + I)``, and ``A^r = P^r``: ``w_ij`` is the probability that an
+    r-step random walk from i ends at j (each row sums to 1), so a neighbour reached by many short
+    paths weighs more than one reached by a single path.  ``walk=False``: the binary pattern of
+    ``(A + I)^r`` (every r-hop neighbour weighs 1, as the Graph-MLP paper writes it).  Built densely
+    for the neighbours (O(N^2), once, before training), then with sparse products (O(N deg^2) per power).
+    """
     x = checks.as_float_tensor(x, "x (node features, N x D)", 2).detach()
     k = checks.integer(k, "k (neighbours)", 1)
     r = checks.integer(r, "r (the adjacency power)", 1)
@@ -376,14 +400,15 @@ def knn_graph(x, *, k: int = 5, r: int = R) -> torch.Tensor:
     A[torch.arange(n, device=x.device)[:, None], nn_idx] = True
     A = A | A.T | torch.eye(n, dtype=torch.bool, device=x.device)
     idx = A.nonzero().T
+    degree = A.sum(dim=1).double()
     with warnings.catch_warnings():         # torch's "sparse support is in beta" notices
         warnings.simplefilter("ignore", UserWarning)
-        A = torch.sparse_coo_tensor(idx, torch.ones(idx.shape[1], device=x.device), (n, n),
-                                    check_invariants=True).coalesce()
-        B = A
+        P = torch.sparse_coo_tensor(idx, 1.0 / degree[idx[0]], (n, n), check_invariants=True).coalesce()
+        B = P
         for _ in range(r - 1):              # sparse products: O(N deg^2), not O(N^3)
-            B = torch.sparse.mm(B, A).coalesce()
-    return B.indices().contiguous()         # values count paths (all > 0): keep the pattern only
+            B = torch.sparse.mm(B, P).coalesce()
+    edges, weights = B.indices().contiguous(), B.values()
+    return edges, (weights if walk else torch.ones_like(weights))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -447,8 +472,20 @@ class ClusterRun(Run):
         """The (evaluated) epoch of :attr:`best_nmi`."""
         return int(self.evals["iter"][1 + int(np.argmax(self.evals["nmi"][1:]))])
 
+    def nmi_at(self, epoch: int, *, best: bool = False) -> float:
+        """The NMI after ``epoch`` epochs (an evaluated epoch): what a run of ``epoch`` epochs would
+        report at its end (training is full batch and deterministic, so a longer run passes through the
+        same states).  ``best=True``: the best NMI over the evaluated epochs ``1 .. epoch``, as the
+        official code reports it."""
+        it = self.evals["iter"]
+        if epoch not in it[1:]:
+            raise ValueError(f"epoch {epoch} was not evaluated; evaluated epochs: {it[1:].tolist()}")
+        upto = self.evals["nmi"][1:][it[1:] <= epoch]
+        return float(upto.max() if best else upto[-1])
+
     def __repr__(self) -> str:
         return (f"ClusterRun({self.params['method']}, s={self.params['s']:g}, K={self.params['n_clusters']}, "
+                f"{'random-walk' if self.params.get('walk', True) else 'binary'} pull, "
                 f"{self.params['epochs']} epochs: final NMI {self.nmi:.3f}, best {self.best_nmi:.3f}, "
                 f"ACC {self.final('acc'):.3f})")
 
@@ -460,29 +497,36 @@ def encoder(in_dim: int = 64, hidden: int = 256, n_z: int = 10) -> nn.Sequential
                          nn.Linear(hidden, n_z))
 
 
-def digits_graph(k: int = 5, r: int = R) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All 1797 digits (both splits of :func:`lossviz.data.digits`), their labels, and the edges of
-    :func:`knn_graph` on the pixels (cached)."""
+def digits_graph(k: int = 5, r: int = R, walk: bool = True, nodes: int = 1797) -> tuple[torch.Tensor, ...]:
+    """The first ``nodes`` of the 1797 digits (the training split of :func:`lossviz.data.digits`, then the
+    test split: ``nodes=898`` is the stratified training split), their labels, and the edges and edge
+    weights of :func:`knn_graph` on their pixels (cached): ``(x, y, edges, weights)``."""
     from .. import data
+
+    nodes = checks.integer(nodes, "nodes", k + 1, 1797)
 
     def build():
         split = data.load("digits")
-        x = torch.cat([split.x_train, split.x_test])
-        y = torch.cat([split.y_train, split.y_test])
-        return x, y, knn_graph(x, k=k, r=r)
+        x = torch.cat([split.x_train, split.x_test])[:nodes]
+        y = torch.cat([split.y_train, split.y_test])[:nodes]
+        return (x, y, *knn_graph(x, k=k, r=r, walk=walk))
 
-    return memo("digits_graph", dict(k=k, r=r), build)
+    return memo("digits_graph", dict(k=k, r=r, walk=bool(walk), nodes=nodes), build)
 
 
 def train_clustering(method: str = "pamc", *, s: float = SCALE, n_clusters: int = 10, r: int = R, k: int = 5,
-                     alpha: float = ALPHA, beta: float = BETA, epochs: int = 100, lr: float = 1e-3,
-                     seed: int = 0, eval_every: int = 5, progress=True, cache: bool = True) -> ClusterRun:
-    """PamC's training, in miniature, on all 1797 digits: full batch, Adam, one step per epoch.
+                     walk: bool = True, nodes: int = 1797, alpha: float = ALPHA, beta: float = BETA,
+                     epochs: int = 100, lr: float = 1e-3, seed: int = 0, eval_every: int = 5, progress=True,
+                     cache: bool = True) -> ClusterRun:
+    """PamC's training, in miniature, on the first ``nodes`` digits (:func:`digits_graph`; all 1797 by
+    default, 898 = the training split): full batch, Adam, one step per epoch.
 
     ``L = beta KL(P || Q) + alpha (L+ + L-)`` with the negative term ``L-`` chosen by ``method``:
     ``"nc"`` (:func:`negative_term`, O(N^2)), ``"pamc"`` (:func:`pamc_negative_term`) or ``"approx"``
     (:func:`approx_negative_term`), all at the inverse temperature ``s`` (the paper's τ);
-    meta-nodes come from ``argmax q`` (detached).  The DEC centres start from a seeded
+    meta-nodes come from ``argmax q`` (detached).  The positive term runs over :func:`digits_graph`:
+    random-walk weights ``P^r`` (``walk=True``, the official code) or the binary pattern of ``A^r``
+    (``walk=False``).  The DEC centres start from a seeded
     :func:`lossviz.cluster.kmeans` of the untrained encoder's embeddings (no pretrained autoencoder).
     Before training, every ``eval_every`` epochs and after the last one we record in ``evals`` the NMI
     and accuracy of ``argmax q`` (labels are used only here) and the number of empty clusters; every
@@ -498,8 +542,9 @@ def train_clustering(method: str = "pamc", *, s: float = SCALE, n_clusters: int 
     beta = checks.non_negative(beta, "beta (weight of the clustering KL)")
     lr = checks.positive(lr, "lr")
     eval_every = checks.integer(eval_every, "eval_every", 1)
-    params = dict(method=method, s=s, n_clusters=n_clusters, r=r, k=k, alpha=alpha, beta=beta,
-                  epochs=epochs, lr=lr, seed=int(seed), eval_every=eval_every)
+    nodes = checks.integer(nodes, "nodes", k + 1, 1797)
+    params = dict(method=method, s=s, n_clusters=n_clusters, r=r, k=k, walk=bool(walk), nodes=nodes, alpha=alpha,
+                  beta=beta, epochs=epochs, lr=lr, seed=int(seed), eval_every=eval_every)
     return memo("pamc_clustering", params, lambda: _train(params, progress), cache=cache)
 
 
@@ -511,7 +556,7 @@ def _negative(method: str, z: torch.Tensor, assign: torch.Tensor, s: float) -> t
 
 
 def _train(params: dict, progress) -> ClusterRun:
-    x, y, edges = digits_graph(params["k"], params["r"])
+    x, y, edges, weights = digits_graph(params["k"], params["r"], params["walk"], params["nodes"])
     y_np = y.numpy()
     method, s, K = params["method"], params["s"], params["n_clusters"]
     state = {}
@@ -531,7 +576,7 @@ def _train(params: dict, progress) -> ClusterRun:
         q = soft_assign(z, mu)
         kl = kl_clustering_loss(q, target_distribution(q))
         neg = _negative(method, z, q.detach().argmax(1), s)
-        pos = positive_term(z, edges, s=s)
+        pos = positive_term(z, edges, weights, s=s)
         loss = params["beta"] * kl + params["alpha"] * (pos + neg)
         trainer.update(loss)
         return {"loss": loss.detach(), "kl": kl.detach(), "pos": pos.detach(), "neg": neg.detach(),
@@ -813,14 +858,15 @@ def draw_run(axes, run: ClusterRun, *, reference_runs: dict | None = None) -> di
 
 
 def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, **defaults):
-    """A Train button over :func:`train_clustering`: method, s, K, r, epochs, seed.  Draws the run's
+    """A Train button over :func:`train_clustering`: method, s, K, r, the pull's weights, epochs, seed
+    (``nodes`` is fixed by the defaults: the graph the notebook trains on).  Draws the run's
     NMI per epoch (final epoch marked, best ringed), its loss and cluster sizes; ``reference_runs`` (name ->
     run) are drawn faintly on the NMI plot."""
     import ipywidgets as W
 
     from .. import widgets
 
-    d = dict(method="pamc", s=SCALE, n_clusters=10, r=R, epochs=100, seed=0) | defaults
+    d = dict(method="pamc", s=SCALE, n_clusters=10, r=R, walk=True, nodes=1797, epochs=100, seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
         "method": W.Dropdown(options=[(METHOD_NAMES[m], m) for m in METHODS], value=d["method"],
@@ -829,13 +875,16 @@ def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, 
                                 description="s = 1/T (× cosine)", readout_format=".3g", **style),
         "n_clusters": W.IntSlider(value=d["n_clusters"], min=5, max=40, step=1, description="K (clusters)", **style),
         "r": W.IntSlider(value=d["r"], min=1, max=3, description="r (adjacency power)", **style),
+        "walk": W.Dropdown(options=[("random-walk weights (code)", True), ("binary A^r", False)], value=d["walk"],
+                           description="pull", style={"description_width": "initial"}),
         "epochs": W.IntSlider(value=d["epochs"], min=20, max=200, step=10, description="epochs", **style),
         "seed": W.BoundedIntText(value=d["seed"], min=0, max=99, description="seed", layout=W.Layout(width="140px")),
     }
 
     def run(values, progress):
-        return train_clustering(values["method"], s=values["s"], n_clusters=values["n_clusters"],
-                                r=values["r"], epochs=values["epochs"], seed=values["seed"], progress=progress)
+        return train_clustering(values["method"], s=values["s"], n_clusters=values["n_clusters"], r=values["r"],
+                                walk=values["walk"], nodes=d["nodes"], epochs=values["epochs"], seed=values["seed"],
+                                progress=progress)
 
     def draw(axes, result, _values):
         state = draw_run(axes[0], result, reference_runs=reference_runs)
