@@ -8,6 +8,7 @@ has 60,502 test images): memory is ``chunk_elems`` similarities plus N x depth m
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -240,3 +241,38 @@ def effective_rank(h, *, center: bool = False) -> float:
     """
     p = singular_spectrum(h, center=center)
     return float(torch.exp(-torch.where(p > 0, p * p.clamp(min=1e-300).log(), 0.0).sum()))
+
+
+# ------------------------------------------------------------------------------------------------
+# Comparing methods over paired seeds
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``a - b`` over seeds that both methods ran on: ``mean``, its standard error ``se``
+    (sample standard deviation / sqrt(n)), ``wins`` (seeds where ``a`` is ahead) of ``n``, and the
+    ``verdict``: ``"ahead"`` when ``mean - 2 se > 0``, ``"behind"`` when ``mean + 2 se < 0``,
+    otherwise ``"a tie"`` (the difference is inside the seed-to-seed spread)."""
+
+    mean: float
+    se: float
+    wins: int
+    n: int
+    verdict: str
+
+    def __str__(self) -> str:
+        return (f"{self.mean:+.3f} ± {self.se:.3f} (mean ± standard error over {self.n} seeds), "
+                f"ahead on {self.wins} of {self.n}: {self.verdict}")
+
+
+def paired_difference(a, b) -> PairedDifference:
+    """Compare two methods seed by seed (:class:`PairedDifference`): ``a`` and ``b`` hold one number
+    per seed in the same seed order; ``b`` may be a single number (a method without a seed).  The
+    notebooks' rule for a claim: assert "ahead" only when ``mean - 2 se > 0``; else print the verdict."""
+    a = np.asarray(a, dtype=float)
+    d = a - np.broadcast_to(np.asarray(b, dtype=float), a.shape)
+    if d.ndim != 1 or len(d) < 2:
+        raise ValueError(f"a must hold one number per seed, at least 2 seeds (b the same, or one number); got {d.shape}")
+    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+    verdict = "ahead" if mean - 2 * se > 0 else "behind" if mean + 2 * se < 0 else "a tie"
+    return PairedDifference(mean, se, int((d > 0).sum()), len(d), verdict)

@@ -288,7 +288,7 @@ def test_train_classifier_rejects_bad_input():
 
 def test_novel_benchmark_compares_every_method_on_the_same_queries():
     tab = H.novel_benchmark("digits_8+2", seeds=(0,), dim=8, iters=10)
-    assert list(tab) == ["normalised softmax", "unnormalised softmax", "triplet", "raw pixels"]
+    assert list(tab) == ["normalised softmax", "unnormalised softmax", "triplet", "untrained network", "raw pixels"]
     assert all(v.shape == (1,) and 0 <= v[0] <= 1 for v in tab.values())
     novel = H.novel_benchmark("digits_8+2", seeds=(0,), dim=8, iters=10, metric="novel_accuracy")
     split = data.load("digits_8+2")
@@ -298,7 +298,25 @@ def test_novel_benchmark_compares_every_method_on_the_same_queries():
         H.novel_benchmark("digits_8+2", metric="recall")
 
 
-# --- panels and pictures --------------------------------------------------------------------------
+def test_novel_benchmark_evaluations_do_not_change_the_training():
+    every_step = H.novel_benchmark("digits_8+2", seeds=(1,), dim=8, iters=10, eval_every=2)
+    ends_only = H.novel_benchmark("digits_8+2", seeds=(1,), dim=8, iters=10)
+    assert all(np.array_equal(every_step[k], ends_only[k]) for k in every_step)
+
+
+def test_the_untrained_control_is_the_classifiers_starting_network():
+    split = data.load("digits_8+2")
+    torch.manual_seed(3)                                          # what the Trainer of train_classifier does
+    start, _ = H._network(split.x_train, 8, 8, "project")
+    state = torch.get_rng_state()
+    control = H._untrained(split.x_train, 8, 3)
+    assert torch.equal(torch.get_rng_state(), state)              # the global RNG is left alone
+    with torch.no_grad():
+        assert torch.equal(control(split.x_test), start.eval()(split.x_test))
+    tab = H.novel_benchmark("digits_8+2", seeds=(3,), dim=8, iters=2)
+    expected = H.novel_class_accuracy(control(split.x_test), split.y_test, [8, 9], seed=3)["accuracy"]
+    assert tab["untrained network"][0] == expected
+
 
 def test_bound_panel_redraws_on_every_control():
     panel = H.bound_panel(s=10.0, K=8)

@@ -298,3 +298,17 @@ def test_knn_accuracy_checks_k_and_copes_with_any_class_ids():
             metrics.knn_accuracy(x[:20], y[:20], x[20:], y[20:], k=bad)
     with pytest.raises(ValueError, match="same dimension"):
         metrics.knn_accuracy(x[:20], y[:20], x[20:, :2], y[20:], k=3)
+
+
+def test_paired_difference_verdicts():
+    a = np.array([0.30, 0.25, 0.28, 0.22, 0.24, 0.20, 0.24, 0.26])
+    d = np.array([0.02, -0.01, 0.03, -0.02, 0.01, 0.0, -0.03, 0.01])
+    tie = metrics.paired_difference(a + d, a)
+    assert tie.verdict == "a tie" and tie.wins == 4 and tie.n == 8
+    assert tie.mean == pytest.approx(d.mean()) and tie.se == pytest.approx(d.std(ddof=1) / math.sqrt(8))
+    assert metrics.paired_difference(a + 0.05 + d / 10, a).verdict == "ahead"
+    assert metrics.paired_difference(a, a + 0.05 + d / 10).verdict == "behind"
+    hand = metrics.paired_difference(a, 0.20)                                 # a method without a seed: one number
+    assert hand.verdict == "ahead" and hand.mean == pytest.approx(a.mean() - 0.20) and "of 8: ahead" in str(hand)
+    with pytest.raises(ValueError, match="one number per seed"):
+        metrics.paired_difference([0.3], 0.2)

@@ -390,6 +390,23 @@ def test_large_dual_softmax_entries_are_mutual_nearest_neighbours():
     assert int(big.sum()) > 100 and bool(fr.mutual_nearest(S)[big].all())
 
 
+def test_search_head_pools_only_the_real_contour_points():
+    """Padding never reaches the embedding: the head's mean- and max-pool equal a masked pool written
+    out (max over the real points only), and changing the padded features changes nothing."""
+    g = torch.Generator().manual_seed(0)
+    head = fr.SearchHead(6, 5)
+    f = torch.randn(4, 7, 6, generator=g, dtype=torch.float64)
+    head = head.double()
+    valid = torch.ones(4, 7, dtype=torch.bool)
+    valid[1, 5:] = valid[3, 2:] = False
+    h = head.points(f)
+    rows = [torch.cat([h[i, valid[i]].mean(0), h[i, valid[i]].max(0).values]) for i in range(4)]
+    expected = F.normalize(head.head(torch.stack(rows)), dim=1)
+    assert torch.allclose(head(f, valid), expected, atol=1e-12)
+    f2 = torch.where(valid[..., None], f, 1e3)
+    assert torch.allclose(head(f2, valid), head(f, valid), atol=1e-12)
+
+
 # --------------------------------------------------------------------------- runs and panels
 
 
@@ -408,6 +425,24 @@ def test_runs_learn_are_cached_and_deterministic(small_sets):
     assert "tau" not in tri.params and tri.params["margin"] == 1.0
     with pytest.raises(ValueError, match="unknown loss"):
         fr.train_search(train, test, m, loss="ms")
+
+
+def test_seed_curves_use_method_colours_never_the_pair_colours(small_sets):
+    from lossviz import plots
+
+    train, test = small_sets
+    m = fr.train_matching(train, test, iters=4, pairs=8, progress=False)
+    runs = {name: [fr.train_search(train, test, m, iters=4, eval_every=2, tears=2, seed=s, progress=False, **knobs)
+                   for s in range(2)] for name, knobs in (("InfoNCE τ=0.12", dict(loss="infonce")),
+                                                         ("triplet", dict(loss="triplet")))}
+    fig, ax = plots.new_figure(1)
+    fr.seed_curves(ax[0, 0], runs, "recall_at_1", baseline=0.1)
+    lines = ax[0, 0].lines
+    assert len(lines) == 2 * (2 + 1) + 1                                    # 2 seeds and a mean per loss, a baseline
+    mean = lines[2].get_ydata()
+    assert np.allclose(mean, np.mean([r.evals["recall_at_1"] for r in runs["InfoNCE τ=0.12"]], axis=0))
+    assert set(fr.method_colors().values()).isdisjoint({plots.POS_COLOR, plots.NEG_COLOR})
+    assert {line.get_color() for line in lines}.isdisjoint({plots.POS_COLOR, plots.NEG_COLOR})
 
 
 def test_baselines_have_the_right_shapes(small_sets):

@@ -46,8 +46,8 @@ MODES = ("project", "forward", "none")
 MODE_LABELS = {"project": "normalised, projected after each step", "forward": "normalised in the forward pass",
                "none": "unnormalised softmax"}
 #: One colour per method, the same in every figure of the lesson (never the pull / push colours).
-METHOD_COLORS = {"normalised softmax": "#009E73", "unnormalised softmax": "#7F7F7F", "raw pixels": "#D9D9D9",
-                 **{k: plots.LOSS_COLORS[k] for k in ("triplet", "contrastive", "ms")}}
+METHOD_COLORS = {"normalised softmax": "#009E73", "unnormalised softmax": "#7F7F7F", "untrained network": "#FFFFFF",
+                 "raw pixels": "#D9D9D9", **{k: plots.LOSS_COLORS[k] for k in ("triplet", "contrastive", "ms")}}
 
 #: Base / novel splits of digits: name -> number of base classes (trained on), the rest are novel.
 #: Digits with novel classes, in :data:`lossviz.data.DATASETS` (:func:`lossviz.data.digits_novel`).
@@ -363,9 +363,9 @@ PAIR_BASELINES = {"triplet": dict(margin=0.1, mining="semihard"), "contrastive":
 BENCHMARK_METRICS = ("accuracy", "novel_accuracy", "base_accuracy")
 
 
-def novel_benchmark(data_name: str = "digits_8+2", *, scenario: str = "joint", seeds=(0, 1, 2), shots: int = 5,
+def novel_benchmark(data_name: str = "digits_8+2", *, scenario: str = "joint", seeds=tuple(range(8)), shots: int = 5,
                     s: float = 10.0, dim: int = 32, iters: int = 300, lr: float = 2e-3, batch: int = 128,
-                    pair_losses: dict | None = None, metric: str = "accuracy") -> dict:
+                    pair_losses: dict | None = None, metric: str = "accuracy", eval_every: int | None = None) -> dict:
     """Novel-class accuracy of each method, one value per seed, on the same images with the same
     budget (network, initialisation, ``iters`` Adam steps at ``lr``, about ``batch`` images a step):
 
@@ -375,10 +375,14 @@ def novel_benchmark(data_name: str = "digits_8+2", *, scenario: str = "joint", s
       :data:`PAIR_BASELINES`), trained by
       :func:`lossviz.train.train` on P x K batches (``P = min(#classes, batch // 4)``,
       ``K = batch // P``); they have no classifier, so every class is imprinted;
+    * the untrained network: the normalised softmax's network at its initialisation (the same
+      seed), every class imprinted the same way -- the control that says whether training helped;
     * raw pixels (no training), imprinted the same way.
 
     Seed ``i`` sets the initialisation, the batches and the support examples (``shots`` per class,
-    the same for every method).  Returns ``{method: array of one number per seed}``: ``metric``
+    the same for every method), so the methods compare seed by seed (:func:`lossviz.metrics.paired_difference`).
+    The classifier runs evaluate every ``eval_every`` steps (default: only before and after
+    training, which is all the benchmark reads; evaluations do not change the training).  Returns ``{method: array of one number per seed}``: ``metric``
     (:data:`BENCHMARK_METRICS`) of :func:`novel_class_accuracy`.  Every run is cached, so asking
     for another metric costs no training.
     """
@@ -389,20 +393,33 @@ def novel_benchmark(data_name: str = "digits_8+2", *, scenario: str = "joint", s
     p = min(n_base, max(batch // 4, 2))
     k = max(batch // p, 2)
     pair_losses = {"triplet": PAIR_BASELINES["triplet"]} if pair_losses is None else pair_losses
-    out = {"normalised softmax": [], "unnormalised softmax": [], **{name: [] for name in pair_losses}, "raw pixels": []}
+    out = {"normalised softmax": [], "unnormalised softmax": [], **{name: [] for name in pair_losses},
+           "untrained network": [], "raw pixels": []}
     for seed in seeds:
         for mode, name in (("project", "normalised softmax"), ("none", "unnormalised softmax")):
             run = train_classifier(data_name, s=s, dim=dim, iters=iters, lr=lr, batch=batch, mode=mode, seed=seed,
-                                   shots=shots, progress=False)
+                                   shots=shots, eval_every=iters if eval_every is None else eval_every, progress=False)
             out[name].append(run.novel(split, scenario=scenario, shots=shots, seed=seed)[metric])
         for loss, knobs in pair_losses.items():
             run = T.train(loss, data=data_name, dim=dim, iters=iters, p=p, k=k, lr=lr, seed=seed, eval_every=iters,
                           progress=False, **knobs)
             out[loss].append(novel_class_accuracy(run.emb_after, run.y_test, novel, scenario=scenario, shots=shots,
                                                   seed=seed)[metric])
+        out["untrained network"].append(novel_class_accuracy(_untrained(split.x_train, dim, seed)(split.x_test),
+                                                             split.y_test, novel, scenario=scenario, shots=shots,
+                                                             seed=seed)[metric])
         out["raw pixels"].append(novel_class_accuracy(split.x_test, split.y_test, novel, scenario=scenario,
                                                       shots=shots, seed=seed)[metric])
     return {name: np.asarray(v) for name, v in out.items()}
+
+
+def _untrained(x: torch.Tensor, dim: int, seed: int) -> torch.nn.Module:
+    """The network :func:`train_classifier` starts from with ``seed`` (the same draws: the Trainer
+    seeds torch, then builds the network first), in eval mode, without touching the global RNG."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = models.model_for(x, dim).eval()
+    return net.requires_grad_(False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -590,15 +607,16 @@ def confusion_view(ax, result: dict, novel, *, title: str = "joint scenario: con
 
 def benchmark_view(axes, tables: dict, *, chance: dict | None = None):
     """One panel per :func:`novel_benchmark` result (``{title: {method: per-seed values}}``): the
-    mean of each method as a bar, each seed as a dot; ``chance[title]`` as a dashed line."""
+    mean of each method as a bar, each seed as a dot (seeds in order, left to right, so the same
+    seed sits at the same place in every bar); ``chance[title]`` as a dashed line."""
     for ax, (title, table) in zip(np.ravel(axes), tables.items()):
         for i, (name, values) in enumerate(table.items()):
             ax.bar(i, values.mean(), color=METHOD_COLORS.get(name, plots.MUTED), edgecolor="k", lw=0.6)
-            ax.plot(np.full(len(values), i), values, "o", color="k", ms=3.5)
+            ax.plot(i + np.linspace(-0.25, 0.25, len(values)) * (len(values) > 1), values, "o", color="k", ms=3)
         if chance and title in chance:
             ax.axhline(chance[title], color=plots.MUTED, ls="--", lw=1)
             ax.text(len(table) - 0.5, chance[title], "chance", ha="right", va="bottom", fontsize=8, color=plots.MUTED)
-        ax.set_xticks(range(len(table)), [n.replace(" softmax", "\nsoftmax") for n in table], fontsize=9)
+        ax.set_xticks(range(len(table)), [n.replace(" ", "\n", 1) for n in table], fontsize=8.5)
         ax.set(ylim=(0, 1.02), ylabel="test accuracy", title=title)
     return axes
 

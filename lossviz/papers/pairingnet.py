@@ -682,10 +682,10 @@ class SearchHead(nn.Module):
         self.head = nn.Linear(2 * hidden, dim)
 
     def forward(self, f: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:   # (N, L, d) -> (N, dim)
-        h = self.points(f)
         m = valid.unsqueeze(-1)
-        mean = (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)
-        peak = h.masked_fill(~m, -math.inf).amax(dim=1)
+        h = self.points(f) * m                          # padding -> 0
+        mean = h.sum(dim=1) / m.sum(dim=1).clamp(min=1)
+        peak = h.max(dim=1).values                      # h >= 0 (ReLU), so a padded 0 never beats a real point
         return F.normalize(self.head(torch.cat([mean, peak], dim=1)), dim=1)
 
 
@@ -1041,6 +1041,36 @@ def set_heatmap(im, M, *, signed: bool = False, vmax: float | None = None) -> No
         im.set_norm(TwoSlopeNorm(0.0, -v, v))
     else:
         im.set_clim(0, vmax or max(M.max(), 1e-12))
+
+
+def method_colors() -> dict:
+    """One colour per trained method of the lesson, in every figure (never the pair colours, which
+    mean pull and push): the loss colours of :data:`lossviz.plots.LOSS_COLORS` where a loss has one,
+    black and green for the two matching losses, grey for the hand-crafted baselines."""
+    from .. import plots
+
+    return {"focal γ=8": "#000000", "cross-entropy": "#009E73", "InfoNCE τ=0.12": plots.LOSS_COLORS["infonce"],
+            "triplet": plots.LOSS_COLORS["triplet"], "hand-crafted": plots.MUTED}
+
+
+def seed_curves(ax, runs: dict, key: str, *, baseline: float | None = None, baseline_label: str = "hand-crafted"):
+    """Test metric ``key`` against iterations for ``{method: [FragmentRun per seed]}``: every seed
+    as a thin line, the mean over seeds bold, in the method's colour (:func:`method_colors`);
+    ``baseline`` (a method without training) as a dashed grey line."""
+    from .. import plots
+
+    colors = method_colors()
+    for name, seeded in runs.items():
+        color = colors.get(name, "k")
+        for run in seeded:
+            ax.plot(*run.curve(key), color=color, lw=0.8, alpha=0.35)
+        it = seeded[0].curve(key)[0]
+        ax.plot(it, np.mean([run.curve(key)[1] for run in seeded], axis=0), marker=".", color=color, lw=2.2,
+                label=f"{name} (mean of {len(seeded)} seeds)")
+    if baseline is not None:
+        ax.axhline(baseline, color=plots.MUTED, ls="--", label=baseline_label)
+    ax.set(xlabel="iteration")
+    return ax
 
 
 def focal_curves(ax, *, gammas=(0.0, 2.0, 8.0), alpha: float = 0.55):
