@@ -40,7 +40,6 @@
 
 # %%
 import inspect
-import math
 
 import numpy as np
 import torch
@@ -508,28 +507,23 @@ print(f"step time: exact term {ms['nc']:.1f} ms, PamC {ms['pamc']:.1f} ms: {PAMC
       f"{PAMC_EPOCHS * ms['pamc'] / (EPOCHS * ms['nc']):.2f}x the time of {EPOCHS} exact-term epochs on this machine")
 
 
-def verdict(d) -> tuple[float, float, str]:
-    """Mean paired difference, 2 standard errors, and what the band says."""
-    d = np.asarray(d)
-    m, e = d.mean(), 2 * d.std(ddof=1) / math.sqrt(len(d))
-    return m, e, "PamC ahead" if m - e > 0 else "the exact term ahead" if m + e < 0 else "a tie"
-
-
-verdicts = {name: verdict(d) for name, d in diffs.items()}
-for name, (m, e, v) in verdicts.items():
-    print(f"PamC - exact, {name:30s}: {m:+.3f} ± {e:.3f}  ({(np.asarray(diffs[name]) > 0).sum()}/8 seeds PamC ahead) "
-          f"-> {v}")
+WHO = {"ahead": "PamC ahead", "behind": "the exact term ahead", "a tie": "a tie"}   # what each verdict means here
+verdicts = {name: lv.metrics.paired_difference(d, 0.0) for name, d in diffs.items()}
+for name, v in verdicts.items():
+    print(f"PamC - exact, {name:30s}: {v.mean:+.3f} ± {2 * v.se:.3f} (2 standard errors; {v.wins}/{v.n} seeds "
+          f"PamC ahead) -> {WHO[v.verdict]}")
 
 # %% tags=["nbval-ignore-output"]
 wall, wall_best = verdicts["equal wall-clock, final epoch"], verdicts["equal wall-clock, best epoch"]
 epochs_v = verdicts["equal epochs, final epoch"]
 display(Markdown(
-    f"**Measured on 8 paired seeds.** At equal epochs: {epochs_v[2]} ({epochs_v[0]:+.3f} ± {epochs_v[1]:.3f} NMI). "
-    f"At equal wall-clock time: {wall[2]} ({wall[0]:+.3f} ± {wall[1]:.3f}). Reported at each run's best epoch, "
-    f"as the official code does, the wall-clock difference becomes {wall_best[0]:+.3f} ± {wall_best[1]:.3f} "
-    f"({wall_best[2]}): the best epoch moves it by {wall_best[0] - wall[0]:+.3f}, because it picks each run's luckiest "
-    f"evaluation with the labels, and the run whose curve wobbles more gains more."))
-assert all(np.isfinite([m, e]).all() for m, e, _ in verdicts.values())
+    f"**Measured on 8 paired seeds.** At equal epochs: {WHO[epochs_v.verdict]} ({epochs_v.mean:+.3f} ± "
+    f"{2 * epochs_v.se:.3f} NMI). At equal wall-clock time: {WHO[wall.verdict]} ({wall.mean:+.3f} ± {2 * wall.se:.3f}). "
+    f"Reported at each run's best epoch, as the official code does, the wall-clock difference becomes "
+    f"{wall_best.mean:+.3f} ± {2 * wall_best.se:.3f} ({WHO[wall_best.verdict]}): the best epoch moves it by "
+    f"{wall_best.mean - wall.mean:+.3f}, because it picks each run's luckiest evaluation with the labels, and the run "
+    f"whose curve wobbles more gains more."))
+assert all(np.isfinite([v.mean, v.se]).all() for v in verdicts.values())
 
 # %% [markdown]
 # **The mechanism, over the same seeds.** The uniformity of each trained embedding (L2-normalised), PamC minus the
@@ -538,10 +532,10 @@ assert all(np.isfinite([m, e]).all() for m, e, _ in verdicts.values())
 # %% tags=["nbval-ignore-output"]
 uniformity = lambda run: float(lv.metrics.uniformity(F.normalize(torch.as_tensor(run.z), dim=1)))   # noqa: E731
 d_unif = np.array([uniformity(p) - uniformity(n) for p, n in zip(pamc_, nc_)])
-m_unif, e_unif, _ = verdict(d_unif)
-print(f"uniformity, PamC - exact: {m_unif:+.3f} ± {e_unif:.3f}; per seed {np.round(d_unif, 2)}; "
-      f"PamC more crowded on {(d_unif > 0).sum()}/8 seeds")
-assert m_unif - e_unif > 0 and (d_unif > 0).all()                      # 4. more crowded on every seed
+unif = lv.metrics.paired_difference(d_unif, 0.0)
+print(f"uniformity, PamC - exact: {unif.mean:+.3f} ± {2 * unif.se:.3f} (2 standard errors); per seed "
+      f"{np.round(d_unif, 2)}; PamC more crowded on {unif.wins}/{unif.n} seeds")
+assert unif.verdict == "ahead" and (d_unif > 0).all()                  # 4. more crowded on every seed
 
 # %% [markdown]
 # **What holds, what does not.**
