@@ -443,16 +443,8 @@ lowest = {name: min(min(r.tau_pos(c).min(), r.tau_neg(c).min()) for c in range(3
 print("3. bounded: lowest mean τ of any head " + ", ".join(f"{v:.3f} ({n})" for n, v in lowest.items()))
 
 
-def adaptation(run) -> dict:
-    """Spearman(τ_p, 1 - s_p) and the temperature ratio, mean over heads: trained φ, and the untrained-φ control."""
-    P = run.pairs
-    return {who: (np.mean([spearmanr(1 - P["s_pos"][c], P[key][c]).correlation for c in range(run.heads)]),
-                  np.exp(np.log(A.temperature_ratio(P["s_pos"], P[key])).mean()))
-            for who, key in (("trained", "tau_pos"), ("control", "tau_pos_init"))}
-
-
 for name in ("bounded", "bounded, β = 0.1"):
-    a = adaptation(runs[name])
+    a = A.adaptation(runs[name])
     print(f"4. {name} (seed 0, {EPOCHS} epochs): Spearman {a['trained'][0]:.2f} (untrained-φ control "
           f"{a['control'][0]:.2f}), temperature ratio {a['trained'][1]:.3f} (control {a['control'][1]:.3f})")
 for name, run in runs.items():
@@ -467,7 +459,7 @@ assert collapsed[first - 1:].all() and s_min > 0.01                           # 
 
 # %% tags=["nbval-ignore-output"]
 SEEDS, SEED_EPOCHS = range(8), 6 if FAST else 10
-study = [adaptation(A.train_amcl("bounded", beta=0.1, topk=100, epochs=SEED_EPOCHS, seed=seed, progress=False))
+study = [A.adaptation(A.train_amcl("bounded", beta=0.1, topk=100, epochs=SEED_EPOCHS, seed=seed, progress=False))
          for seed in tqdm(SEEDS, desc="8 seeds")]
 rho_tr, ratio_tr, rho_0, ratio_0 = (np.array([a[who][m] for a in study])
                                     for who in ("trained", "control") for m in (0, 1))

@@ -280,6 +280,11 @@ def test_short_training_runs_record_every_head_and_are_cached():
     assert not np.allclose(run.pairs["tau_pos_init"], run.pairs["tau_pos"])     # phi has trained
     frozen = A.train_amcl("official", heads=2, epochs=1, topk=20, lr=1e-12, progress=False)   # nothing moves
     np.testing.assert_allclose(frozen.pairs["tau_pos_init"], frozen.pairs["tau_pos"], rtol=1e-6)
+    a = A.adaptation(frozen)                               # an untrained phi is its own control
+    assert a["trained"][0] == pytest.approx(a["control"][0], abs=1e-6)
+    assert a["trained"][1] == pytest.approx(a["control"][1], rel=1e-5)
+    ratio = np.exp(np.log(A.temperature_ratio(run.pairs["s_pos"], run.pairs["tau_pos"])).mean())
+    assert A.adaptation(run)["trained"][1] == pytest.approx(ratio)
     assert "official" in repr(run)
     assert A.train_amcl("official", heads=2, epochs=1, batch_size=64, topk=20, progress=False) is run
     base = A.train_amcl("simclr", heads=1, epochs=1, progress=False)

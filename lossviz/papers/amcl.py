@@ -388,6 +388,19 @@ def temperature_ratio(s, tau, *, quantile: float = 0.25) -> np.ndarray:
     return np.exp((log_tau * lo).sum(1) / lo.sum(1) - (log_tau * hi).sum(1) / hi.sum(1))
 
 
+def adaptation(run) -> dict:
+    """How the learned temperatures follow the match of the positive pairs, measured on a run's
+    held-out pairs: ``{"trained": (spearman, ratio), "control": (spearman, ratio)}``, each the mean
+    over heads of Spearman(τ_p, 1 - s_p) and the geometric mean of :func:`temperature_ratio`; the
+    control is the pre-training temperature network on the same trained embeddings."""
+    from scipy.stats import spearmanr
+
+    P = run.pairs
+    return {who: (float(np.mean([spearmanr(1 - P["s_pos"][c], P[key][c]).correlation for c in range(run.heads)])),
+                  float(np.exp(np.log(temperature_ratio(P["s_pos"], P[key])).mean())))
+            for who, key in (("trained", "tau_pos"), ("control", "tau_pos_init"))}
+
+
 def random_heads(x, *, heads: int = 4, dim: int = 32, seed: int = 0) -> torch.Tensor:
     """Stand-ins for C projection heads on a batch ``x`` (n x D): head c is a random Gaussian
     projection of the inputs to ``dim`` numbers, L2-normalised.  Returns the C x n x dim embeddings
