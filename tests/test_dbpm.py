@@ -100,6 +100,30 @@ def test_threshold_rule_against_the_formula():
     assert f.faulty[3:8].all() and f.noisy.sum() + f.faulty.sum() > 0
 
 
+def test_robust_rule_against_numpy_and_a_tail_of_outliers():
+    rng = np.random.default_rng(2)
+    for n in (200, 201):                                               # even and odd counts
+        m = rng.normal(1.0, 0.1, size=n)
+        m[:20] -= 0.6                                                  # an easy tail (noisy)
+        m[20:40] += rng.uniform(0.6, 3.0, size=20)                    # a long hard tail (faulty)
+        f = BP.flag_bad_pairs(torch.tensor(m), c_np=2.0, c_fp=3.0, rule="mad")
+        med = np.median(m)
+        mad = 1.4826 * np.median(np.abs(m - med))
+        assert math.isclose(f.mu, med, rel_tol=1e-12) and math.isclose(f.sigma, mad, rel_tol=1e-12)
+        assert np.array_equal(f.noisy.numpy(), m <= med - 2 * mad)
+        assert np.array_equal(f.faulty.numpy(), m >= med + 3 * mad)
+        # the hard tail inflates sigma and hides the easy one; the robust rule finds both tails
+        sigma_rule = BP.flag_bad_pairs(torch.tensor(m), c_np=2.0, c_fp=3.0)
+        assert not sigma_rule.noisy[:20].any() and f.noisy[:20].all() and f.faulty[20:40].all()
+        assert sigma_rule.faulty.sum() < 20
+        report = BP.missed_faulty(torch.tensor(m), torch.tensor([1] * 20 + [2] * 20 + [0] * (n - 40)))
+        assert report["missed"] == 20 - int(sigma_rule.faulty.sum())
+        assert report["sigma"] > 2 * report["sigma_without_faulty"]
+        assert report["clean_max"] < report["cut"] and report["above_clean"] == report["missed"] > 0
+    f = BP.flag_bad_pairs(torch.tensor([0.0, 1, 1, 1, 5]), rule="mad")    # MAD 0: nothing flagged
+    assert f.sigma == 0 and not f.any.any()
+
+
 def test_threshold_is_inclusive_and_silent_on_equal_scores():
     f = BP.flag_bad_pairs(torch.tensor([-1.0, 1.0]), c_np=1, c_fp=1)      # mu 0, sigma 1: both on a cut
     assert f.noisy.tolist() == [True, False] and f.faulty.tolist() == [False, True]
@@ -189,6 +213,12 @@ def test_bad_input():
         BP.flag_bad_pairs(torch.ones(1))
     with pytest.raises(ValueError, match="c_fp"):
         BP.flag_bad_pairs(torch.ones(3), c_fp=-1)
+    with pytest.raises(ValueError, match="unknown rule 'iqr'"):
+        BP.flag_bad_pairs(torch.ones(3), rule="iqr")
+    with pytest.raises(ValueError, match="same shape"):
+        BP.missed_faulty(torch.ones(3), torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="faulty and clean"):
+        BP.missed_faulty(torch.ones(3), torch.tensor([0, 1, 0]))
     with pytest.raises(ValueError, match=r"noisy .* \[0, 0.5\]"):
         BP.inject(torch.randn(10, 4), noisy=0.6)
     with pytest.raises(ValueError, match="unknown noise 'pink'"):
@@ -222,6 +252,19 @@ def test_training_run_bookkeeping():
     assert "dbpm" in repr(dbpm)
 
 
+def test_rule_comparison_is_paired_by_seed():
+    out = BP.rule_comparison([0, 1], epochs=2)
+    assert out["seeds"] == [0, 1] and set(out) == {"seeds", *BP.RULES}
+    for seed in (0, 1):                                               # the same cached run, flagged by both rules
+        run = BP.train_dbpm("simclr", epochs=2, warmup=1, seed=seed, eval_every=2, progress=False)
+        m = BP.history_scores(torch.as_tensor(run.memory, dtype=torch.float64), 2)
+        for rule in BP.RULES:
+            f = BP.flag_bad_pairs(m, rule=rule)
+            expected = BP.precision_recall(f.faulty, torch.as_tensor(run.kind) == BP.FAULTY)[1]
+            assert out[rule]["faulty_recall"][seed] == expected
+    assert all(len(v) == 2 for rule in BP.RULES for v in out[rule].values())
+
+
 def test_threshold_panel_redraws():
     panel = BP.threshold_panel(mu=1.0, sigma=0.5, form="pdf")
     assert panel.state["max_weight"] < 1
@@ -244,6 +287,9 @@ def test_flag_and_training_panels():
     panel.controls["c_np"].value = 4.0                                 # the largest c_np: no noisy flag
     assert int(panel.state["flags"].noisy.sum()) == 0
     assert "nan" not in panel.status.value and "precision n/a (nothing flagged)" in panel.status.value
+    panel.controls["rule"].value = "mad"
+    m = BP.history_scores(torch.as_tensor(run.memory[:2]), 4)
+    assert torch.equal(panel.state["flags"].noisy, BP.flag_bad_pairs(m, c_np=4.0, c_fp=1.0, rule="mad").noisy)
     tp = BP.training_panel(epochs=4, method="simclr")
     assert tp.state["result"] is run                                   # the same setting, from the cache
     tp.controls["c_fp"].value = 2.0

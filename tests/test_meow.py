@@ -259,3 +259,15 @@ def test_oracle_weights_switch_off_exactly_the_same_class_pairs():
     y = torch.tensor([0, 1, 0, 2, 1])
     w = M.cluster_weights(y, dtype=torch.float64)
     assert torch.equal(w, (y[:, None] != y[None, :]).double())
+
+
+def test_paired_runs_share_the_cache_and_pair_by_seed():
+    out = M.paired_runs([0, 1], taus=(0.4,), modes=("infonce", M.ORACLE), epochs=1)
+    assert set(out) == {0.4} and set(out[0.4]) == {"infonce", M.ORACLE}
+    assert out[0.4]["infonce"][1] is M.train_meow("infonce", epochs=1, seed=1, progress=False)   # the same cached run
+    assert [r.params["seed"] for r in out[0.4][M.ORACLE]] == [0, 1]
+    assert all(0 < r.scores["probe"] <= 1 for runs in out[0.4].values() for r in runs)
+    with pytest.raises(ValueError, match="unknown mode"):
+        M.paired_runs([0], modes=("simclr",), epochs=1)
+    with pytest.raises(ValueError, match="at least one seed"):
+        M.paired_runs([], epochs=1)

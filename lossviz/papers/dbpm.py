@@ -24,6 +24,9 @@ The method, as in the official code (``models/dbpm_model.py``):
    :func:`weight_function`), the Gaussian pdf :math:`\mathcal N(\ell_i; \mu, \sigma^2)` at its *current raw* loss,
    and the batch loss is the mean (:func:`dbpm_loss`).
 
+Not in the paper: a robust version of step 3 (``rule="mad"``: median and median absolute deviation
+instead of mean and standard deviation), which :func:`rule_comparison` sets against DBPM's rule.
+
 Everything else (the two-view NT-Xent, the augmentation, the network) is the contrastive engine of
 :mod:`lossviz.contrastive`, :mod:`lossviz.augment` and :mod:`lossviz.papers.contrastive_temperature`.
 """
@@ -45,12 +48,18 @@ from ..train import Run, Trainer, memo
 #: The kinds of positive pair, by code: ``kind == 0`` clean, ``1`` noisy, ``2`` faulty.
 KINDS = ("clean", "noisy", "faulty")
 CLEAN, NOISY, FAULTY = 0, 1, 2
-#: One colour per kind (clean pairs are ordinary positive pairs: the positive-pair blue).
-KIND_COLORS = {"clean": plots.POS_COLOR, "noisy": "#009E73", "faulty": plots.NEG_COLOR}
+#: One colour per kind (clean pairs are ordinary positive pairs: the positive-pair blue).  Faulty pairs
+#: are positive pairs too, so never the negative-pair vermillion: Okabe-Ito's reddish purple.
+KIND_COLORS = {"clean": plots.POS_COLOR, "noisy": "#009E73", "faulty": "#CC79A7"}
 #: The two threshold presets of the official code: ``run.sh`` (used for the paper) and argparse's default.
 PRESETS = {"run.sh": dict(c_np=2.0, c_fp=3.0), "argparse": dict(c_np=2.0, c_fp=2.0)}
 #: The two weight forms: the Gaussian pdf as coded, or its normalised version with maximum 1.
 FORMS = ("pdf", "normalised")
+#: The two threshold rules: DBPM's mean and standard deviation (``"sigma"``), or the robust median and
+#: median absolute deviation (``"mad"``, not in the paper).
+RULES = ("sigma", "mad")
+#: The MAD times 1.4826 estimates the standard deviation of Gaussian scores (1 / Phi^{-1}(3/4)).
+MAD_SCALE = 1.4826
 #: The views of the miniature (:func:`lossviz.augment.augment`, ``"mnist1d"``): a circular shift of up to
 #: 3 samples, an amplitude factor uniform in 1 ± 0.175 (standard deviation 0.1), no trend, noise 0.1.
 VIEWS = dict(shift=3, scale=0.35, shear=0.0, noise=0.1)
@@ -195,7 +204,7 @@ def weight_function(ell, mu: float, sigma: float, *, form: str = "pdf") -> torch
 @dataclass(frozen=True)
 class Flags:
     """The flags of one epoch: ``noisy`` and ``faulty`` (N,) bool, and the statistics ``mu``, ``sigma``
-    of the history scores they came from."""
+    of the history scores they came from (with ``rule="mad"``: the median and the scaled MAD)."""
 
     noisy: torch.Tensor
     faulty: torch.Tensor
@@ -223,11 +232,16 @@ def history_scores(memory, epochs: int) -> torch.Tensor:
     return (memory * t / epochs).mean(dim=0)
 
 
-def flag_bad_pairs(m, *, c_np: float = 2.0, c_fp: float = 3.0) -> Flags:
+def flag_bad_pairs(m, *, c_np: float = 2.0, c_fp: float = 3.0, rule: str = "sigma") -> Flags:
     r"""DBPM's dynamic threshold on the history scores ``m`` (N,): with :math:`\mu, \sigma` their mean
     and (population) standard deviation, noisy :math:`m_i \le \mu - c_{np}\sigma`, faulty
     :math:`m_i \ge \mu + c_{fp}\sigma`.  Defaults: ``run.sh`` (:data:`PRESETS`).  When all scores are
-    equal (:math:`\sigma = 0`) nothing is flagged (the official code would build a degenerate Gaussian)."""
+    equal (:math:`\sigma = 0`) nothing is flagged (the official code would build a degenerate Gaussian).
+
+    ``rule="mad"`` (not in the paper) uses robust statistics instead, which one tail of outliers
+    cannot drag: :math:`\mu = \operatorname{median}_i m_i` and
+    :math:`\sigma = 1.4826\,\operatorname{median}_i |m_i - \mu|` (numpy's median, the mean of the two
+    middle values for an even count)."""
     m = checks.as_float_tensor(torch.as_tensor(m), "m (history scores, N)", 1)
     if len(m) < 2:
         raise ValueError(f"the threshold needs the scores of at least 2 pairs; got {len(m)}")
@@ -235,7 +249,12 @@ def flag_bad_pairs(m, *, c_np: float = 2.0, c_fp: float = 3.0) -> Flags:
         raise ValueError("m holds NaN or Inf")
     c_np = checks.non_negative(c_np, "c_np (the noisy-pair cut, in standard deviations)")
     c_fp = checks.non_negative(c_fp, "c_fp (the faulty-pair cut, in standard deviations)")
-    mu, sigma = m.mean(), m.std(unbiased=False)
+    checks.choice(rule, "rule", RULES)
+    if rule == "sigma":
+        mu, sigma = m.mean(), m.std(unbiased=False)
+    else:
+        mu = m.quantile(0.5)
+        sigma = MAD_SCALE * (m - mu).abs().quantile(0.5)
     ok = sigma > 0
     return Flags(ok & (m <= mu - c_np * sigma), ok & (m >= mu + c_fp * sigma), float(mu), float(sigma))
 
@@ -260,6 +279,27 @@ def precision_recall(flagged, truth) -> tuple[float, float]:
     hits = int((flagged & truth).sum())
     n_flag, n_true = int(flagged.sum()), int(truth.sum())
     return (hits / n_flag if n_flag else math.nan), (hits / n_true if n_true else math.nan)
+
+
+def missed_faulty(m, kind, *, c_np: float = 2.0, c_fp: float = 3.0) -> dict:
+    """Why DBPM's rule (:func:`flag_bad_pairs`, ``rule="sigma"``) misses faulty pairs, from the history
+    scores ``m`` (N,) and the true ``kind`` (N,): ``missed`` (faulty pairs not flagged faulty), of them
+    ``above_clean`` (scoring above every clean pair), ``sigma`` (of all scores) against
+    ``sigma_without_faulty`` (of the scores of the other pairs), the ``cut`` mu + c_fp sigma and the
+    highest clean score ``clean_max``."""
+    m = torch.as_tensor(m, dtype=torch.float64)
+    kind = torch.as_tensor(kind)
+    if m.shape != kind.shape:
+        raise ValueError(f"m and kind must have the same shape; got {tuple(m.shape)} and {tuple(kind.shape)}")
+    faulty, clean = kind == FAULTY, kind == CLEAN
+    if not (faulty.any() and clean.any()):
+        raise ValueError("missed_faulty needs faulty and clean pairs")
+    f = flag_bad_pairs(m, c_np=c_np, c_fp=c_fp)
+    missed = faulty & ~f.faulty
+    clean_max = float(m[clean].max())
+    return {"missed": int(missed.sum()), "above_clean": int((missed & (m > clean_max)).sum()),
+            "sigma": f.sigma, "sigma_without_faulty": float(m[~faulty].std(unbiased=False)),
+            "cut": f.mu + c_fp * f.sigma, "clean_max": clean_max}
 
 
 def _share(value: float, undefined: str) -> str:
@@ -407,6 +447,32 @@ def _train(p: dict, progress) -> DBPMRun:
                    memory=memory.numpy(), flags=flags.numpy(), weights=weights.numpy(), stats=stats)
 
 
+#: What :func:`rule_comparison` scores per seed and rule.
+_RULE_SCORES = ("faulty_precision", "faulty_recall", "noisy_precision", "noisy_recall")
+
+
+def rule_comparison(seeds=range(8), *, epochs: int = 10, c_np: float = 2.0, c_fp: float = 3.0,
+                    progress=False) -> dict:
+    """DBPM's threshold rule against the robust one (:data:`RULES`), paired by seed: for each seed a
+    SimCLR run of ``epochs`` epochs on the miniature with 10 % noisy and 10 % faulty pairs
+    (:func:`train_dbpm`, cached), whose whole loss memory is flagged by both rules, as DBPM would at
+    the start of the next epoch.  Returns ``{"seeds": [...], rule: {score: array over seeds}}`` with the
+    precision and recall of each kind's flags (precision NaN where nothing is flagged)."""
+    seeds = [checks.integer(s, "seed", 0) for s in seeds]
+    epochs = checks.integer(epochs, "epochs", 2)
+    out = {"seeds": seeds} | {rule: {k: np.full(len(seeds), np.nan) for k in _RULE_SCORES} for rule in RULES}
+    for j, seed in enumerate(seeds):
+        run = train_dbpm("simclr", epochs=epochs, warmup=epochs - 1, seed=seed, eval_every=epochs, progress=progress)
+        m = history_scores(torch.as_tensor(run.memory, dtype=torch.float64), epochs)
+        truth = torch.as_tensor(run.kind)
+        for rule in RULES:
+            f = flag_bad_pairs(m, c_np=c_np, c_fp=c_fp, rule=rule)
+            for name, flagged, code in (("noisy", f.noisy, NOISY), ("faulty", f.faulty, FAULTY)):
+                p, r = precision_recall(flagged, truth == code)
+                out[rule][f"{name}_precision"][j], out[rule][f"{name}_recall"][j] = p, r
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Pictures
 # ------------------------------------------------------------------------------------------------
@@ -437,20 +503,23 @@ def pair_picture(axes, x, bad: BadPairs, *, seed: int = 0) -> dict:
     return shown
 
 
-def score_histogram(ax, m, kind, *, c_np: float = 2.0, c_fp: float = 3.0, title: str = "history scores") -> Flags:
+def score_histogram(ax, m, kind, *, c_np: float = 2.0, c_fp: float = 3.0, rule: str = "sigma",
+                    title: str = "history scores") -> Flags:
     """Histogram of the history scores ``m`` coloured by the true ``kind`` of each pair, with the
-    thresholds mu - c_np sigma and mu + c_fp sigma.  Returns the :class:`Flags`."""
+    thresholds mu - c_np sigma and mu + c_fp sigma of ``rule`` (:func:`flag_bad_pairs`).  Returns the
+    :class:`Flags`."""
     m = torch.as_tensor(m, dtype=torch.float64)
     kind = np.asarray(kind)
-    f = flag_bad_pairs(m, c_np=c_np, c_fp=c_fp)
+    f = flag_bad_pairs(m, c_np=c_np, c_fp=c_fp, rule=rule)
+    centre, spread = ("μ", "σ") if rule == "sigma" else ("median", "MAD")
     lo, hi = f.mu - c_np * f.sigma, f.mu + c_fp * f.sigma
     edges = np.linspace(min(float(m.min()), lo) - 0.05, max(float(m.max()), hi) + 0.05, 60)
     for code, name in enumerate(KINDS):
         if (kind == code).any():
             ax.hist(m.numpy()[kind == code], bins=edges, color=KIND_COLORS[name], alpha=0.6,
                     label=f"{name} ({int((kind == code).sum())})")
-    ax.axvline(lo, color=KIND_COLORS["noisy"], ls="--", lw=1.5, label=f"μ − {c_np:g}σ (noisy below)")
-    ax.axvline(hi, color=KIND_COLORS["faulty"], ls="--", lw=1.5, label=f"μ + {c_fp:g}σ (faulty above)")
+    ax.axvline(lo, color=KIND_COLORS["noisy"], ls="--", lw=1.5, label=f"{centre} − {c_np:g}·{spread} (noisy below)")
+    ax.axvline(hi, color=KIND_COLORS["faulty"], ls="--", lw=1.5, label=f"{centre} + {c_fp:g}·{spread} (faulty above)")
     ax.axvline(f.mu, color="k", lw=1)
     ax.set(xlabel="history score m (nats, epoch-weighted)", ylabel="number of pairs", title=title)
     ax.set_yscale("symlog", linthresh=1)
@@ -559,7 +628,7 @@ def threshold_panel(*, mu: float = 1.0, sigma: float = 0.3, c_np: float = 2.0, c
         ax = axes[0, 1]
         ax.plot(ell, w, color="k")
         ax.axhline(1, color=plots.MUTED, ls=":")
-        ax.fill_between(ell.numpy(), 1, w.numpy(), where=w.numpy() > 1, color=plots.NEG_COLOR, alpha=0.3,
+        ax.fill_between(ell.numpy(), 1, w.numpy(), where=w.numpy() > 1, color="#E69F00", alpha=0.4,
                         label="weight > 1: up-weighted!")
         ax.set(xlabel="current raw pair loss ℓ (nats)", ylabel="weight", title=f"{v['form']} weight")
         ax.legend(loc="upper right", fontsize=9)
@@ -572,9 +641,10 @@ def threshold_panel(*, mu: float = 1.0, sigma: float = 0.3, c_np: float = 2.0, c
 
 
 def flag_panel(run: DBPMRun, *, epoch: int | None = None, c_np: float | None = None, c_fp: float | None = None,
-               form: str | None = None):
+               form: str | None = None, rule: str = "sigma"):
     """Re-flag a finished run without training (pure maths on its memory): at epoch ``e``, the history
-    scores of epochs 0..e-1, the cuts, and the weight each flagged pair's current loss would get."""
+    scores of epochs 0..e-1, the cuts of the threshold ``rule``, and the weight each flagged pair's
+    current loss would get."""
     import ipywidgets as W
 
     from .. import widgets
@@ -586,6 +656,7 @@ def flag_panel(run: DBPMRun, *, epoch: int | None = None, c_np: float | None = N
         "c_np": W.FloatSlider(value=c_np or p["c_np"], min=1.0, max=4.0, step=0.1, description="c_np", **_style()),
         "c_fp": W.FloatSlider(value=c_fp or p["c_fp"], min=1.0, max=4.0, step=0.1, description="c_fp", **_style()),
         "form": W.ToggleButtons(options=list(FORMS), value=form or p["form"], description="weight"),
+        "rule": W.ToggleButtons(options=list(RULES), value=checks.choice(rule, "rule", RULES), description="rule"),
     }
     fig, axes = plots.new_figure(2, width=5.0, height=3.7)
     memory = torch.as_tensor(run.memory, dtype=torch.float64)
@@ -596,7 +667,7 @@ def flag_panel(run: DBPMRun, *, epoch: int | None = None, c_np: float | None = N
             ax.clear()
         e = v["epoch"]
         m = history_scores(memory[:e], E)
-        f = score_histogram(axes[0, 0], m, run.kind, c_np=v["c_np"], c_fp=v["c_fp"],
+        f = score_histogram(axes[0, 0], m, run.kind, c_np=v["c_np"], c_fp=v["c_fp"], rule=v["rule"],
                             title=f"history scores before epoch {e}")
         weight_view(axes[0, 1], memory[e], run.kind, f, form=v["form"], title=f"weights in epoch {e}")
         pr = {name: precision_recall(f.noisy if name == "noisy" else f.faulty, truth == KINDS.index(name))

@@ -18,8 +18,8 @@ meta-path views of each node); lossviz uses the two augmented views of notebook 
 * :func:`false_negative_share`: the share of the push (General Pair Weighting) that lands on
   same-class negatives -- the quantity the paper wants to lower.
 * :func:`train_meow` (on :class:`lossviz.train.Trainer` + :func:`lossviz.train.memo`), its downstream
-  :func:`encoder_scores`, and the panels :func:`weights_panel` (pure maths) and :func:`training_panel`
-  (a Train button).
+  :func:`encoder_scores`, :func:`paired_runs` (the same runs over paired seeds and temperatures), and
+  the panels :func:`weights_panel` (pure maths) and :func:`training_panel` (a Train button).
 """
 
 from __future__ import annotations
@@ -337,6 +337,21 @@ def _train(p: dict, progress) -> MeowRun:
     history, _, seconds = trainer.run(step, p["epochs"] * per_epoch, desc=NAMES[p["mode"]], progress=progress)
     scores = trainer.evaluating(lambda: encoder_scores(model[:4], split))
     return MeowRun(params=p, history=history, scores=scores, seconds=seconds)
+
+
+def paired_runs(seeds=range(8), *, taus=(0.4, 0.1), modes=("infonce", "meow", ORACLE), epochs: int = 30,
+                progress=False) -> dict:
+    """``{tau: {mode: [MeowRun per seed]}}``: :func:`train_meow` for every temperature, mode and seed,
+    otherwise at its defaults.  Seed s gives every mode the same network, views and batches, so the
+    runs are paired by seed; runs already trained come from the cache.  Compare them seed by seed with
+    :func:`lossviz.metrics.paired_difference` on ``run.scores["probe"]`` (or ``"knn"``, ``"nmi"``)."""
+    seeds = [checks.integer(s, "seed", 0) for s in seeds]
+    if not seeds:
+        raise ValueError("paired_runs needs at least one seed")
+    for mode in modes:
+        checks.choice(mode, "mode", MODES + (ORACLE,))
+    return {tau: {mode: [train_meow(mode, tau=tau, epochs=epochs, seed=s, progress=progress) for s in seeds]
+                  for mode in modes} for tau in taus}
 
 
 def encoder_scores(encoder: nn.Module, split) -> dict:
