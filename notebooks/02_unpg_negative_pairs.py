@@ -37,7 +37,8 @@
 # %% [markdown]
 # ## Setup
 #
-# One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains fewer seeds).
+# One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains 4 paired seeds
+# instead of 8).
 
 # %%
 import inspect
@@ -48,12 +49,12 @@ import torch
 import torch.nn.functional as F
 
 import lossviz as lv
-from lossviz import data, margins, models, plots
+from lossviz import data, margins, plots
 from lossviz.papers import unpg
 from lossviz import train as T
 
 FAST = T.setup(seed=0)
-SEEDS = (0, 1) if FAST else (0, 1, 2)
+SEEDS = tuple(range(4 if FAST else 8))           # paired: seed k trains both losses from the same start
 KNOBS = dict(s=30.0, m=0.3, kind="arcface")     # small-scale choice; the paper trains with s = 64, m = 0.5
 W = 1.5                                         # the whisker width of head.zoo.yaml
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| seeds", SEEDS)
@@ -128,11 +129,11 @@ print(inspect.getsource(unpg.whisker_window))
 print(inspect.getsource(unpg.unpg_logits))
 
 # %% [markdown]
-# A batch of 64 training "faces" (see section 5 for the data) through an untrained network: a 16-d
-# embedding $x$ and 300 random proxies give $C$ and $S$.
+# A batch of 64 training "faces" (see section 5 for the data: 32 features that carry the identity and 16
+# that are pure noise) through an untrained network: a 16-d embedding $x$ and 300 random proxies give $C$ and $S$.
 
 # %%
-ids = data.load("ids")
+ids = unpg.face_data()
 x64, y64 = unpg.probe_batch(ids, batch=64)
 torch.manual_seed(0)
 net0, head0 = unpg.face_model(), margins.CosineClassifier(16, 300)
@@ -140,7 +141,8 @@ with torch.no_grad():
     f0 = net0(x64).double()
 C0, S0 = margins.cosine_logits(f0, head0.weight.detach().double()), lv.similarity(f0)
 print(f"train: {len(ids.y_train)} images of {len(ids.y_train.unique())} identities; test: {len(ids.y_test)} images "
-      f"of {len(ids.y_test.unique())} unseen identities | batch: C {tuple(C0.shape)}, S {tuple(S0.shape)}")
+      f"of {len(ids.y_test.unique())} unseen identities; {ids.x_train.shape[1]} features per image | "
+      f"batch: C {tuple(C0.shape)}, S {tuple(S0.shape)}")
 
 # %% [markdown]
 # **From scratch, the official way:** sort the batch negatives, take the quartiles by index, keep the
@@ -180,7 +182,7 @@ assert list(counts0) == sorted(counts0) and counts0[-1] == L
 # The paper's motivation, as a picture. We take a fixed probe batch of 128 training images and plot three
 # densities: all batch negatives $S^n$ (vermillion line), the kept window $S^{n\prime}$ (shaded vermillion,
 # grey = the cut tails), and the proxy negatives $\cos\theta_{ik}$, $k\neq y_i$ (purple). Left: untrained
-# network. Right: after 300 steps of plain ArcFace (the run of section 5, cached: it takes about a second).
+# network. Right: after 300 steps of plain ArcFace (the run of section 5, cached: it takes a few seconds).
 
 # %% tags=["nbval-ignore-output"]
 probe = unpg.probe_batch(ids)
@@ -223,9 +225,10 @@ fig
 
 # %% [markdown]
 # The vermillion points lie on **one straight line** of slope $s/\ln 10$ per unit of similarity: the weight is
-# $\frac sB e^{sS_{ab}}\sum_i 1/Z_i$, the same curve for every pair. The purple cloud is wide because each proxy
-# weight carries its own row's $1/Z_i$, and it sits about $\log_{10}B \approx 2$ decades lower. We check the
-# three exact properties of the loss on this batch: zero weight off the kept pairs, the slope $s$, and
+# $\frac sB e^{sS_{ab}}\sum_i 1/Z_i$, the same curve for every pair. The purple points form a band, not one line,
+# because each proxy weight carries its own row's $1/Z_i$ (the band is thin when the rows' denominators are alike),
+# and it sits about $\log_{10}B \approx 2$ decades lower. We check the three exact properties of the loss on this
+# batch (they hold for any network, trained or not): zero weight off the kept pairs, the slope $s$, and
 # autograd $=\frac sB\sum_i p_{i,v}$ (from the literal $B\times(K+|S^{n\prime}|)$ softmax).
 
 # %%
@@ -305,14 +308,26 @@ explore.controls["filter"].value, explore.controls["w"].value = True, W
 
 # %% [markdown]
 # ## 5. A real training run: verification on unseen identities
-# **Data** (`data.load("ids")`, generated locally). 400 synthetic identities, 12 images each: class centres
-# $\mu_k\sim\mathcal N(0, I_{24})$, an image is $\tanh((\mu_k + 0.7\varepsilon)A) + 0.05\varepsilon'$ with one fixed
-# random $24\times32$ map $A$. We train on identities 0–299 (3600 images) and verify on the 100 unseen
-# identities 300–399: 1200 images, 6,600 genuine pairs and about 712,000 impostor pairs.
+# **Data** (`unpg.face_data()`, generated locally). 400 synthetic identities, 12 images each, 48 features per
+# image:
+# * 32 features carry the identity (`data.load("ids")`): class centres $\mu_k\sim\mathcal N(0, I_{24})$, and an
+#   image is $\tanh((\mu_k + 0.7\varepsilon)A) + 0.05\varepsilon'$ with one fixed random $24\times32$ map $A$;
+# * 16 **nuisance** features, drawn from $\mathcal N(0, 1)$ independently of the identity: the stand-in for the
+#   lighting, pose and background that change from one photo of a person to the next.
 #
-# **Model and training.** An MLP 32 → 128 → 128 → 16 with ReLU, L2-normalised; 300 proxies; ArcFace with
+# We train on identities 0–299 (3600 images) and verify on the 100 unseen identities 300–399: 1200 images,
+# 6,600 genuine pairs and about 712,000 impostor pairs.
+#
+# *Why the nuisance features?* Verification on unseen people only rewards what carries over from the training
+# people. On the 32 clean features alone the raw cosine is already a good verifier (printed below), so a network
+# has little to learn that would help with new people, and comparing two losses there compares little but seed
+# noise. With the nuisance features the raw cosine is mostly noise; a network that learns, on the training
+# identities, to ignore them ignores them on unseen people as well. That is a skill a loss can teach well or badly.
+#
+# **Model and training.** An MLP 48 → 128 → 128 → 16 with ReLU, L2-normalised; 300 proxies; ArcFace with
 # $s = 30$, $m = 0.3$, with or without UNPG ($w = 1.5$); Adam, learning rate 2e-3, batches of 128 random images,
-# 300 steps, for each seed in `SEEDS`.
+# 300 steps. **Paired seeds:** for each seed in `SEEDS` both losses start from the same network and proxies and
+# see the same batches, so the difference between them is the loss and nothing else.
 #
 # **Metric.** TAR@FAR: the threshold is the $(1-\mathrm{FAR})$-quantile of the impostor cosines, TAR the fraction
 # of genuine pairs above it — measured before training and every 50 steps. We also track the mismatch on the
@@ -322,24 +337,58 @@ explore.controls["filter"].value, explore.controls["w"].value = True, W
 runs = {(seed, u): unpg.train_faces(unpg=u, w=W, seed=seed, **KNOBS) for seed in SEEDS for u in (False, True)}
 assert all(np.isfinite(r.history["loss"]).all() for r in runs.values())
 assert all(r.history["loss"][-10:].mean() < r.history["loss"][:10].mean() for r in runs.values())
+assert all(np.argmax(r.evals["tar@1e-2"]) > 0 for r in runs.values())   # every run's best checkpoint is after step 0
 
 # %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.3, height=3.5)
 _ = unpg.learning_curves(axes[0], [runs[0, False], runs[0, True]])
 e_arc, e_unpg = runs[0, False].evals, runs[0, True].evals
-assert (e_unpg["tar@1e-2"][1:] > e_arc["tar@1e-2"][1:]).all()          # UNPG ahead at every evaluation
-gap_arc, gap_unpg = (e["p99_batch"] - e["p99_proxy"] for e in (e_arc, e_unpg))
-assert (gap_arc > 0).all() and (gap_unpg[1:] < gap_arc[1:]).all()     # the mismatch, and UNPG shrinks it
+assert e_arc["tar@1e-2"][0] == e_unpg["tar@1e-2"][0]                  # paired: the same untrained network
+assert ((e_arc["p99_batch"] - e_arc["p99_proxy"]) > 0).all()          # ArcFace's mismatch, at every evaluation
 fig
 
 # %% [markdown]
-# Left: the two losses are not comparable in value (UNPG's denominators hold about 8,000 more terms); both fall.
-# Middle: on the *unseen* identities, UNPG's features are better from the first evaluation on. Right: ArcFace
-# leaves the hardest batch negatives above the hardest proxy negatives (gap > 0) throughout; UNPG, which
-# pushes exactly those pairs, keeps the gap smaller.
+# Seed 0. Left: the two losses are not comparable in value (UNPG's denominators hold about 8,000 more terms); both
+# fall. Middle: TAR on the *unseen* identities; both curves start at the same point, the untrained network. Right:
+# ArcFace leaves the hardest batch negatives above the hardest proxy negatives (gap > 0) throughout; UNPG pushes
+# exactly those pairs. One seed shows the shape of things; section 6 compares the losses over all the seeds.
+#
+# **The controls.** Before comparing the two losses, three ways to verify that involve no loss at all:
+# * *raw inputs:* the cosine of the 48 input features themselves;
+# * *clean features (an oracle):* the cosine of the 32 identity features alone, i.e. a perfect "drop the nuisance"
+#   with no other learning — we know which features are noise, the network does not;
+# * *untrained network:* each run's evaluation at step 0 (the same network for both losses of a seed).
+#
+# Trained results are mean ± standard error over the seeds; the last lines are paired differences
+# (`lv.metrics.paired_difference`: mean, SE, on how many seeds the first is ahead, and the verdict at 2 SE).
+
+# %% tags=["nbval-ignore-output"]
+raw_tar = lv.metrics.tar_at_far(ids.x_test, ids.y_test, 1e-2)
+clean_tar = lv.metrics.tar_at_far(ids.x_test[:, :32], ids.y_test, 1e-2)
+untrained, arcface, with_unpg = (np.array([runs[seed, u].evals["tar@1e-2"][i] for seed in SEEDS])
+                                 for u, i in ((False, 0), (False, -1), (True, -1)))
+for name, v in {"raw inputs (48 features)": [raw_tar], "clean features (oracle)": [clean_tar],
+                "untrained network": untrained, "ArcFace": arcface, "ArcFace + UNPG": with_unpg}.items():
+    spread = f" ± {np.std(v, ddof=1) / np.sqrt(len(v)):.3f} over {len(v)} seeds" if len(v) > 1 else ""
+    print(f"{name:26s} TAR@1e-2 {np.mean(v):.3f}{spread}")
+learned = {name: lv.metrics.paired_difference(v, untrained) for name, v in (("ArcFace", arcface), ("ArcFace + UNPG", with_unpg))}
+vs_raw = {name: lv.metrics.paired_difference(v, raw_tar) for name, v in (("ArcFace", arcface), ("ArcFace + UNPG", with_unpg))}
+for name in learned:
+    print(f"{name:15s} - untrained: {learned[name]}\n{name:15s} - raw inputs: {vs_raw[name]}")
+assert clean_tar > raw_tar + 0.2                         # the nuisance features drown the raw cosine
+assert all(d.verdict == "ahead" for d in learned.values())   # learning matters: both trained networks beat their start
+assert vs_raw["ArcFace"].verdict == "behind" and with_unpg.max() < clean_tar
+
+# %% [markdown]
+# **Learning matters in this miniature:** both trained networks verify new people far better than the untrained
+# network they started from (asserted, paired by seed). The raw inputs are a stronger control: ArcFace alone is
+# still below them after 300 steps (asserted); whether ArcFace + UNPG passes them is the verdict on the last
+# line. And both networks stay far below the oracle that simply drops the nuisance features (asserted): a small
+# MLP trained for a few seconds is a weak face model. The lesson is comparative: with the same network, the same
+# batches and the same budget, which loss learns features that carry over to new people?
 #
 # **Train it yourself.** Choose ArcFace or CosFace, with or without UNPG, $s$, $m$, $w$ and the seed, and press
-# *Train* (about two seconds; the panel also trains the plain margin softmax with the same knobs, for comparison;
+# *Train* (a few seconds; the panel also trains the plain margin softmax with the same knobs, for comparison;
 # a setting already trained shows at once).
 
 # %% tags=["nbval-ignore-output"]
@@ -358,90 +407,78 @@ assert run_ is runs[SEEDS[-1], True] and base_ is runs[SEEDS[-1], False]
 # benchmarks (IJB-B, IJB-C, K-FACE, trained on MS1MV2 with a ResNet-100), and the box-and-whisker filter is
 # needed for reliable training.
 #
-# **What we check here.**
-# 1. *Training:* on the unseen identities, TAR@FAR=1e-2 with ArcFace + UNPG is at least ArcFace's + 0.03, on
-#    every seed (fixed in advance, not tuned).
+# **What we check here**, on the paired seeds of section 5 (fixed in advance, not tuned):
+# 1. *Training:* on the unseen identities ArcFace + UNPG verifies better than ArcFace. The paired difference of
+#    TAR@FAR=1e-2 must be ahead with room to spare: its lower end, mean − 2 SE, above 0.05 (five points of TAR).
+#    At FAR=1e-3, where TAR is small for both, we ask only for "ahead".
 # 2. *The mismatch, in numbers:* after ArcFace-only training, the 99th percentile of the batch negatives is
-#    above the 99th percentile of the proxy negatives, on every seed.
-# 3. *The exact properties* (no training): checked in sections 2 and 3 above and in `tests/test_unpg.py`.
+#    above the 99th percentile of the proxy negatives (paired by seed: ahead).
+# 3. *The mechanism:* UNPG pushes exactly those hardest batch negatives, so after UNPG training that gap is
+#    smaller than after ArcFace (paired by seed: behind).
+# 4. *The exact properties* (no training; properties of the loss, true for any network and any batch): checked in
+#    sections 2 and 3 above and in `tests/test_unpg.py`.
 
 # %% tags=["nbval-ignore-output"]
-print(f"{'seed':>4s} {'ArcFace TAR@1e-3':>17s} {'@1e-2':>6s} {'+UNPG TAR@1e-3':>15s} {'@1e-2':>6s}"
+print(f"{'seed':>4s} {'untrained':>9s} {'ArcFace TAR@1e-3':>17s} {'@1e-2':>6s} {'+UNPG TAR@1e-3':>15s} {'@1e-2':>6s}"
       f"  {'gain @1e-2':>10s}  {'p99 batch':>9s} {'p99 proxy':>9s}")
-gains, gaps = {}, {}
-for seed in SEEDS:
+for i, seed in enumerate(SEEDS):
     a, u = runs[seed, False], runs[seed, True]
-    gains[seed] = u.tar(1e-2) - a.tar(1e-2)
-    gaps[seed] = a.evals["p99_batch"][-1] - a.evals["p99_proxy"][-1]
-    print(f"{seed:4d} {a.tar(1e-3):17.3f} {a.tar(1e-2):6.3f} {u.tar(1e-3):15.3f} {u.tar(1e-2):6.3f}  "
-          f"{gains[seed]:+10.3f}  {a.evals['p99_batch'][-1]:9.3f} {a.evals['p99_proxy'][-1]:9.3f}")
-print(f"UNPG's gain at FAR = 1e-2: {min(gains.values()):+.3f} to {max(gains.values()):+.3f}; ArcFace's p99 "
-      f"batch negatives lie {min(gaps.values()):.3f} to {max(gaps.values()):.3f} above its p99 proxy negatives")
-assert all(g >= 0.03 for g in gains.values())          # claim 1, every seed
-assert all(g > 0 for g in gaps.values())               # the mismatch, every seed
+    assert a.evals["tar@1e-2"][0] == u.evals["tar@1e-2"][0] == untrained[i]    # paired: one untrained network
+    print(f"{seed:4d} {untrained[i]:9.3f} {a.tar(1e-3):17.3f} {a.tar(1e-2):6.3f} {u.tar(1e-3):15.3f} {u.tar(1e-2):6.3f}"
+          f"  {u.tar(1e-2) - a.tar(1e-2):+10.3f}  {a.evals['p99_batch'][-1]:9.3f} {a.evals['p99_proxy'][-1]:9.3f}")
+
+# %% tags=["nbval-ignore-output"]
+per_seed = {(key, u): np.array([runs[seed, u].final(key) for seed in SEEDS])          # one number per seed
+            for u in (False, True) for key in ("tar@1e-3", "tar@1e-2", "p99_batch", "p99_proxy")}
+gap = {u: per_seed["p99_batch", u] - per_seed["p99_proxy", u] for u in (False, True)}
+claims = {
+    "1. UNPG gain, TAR@1e-2": lv.metrics.paired_difference(per_seed["tar@1e-2", True], per_seed["tar@1e-2", False]),
+    "1. UNPG gain, TAR@1e-3": lv.metrics.paired_difference(per_seed["tar@1e-3", True], per_seed["tar@1e-3", False]),
+    "2. ArcFace: p99 batch - p99 proxy": lv.metrics.paired_difference(per_seed["p99_batch", False], per_seed["p99_proxy", False]),
+    "3. mismatch gap, UNPG - ArcFace": lv.metrics.paired_difference(gap[True], gap[False]),
+}
+for name, d in claims.items():
+    print(f"{name:36s} {d}")
+gain = claims["1. UNPG gain, TAR@1e-2"]
+assert gain.verdict == "ahead" and gain.mean - 2 * gain.se > 0.05          # claim 1, with a margin
+assert claims["1. UNPG gain, TAR@1e-3"].verdict == "ahead"
+assert claims["2. ArcFace: p99 batch - p99 proxy"].verdict == "ahead"    # the mismatch
+assert claims["3. mismatch gap, UNPG - ArcFace"].verdict == "behind"      # UNPG shrinks it
 
 # %% [markdown]
-# **Both hold at this scale.** UNPG's gain is large and consistent, and after ArcFace training the batch
-# negatives do reach higher similarities than the proxy negatives — by a small cosine difference at the
-# 99th percentile (the last line above).
+# **All three hold at this scale** (the asserts would stop the notebook otherwise). UNPG's gain is many standard
+# errors away from zero — its lower end is asserted above five points of TAR — and the "wins" count says on how
+# many seeds it was ahead. After ArcFace training the batch negatives do reach higher similarities than the proxy
+# negatives, and UNPG, which puts those pairs into every row's softmax, closes most of that gap.
 #
-# **The filter: does it help here?** The paper cuts the tails because, in web-scale face data, many of the
-# hardest "negatives" are the same person under two labels. Our synthetic identities have **no label noise**, so
-# the upper tail holds only genuine hard negatives. We train UNPG without the filter ($w = \infty$) on the same
-# seeds.
+# **The filter: what does it cut?** The paper cuts the tails because, in web-scale face data, many of the hardest
+# "negatives" are the same person under two labels. Our synthetic identities have **no label noise**, so the upper
+# tail holds only genuine hard negatives. During training the filter keeps nearly every pair (the share is printed
+# below). Why could cutting so few matter? Because of the exponential weight: on the probe batch after ArcFace,
+# the pairs that $w = 1.5$ cuts would carry a share of all the batch-pair weight far larger than their share of
+# the pairs, if they were kept.
 
 # %% tags=["nbval-ignore-output"]
-no_filter = {seed: unpg.train_faces(unpg=True, w=math.inf, seed=seed, **KNOBS) for seed in SEEDS}
-assert all(r.history["kept"].min() == 1.0 for r in no_filter.values())   # w = inf keeps every pair
-
-# %% tags=["nbval-ignore-output"]
-for seed in SEEDS:
-    print(f"seed {seed}: TAR@1e-2  ArcFace {runs[seed, False].tar(1e-2):.3f}   + UNPG w=1.5 "
-          f"{runs[seed, True].tar(1e-2):.3f} (keeps {runs[seed, True].history['kept'].mean():.1%} of S^n)   "
-          f"+ UNPG w=inf {no_filter[seed].tar(1e-2):.3f}")
-diff = np.array([no_filter[seed].tar(1e-2) - runs[seed, True].tar(1e-2) for seed in SEEDS])
-print(f"w=inf - w=1.5, paired by seed: mean {diff.mean():+.3f}, per seed {np.round(diff, 3).tolist()}")
-# UNPG's gain over ArcFace does not come from the filter: it holds without it, on every seed.
-assert all(no_filter[seed].tar(1e-2) > runs[seed, False].tar(1e-2) + 0.03 for seed in SEEDS)
-
-# %% [markdown]
-# Why can cutting so few pairs (the kept fractions above) matter? Because of the exponential weight: on the probe
-# batch after ArcFace, the pairs that $w = 1.5$ cuts would carry a share of all the batch-pair weight far larger
-# than their share of the pairs, if they were kept.
-
-# %% tags=["nbval-ignore-output"]
+kept_share = np.mean([runs[seed, True].history["kept"].mean() for seed in SEEDS])
 w_all = unpg.unpg_weights(C_arc, S_arc, y_p, w=math.inf, **KNOBS).S
 cut = neg_mask & ~kept_mask
 frac_pairs, frac_weight = float(cut.sum() / neg_mask.sum()), float(w_all[cut].sum() / w_all.sum())
-print(f"w = {W:g} cuts {int(cut.sum())} of {int(neg_mask.sum())} pairs ({frac_pairs:.2%}); "
+print(f"during UNPG training, w = {W:g} kept {kept_share:.2%} of the batch negatives (mean over steps and seeds)")
+print(f"probe batch after ArcFace: w = {W:g} cuts {int(cut.sum())} of {int(neg_mask.sum())} pairs ({frac_pairs:.2%}); "
       f"without the filter they would carry {frac_weight:.0%} of the batch-pair weight")
-assert frac_weight > 10 * frac_pairs
+assert 0 < frac_pairs and frac_weight > 10 * frac_pairs
 
 # %% [markdown]
-# On clean labels there is no reason for the filter to help (the paired differences above show whether it
-# did on this machine): the pairs it removes from the top are the hardest *true*
-# negatives, the very pairs that make the mismatch, and they carry much of the push. The second half of the paper's claim is about noisy labels,
-# and this miniature has none, so it cannot test it (exercise 2 adds noise).
+# On clean labels there is no reason to expect the filter to help: the pairs it removes from the top are the
+# hardest *true* negatives, the very pairs that make the mismatch, and they carry much of the push. Whether UNPG
+# does better or worse without it here is exercise 1 (train $w = \infty$ on the same seeds and compare, paired).
+# The second half of the paper's claim is about noisy labels, and this miniature has none, so it cannot test it
+# (exercise 2 adds noise).
 #
 # **What we do not claim.** The benchmark numbers need MS1MV2 (5.8M images, 85K identities), a ResNet-100 and
-# IJB-B/C. And our small MLP is a weak face model: the *raw* 32 input features, or simply their top 16 principal
-# components, verify the unseen identities better than either trained network:
-
-# %%
-pca16 = models.pca_embedding(ids.x_train, ids.x_test, 16)
-raw = {"raw 32 features": ids.x_test, "PCA-16 (fit on train)": pca16}
-for name, z in raw.items():
-    print(f"{name:22s} TAR@1e-2 {lv.metrics.tar_at_far(z, ids.y_test, 1e-2):.3f}")
-assert min(lv.metrics.tar_at_far(z, ids.y_test, 1e-2) for z in raw.values()) > max(r.tar(1e-2) for r in runs.values())
-# the remark below: the loss still falls in the second half, TAR gains little after its first evaluation (step 50)
-assert all(r.history["loss"][-10:].mean() < r.history["loss"][140:160].mean() for r in runs.values())
-assert all(r.tar(1e-2) < r.evals["tar@1e-2"][1] + 0.05 for r in runs.values())
-
-# %% [markdown]
-# With 12 images for each of 300 identities the network memorises the training identities (the training loss
-# keeps falling, while TAR on the unseen identities gains little after the first evaluation; both asserted above).
-# The lesson is comparative — at the same budget, the extra batch negatives make the features generalise better
-# to new people — not that 300 steps of ArcFace make a good face model.
+# IJB-B/C. Our small MLP is a weak face model (the controls in section 5 put it far below the clean-feature
+# oracle). What carries over is the comparison: at the same budget, the extra batch negatives make the features
+# generalise better to new people.
 
 # %% [markdown]
 # ## 7. Pitfalls
@@ -518,13 +555,18 @@ except ValueError as err:
 #   `margins.margin_logits(..., easy_threshold=True)` offers insightface's fall-back (not part of UNPG's code).
 #
 # ## 8. Exercises
-# 1. **The filter, swept.** In the training panel, try $w = 0, 0.5, 1.5, 3$. How do TAR and the kept fraction
-#    change? *Hint:* `unpg.train_faces(w=0.0).history["kept"]`; at $w = 0$ exactly the inter-quartile half stays.
-# 2. **Noisy labels.** Give 10% of the training images a random wrong identity (copy `data.load("ids")` and edit
-#    `y_train`), and compare $w = 1.5$ with $w = \infty$. Does the filter earn its keep now? *Hint:* mislabelled pairs
-#    are "negatives" of very high similarity — where is the upper whisker?
-# 3. **Scale.** Compare the weight pictures at $s = 8$ and $s = 64$ in the explore panel. What fraction of the
-#    batch-pair weight goes to the top 1% of pairs? *Hint:* `w = unpg.unpg_weights(...).S`, sort it, `cumsum`.
+# 1. **The filter, on paired seeds.** Train UNPG without the filter on the same seeds,
+#    `{seed: unpg.train_faces(w=math.inf, seed=seed, **KNOBS) for seed in SEEDS}`, and compare its TAR@1e-2 with
+#    `runs[seed, True]` using `lv.metrics.paired_difference`. Is the filter ahead, behind, or a tie on clean labels?
+#    Then try $w = 0$ in the training panel. *Hint:* "a tie" is an answer; at $w = 0$ exactly the inter-quartile half
+#    of the pairs stays (`history["kept"]`).
+# 2. **Noisy labels.** Give 10% of the training images a random wrong identity (copy `unpg.face_data()` and edit
+#    `y_train`), and compare $w = 1.5$ with $w = \infty$ on paired seeds. Does the filter earn its keep now? *Hint:*
+#    mislabelled pairs are "negatives" of very high similarity — where is the upper whisker?
+# 3. **Does learning matter?** Train on the clean features, `unpg.train_faces(unpg=False, noise_dims=0, seed=seed)`,
+#    and compare the end of training with the untrained network (`evals["tar@1e-2"][0]`) and with the raw cosine of
+#    `unpg.face_data(0).x_test`. Then go back to 16 nuisance features and train longer (`iters=1000`): does ArcFace
+#    alone catch up with the raw inputs? *Hint:* what can a network learn on 300 people that helps on 100 others?
 # 4. **An anchor-tied variant.** Write a loss where row $i$ adds only *its own* negatives $S_{ij}$
 #    ($y_j\neq y_i$) to its denominator, take its weights with `lv.pair_weights`, and compare the heat-map with
 #    UNPG's. Which one is closer to MS? *Hint:* mask the other entries with `-inf` and use `torch.logsumexp` per row.
@@ -535,9 +577,11 @@ except ValueError as err:
 #   $\operatorname{logsumexp}(sS^{n\prime})$.
 # - Its pair weights are one exponential $e^{sS_{ab}}$ with a batch-wide factor: hardness-aware at temperature
 #   $1/s$, not tied to an anchor, exactly zero on filtered and positive pairs.
-# - On unseen synthetic identities, ArcFace + UNPG verifies better than ArcFace on every seed, and the mismatch
-#   (batch negatives harder than proxy negatives) shows in numbers. UNPG's gain holds without the filter; the
-#   filter's purpose is label noise, which this miniature does not have.
+# - A miniature must leave something to learn: with identity-independent nuisance features, training lifts
+#   verification of unseen people far above the untrained network, so comparing losses means something.
+# - There, on paired seeds, ArcFace + UNPG verifies unseen identities better than ArcFace, by a margin far
+#   outside the seed noise; the mismatch (batch negatives harder than proxy negatives) shows in numbers, and
+#   UNPG shrinks it. The filter's purpose is label noise, which this miniature does not have.
 #
 # **References.** Jung et al., *Unified Negative Pair Generation toward Well-discriminative Feature Space for Face
 # Recognition*, arXiv:2203.11593. Deng et al., *ArcFace: Additive Angular Margin Loss for Deep Face Recognition*,

@@ -105,6 +105,32 @@ def test_quartiles_are_the_official_integer_index_not_interpolated():
     assert unpg.whisker_window(values, math.inf).hi == math.inf
 
 
+@pytest.mark.parametrize("q", [0.0, 0.25, 0.5, 0.75, 0.99])
+def test_order_statistics_equal_indexing_the_sorted_values_with_ties(q):
+    values = torch.randint(0, 7, (101,), generator=torch.Generator().manual_seed(3)).double()
+    assert float(unpg.index_quantile(values, q)) == float(values.sort().values[int(q * 101)])
+    win = unpg.whisker_window(values, 1.0)
+    ordered = values.sort().values
+    assert (float(win.q1), float(win.q3)) == (float(ordered[101 // 4]), float(ordered[(3 * 101) // 4]))
+
+
+def test_face_data_appends_identity_independent_noise_to_the_clean_identities():
+    clean, noisy = lv.data.load("ids"), unpg.face_data()
+    assert noisy.x_train.shape == (3600, 32 + unpg.NOISE_DIMS) and noisy.x_test.shape == (1200, 32 + unpg.NOISE_DIMS)
+    assert torch.equal(noisy.x_train[:, :32], clean.x_train) and torch.equal(noisy.x_test[:, :32], clean.x_test)
+    assert torch.equal(noisy.y_train, clean.y_train) and torch.equal(noisy.y_test, clean.y_test)
+    noise = noisy.x_train[:, 32:].double()
+    assert abs(float(noise.mean())) < 0.03 and abs(float(noise.std()) - unpg.NOISE_SCALE) < 0.03
+    class_means = torch.stack([noise[noisy.y_train == k].mean(0) for k in range(300)])
+    assert float(class_means.var(0).mean()) == pytest.approx(1 / 12, rel=0.15)   # as for noise: var / 12 per class
+    assert unpg.face_data() is noisy and torch.equal(unpg.face_data(seed=1).x_train[:, :32], clean.x_train)
+    assert not torch.equal(unpg.face_data(seed=1).x_train, noisy.x_train)
+    assert torch.equal(unpg.face_data(0).x_train, clean.x_train)
+    assert torch.equal(unpg.face_data(4, 2.0).x_test[:, 32:] / 2, unpg.face_data(4, 1.0).x_test[:, 32:])
+    # the nuisance features drown the raw cosine: verification of unseen identities falls a long way
+    assert lv.metrics.tar_at_far(noisy.x_test, noisy.y_test, 1e-2) < lv.metrics.tar_at_far(clean.x_test, clean.y_test, 1e-2) - 0.2
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_kept_count_is_non_decreasing_in_w_and_a_huge_w_keeps_every_pair(seed):
     _, S, y = batch(seed, b=48, k=12, d=5)
@@ -173,6 +199,8 @@ def test_negative_mass_and_target_probability_sum_to_one():
     (lambda C, S, y: unpg.index_quantile(S.reshape(-1), 1.0), "q must be in"),
     (lambda C, S, y: unpg.train_faces(batch=1), "batch must be an integer >= 2"),
     (lambda C, S, y: unpg.train_faces(kind="sphereface"), "unknown kind 'sphereface'"),
+    (lambda C, S, y: unpg.train_faces(noise_dims=-1), "noise_dims must be an integer >= 0"),
+    (lambda C, S, y: unpg.face_data(16, -1.0), "noise_scale"),
 ])
 def test_bad_input_gets_a_clear_error(call, match):
     C, S, y = batch(0)
@@ -186,7 +214,8 @@ def test_training_is_deterministic_cached_and_records_what_it_says(one_thread):
     b = unpg.train_faces(unpg=True, cache=False, **kw)
     assert np.array_equal(a.history["loss"], b.history["loss"]) and a.tar(1e-2) == b.tar(1e-2)
     assert list(a.evals["iter"]) == [0, 10, 20] and len(a.history["loss"]) == 20
-    assert np.all((a.history["kept"] > 0) & (a.history["kept"] <= 1))
+    assert np.all((a.history["kept"] > 0) & (a.history["kept"] <= 1)) and list(a.history["kept_iter"]) == [10, 20]
+    assert a.params["noise_dims"] == unpg.NOISE_DIMS and a.net[0].in_features == 32 + unpg.NOISE_DIMS
     first = unpg.train_faces(unpg=False, **kw)
     assert unpg.train_faces(unpg=False, **kw) is first
     assert first.name == "ArcFace" and a.name == "ArcFace + UNPG" and "TAR@1e-2" in repr(a)
