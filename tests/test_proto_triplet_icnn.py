@@ -293,7 +293,11 @@ def test_margin_curve_episode_stats_and_projection_agree_with_fewshot_accuracy()
     z, y = clustered(3, way=5, per=15, dim=4, scale=0.8)
     acc = fs.fewshot_accuracy(z, y, shot=2, query=4, episodes=30, seed=7)
     curve = fs.margin_curve(z, y, [0.0, 0.5, 100.0], shot=2, query=4, episodes=30, seed=7)
-    assert curve[0] == pytest.approx(1 - acc.mean()) and curve[0] <= curve[1] <= curve[2] == 1.0
+    active, hinge = curve["active"], curve["hinge"]
+    assert active[0] == pytest.approx(1 - acc.mean()) and active[0] <= active[1] <= active[2] == 1.0
+    assert 0 <= hinge[0] <= hinge[1] < hinge[2]
+    # at a margin every query violates, the mean hinge is m - (mean lead) = m + d_own - d_wrong
+    assert hinge[2] == pytest.approx(100.0 + curve["d_own"] - curve["d_wrong"], abs=1e-6)
     stats = fs.episode_stats(z, y, shot=2, query=4, episodes=30, seed=7)
     assert stats["acc"] == pytest.approx(acc.mean()) and 0 <= stats["score"] <= 1 and stats["pt"] > 0
     s, q = fs.episode_index(y.numpy(), shot=2, query=4, episodes=1, seed=7)
@@ -301,6 +305,34 @@ def test_margin_curve_episode_stats_and_projection_agree_with_fewshot_accuracy()
     assert p_s.shape == (10, 2) and p_q.shape == (20, 2)
     assert torch.allclose(D, fs.distances(z[q[0]], fs.prototypes(z[s[0]], y_s)))
     assert fs.episode_accuracy(D, y_q) == pytest.approx(acc[0])
+
+
+def test_margin_curve_hinge_is_the_area_under_the_active_fraction_and_the_pt_loss():
+    z, y = clustered(4, way=5, per=15, dim=4, scale=0.8)
+    ms = np.linspace(0, 1.5, 301)
+    curve = fs.margin_curve(z, y, ms, shot=1, query=4, episodes=20, seed=3)
+    area = np.concatenate([[0], np.cumsum((curve["active"][1:] + curve["active"][:-1]) / 2 * np.diff(ms))])
+    assert np.abs(curve["hinge"] - curve["hinge"][0] - area).max() < 5e-3
+    # the mean hinge at m is the Proto-Triplet loss at m, averaged over the same episodes
+    s, q = fs.episode_index(y.numpy(), shot=1, query=4, episodes=20, seed=3)
+    lab = torch.arange(5)
+    pt = np.mean([float(fs.proto_triplet_loss(fs.distances(z[q[e]], fs.prototypes(z[s[e]], lab)),
+                                              lab.repeat_interleave(4), m=0.5)) for e in range(20)])
+    assert curve["hinge"][100] == pytest.approx(pt, abs=1e-9)
+
+
+def test_noisy_identities_append_pure_noise_to_the_identities():
+    split = fs.noisy_identities(n_noise=8, noise_std=2.0, n_ids=40, n_per_id=6, n_train=30)
+    base = lv.data.identities(40, 6, n_train=30)
+    assert split.x_train.shape == (180, 40) and split.x_test.shape == (60, 40)
+    assert torch.equal(split.x_train[:, :32], base.x_train) and torch.equal(split.y_test, base.y_test)
+    noise = torch.cat([split.x_train[:, 32:], split.x_test[:, 32:]])
+    assert abs(float(noise.std()) - 2.0) < 0.2 and abs(float(noise.mean())) < 0.2
+    again = fs.noisy_identities(n_noise=8, noise_std=2.0, n_ids=40, n_per_id=6, n_train=30)
+    assert torch.equal(again.x_test, split.x_test)                         # deterministic
+    assert fs.load_fewshot("ids_noisy") is fs.load_fewshot("ids_noisy")     # built once
+    assert fs.load_fewshot("ids_noisy").x_train.shape == (6000, 64)
+    assert fs.load_fewshot("digits_zero_shot").name == lv.data.load("digits_zero_shot").name
 
 
 def test_toy_episode_shapes_determinism_and_scale():
@@ -372,7 +404,7 @@ def test_bad_input_gives_clear_errors():
 # Training and panels
 # ------------------------------------------------------------------------------------------------
 
-TINY = dict(data="digits_zero_shot", iters=6, eval_every=3, test_episodes=10, progress=False)
+TINY = dict(data="digits_zero_shot", way=5, test_way=5, iters=6, eval_every=3, test_episodes=10, progress=False)
 
 
 def test_train_fewshot_records_caches_and_is_deterministic():
@@ -386,6 +418,17 @@ def test_train_fewshot_records_caches_and_is_deterministic():
     again = fs.train_fewshot(fs.COMBOS["CE+PT+ICNN"], cache=False, **TINY)
     assert np.array_equal(again.history["loss"], run.history["loss"]) and np.array_equal(again.test_acc, run.test_acc)
     assert "test 5-way acc" in repr(run)
+
+
+def test_train_fewshot_draws_a_new_task_each_episode_and_pairs_runs_by_seed():
+    kw = dict(way=10, shot=1, iters=5, eval_every=5, test_episodes=5, progress=False)
+    a, b = fs.train_fewshot(("cross",), seed=3, **kw), fs.train_fewshot(("prototriplet",), seed=3, **kw)
+    assert a.params["data"] == "ids_noisy" and a.z_test.shape == (2000, 16)
+    assert torch.equal(a.z_test_before, b.z_test_before)                 # same seed: same initial network
+    assert a.evals["acc"][0] == b.evals["acc"][0]                          # and the same test episodes
+    s, _ = fs.episode_index(fs.load_fewshot("ids_noisy").y_train.numpy(), way=10, shot=1, query=5, episodes=5, seed=3)
+    classes = [frozenset(fs.load_fewshot("ids_noisy").y_train[row].tolist()) for row in s]
+    assert len(set(classes)) == 5                                          # five episodes, five different tasks
 
 
 def test_knobs_panel_redraws_on_each_knob():
@@ -407,7 +450,7 @@ def test_knobs_panel_redraws_on_each_knob():
 
 
 def test_training_panel_trains_compares_with_ce_and_wires_the_button():
-    panel = fs.training_panel(data="digits_zero_shot", iters=4, eval_every=2, test_episodes=5)
+    panel = fs.training_panel(data="digits_zero_shot", iters=4, eval_every=2, test_episodes=5, way=5, test_way=5)
     assert panel.state["result"]["combo"] == "CE+PT" and "vs CE" in panel.state["status"]
     button = next(c for c in panel._layout[0].children if isinstance(c, fs_button_type()))
     assert button._click_handlers.callbacks

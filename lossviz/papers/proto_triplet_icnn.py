@@ -15,10 +15,13 @@ is then a function of small distance matrices:
 * the ICNN neighbour distances (N x ipc): each point's distances to its nearest neighbours
   (:func:`icnn_neighbours`, :func:`icnn_terms`, :func:`icnn_score`, :func:`icnn_loss`).
 
-The episode sampler (:class:`EpisodeSampler`), :func:`episode_loss` (the mean of the selected
-terms, as in the official ``get_icnn_loss``), :func:`fewshot_accuracy` (accuracy on episodes of
-held-out classes), :func:`train_fewshot` (episodic training on :class:`lossviz.train.Trainer`, cached
-with :func:`lossviz.train.memo`) and the notebook's pictures and panels live here too.
+The episode samplers (:class:`EpisodeSampler`, :func:`episode_index`), :func:`episode_loss` (the
+mean of the selected terms, as in the official ``get_icnn_loss``), the lesson's data set
+(:func:`noisy_identities`: many classes, so that every training episode is a new task),
+:func:`fewshot_accuracy` (accuracy on episodes of held-out classes), :func:`margin_curve` (active
+hinges and mean hinge against the margin), :func:`train_fewshot` (episodic training on
+:class:`lossviz.train.Trainer`, cached with :func:`lossviz.train.memo`) and the notebook's pictures
+and panels live here too.
 """
 
 from __future__ import annotations
@@ -442,7 +445,10 @@ def fewshot_accuracy(z, labels, *, way: int = 5, shot: int = 1, query: int = 10,
     E, way = s_idx.shape[0], s_idx.shape[1] // shot
     with torch.no_grad():
         c = z[s_idx.to(z.device)].reshape(E, way, shot, -1).mean(dim=2)                 # E x way x D
-        d2 = (z[q_idx.to(z.device)][:, :, None, :] - c[:, None, :, :]).pow(2).sum(-1)    # E x Q x way
+        q = z[q_idx.to(z.device)]                                                        # E x Q x D
+        # ||q - c||^2 up to ||q||^2, which is the same for every prototype of a query: a batched
+        # matrix product instead of an E x Q x way x D tensor of differences
+        d2 = torch.baddbmm(c.pow(2).sum(-1)[:, None, :], q, c.transpose(1, 2), alpha=-2)  # E x Q x way
         y = torch.arange(way, device=z.device).repeat_interleave(q_idx.shape[1] // way)
         acc = (d2.argmin(dim=2) == y).double().mean(dim=1)
     return acc.cpu().numpy()
@@ -473,18 +479,32 @@ def episode_stats(z, labels, *, shot: int = 1, query: int = 10, way: int = 5, ep
 
 
 def margin_curve(z, labels, ms, *, shot: int = 1, query: int = 10, way: int = 5, episodes: int = 100,
-                 seed: int = 7) -> np.ndarray:
-    """The fraction of queries whose Proto-Triplet hinge is active (``D_own - D_nearest_wrong + m > 0``)
-    for each margin in ``ms``, over ``episodes`` episodes of ``z``: one number per margin.
-    A query counted at m = 0 is misclassified."""
+                 seed: int = 7) -> dict:
+    r"""How far the queries of ``episodes`` episodes of ``z`` sit from the Proto-Triplet margin.
+
+    With the gap :math:`g_q = D_{q,y_q} - \min_{k \ne y_q} D_{qk}` of every query (negative: the own
+    prototype is the nearer), returns, one number per margin in ``ms``:
+
+    * ``active``: the fraction of queries whose hinge is active, :math:`g_q + m > 0` (at m = 0: the
+      misclassified queries);
+    * ``hinge``: the mean hinge, :math:`\frac1Q\sum_q [g_q + m]_+` (the Proto-Triplet loss at m);
+
+    and, one number each, ``d_own`` and ``d_wrong``, the mean distances to the own and to the nearest
+    wrong prototype (the size of the embedding, in which the margin is measured).
+    """
     z = checks.as_float_tensor(z, "z (embeddings, N x D)", 2).detach()
     labels = checks.check_labels(labels, z.shape[0], z.device)
     s_idx, q_idx = episode_index(labels.cpu().numpy(), way=way, shot=shot, query=query, episodes=episodes, seed=seed)
     c = z[s_idx].reshape(episodes, way, shot, -1).mean(dim=2)
     D = ((z[q_idx][:, :, None, :] - c[:, None, :, :]).pow(2).sum(-1) + EPS).sqrt()        # E x Q x way
     own = F.one_hot(torch.arange(way, device=z.device).repeat_interleave(query), way).bool()
-    gap = D[:, own].reshape(episodes, -1) - D.masked_fill(own, math.inf).min(dim=2).values   # E x Q
-    return np.array([float((gap + checks.non_negative(m, "m") > 0).double().mean()) for m in ms])
+    d_own = D[:, own].reshape(episodes, -1)
+    d_wrong = D.masked_fill(own, math.inf).min(dim=2).values
+    gap = (d_own - d_wrong).double()                                                      # E x Q
+    ms = [checks.non_negative(m, "m") for m in ms]
+    return {"active": np.array([float((gap + m > 0).double().mean()) for m in ms]),
+            "hinge": np.array([float((gap + m).clamp(min=0).mean()) for m in ms]),
+            "d_own": float(d_own.mean()), "d_wrong": float(d_wrong.mean())}
 
 
 def project_episode(z, support, query, *, shot: int) -> tuple:
@@ -507,6 +527,47 @@ def ci95(acc) -> float:
     """Half-width of the 95% confidence interval of a mean accuracy (the official ``1.96 std/sqrt(n)``)."""
     acc = np.asarray(acc, dtype=float)
     return float(1.96 * acc.std() / math.sqrt(len(acc)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Data: many identities, so that every training episode is a different task
+# ------------------------------------------------------------------------------------------------
+
+def noisy_identities(n_noise: int = 32, noise_std: float = 1.0, *, n_ids: int = 400, n_per_id: int = 20,
+                     n_train: int = 300, seed: int = 0):
+    """The package's synthetic identities (:func:`lossviz.data.identities`: 32 features, training on
+    identities ``0 .. n_train-1``, testing on the others, never seen in training) with ``n_noise``
+    extra features of pure Gaussian noise (std ``noise_std``) appended to every sample.
+
+    Why the noise: on the clean features nearest-prototype classification of unseen identities is
+    already close to perfect, so there is nothing for a network to learn.  Nuisance features, which
+    vary from sample to sample but say nothing about the identity, are what makes raw pixels a poor
+    metric for real images; a network can learn from the training identities to ignore them, and
+    that skill carries over to new identities.  Deterministic (numpy generator seeded with ``seed``).
+    """
+    from ..data import Split, identities
+
+    checks.integer(n_noise, "n_noise", 0)
+    noise_std = checks.non_negative(noise_std, "noise_std")
+    base = identities(n_ids, n_per_id, n_train=n_train, seed=seed)
+    rng = np.random.default_rng([seed, 3])
+    noise = lambda n: torch.as_tensor(rng.normal(0.0, noise_std, (n, n_noise)), dtype=torch.float32)  # noqa: E731
+    return Split("ids_noisy", torch.cat([base.x_train, noise(len(base.x_train))], dim=1), base.y_train,
+                 torch.cat([base.x_test, noise(len(base.x_test))], dim=1), base.y_test,
+                 f"synthetic identities + {n_noise} noise features (std {noise_std:g}): train on {n_train} "
+                 f"identities, test on {n_ids - n_train} unseen ({n_per_id} samples each)")
+
+
+#: The few-shot lessons' own data set, next to :data:`lossviz.data.DATASETS`.
+FEWSHOT_DATA = {"ids_noisy": noisy_identities}
+
+
+def load_fewshot(name: str):
+    """A data split by name: :data:`FEWSHOT_DATA`, or any name :func:`lossviz.data.load` knows.
+    Remembered (:func:`lossviz.train.memo`), so the many runs of a lesson build it once."""
+    from ..data import load
+
+    return memo("fewshot_data", {"name": name}, lambda: FEWSHOT_DATA[name]() if name in FEWSHOT_DATA else load(name))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -549,13 +610,15 @@ def embedder(x: torch.Tensor, dim: int) -> torch.nn.Module:
     return model_for(x, dim, normalize=False)
 
 
-def train_fewshot(terms=("cross",), *, data: str = "mnist1d_unseen", way: int = 5, shot: int = 1,
+def train_fewshot(terms=("cross",), *, data: str = "ids_noisy", way: int = 10, shot: int = 1,
                   query: int = 5, dim: int = 16, iters: int = 300, lr: float = 1e-3, T: float = 1.0,
-                  m: float = 0.5, k: int = 4, weights=None, seed: int = 0, test_way: int = 5,
+                  m: float = 0.5, k: int = 4, weights=None, seed: int = 0, test_way: int = 10,
                   test_shot: int | None = None, test_query: int = 10, test_episodes: int = 300,
                   eval_every: int = 50, progress=True, cache: bool = True) -> FewShotRun:
-    """Episodic training on the training classes of ``data``, evaluation on episodes of its test
-    classes (never seen in training).  Adam at ``lr``; one episode per iteration.
+    """Episodic training on the training classes of ``data`` (:func:`load_fewshot`), evaluation on
+    episodes of its test classes (never seen in training).  Adam at ``lr``; one episode per
+    iteration, ``way`` classes drawn at random from all training classes (all training episodes are
+    drawn at once from ``seed``).
 
     Records per iteration the total loss, each term, the training-episode accuracy and the fraction
     of queries whose Proto-Triplet hinge is active; before training, every ``eval_every``
@@ -574,14 +637,16 @@ def train_fewshot(terms=("cross",), *, data: str = "mnist1d_unseen", way: int = 
 
 
 def _train_fewshot(p: dict, progress) -> FewShotRun:
-    from ..data import load
-
-    split = load(p["data"])
+    split = load_fewshot(p["data"])
     trainer = Trainer(lambda: embedder(split.x_train, p["dim"]), lr=p["lr"], seed=p["seed"])
     net = trainer.model
-    sampler = EpisodeSampler(split.y_train.numpy(), p["way"], p["shot"], p["query"], seed=p["seed"])
-    index = episode_index(split.y_test.numpy(), way=p["test_way"], shot=p["test_shot"], query=p["test_query"],
-                          episodes=p["test_episodes"])
+    train_s, train_q = episode_index(split.y_train.numpy(), way=p["way"], shot=p["shot"], query=p["query"],
+                                     episodes=p["iters"], seed=p["seed"])
+    lab = torch.arange(p["way"])
+    y_s, y_q = lab.repeat_interleave(p["shot"]), lab.repeat_interleave(p["query"])
+    test = dict(way=p["test_way"], shot=p["test_shot"], query=p["test_query"], episodes=p["test_episodes"])
+    index = memo("fewshot_test_episodes", dict(data=p["data"], **test),           # the same for every run
+                 lambda: episode_index(split.y_test.numpy(), **test))
     tested = []                                    # (test embeddings, accuracy per test episode) of each evaluation
 
     def evaluate() -> dict:
@@ -590,15 +655,14 @@ def _train_fewshot(p: dict, progress) -> FewShotRun:
         return {"acc": float(tested[-1][1].mean())}
 
     def step(it: int) -> dict:
-        ep = sampler.sample()
-        z = net(split.x_train[torch.cat([ep.support, ep.query])])
-        z_s, z_q = z[:len(ep.support)], z[len(ep.support):]
-        loss, parts, D = episode_loss(z_s, ep.y_support, z_q, ep.y_query, terms=p["terms"], weights=p["weights"],
+        z = net(split.x_train[torch.cat([train_s[it - 1], train_q[it - 1]])])
+        z_s, z_q = z[:len(y_s)], z[len(y_s):]
+        loss, parts, D = episode_loss(z_s, y_s, z_q, y_q, terms=p["terms"], weights=p["weights"],
                                       T=p["T"], m=p["m"], k=p["k"])
         trainer.update(loss)
         D = D.detach()
-        return {"loss": loss, **parts, "train_acc": episode_accuracy(D, ep.y_query),
-                "active": float(active_queries(D, ep.y_query, p["m"]).double().mean())}
+        return {"loss": loss, **parts, "train_acc": episode_accuracy(D, y_q),
+                "active": float(active_queries(D, y_q, p["m"]).double().mean())}
 
     history, evals, seconds = trainer.run(step, p["iters"], evaluate=evaluate, eval_every=p["eval_every"],
                                           desc="+".join(p["terms"]), progress=progress)
@@ -807,7 +871,7 @@ def knobs_panel(*, way: int = 5, shot: int = 1, query: int = 4, seed: int = 0):
     return Panel(controls, fig, draw)
 
 
-def training_panel(*, data: str = "mnist1d_unseen", iters: int = 300, autorun: bool = True, **fixed):
+def training_panel(*, data: str = "ids_noisy", iters: int = 300, autorun: bool = True, **fixed):
     """A Train button over :func:`train_fewshot`: the loss combination, shot, margin, ICNN k and
     seed; draws the test-episode accuracy and the PT-active fraction against iterations, next to
     the CE baseline of the same setting (both cached)."""
