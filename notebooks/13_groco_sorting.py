@@ -34,13 +34,15 @@
 # negatives, and its gradient concentrates on the items near the positive/negative boundary.
 #
 # In this notebook you will build the sorting network, watch its permutation sharpen as the *steepness* grows,
-# compare GroCo's pair weights with InfoNCE's on the same batch, train GroCo and SimCLR on digits at equal budget,
-# and see which part of the paper's claim survives at this scale.
+# compare GroCo's pair weights with InfoNCE's on the same batch, train GroCo, SimCLR and the official repository's
+# control (SimCLR over each anchor's 10 hardest negatives, with stop-grad) on digits at equal budget over 8 paired
+# seeds, and see which part of the paper's claim survives at this scale, and whether the sorting is what carries it.
 
 # %% [markdown]
 # ## Setup
 #
-# One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains one seed instead of three).
+# One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains four paired seeds instead of
+# eight).
 
 # %%
 import inspect
@@ -56,11 +58,11 @@ from lossviz import augment, data, metrics, plots
 from lossviz import contrastive as C
 from lossviz.papers import groco as SO
 from lossviz import train as T
-from lossviz.metrics import knn_accuracy
+from lossviz.metrics import paired_difference
 
 FAST = T.setup(seed=0)
 EPOCHS = 30
-SEEDS = (0,) if FAST else (0, 1, 2)
+SEEDS = tuple(range(4 if FAST else 8))                  # paired: every method trains on each seed
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
 # %% [markdown]
@@ -308,9 +310,17 @@ assert float(G.sum(1).abs().max()) < 1e-15 and int((G != 0).sum(1).max()) == 1 +
 # as its first positive slides from −1 to 1. Things to try:
 # - Steepness from 0.1 to 1000. The loss curve turns from an almost flat line into a step at the hardest negative.
 # - Top-$k$ = 1. Only the hardest negative is ranked, and the gradient sits on it alone.
-# - Steepness 1000, then top-$k$ = 1. At high steepness the push sits on the two hardest negatives, with opposite
-#   signs (the non-monotone artefact), and a positive far below the boundary gets little pull: the Cauchy tail
-#   makes $-\log p^+$ grow only like $\log(\beta\,d)$ with the distance $d$.
+# - Steepness 1000 with top-$k$ = 10. $P^{soft}$ is almost the hard permutation, and the push sits on the two
+#   hardest negatives alone, with opposite signs: the hardest is pushed away, the second is *pulled* in (the
+#   non-monotone artefact of section 3). The other eight get almost nothing.
+# - Then top-$k$ = 1 at steepness 1000. One comparator is left, so there is no artefact, and the push on the
+#   hardest negative equals the pull on the positive. The positive sits $d = 0.4$ below that negative. The
+#   comparator puts it on top with probability $F(-\beta d) \approx 1/(\pi\beta d)$ (the Cauchy tail), and
+#   the anchor's loss is $-\log F(-\beta d) \approx \log(\pi\beta d)$. Its slope, the pull, is about
+#   $1/d = 2.5$ **whatever the steepness**: from steepness 100 to 1000 the loss grows, but the pull stays the
+#   same (checked below). It is also much larger than the pull at top-$k$ = 10. A positive further below gets
+#   *less* pull, because $1/d$ shrinks. With the logistic relaxation the loss is about $\beta d$, and the pull
+#   is β.
 # - Switch the relaxation to logistic at steepness 20. Its light tails give the far negatives exactly zero weight,
 #   while the positive's loss grows *linearly* as it slides down ($-\log$ of a logistic tail is linear), so its
 #   pull stays large. Petersen et al. (ICLR 2022) prefer the Cauchy for another reason: with it the relaxed sort is
@@ -326,44 +336,91 @@ soft_loss = sort_panel.state["loss"]
 sort_panel.controls["steepness"].value = 1000
 assert float(sort_panel.state["P"].max()) > 0.9
 assert sort_panel.state["loss"] > soft_loss             # nearly hard: the positive's violations count fully
+push, pull_top10 = sort_panel.state["g_neg"], float(-sort_panel.state["g_pos"].sum())
+two = push.abs().topk(2)                                # the two largest |dℓ/ds| among the negatives
+assert float(push[two.indices].prod()) < 0 and float(two.values.sum()) > 0.99 * float(push.abs().sum())
 sort_panel.controls["topk_neg"].value = 1
 assert int((sort_panel.state["g_neg"] != 0).sum()) == 1
+pull = {}
+for beta in (100, 1000):                                # top-1: the pull is ~1/d at any large steepness
+    sort_panel.controls["steepness"].value = beta
+    pull[beta] = (float(-sort_panel.state["g_pos"].sum()), sort_panel.state["loss"])
+d = 0.9 - 0.5                                           # the hardest negative minus the positive
+print(f"top-10, steepness 1000: pushes on the two hardest negatives {push[two.indices].numpy().round(3)}, "
+      f"pull {pull_top10:.3f} | top-1: " + ", ".join(f"steepness {b}: loss {l:.3f}, pull {g:.3f}"
+                                                  for b, (g, l) in pull.items()) + f" | 1/d = {1 / d:.3f}")
+assert all(abs(g * d - 1) < 0.01 for g, _ in pull.values()) and pull[1000][1] > pull[100][1] + 2
+assert pull[1000][0] > 5 * pull_top10
 sort_panel.controls["steepness"].value, sort_panel.controls["topk_neg"].value = 1.0, 10
 
 # %% [markdown]
-# ## 5. A real training run: GroCo against SimCLR on digits, at equal budget
+# ## 5. A real training run: GroCo against SimCLR and the official control on digits, at equal budget
 #
 # **Protocol** (notebook 09's digits two-view kit). scikit-learn's digits with lossviz's stratified 50/50 split
 # (898 train / 899 test images), two random views per image, batches of 128 images, Adam (lr 1e-3),
-# 30 epochs (210 steps), the same network and the same augmentations for both losses. Labels are used only to
-# evaluate.
+# 30 epochs (210 steps), the same network and the same augmentations for every loss. Labels are used only to
+# evaluate. Each loss trains on the same 8 seeds (paired: seed $s$ gives every loss the same initial network and
+# the same batches of images).
 # - **GroCo** with the official defaults: steepness 1, top-10 negatives of the anchor's view, Cauchy relaxation,
 #   odd-even network, stop-grad.
-# - **SimCLR**: NT-Xent with τ = 0.1 on all $2B - 2$ negatives, no stop-grad.
+# - **SimCLR**: NT-Xent with τ = 0.1 (the official SimCLR baseline's value) on all $2B - 2$ negatives, no stop-grad.
+# - **The official control**: NT-Xent in which each anchor keeps only its **10 most similar negatives** (from both
+#   views), with **stop-grad**, at τ = 0.5, as in the repository's
+#   `configs/baselines/simclr_2views_top10neg_stop_grad.yaml`. GroCo differs from SimCLR in two ways: it sorts
+#   instead of taking a softmax, and it looks only at the hardest negatives, moving only the anchor. The control
+#   keeps the second difference and drops the first. If the control does as well as GroCo, the gain comes from the
+#   selection of negatives, not from the sorting.
 #
 # **Network.** An MLP encoder 64 → 128 → 128 (the representation $h$) and a projector to a 32-d $z$ that follows the
 # official projection head in miniature: Linear → BatchNorm → ReLU → Linear → **BatchNorm without affine**. The
 # last BatchNorm centres the views of a batch, which GroCo needs (section 7 shows what happens without it).
 #
-# **Metrics**, on the test split: MAP@R and Recall@1 of $z$, MAP@R of $h$, and the 20-NN accuracy of $h$ (the
-# paper's k-NN protocol, with a majority vote, against the training images). During training we also record, per
-# batch, the **ordering accuracy**: the fraction of anchors whose positive is more similar than *every* negative of
-# its view. This is the hard constraint that GroCo relaxes.
+# **Metrics**, on the test split: MAP@R and Recall@1 of $z$, MAP@R of $h$, and the 20-NN accuracy of $h$ against
+# the training images. The k-NN follows the paper's evaluator: each of the 20 nearest training images votes for its
+# class with weight $e^{s/0.07}$, where $s$ is its cosine similarity (`SO.weighted_knn_accuracy`). At this
+# temperature a neighbour 0.05 more similar counts twice as much, so this is not a majority vote. During training
+# we also record, per batch, the **ordering accuracy**: the fraction of anchors whose positive is more similar than
+# *every* negative of its view. This is the hard constraint that GroCo relaxes.
+#
+# **The control's loss, from formula to code.** For each positive pair $(i, p)$, with $T_i$ the 10 negatives most
+# similar to anchor $i$:
+# $\ell_{ip} = -\log \dfrac{e^{s_{ip}/\tau}}{e^{s_{ip}/\tau} + \sum_{n \in T_i} e^{s_{in}/\tau}}$.
+# The choice of $T_i$ passes no gradient, and stop-grad comes from building $S$ with `SO.anchor_similarity`, as for
+# GroCo. Two properties of the loss, checked on the raw-pixel batch of section 2: with every negative kept it is
+# NT-Xent, and its pair weights sit on the positive and the 10 chosen negatives of each anchor.
 
-# %% tags=["nbval-ignore-output"]
-runs = {s: {loss: SO.train_groco(loss, epochs=EPOCHS, seed=s, **knobs)
-            for loss, knobs in (("groco", {}), ("nt_xent", dict(tau=0.1)))} for s in SEEDS}
-for s, pair in runs.items():
-    for run in pair.values():
-        print(f"seed {s}: {run!r} ({run.seconds:.1f} s) | MAP@R(z) at step 0: {run.evals['map_at_r'][0]:.3f}")
-assert all(np.isfinite(r.history["loss"]).all() for pair in runs.values() for r in pair.values())
-assert all(r.final("map_at_r") > r.evals["map_at_r"][0] + 0.05 for pair in runs.values() for r in pair.values())
+# %%
+print(inspect.getsource(SO.topk_nt_xent_loss).split('"""')[-1])
+every = SO.topk_nt_xent_loss(S, y, tau=0.5, topk_neg=2 * B - 2)
+W_ctrl = lv.pair_weights(SO.topk_nt_xent_loss, S, y)
+assert torch.allclose(every, lv.nt_xent_loss(S, y, tau=0.5), atol=1e-12) and (W_ctrl != 0).sum(1).eq(1 + 10).all()
 
 # %% [markdown]
-# **Learning curves** (seed 0). The two losses live on different scales, so each is divided by its first value.
-# NT-Xent starts near $\log(2B-1) \approx 5.5$ and falls steadily. GroCo at steepness 1 barely moves (less than
-# 20 % below its start, checked below; $\S$3: its value is bounded away from 0 on cosines). Yet both raise the
-# ordering accuracy and MAP@R well above their start. A loss that "does not go down" can still train well.
+# **Training.** Three losses on 8 seeds: 24 runs of a few seconds each. Seed 0 is evaluated every 5 epochs for
+# the learning curves below; the other seeds at the start and at the end.
+
+# %% tags=["nbval-ignore-output"]
+METHODS = ("groco", "nt_xent", "topk_nt_xent")         # each with its official knobs (SO.DEFAULT_TAU for the τ's)
+runs = {s: {loss: SO.train_groco(loss, epochs=EPOCHS, seed=s, eval_every=5 if s == 0 else EPOCHS, progress=False)
+            for loss in METHODS} for s in SEEDS}
+for run in runs[0].values():
+    print(f"seed 0: {run!r} ({run.seconds:.1f} s)")
+print("MAP@R(z) at the start -> at the end, seeds " + ", ".join(map(str, SEEDS)))
+for loss in METHODS:
+    print(f"  {SO.NAMES[loss]:26s}" + " ".join(f"{runs[s][loss].evals['map_at_r'][0]:.3f}->{runs[s][loss].final('map_at_r'):.3f}"
+                                             for s in SEEDS))
+assert all(np.isfinite(r.history["loss"]).all() for trio in runs.values() for r in trio.values())
+# every run learns: its best checkpoint is not step 0, and it ends well above its start
+assert all(np.argmax(r.evals["map_at_r"]) > 0 and r.final("map_at_r") > r.evals["map_at_r"][0] + 0.05
+           for trio in runs.values() for r in trio.values())
+
+# %% [markdown]
+# **Learning curves** (seed 0). The three losses live on different scales, so each is divided by its first value.
+# SimCLR's NT-Xent starts near $\log(2B-1) \approx 5.5$ and falls steadily. The control's starts near
+# $\log 11 \approx 2.4$ (a positive and 10 negatives) and falls less: its 10 negatives are by construction the
+# hardest ones, so they stay close to the anchor. GroCo at steepness 1 barely moves (less than 20 % below its
+# start, checked below; $\S$3: its value is bounded away from 0 on cosines). Yet all three raise the ordering accuracy and MAP@R
+# well above their start. A loss that "does not go down" can still train well.
 
 # %% tags=["nbval-ignore-output"]
 fig, axes = plots.new_figure(3, width=4.4, height=3.5)
@@ -378,16 +435,17 @@ axes[0, 2].set(xlabel="iteration", ylabel="MAP@R", title="test MAP@R of z")
 axes[0, 2].legend(loc="lower right")
 first_last = {n: (r.history["loss"][:20].mean(), r.history["loss"][-20:].mean()) for n, r in runs[0].items()}
 print({n: f"{b / a:.3f}" for n, (a, b) in first_last.items()}, "(mean loss of the last 20 steps / first 20)")
-(g0, g1), (n0, n1) = first_last["groco"], first_last["nt_xent"]
-assert g1 > 0.8 * g0 and n1 < 0.8 * n0                  # GroCo's loss barely moves, NT-Xent's falls
+(g0, g1), (n0, n1), (c0, c1) = (first_last[m] for m in METHODS)
+assert g1 > 0.8 * g0 and n1 < 0.8 * n0 and c1 < 0.95 * c0     # GroCo's loss barely moves, the NT-Xents' fall
 assert all(r.history["order_acc"][-20:].mean() > r.history["order_acc"][:20].mean() for r in runs[0].values())
 fig
 
 # %% [markdown]
-# **Train it yourself.** Choose the loss, the steepness, the top-$k$, the relaxation, the number of views, stop-grad,
-# τ for NT-Xent, the epochs and the seed, then press *Train*. A GroCo run takes a few seconds for 30 epochs, and a
-# setting already trained comes back at once from the cache. The grey dashed lines are the seed-0 SimCLR run. Ideas:
-# steepness 20, top-$k$ 1, four views, stop-grad off.
+# **Train it yourself.** Choose the loss (GroCo, SimCLR or the control), the steepness, the top-$k$, the relaxation,
+# the number of views, stop-grad, τ for the two NT-Xents (choosing a loss sets τ to its official value), the epochs
+# and the seed, then press *Train*. A GroCo run takes a few seconds for 30 epochs, and a setting already trained comes
+# back at once from the cache. The grey dashed lines are the seed-0 SimCLR run. Ideas: steepness 20, top-$k$ 1, four
+# views, stop-grad off, the control with top-$k$ 1.
 
 # %% tags=["nbval-ignore-output"]
 train_panel = SO.training_panel(reference_runs={"SimCLR, seed 0": runs[0]["nt_xent"]}, epochs=EPOCHS)
@@ -401,47 +459,74 @@ train_panel
 # competitive in linear probing, and is better than comparable methods in k-NN accuracy (ImageNet, ResNet-50,
 # 100–800 epochs).
 #
-# **What we can check here.** The same comparison in miniature: GroCo against SimCLR at equal budget, three seeds,
-# on the test retrieval metrics. Before running it we picked MAP@R of $z$ as the metric that decides, because it is
-# the one that digits does not saturate. Raw pixels already reach Recall@1 0.99 and a 20-NN accuracy of 0.95 (more
-# than either loss reaches after training, on the seed mean: checked below), but only MAP@R 0.52.
+# **What we can check here.** The same comparison in miniature: GroCo against SimCLR at equal budget on 8 paired
+# seeds, and against the official control, which tells the sorting apart from the selection of hard negatives.
+# Before running it we picked MAP@R of $z$ as the metric that decides, because it is the one that digits does not
+# saturate. Raw pixels already reach Recall@1 0.99 and a weighted 20-NN accuracy of 0.96 (more than any of the
+# three losses reaches after training, on the seed mean: checked below), but only MAP@R 0.52. A reviewer who
+# reran this notebook found GroCo ahead of SimCLR on Recall@1 of $z$ on three seeds, so we report R@1(z) too,
+# marked as a metric not chosen in advance.
 
 # %% tags=["nbval-ignore-output"]
 metric_names = {"map_at_r": "MAP@R(z)", "map_at_r_h": "MAP@R(h)", "recall_at_1": "R@1(z)", "knn": "20-NN(h)"}
-table = {(loss, key): np.array([runs[s][loss].final(key) for s in SEEDS]) for loss in SO.LOSSES for key in metric_names}
+table = {(loss, key): np.array([runs[s][loss].final(key) for s in SEEDS]) for loss in METHODS for key in metric_names}
 raw_r1, raw_map = T.baselines("digits")["raw"]
-raw_knn = knn_accuracy(digits.x_train, digits.y_train, digits.x_test, digits.y_test, k=20)
-print(f"{'':18s}" + "".join(f"{v:>18s}" for v in metric_names.values()))
-for loss in SO.LOSSES:
-    print(f"{SO.NAMES[loss]:18s}" + "".join(f"{table[loss, key].mean():11.3f} ± {table[loss, key].std():.3f}"
+raw_knn = SO.weighted_knn_accuracy(digits.x_train, digits.y_train, digits.x_test, digits.y_test)
+print(f"{len(SEEDS)} seeds, mean ± standard deviation".ljust(28) + "".join(f"{v:>18s}" for v in metric_names.values()))
+for loss in METHODS:
+    print(f"{SO.NAMES[loss]:28s}" + "".join(f"{table[loss, key].mean():11.3f} ± {table[loss, key].std():.3f}"
                                             for key in metric_names))
-diff = table["groco", "map_at_r"] - table["nt_xent", "map_at_r"]
-print(f"GroCo - SimCLR, MAP@R(z) per seed: {diff.round(4)}")
 print(f"raw pixels: R@1 {raw_r1:.3f}, MAP@R {raw_map:.3f}, 20-NN {raw_knn:.3f}")
-assert all(table[loss, "recall_at_1"].max() < raw_r1 and table[loss, "knn"].mean() < raw_knn for loss in SO.LOSSES)
+assert all(table[loss, "recall_at_1"].max() < raw_r1 and table[loss, "knn"].mean() < raw_knn for loss in METHODS)
 
 # %% [markdown]
-# The verdict on the metric we chose in advance, written from the numbers above. We call two losses **tied** when
-# their mean paired difference stays within ±0.02 MAP@R, a margin wider than the seed-to-seed spread of these runs
-# (the ± column of the table; checked).
+# **The verdicts.** `lv.metrics.paired_difference(a, b)` takes one number per seed for each method, and looks at
+# the per-seed differences $a - b$: their mean, its standard error (se), on how many seeds $a$ is ahead, and a
+# verdict: *ahead* when the mean is more than 2 se above 0, *behind* when it is more than 2 se below, *a tie*
+# otherwise (the difference is inside the seed-to-seed noise). Pairing removes the part of the noise that the
+# seed gives both methods (the initial network, the batches).
+#
+# The asserts check the verdict itself on the 8 seeds: a gain more than two standard errors above 0. (The gains
+# measured here sit 3.5–5 standard errors above 0, also with the other math kernels of the second test pass, so
+# the margin holds on another CPU.) With `LOSSVIZ_FAST=1` only 4 seeds train, and the assert asks for one standard
+# error: 4 seeds are too few to ask more of.
 
 # %% tags=["nbval-ignore-output"]
-spread = max(float(table[loss, "map_at_r"].std()) for loss in SO.LOSSES)
-r1_gap = table["groco", "recall_at_1"] - table["nt_xent", "recall_at_1"]
-display(Markdown(f"GroCo − SimCLR on MAP@R(z): **{diff.mean():+.4f}** on the mean of {len(SEEDS)} paired seeds "
-                 f"(per seed: {', '.join(f'{d:+.4f}' for d in diff)}; seed spread up to ±{spread:.3f}): a tie. "
-                 f"On Recall@1(z), not chosen in advance, GroCo − SimCLR is {r1_gap.mean():+.3f} on the mean."))
-assert spread < 0.02 and abs(diff.mean()) < 0.02     # parity: no gap beyond the tie margin, in either direction
+SHORT = {"groco": "GroCo", "nt_xent": "SimCLR", "topk_nt_xent": "control"}
+PAIRS = (("groco", "nt_xent"), ("topk_nt_xent", "nt_xent"), ("groco", "topk_nt_xent"))
+verdicts = {(key, a, b): paired_difference(table[a, key], table[b, key])
+            for key in ("map_at_r", "recall_at_1") for a, b in PAIRS}
+for (key, a, b), v in verdicts.items():
+    print(f"{metric_names[key]:9s} {SHORT[a] + ' - ' + SHORT[b]:18s} {v}")
+chosen, chosen_ctrl, chosen_extra = (verdicts["map_at_r", a, b] for a, b in PAIRS)
+gain, recovered, extra = (verdicts["recall_at_1", a, b] for a, b in PAIRS)
+share = recovered.mean / gain.mean                     # the part of GroCo's R@1 gain that the control also gets
+display(Markdown(
+    f"**On MAP@R(z), chosen in advance:** GroCo − SimCLR = {chosen.mean:+.4f} ± {chosen.se:.4f} (mean ± se), GroCo "
+    f"ahead on {chosen.wins} of {chosen.n} seeds: **{chosen.verdict}**. On the same metric the control − SimCLR is "
+    f"{chosen_ctrl.mean:+.4f} ± {chosen_ctrl.se:.4f} (**{chosen_ctrl.verdict}**) and GroCo − control is "
+    f"{chosen_extra.mean:+.4f} ± {chosen_extra.se:.4f} (**{chosen_extra.verdict}**). "
+    f"**On R@1(z):** GroCo − SimCLR = {gain.mean:+.4f} ± {gain.se:.4f} ({gain.wins} of {gain.n} seeds): "
+    f"**{gain.verdict}**. The control − SimCLR = {recovered.mean:+.4f} ± {recovered.se:.4f} ({recovered.wins} of "
+    f"{recovered.n}): **{recovered.verdict}**. So the control, with no sorting at all, recovers **{share:.0%}** "
+    f"of GroCo's R@1 gain over SimCLR; what is left, GroCo − control = {extra.mean:+.4f} ± {extra.se:.4f} "
+    f"({extra.wins} of {extra.n}), is **{extra.verdict}**."))
+assert all(v.n == len(SEEDS) and np.isfinite(v.se) for v in verdicts.values())
+K_SE = 1 if FAST else 2                                # the verdict's 2 se on 8 seeds (1 se on FAST's 4)
+assert gain.mean > K_SE * gain.se and recovered.mean > K_SE * recovered.se   # GroCo and the control gain R@1
 
 # %% [markdown]
 # **What holds, what does not.**
-# - *The claimed advantage does not show here.* On MAP@R of $z$, the metric we chose in advance, the mean paired
-#   difference stays inside the tie margin (printed and checked above), so at this scale we call it **parity**: a
-#   tie, not a win for either loss.
-#   The other metrics are close to their ceilings on digits, so their small differences (in the table) say little.
-#   We did not choose Recall@1 in advance, and raw pixels beat both losses on it by far, so we read nothing into
-#   it. This is a 64-pixel data set with a small MLP and 30 epochs, without ImageNet's neighbourhood structure.
-#   The paper's gains are 1–3 k-NN points after 100+ epochs on ImageNet.
+# - *On the metric chosen in advance, MAP@R of $z$,* the verdict of GroCo against SimCLR is printed above, from the
+#   8 seeds; we assert no direction on it. The paper's gains are 1–3 k-NN points after 100+ epochs of a ResNet-50
+#   on ImageNet; this is a 64-pixel data set, a small MLP and 30 epochs. The 20-NN accuracy and MAP@R of $h$ sit
+#   close to their ceilings on digits, so their small differences (in the table) say little.
+# - *On Recall@1 of $z$,* GroCo gains over SimCLR (asserted above by more than two standard errors). But the official
+#   control gains too (asserted the same way), and it has no sorting network at all: it only keeps GroCo's choice
+#   of the 10 hardest negatives and its stop-grad. The printed share is how much of GroCo's gain that choice alone
+#   recovers, and the GroCo − control verdict is what the sorting adds on top of it. The paper compares GroCo with
+#   plain SimCLR; only the control separates the two ingredients. Raw pixels beat all three losses on R@1, so even
+#   this metric measures less than it seems.
 # - *The mechanism does show.* We assert it on measured numbers instead:
 #   1. on the trained GroCo network, for the anchors of a fresh test batch, the loss in the hard limit (steepness
 #      $10^6$, steep enough that even small gaps between trained similarities are sorted almost hard) is ~0
@@ -460,9 +545,10 @@ with torch.no_grad():
 rows, k_ = SO.groco_rows(lv.similarity(z_test), augment.two_view_labels(128))
 ok = rows[:, k_] > rows[:, k_ - 1]
 hard_loss = SO.group_ordering_loss(rows, k_, steepness=1e6, reduction="none")
-half = {}
-for beta in (1.0, 5.0):
-    g_neg = torch.stack([SO.anchor_groco_weights(r[k_:], r[:k_], steepness=beta)[1] for r in rows])
+half, leaf = {}, rows.clone().requires_grad_(True)
+for beta in (1.0, 5.0):                       # rows are independent: one backward gives every row's dℓ/ds
+    (g_rows,) = torch.autograd.grad(SO.group_ordering_loss(leaf, k_, steepness=beta, reduction="none").sum(), leaf)
+    g_neg = g_rows[:, :k_]                                          # the negatives, ascending
     half[beta] = g_neg[:, k_ // 2:].sum(1) / g_neg.sum(1)          # share of the push on the 5 hardest negatives
 print(f"test anchors ordered: {float(ok.double().mean()):.3f} | hard loss: ordered max "
       f"{float(hard_loss[ok].max()):.1e}, others min {float(hard_loss[~ok].min()):.2f}")
@@ -544,10 +630,11 @@ except ValueError as err:
 # 2. **More views.** With $V = 4$ every anchor has three positives, and GroCo ranks them as a group. Train GroCo and
 #    SimCLR (its multi-positive NT-Xent) with `views=4` at the same number of epochs. Does the gap change? *Hint:*
 #    each step now costs twice as many forward passes; compare at equal epochs *and* at equal time.
-# 3. **SimCLR with GroCo's selection.** The official repository also has a SimCLR baseline with only the top-10
-#    negatives and stop-grad. Write it as `loss(S, labels)` and train it. Is it the sorting or the selection of
-#    hard negatives that matters here? *Hint:* `C.hard_nt_xent_loss(S, labels, tau=0.5, frac=...)` keeps a fraction of
-#    the negatives; build $S$ with `SO.anchor_similarity` for the stop-grad.
+# 3. **Take the control apart.** The control differs from SimCLR in three knobs: the top-10 negatives, stop-grad and
+#    τ = 0.5. Change one at a time (`SO.train_groco("topk_nt_xent", stop_grad=False)`, `topk_neg=254` to keep every
+#    negative, `tau=0.1`) on the 8 seeds of section 5, and compare each with SimCLR and with the control on R@1(z).
+#    Which knob carries the gain? *Hint:* `paired_difference(a, b)` on the per-seed finals; a run costs about two
+#    seconds.
 # 4. **Bitonic against odd-even.** Time `SO.groco_loss` with `network="bitonic"` for `topk_neg` = 10 and 60, and
 #    compare the losses at steepness 1. Then check that both networks give the hard permutation at a large steepness.
 #    *Hint:* `SO.hard_permutation(x)`. The two networks compare different pairs, so at a finite steepness they smear
@@ -561,9 +648,12 @@ except ValueError as err:
 #   positives land in the top ranks. The loss is ~0 exactly when they outrank the negatives (at high steepness). Its
 #   pair weights sum to zero per anchor (pull = push), sit only on the positives and the top-$k$ negatives, and
 #   concentrate near the boundary. At high steepness they can be non-monotone.
-# - On digits at equal budget, GroCo and SimCLR reach the same retrieval quality (MAP@R of $z$ tied over three paired
-#   seeds, inside a ±0.02 margin). The paper's k-NN advantage does not show at this scale, but the mechanism does.
-#   GroCo needs a projector that does not start collapsed (the official head's final BatchNorm).
+# - On digits at equal budget and 8 paired seeds, section 6 prints the verdicts of GroCo against SimCLR and against
+#   the official control (NT-Xent over the top-10 negatives with stop-grad). On R@1 of $z$ GroCo gains over SimCLR,
+#   and the control, which has no sorting, gains too: the printed share says how much of GroCo's gain the choice of
+#   hard negatives alone explains. The sorting mechanism itself shows on trained rows: the loss measures the
+#   ordering and the push sits near the boundary. GroCo needs a projector that does not start collapsed (the
+#   official head's final BatchNorm).
 #
 # **References.** Shvetsova, Petersen, Kukleva, Schiele, Kuehne, *Learning by Sorting: Self-supervised Learning with
 # Group Ordering Constraints*, ICCV 2023. Petersen, Borgelt, Kuehne, Deussen, *Differentiable Sorting Networks for

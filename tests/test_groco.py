@@ -325,6 +325,102 @@ def test_half_precision_and_bad_input():
 
 
 # ------------------------------------------------------------------------------------------------
+# The official control (NT-Xent over the top-k negatives, stop-grad) and the weighted k-NN
+# ------------------------------------------------------------------------------------------------
+
+def loop_topk_nt_xent(S, labels, tau, k):
+    """For each positive pair (i, p): -log e^{S_ip/tau} / (e^{S_ip/tau} + sum over i's k most similar
+    negatives of e^{S_in/tau}), averaged over the pairs (one scalar at a time)."""
+    n, terms = len(labels), []
+    for i in range(n):
+        negs = sorted((S[i, j] for j in range(n) if labels[j] != labels[i]), key=lambda s: float(s.detach()))[-k:]
+        for p in range(n):
+            if p != i and labels[p] == labels[i]:
+                den = torch.exp(S[i, p] / tau) + sum(torch.exp(s / tau) for s in negs)
+                terms.append(-torch.log(torch.exp(S[i, p] / tau) / den))
+    return sum(terms) / len(terms)
+
+
+@pytest.mark.parametrize("B, V, k, tau", [(6, 2, 3, 0.5), (5, 2, 1, 0.1), (4, 3, 5, 0.5), (4, 2, 6, 0.2)])
+def test_topk_nt_xent_equals_the_loop_reference(B, V, k, tau):
+    S, y = views_batch(B, V, seed=10)
+    value, grad = value_and_grad(SO.topk_nt_xent_loss, S, y, tau=tau, topk_neg=k)
+    leaf = S.clone().requires_grad_(True)
+    ref = loop_topk_nt_xent(leaf, y.tolist(), tau, k)
+    (ref_grad,) = torch.autograd.grad(ref, leaf)
+    torch.testing.assert_close(value, ref.detach(), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, atol=1e-12, rtol=1e-10)
+
+
+def test_topk_nt_xent_is_the_official_recipe_and_nt_xent_with_every_negative():
+    """The official NT_Xent(topk_neg=k): per anchor the row [positive, top-k of the other 2N - 2],
+    cross-entropy with target 0, summed and divided by 2N."""
+    B, k, tau = 8, 3, 0.5
+    S, y = views_batch(B, 2, seed=11)
+    keep = ~torch.eye(2 * B, dtype=torch.bool)
+    is_pos = (y[:, None] == y[None, :])[keep].view(2 * B, -1)
+    sim = (S / tau)[keep].view(2 * B, -1)
+    logits = torch.cat([sim[is_pos].view(2 * B, 1), sim[~is_pos].view(2 * B, -1).topk(k, dim=1).values], 1)
+    official = F.cross_entropy(logits, torch.zeros(2 * B, dtype=torch.long), reduction="sum") / (2 * B)
+    torch.testing.assert_close(SO.topk_nt_xent_loss(S, y, tau=tau, topk_neg=k), official, atol=1e-12, rtol=0)
+    value, grad = value_and_grad(SO.topk_nt_xent_loss, S, y, tau=0.1, topk_neg=2 * B - 2)   # every negative kept
+    ref, ref_grad = value_and_grad(lv.nt_xent_loss, S, y, tau=0.1)
+    torch.testing.assert_close(value, ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(grad, ref_grad, atol=1e-12, rtol=0)
+
+
+def test_topk_nt_xent_weights_sit_on_the_positives_and_the_top_k_of_all_views():
+    B, k = 8, 4
+    S, y = views_batch(B, 2, seed=12)
+    W = lv.pair_weights(SO.topk_nt_xent_loss, S, y, signed=True, topk_neg=k)
+    pos, neg = lv.pair_masks(y)
+    top = torch.zeros_like(pos).scatter_(1, S.masked_fill(~neg, -2).topk(k, dim=1).indices, True)
+    assert not (W[~(pos | top)] != 0).any() and (W[pos] < 0).all() and (W[top] > 0).all()
+    view = SO.view_index(y)
+    assert (top & (view[:, None] != view[None, :])).any()          # negatives from the other view count too
+    with pytest.raises(ValueError, match="topk_neg=15 but an anchor has only 14 negatives"):
+        SO.topk_nt_xent_loss(S, y, topk_neg=15)
+    with pytest.raises(ValueError, match="topk_neg .* must be an integer >= 1"):
+        SO.topk_nt_xent_loss(S, y, topk_neg=0)
+    with pytest.raises(ValueError, match="tau"):
+        SO.topk_nt_xent_loss(S, y, tau=0.0)
+
+
+def loop_weighted_knn(f_train, y_train, f_test, y_test, k, T):
+    f_train, f_test = F.normalize(f_train, dim=1), F.normalize(f_test, dim=1)
+    correct = 0
+    for x, c in zip(f_test, y_test.tolist()):
+        s = f_train @ x
+        scores = {}
+        for j in s.argsort(descending=True)[:k].tolist():
+            scores[int(y_train[j])] = scores.get(int(y_train[j]), 0.0) + math.exp(float(s[j]) / T)
+        best = max(scores.values())
+        correct += min(label for label, v in scores.items() if v == best) == c
+    return correct / len(y_test)
+
+
+def test_weighted_knn_equals_the_loop_and_is_not_a_majority_vote():
+    g = torch.Generator().manual_seed(13)
+    f = torch.randn(300, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (300,), generator=g) * 3 + 1                  # class ids that are not 0..C-1
+    for k, T in ((20, 0.07), (5, 0.5), (1, 0.07)):
+        assert SO.weighted_knn_accuracy(f[:200], y[:200], f[200:], y[200:], k=k, T=T) == pytest.approx(
+            loop_weighted_knn(f[:200], y[:200], f[200:], y[200:], k, T))
+    # two close neighbours of class 0 outvote three farther ones of class 1; the majority vote does not
+    angles = torch.tensor([0.01, 0.02, 0.3, 0.31, 0.32], dtype=torch.float64)
+    train = torch.stack([angles.cos(), angles.sin()], 1)
+    y_tr, test, y_te = torch.tensor([0, 0, 1, 1, 1]), torch.tensor([[1.0, 0.0]], dtype=torch.float64), torch.tensor([0])
+    assert SO.weighted_knn_accuracy(train, y_tr, test, y_te, k=5) == 1.0
+    assert lv.metrics.knn_accuracy(train, y_tr, test, y_te, k=5) == 0.0
+    # a very large T is the majority vote (two classes and an odd k: no ties)
+    y2 = y % 2
+    assert SO.weighted_knn_accuracy(f[:200], y2[:200], f[200:], y2[200:], k=7, T=1e9) == pytest.approx(
+        lv.metrics.knn_accuracy(f[:200], y2[:200], f[200:], y2[200:], k=7))
+    with pytest.raises(ValueError, match="T .* must be > 0"):
+        SO.weighted_knn_accuracy(f[:200], y[:200], f[200:], y[200:], T=0)
+
+
+# ------------------------------------------------------------------------------------------------
 # Training and panels
 # ------------------------------------------------------------------------------------------------
 
@@ -340,12 +436,18 @@ def test_short_runs_record_history_evals_and_are_cached():
     assert SO.train_groco("groco", epochs=1, batch_size=64, eval_every=1, tau=0.3, progress=False) is run  # unread knob
     nce = SO.train_groco("nt_xent", views=3, epochs=1, batch_size=64, progress=False)
     assert nce.params["stop_grad"] is False and nce.history["loss"][0] > 1 and "NT-Xent" in repr(nce)
+    assert nce.params["tau"] == 0.1
+    control = SO.train_groco("topk_nt_xent", epochs=1, batch_size=64, eval_every=1, progress=False)
+    assert control.params["stop_grad"] is True and control.params["tau"] == 0.5 and control.params["topk_neg"] == 10
+    assert "τ=0.5, k=10" in repr(control) and control.final("map_at_r") > control.evals["map_at_r"][0]
     with pytest.raises(ValueError, match="unknown loss"):
         SO.train_groco("triplet")
     with pytest.raises(ValueError, match="views must be an integer >= 2"):
         SO.train_groco(views=1)
     with pytest.raises(ValueError, match=r"topk_neg must be an integer in \[1, 63\]"):
         SO.train_groco(topk_neg=64, batch_size=64)
+    with pytest.raises(ValueError, match=r"topk_neg must be an integer in \[1, 126\]"):
+        SO.train_groco("topk_nt_xent", topk_neg=127, batch_size=64)
 
 
 def test_sorting_panel_redraws_without_a_browser():
@@ -368,3 +470,5 @@ def test_training_panel_trains_and_flags_stale_settings():
     panel.controls["loss"].value = "nt_xent"
     assert panel.state["stale"] and panel.state["result"] is first
     assert panel.train().params["loss"] == "nt_xent" and not panel.state["stale"]
+    panel.controls["loss"].value = "topk_nt_xent"                 # the control's official temperature
+    assert panel.controls["tau"].value == pytest.approx(0.5)

@@ -21,9 +21,14 @@ The pieces, each checked against a loop in ``tests/test_groco.py``:
   and every column of ``P_soft`` sums to 1.  As ``steepness -> inf`` it becomes the hard permutation.
 * **The GroCo loss** (:func:`groco_loss`), written ``loss(S, labels, **knobs)`` on the similarity
   matrix like every loss of lossviz, so that :func:`lossviz.pair_weights` gives its pair weights.
+* **The official control** (:func:`topk_nt_xent_loss`): NT-Xent over each anchor's top-k negatives
+  with stop-grad (the repository's ``simclr_2views_top10neg_stop_grad`` baseline): GroCo's selection
+  of hard negatives without its sorting.
+* **The paper's k-NN evaluation** (:func:`weighted_knn_accuracy`): 20 neighbours voting with weight
+  ``exp(s / 0.07)``, not a majority vote.
 * **Training** (:func:`train_groco`): SimCLR-style self-supervised runs with V views on digits or
-  MNIST-1D, GroCo or NT-Xent, with or without stop-grad, on :class:`lossviz.train.Trainer` and
-  :func:`lossviz.train.memo`.
+  MNIST-1D, GroCo, NT-Xent or the control, with or without stop-grad, on :class:`lossviz.train.Trainer`
+  and :func:`lossviz.train.memo`.
 * **Pictures and panels**: :func:`draw_network`, :func:`permutation_heatmap`, :func:`sorting_panel`
   (pure maths), :func:`training_panel` (a Train button).
 
@@ -45,8 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import augment, checks, contrastive, data, metrics, plots
-from ..metrics import knn_accuracy
-from ..similarity import pair_batch, similarity, upcast
+from ..similarity import masked_logsumexp, pair_batch, similarity, upcast
 from ..models import encoder_projector
 from ..train import Run, Trainer, memo
 
@@ -56,11 +60,18 @@ INTERPOLATIONS = ("cauchy", "logistic")
 NETWORKS = ("odd_even", "bitonic")
 #: Which negatives an anchor ranks: the other images of its own view (the official code) or of all views.
 NEGATIVES = ("same_view", "all")
-#: The losses :func:`train_groco` knows.
-LOSSES = ("groco", "nt_xent")
+#: The losses :func:`train_groco` knows: GroCo, SimCLR's NT-Xent, and the official repository's control
+#: (NT-Xent over each anchor's top-k negatives, with stop-grad: :func:`topk_nt_xent_loss`).
+LOSSES = ("groco", "nt_xent", "topk_nt_xent")
 #: Display names and colours (never the pair colours, which mean pull / push).
-NAMES = {"groco": "GroCo", "nt_xent": "NT-Xent (SimCLR)"}
-COLORS = {"groco": "#009E73", "nt_xent": plots.LOSS_COLORS["infonce"]}
+NAMES = {"groco": "GroCo", "nt_xent": "NT-Xent (SimCLR)", "topk_nt_xent": "NT-Xent top-k + stop-grad"}
+COLORS = {"groco": "#009E73", "nt_xent": plots.LOSS_COLORS["infonce"], "topk_nt_xent": "#5D3A9B"}
+#: The temperature of each NT-Xent of the official configs: SimCLR's 0.1 (``configs/baselines/simclr_2views_100ep``)
+#: and 0.5 for the top-10 + stop-grad control (``configs/baselines/simclr_2views_top10neg_stop_grad``).
+DEFAULT_TAU = {"nt_xent": 0.1, "topk_nt_xent": 0.5}
+#: The official k-NN evaluation (``learning_by_sorting/evaluators/knn.py``, after Wu et al. 2018): 20 neighbours,
+#: each voting with weight ``exp(s / 0.07)``.
+KNN_K, KNN_T = 20, 0.07
 
 
 # ------------------------------------------------------------------------------------------------
@@ -308,6 +319,64 @@ def groco_loss(S, labels, *, steepness: float = 1.0, topk_neg: int = 10, interpo
     return group_ordering_loss(x, k, steepness=steepness, interpolation=interpolation, network=network)
 
 
+def topk_nt_xent_loss(S, labels, *, tau: float = 0.5, topk_neg: int = 10) -> torch.Tensor:
+    r"""The official repository's control for GroCo: NT-Xent where each anchor keeps only its
+    ``topk_neg`` most similar negatives (``losses/nt_xent.py`` with ``topk_neg=10``, ``stop_grad=True``,
+    temperature 0.5 in ``configs/baselines/simclr_2views_top10neg_stop_grad.yaml``).
+
+    .. math::
+        L = \frac{1}{|\mathcal P|} \sum_{(i, p) \in \mathcal P}
+            -\log \frac{e^{S_{ip}/\tau}}{e^{S_{ip}/\tau} + \sum_{n \in T_i} e^{S_{in}/\tau}},
+        \qquad T_i = \text{the } k \text{ negatives } n \in N_i \text{ with the largest } S_{in}
+
+    It keeps GroCo's *selection* (the k hardest negatives only) and its *stop-grad* but scores them with
+    a softmax instead of a sorting network, so that it separates what the sorting adds from what the
+    selection adds.  As in the official code the negatives come from all views (every other sample
+    but the anchor's positives), unlike GroCo's same-view negatives.  The selection is a mask read
+    from ``S`` without gradient: the kept negatives' similarities carry gradient, the choice does not.
+    Stop-grad, as for :func:`groco_loss`, is how ``S`` is built (:func:`anchor_similarity`).
+    With every negative kept it is :func:`lossviz.nt_xent_loss`.
+    """
+    S, pos, neg = pair_batch(S, labels)
+    tau = checks.temperature(tau)
+    available = int(neg.sum(1).min())
+    k = checks.integer(topk_neg, "topk_neg (negatives kept per anchor)", 1)
+    if k > available:
+        raise ValueError(f"topk_neg={k} but an anchor has only {available} negatives; "
+                         f"use topk_neg <= {available} or a larger batch")
+    z = upcast(S) / tau
+    top = z.detach().masked_fill(~neg, -math.inf).topk(k, dim=1).indices
+    kept = torch.zeros_like(neg).scatter_(1, top, True)                   # T_i: the k hardest negatives
+    lse_neg = masked_logsumexp(z, kept, keepdim=True)                    # log sum_{n in T_i} e^{S_in / tau}
+    terms = torch.logaddexp(z, lse_neg) - z                              # -log softmax of each positive
+    return torch.where(pos, terms, 0.0).sum() / pos.sum()
+
+
+def weighted_knn_accuracy(f_train, y_train, f_test, y_test, *, k: int = KNN_K, T: float = KNN_T) -> float:
+    r"""The paper's k-NN accuracy: each test point takes the class with the largest sum of
+    ``exp(s / T)`` over its ``k`` most cosine-similar training points (official evaluator, ``k = 20``,
+    ``T = 0.07``; Wu et al., CVPR 2018, section 3.4).
+
+    .. math::  \hat y = \arg\max_c \sum_{j \in \text{kNN}(x)} e^{s_j / T}\, 1[y_j = c]
+
+    At ``T = 0.07`` a neighbour 0.05 more similar counts twice as much, so it is far from the plain
+    majority vote of :func:`lossviz.metrics.knn_accuracy` (its limit as ``T -> inf``).  Ties: the
+    smaller class id."""
+    f_tr = F.normalize(checks.as_float_tensor(f_train, "f_train", 2), dim=1)
+    f_te = F.normalize(checks.as_float_tensor(f_test, "f_test", 2), dim=1)
+    y_train = checks.check_labels(y_train, f_tr.shape[0], f_tr.device)
+    y_test = checks.check_labels(y_test, f_te.shape[0], f_te.device)
+    if f_tr.shape[1] != f_te.shape[1]:
+        raise ValueError(f"f_train and f_test must have the same dimension; got {f_tr.shape[1]} and {f_te.shape[1]}")
+    k = checks.integer(k, "k (neighbours)", 1, len(f_tr))
+    T = checks.positive(T, "T (the temperature of the votes)")
+    classes, y_idx = torch.unique(y_train, return_inverse=True)
+    s, idx = (f_te @ f_tr.T).topk(k, dim=1)
+    votes = torch.exp((s - s[:, :1]) / T)                               # e^{s/T}, scaled by the row's largest
+    scores = torch.zeros(len(f_te), len(classes), dtype=votes.dtype, device=votes.device).scatter_add_(1, y_idx[idx], votes)
+    return float((classes[scores.argmax(1)] == y_test).float().mean())
+
+
 def anchor_similarity(z) -> torch.Tensor:
     """``S = f sg(f)^T`` with ``f`` the L2-normalised rows of ``z``: the values of the cosine matrix, but
     row ``i`` carries gradient to ``z_i`` only (the others are detached, "stop-grad").  Each sample
@@ -338,15 +407,26 @@ def ordering_accuracy(S, labels, *, negatives: str = "same_view") -> float:
     """The fraction of anchors (rows of ``S``) whose positives *all* rank above *all* their negatives:
     the hard constraint GroCo relaxes (``min_pos > max_neg``, whatever the top-k).  With one positive
     and ``negatives="all"`` it is the top-1 accuracy of retrieving the anchor's other view."""
+    S, pos, neg = _ordering_masks(S, labels, negatives)
+    return float(_ordered_fraction(S, pos, neg))
+
+
+def _ordering_masks(S, labels, negatives: str = "same_view"):
+    """``(S, pos, neg)`` for :func:`ordering_accuracy`, checked; a training run computes them once."""
     S, pos, neg = pair_batch(S, labels)
     checks.choice(negatives, "negatives", NEGATIVES)
     if negatives == "same_view":
         view = view_index(labels).to(S.device)
         neg = neg & (view[:, None] == view[None, :])
+    return S, pos, neg
+
+
+def _ordered_fraction(S, pos, neg) -> torch.Tensor:
+    """The fraction of rows whose lowest positive beats their highest negative (a 0-d tensor, no checks)."""
     S = S.detach()
     lowest_pos = S.masked_fill(~pos, math.inf).amin(1)
     highest_neg = S.masked_fill(~neg, -math.inf).amax(1)
-    return float((lowest_pos > highest_neg).double().mean())
+    return (lowest_pos > highest_neg).double().mean()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -372,7 +452,8 @@ def ssl_network(in_dim: int = 64, hidden: int = 128, dim: int = 32, *, bn_head: 
 class SortRun(Run):
     """One self-supervised run: per-step ``history`` (loss, order_acc: the batch's
     :func:`ordering_accuracy`) and ``evals`` at a few epochs (iter; map_at_r and recall_at_1 of the
-    test projections z; map_at_r_h of the encoder's h; knn: 20-NN accuracy of h, test against train),
+    test projections z; map_at_r_h of the encoder's h; knn: the paper's weighted 20-NN accuracy of h,
+    :func:`weighted_knn_accuracy`, test against train),
     with the last evaluation's test projections and the trained network."""
 
     z_test: np.ndarray | None = None
@@ -381,8 +462,10 @@ class SortRun(Run):
 
     def __repr__(self) -> str:
         p = self.params
-        knobs = (f"steepness={p['steepness']:g}, k={p['topk_neg']}, {p['interpolation']}" if p["loss"] == "groco"
-                 else f"τ={p['tau']:g}")
+        if p["loss"] == "groco":
+            knobs = f"steepness={p['steepness']:g}, k={p['topk_neg']}, {p['interpolation']}"
+        else:
+            knobs = f"τ={p['tau']:g}" + (f", k={p['topk_neg']}" if p["loss"] == "topk_nt_xent" else "")
         return (f"SortRun({NAMES[p['loss']]}, {knobs}, {p['views']} views, stop-grad {p['stop_grad']}: "
                 f"MAP@R(z) {self.final('map_at_r'):.3f}, MAP@R(h) {self.final('map_at_r_h'):.3f}, "
                 f"R@1(z) {self.final('recall_at_1'):.3f}, 20-NN(h) {self.final('knn'):.3f})")
@@ -390,15 +473,18 @@ class SortRun(Run):
 
 def train_groco(loss: str = "groco", *, dataset: str = "digits", views: int = 2, epochs: int = 30,
                 batch_size: int = 128, steepness: float = 1.0, topk_neg: int = 10, interpolation: str = "cauchy",
-                tau: float = 0.1, stop_grad: bool | None = None, bn_head: bool = True, lr: float = 1e-3,
+                tau: float | None = None, stop_grad: bool | None = None, bn_head: bool = True, lr: float = 1e-3,
                 seed: int = 0, eval_every: int = 5, progress=True, cache: bool = True) -> SortRun:
     """Self-supervised training with ``views`` random views of each training item (labels unused).
 
     The network is :func:`ssl_network` (an MLP encoder to h, a projector to z, L2-normalised),
     trained with Adam on ``batch_size`` items per step, one epoch = ``len(train) // batch_size``
     steps.  ``loss="groco"`` reads ``steepness``, ``topk_neg``, ``interpolation``; ``"nt_xent"`` reads
-    ``tau`` (:func:`lossviz.nt_xent_loss` on all views).  ``stop_grad`` (default: on for GroCo, as its
-    official code; off for NT-Xent, as SimCLR) builds ``S`` with :func:`anchor_similarity`.  Evaluated
+    ``tau`` (:func:`lossviz.nt_xent_loss` on all views); ``"topk_nt_xent"`` (the official control,
+    :func:`topk_nt_xent_loss`) reads ``tau`` and ``topk_neg``.  ``tau`` defaults to the official
+    configs' value for each (:data:`DEFAULT_TAU`: 0.1 for SimCLR, 0.5 for the control).  ``stop_grad``
+    (default: on for GroCo and the control, as in the official code; off for NT-Xent, as SimCLR) builds
+    ``S`` with :func:`anchor_similarity`.  Evaluated
     at step 0, every ``eval_every`` epochs and at the end (see :class:`SortRun`).  Cached by its
     parameters (:func:`lossviz.train.memo`).
     """
@@ -408,13 +494,15 @@ def train_groco(loss: str = "groco", *, dataset: str = "digits", views: int = 2,
     epochs = checks.integer(epochs, "epochs", 1)
     batch_size = checks.integer(batch_size, "batch_size", 2)
     eval_every = checks.integer(eval_every, "eval_every", 1)
-    stop_grad = (loss == "groco") if stop_grad is None else bool(stop_grad)
+    stop_grad = (loss != "nt_xent") if stop_grad is None else bool(stop_grad)
     if loss == "groco":
         knobs = dict(steepness=checks.positive(steepness, "steepness"),
                      interpolation=checks.choice(interpolation, "interpolation", INTERPOLATIONS),
-                     topk_neg=checks.integer(topk_neg, "topk_neg", 1, batch_size - 1))
+                     topk_neg=checks.integer(topk_neg, "topk_neg", 1, batch_size - 1))       # same-view negatives
     else:
-        knobs = dict(tau=checks.temperature(tau))
+        knobs = dict(tau=checks.temperature(DEFAULT_TAU[loss] if tau is None else tau))
+        if loss == "topk_nt_xent":
+            knobs["topk_neg"] = checks.integer(topk_neg, "topk_neg", 1, views * (batch_size - 1))   # all views
     params = dict(loss=loss, dataset=dataset, views=views, epochs=epochs, batch_size=batch_size,
                   stop_grad=stop_grad, bn_head=bool(bn_head), lr=checks.positive(lr, "lr"), seed=seed,
                   eval_every=eval_every, **knobs)
@@ -435,7 +523,8 @@ def _train(p: dict, knobs: dict, progress) -> SortRun:
     per_epoch = len(x_train) // B
     order = torch.cat([torch.randperm(len(x_train), generator=g)[:per_epoch * B] for _ in range(p["epochs"])])
     labels = torch.arange(B).repeat(V)                               # two_view_labels, for V views
-    loss_fn = groco_loss if p["loss"] == "groco" else contrastive.nt_xent_loss
+    _, pos, neg = _ordering_masks(torch.zeros(V * B, V * B), labels)  # the same every step: built once
+    loss_fn = {"groco": groco_loss, "nt_xent": contrastive.nt_xent_loss, "topk_nt_xent": topk_nt_xent_loss}[p["loss"]]
     last = {}
 
     def evaluate() -> dict:
@@ -443,7 +532,7 @@ def _train(p: dict, knobs: dict, progress) -> SortRun:
         scores = metrics.retrieval_scores(last["z"], split.y_test)
         return {"map_at_r": scores["map_at_r"], "recall_at_1": scores["recall_at_1"],
                 "map_at_r_h": metrics.map_at_r(h_test, split.y_test),
-                "knn": knn_accuracy(h_train, split.y_train, h_test, split.y_test, k=20)}
+                "knn": weighted_knn_accuracy(h_train, split.y_train, h_test, split.y_test)}
 
     def step(it: int) -> dict:
         idx = order[(it - 1) * B: it * B]
@@ -451,7 +540,7 @@ def _train(p: dict, knobs: dict, progress) -> SortRun:
         S = anchor_similarity(z) if p["stop_grad"] else similarity(z)
         value = loss_fn(S, labels, **knobs)
         trainer.update(value)
-        return {"loss": value.detach(), "order_acc": ordering_accuracy(S, labels)}
+        return {"loss": value.detach(), "order_acc": _ordered_fraction(S, pos, neg)}
 
     history, evals, seconds = trainer.run(step, per_epoch * p["epochs"], evaluate=evaluate,
                                           eval_every=per_epoch * p["eval_every"],
@@ -625,7 +714,7 @@ def sorting_panel(s_pos, s_neg, *, steepness: float = 1.0, topk_neg: int = 10, v
 
 def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, **defaults):
     """A Train button over :func:`train_groco`: loss, steepness, top-k, relaxation, views, stop-grad,
-    τ (NT-Xent), epochs and seed.  Draws the training loss, the batches' ordering accuracy and the test
+    τ (the NT-Xents; choosing a loss sets it to :data:`DEFAULT_TAU`), epochs and seed.  Draws the training loss, the batches' ordering accuracy and the test
     MAP@R against iterations, with ``reference_runs`` (``{name: SortRun}``, already trained) in grey."""
     import ipywidgets as W
 
@@ -642,13 +731,19 @@ def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, 
         "topk_neg": W.IntSlider(value=d["topk_neg"], min=1, max=32, description="top-k", **style),
         "interpolation": W.Dropdown(options=list(INTERPOLATIONS), value=d["interpolation"], description="relaxation",
                                     layout=W.Layout(width="200px")),
-        "tau": W.FloatLogSlider(value=d["tau"], base=10, min=-2, max=0, step=0.05, description="τ (NT-Xent)",
+        "tau": W.FloatLogSlider(value=d["tau"], base=10, min=-2, max=0, step=0.05, description="τ (NT-Xents)",
                                 readout_format=".3g", **style),
         "views": W.IntSlider(value=d["views"], min=2, max=4, description="views", **style),
         "stop_grad": W.Checkbox(value=d["stop_grad"], description="stop-grad", indent=False),
         "epochs": W.IntSlider(value=d["epochs"], min=5, max=60, step=5, description="epochs", **style),
         "seed": W.BoundedIntText(value=d["seed"], min=0, max=99, description="seed", layout=W.Layout(width="140px")),
     }
+
+    def official_tau(change):                     # choosing an NT-Xent sets its official temperature
+        if change["new"] in DEFAULT_TAU:
+            controls["tau"].value = DEFAULT_TAU[change["new"]]
+
+    controls["loss"].observe(official_tau, names="value")
 
     def run(values, progress):
         return train_groco(progress=progress, **values)
