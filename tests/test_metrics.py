@@ -312,3 +312,27 @@ def test_paired_difference_verdicts():
     assert hand.verdict == "ahead" and hand.mean == pytest.approx(a.mean() - 0.20) and "of 8: ahead" in str(hand)
     with pytest.raises(ValueError, match="one number per seed"):
         metrics.paired_difference([0.3], 0.2)
+
+
+def test_knn_accuracy_weighted_votes():
+    """Weighted votes (exp(s/T)) against a loop, the majority-vote limit, and a case where they differ."""
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(260, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (260,), generator=g)
+    tr, te = torch.nn.functional.normalize(f[:200], dim=1), torch.nn.functional.normalize(f[200:], dim=1)
+    s = te @ tr.T
+    hits = 0
+    for i in range(len(te)):
+        top = s[i].topk(9).indices
+        score = [sum(math.exp(float(s[i, j]) / 0.1) for j in top if y[j] == c) for c in range(4)]
+        hits += int(max(range(4), key=lambda c: (score[c], -c)) == y[200 + i])
+    assert metrics.knn_accuracy(f[:200], y[:200], f[200:], y[200:], k=9, T=0.1) == pytest.approx(hits / len(te))
+    y2 = y % 2                                  # two classes, 9 votes: no ties, so the limit is exact
+    assert metrics.knn_accuracy(f[:200], y2[:200], f[200:], y2[200:], k=9, T=1e9) == metrics.knn_accuracy(
+        f[:200], y2[:200], f[200:], y2[200:], k=9)
+    # one close neighbour of class 1 outweighs two far ones of class 0 (weighted), not the majority
+    train = torch.tensor([[1.0, 0.05], [0.6, 0.8], [0.6, -0.8]])
+    assert metrics.knn_accuracy(train, torch.tensor([1, 0, 0]), torch.tensor([[1.0, 0.0]]), torch.tensor([1]), k=3, T=0.07) == 1.0
+    assert metrics.knn_accuracy(train, torch.tensor([1, 0, 0]), torch.tensor([[1.0, 0.0]]), torch.tensor([1]), k=3) == 0.0
+    with pytest.raises(ValueError, match="temperature"):
+        metrics.knn_accuracy(train, torch.tensor([1, 0, 0]), train, torch.tensor([1, 0, 0]), k=3, T=0)

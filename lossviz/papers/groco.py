@@ -353,28 +353,9 @@ def topk_nt_xent_loss(S, labels, *, tau: float = 0.5, topk_neg: int = 10) -> tor
 
 
 def weighted_knn_accuracy(f_train, y_train, f_test, y_test, *, k: int = KNN_K, T: float = KNN_T) -> float:
-    r"""The paper's k-NN accuracy: each test point takes the class with the largest sum of
-    ``exp(s / T)`` over its ``k`` most cosine-similar training points (official evaluator, ``k = 20``,
-    ``T = 0.07``; Wu et al., CVPR 2018, section 3.4).
-
-    .. math::  \hat y = \arg\max_c \sum_{j \in \text{kNN}(x)} e^{s_j / T}\, 1[y_j = c]
-
-    At ``T = 0.07`` a neighbour 0.05 more similar counts twice as much, so it is far from the plain
-    majority vote of :func:`lossviz.metrics.knn_accuracy` (its limit as ``T -> inf``).  Ties: the
-    smaller class id."""
-    f_tr = F.normalize(checks.as_float_tensor(f_train, "f_train", 2), dim=1)
-    f_te = F.normalize(checks.as_float_tensor(f_test, "f_test", 2), dim=1)
-    y_train = checks.check_labels(y_train, f_tr.shape[0], f_tr.device)
-    y_test = checks.check_labels(y_test, f_te.shape[0], f_te.device)
-    if f_tr.shape[1] != f_te.shape[1]:
-        raise ValueError(f"f_train and f_test must have the same dimension; got {f_tr.shape[1]} and {f_te.shape[1]}")
-    k = checks.integer(k, "k (neighbours)", 1, len(f_tr))
-    T = checks.positive(T, "T (the temperature of the votes)")
-    classes, y_idx = torch.unique(y_train, return_inverse=True)
-    s, idx = (f_te @ f_tr.T).topk(k, dim=1)
-    votes = torch.exp((s - s[:, :1]) / T)                               # e^{s/T}, scaled by the row's largest
-    scores = torch.zeros(len(f_te), len(classes), dtype=votes.dtype, device=votes.device).scatter_add_(1, y_idx[idx], votes)
-    return float((classes[scores.argmax(1)] == y_test).float().mean())
+    """The paper's k-NN accuracy (official evaluator): :func:`lossviz.metrics.knn_accuracy` with ``k = 20``
+    neighbours voting with weight ``exp(s / 0.07)``, far from a plain majority vote."""
+    return metrics.knn_accuracy(f_train, y_train, f_test, y_test, k=k, T=T)
 
 
 def anchor_similarity(z) -> torch.Tensor:
