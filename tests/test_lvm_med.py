@@ -77,21 +77,67 @@ def test_solver_float32_and_accuracy():
     assert gm.matching_accuracy(C[:, [1, 0, 2, 3, 4]]) == pytest.approx(0.6)
 
 
-@pytest.mark.parametrize("lam", [0.3, 1.0, 5.0])
+@pytest.mark.parametrize("margin", [0.0, 0.2, 0.5])
+@pytest.mark.parametrize("lam", [0.3, 1.0, 5.0, 80.0])
 @pytest.mark.parametrize("seed", range(4))
-def test_blackbox_backward_matches_the_formula(lam, seed):
+def test_blackbox_backward_matches_the_formula(lam, margin, seed):
+    """Value and gradient against brute force over all permutations, on the margin-shifted costs
+    C' = C - m P: loss = hamming(v(C'), P), dL/dC = (v(C') - v(C' - lam (1 - 2P))) / lam."""
     n = 5
     C = rand_C(n, seed).requires_grad_(True)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     for labels in (None, perm):
         C.grad = None
-        loss = gm.gm_loss(C, labels, lam=lam)
+        loss = gm.gm_loss(C, labels, lam=lam, margin=margin)
         loss.backward()
         P = torch.eye(n, dtype=F64) if labels is None else perm_matrix(perm.tolist())
-        v = brute_argmax(C.detach())
-        expected = (v - brute_argmax(C.detach() - lam * (1 - 2 * P))) / lam
+        shifted = C.detach() - margin * P
+        v = brute_argmax(shifted)
+        expected = (v - brute_argmax(shifted - lam * (1 - 2 * P))) / lam
         assert torch.equal(C.grad, expected)
         assert float(loss.detach()) == hamming_ref(v, P)
+
+
+def test_margin_zero_is_the_bare_hamming_loss_and_the_default_is_bbgm():
+    C = rand_C(6, 11).requires_grad_(True)
+    gm.gm_loss(C, lam=2.0, margin=0.0).backward()
+    assert torch.equal(C.grad, (brute_argmax(C.detach()) - brute_argmax(C.detach() + 4.0 * torch.eye(6, dtype=F64))) / 2.0)
+    C.grad = None
+    gm.gm_loss(C).backward()                                   # defaults: lam = 80, margin = 0.2
+    P = torch.eye(6, dtype=F64)
+    assert torch.equal(C.grad, (brute_argmax(C.detach() - 0.2 * P) - P) / 80.0)
+
+
+@pytest.mark.parametrize("m", [0.1, 0.3])
+def test_margin_keeps_a_gradient_until_every_correct_pair_wins_by_m(m):
+    """A matching that is right by less than m still gets a gradient; right by more than m, none."""
+    n = 5
+    base = 0.01 * rand_C(n, 3)
+    for gap, expect_grad in ((0.5 * m, True), (1.5 * m, False)):
+        C = (base + gap * torch.eye(n, dtype=F64)).requires_grad_(True)
+        assert gm.matching_accuracy(C.detach()) == 1.0        # the bare matching is already right
+        loss = gm.gm_loss(C, lam=80.0, margin=m)
+        loss.backward()
+        assert bool(C.grad.any()) == expect_grad and (float(loss.detach()) > 0) == expect_grad
+        C.grad = None
+        gm.gm_loss(C, lam=80.0, margin=0.0).backward()
+        assert not C.grad.any()                               # without the margin: no gradient at all
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_large_lam_is_the_structured_hinge_gradient(seed):
+    """In the perceptron regime (lam above half the range of C), lam * dL/dC is the gradient of the
+    structured hinge loss max_v [<C, v> + m (N - <P, v>)] - <C, P>, computed here by autograd
+    through a max over all N! permutation scores (an independent reference)."""
+    n, m, lam = 5, 0.2, 80.0
+    C = rand_C(n, seed).requires_grad_(True)
+    gm.gm_loss(C, lam=lam, margin=m).backward()
+    perms = [perm_matrix(p) for p in itertools.permutations(range(n))]
+    P = torch.eye(n, dtype=F64)
+    Cr = C.detach().clone().requires_grad_(True)
+    scores = torch.stack([(Cr * v).sum() + m * (n - (P * v).sum()) for v in perms])
+    (scores.max() - (Cr * P).sum()).backward()
+    assert torch.equal(lam * C.grad, Cr.grad)
 
 
 def test_blackbox_backward_with_any_incoming_gradient():
@@ -115,19 +161,20 @@ def test_hamming_loss_and_its_gradient():
 
 def test_gradient_structure_on_random_problems():
     """{-1/lam, 0, +1/lam}; rows and columns sum to 0; <= 2 non-zeros per row; exactly 0 when the
-    solver's matching is the identity; a descent step never lowers the total correct affinity."""
+    solver's matching of C - m I is the identity; a descent step never lowers the total correct affinity."""
     g = torch.Generator().manual_seed(0)
     perfect = 0
     for trial in range(800):
         n = 3 + trial % 6
-        lam = float(torch.empty(1).uniform_(0.2, 10, generator=g))
+        lam = float(torch.empty(1).uniform_(0.2, 100, generator=g))
+        m = float(torch.empty(1).uniform_(0, 0.5, generator=g))
         C = (torch.rand(n, n, generator=g, dtype=F64) * 2 - 1 + 1.5 * (trial % 3) * torch.eye(n, dtype=F64))
-        W = lv.pair_weights(gm.gm_loss, C, torch.arange(n), signed=True, lam=lam)
+        W = lv.pair_weights(gm.gm_loss, C, torch.arange(n), signed=True, lam=lam, margin=m)
         assert set((W * lam).round().unique().tolist()) <= {-1.0, 0.0, 1.0}
         assert torch.allclose(W.sum(0), torch.zeros(n, dtype=F64)) and torch.allclose(W.sum(1), torch.zeros(n, dtype=F64))
         assert int((W != 0).sum(1).max()) <= 2
         assert float(torch.diagonal(W).sum()) <= 0
-        if gm.matching_accuracy(C) == 1.0:
+        if gm.matching_accuracy(C - m * torch.eye(n, dtype=F64)) == 1.0:
             perfect += 1
             assert not W.any()
         else:
@@ -164,15 +211,16 @@ def test_imle_noise():
 # The interpolation f_lam
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("margin", [0.0, 0.2])
 @pytest.mark.parametrize("seed", range(6))
-def test_interpolation_is_differentiated_exactly_by_the_blackbox_gradient(seed):
+def test_interpolation_is_differentiated_exactly_by_the_blackbox_gradient(seed, margin):
     n, lam, eps = 6, 1.5, 1e-6
     C = rand_C(n, seed).requires_grad_(True)
-    gm.gm_loss(C, lam=lam).backward()
+    gm.gm_loss(C, lam=lam, margin=margin).backward()
     for d in range(4):
         D = rand_C(n, 1000 * seed + d)
-        fd = (float(gm.interpolated_loss(C.detach() + eps * D, lam=lam))
-              - float(gm.interpolated_loss(C.detach() - eps * D, lam=lam))) / (2 * eps)
+        fd = (float(gm.interpolated_loss(C.detach() + eps * D, lam=lam, margin=margin))
+              - float(gm.interpolated_loss(C.detach() - eps * D, lam=lam, margin=margin))) / (2 * eps)
         assert fd == pytest.approx(float((C.grad * D).sum()), abs=1e-6)
 
 
@@ -182,22 +230,25 @@ def test_interpolation_closed_form_bounds_and_limit(seed):
     C = rand_C(n, seed)
     P = torch.eye(n, dtype=F64)
     for lam in (0.1, 1.0, 4.0):
-        f = float(gm.interpolated_loss(C, lam=lam))
+        f = float(gm.interpolated_loss(C, lam=lam, margin=0.0))
         closed = n + (brute_max(C) - brute_max(C - lam * (1 - 2 * P))) / lam
         assert f == pytest.approx(closed, abs=1e-10)
         low = hamming_ref(brute_argmax(C + 2 * lam * P), P)
         high = hamming_ref(brute_argmax(C), P)
         assert low - 1e-10 <= f <= high + 1e-10
-    assert float(gm.interpolated_loss(C, lam=1e-7)) == pytest.approx(hamming_ref(brute_argmax(C), P), abs=1e-6)
+    assert float(gm.interpolated_loss(C, lam=1e-7, margin=0.0)) == pytest.approx(hamming_ref(brute_argmax(C), P), abs=1e-6)
+    assert float(gm.interpolated_loss(C, lam=1e-7, margin=0.3)) == pytest.approx(hamming_ref(brute_argmax(C - 0.3 * P), P), abs=1e-6)
 
 
 def test_staircase_curves():
     C = rand_C(6, 0)
-    out = gm.staircase(C, [0.5, 3.0], ts=np.linspace(-1, 2, 31))
+    out = gm.staircase(C, [0.5, 3.0], margin=0.2, ts=np.linspace(-1, 2, 31))
     assert out["L"][0] >= out["L"][-1] == 0 and set(np.unique(out["L"]) % 2) == {0}
     for lam in (0.5, 3.0):
         assert np.all(out[lam] <= out["L"] + 1e-9)          # f_lam never above the true loss
     assert np.abs(np.diff(out[3.0])).max() < np.abs(np.diff(out["L"])).max()   # smoother than the staircase
+    bare = gm.staircase(C, [], margin=0.0, ts=np.linspace(-1, 2, 31) - 0.2)
+    assert np.array_equal(bare["L"], out["L"])                # the margin shifts the staircase right by m
 
 
 # ------------------------------------------------------------------------------------------------
@@ -316,6 +367,10 @@ def test_bad_input():
         gm.match(C, lam=-1.0)
     with pytest.raises(ValueError, match="noise"):
         gm.gm_loss(C, noise=-0.1)
+    with pytest.raises(ValueError, match="margin"):
+        gm.gm_loss(C, margin=-0.1)
+    with pytest.raises(ValueError, match="margin"):
+        gm.train_graph_matching("gm_1st", margin=-1)
     with pytest.raises(ValueError, match="permutation of 0..N-1"):
         gm.gm_loss(C, torch.tensor([0, 0, 1, 2]))
     with pytest.raises(ValueError, match="integer class ids"):
@@ -369,6 +424,9 @@ def test_train_graph_matching_records_and_caches():
     assert np.all(run.history["nnz"] <= 2 * 64) and np.all(run.history["loss"] % 2 == 0)
     assert np.allclose(run.history["loss"], 2 * 64 * (1 - run.history["train_match"]))
     assert 0 <= run.evals["view_match"][-1] <= 1 and "GM-2nd" in repr(run)
+    assert set(run.scores) == {"knn_init", "knn"} and 0.1 < run.scores["knn_init"] < 0.9
+    assert run.params["margin"] == 0.2 and run.params["lam"] == 80.0           # BB-GM's knobs by default
+    assert gm.train_graph_matching("gm_2nd", iters=12, eval_every=6, progress=False, margin=0.0) is not run
     assert gm.train_graph_matching("gm_2nd", iters=12, eval_every=6, progress=False) is run
     assert gm.train_graph_matching("gm_2nd", iters=12, eval_every=6, progress=False, tau=0.9) is run   # tau: not a GM knob
     nce = gm.train_graph_matching("infonce", iters=6, eval_every=6, progress=False)
@@ -392,8 +450,14 @@ def test_matching_panel_redraws_on_every_knob():
     assert not torch.equal(C, panel.state["C"])
     panel.controls["k"].value = 5
     assert f"{panel.state['wrong']} of 12" in panel.state["status"]
-    panel.controls["lam"].value = 1e6                      # clamped by the slider
-    assert panel.controls["lam"].value == pytest.approx(20)
+    panel.controls["lam"].value = 1e6                      # clamped by the slider (BB-GM's 80 inside)
+    assert panel.controls["lam"].value == pytest.approx(200)
+    panel.controls["margin"].value = 0.0
+    nnz_bare, wrong = panel.state["nnz"], panel.state["wrong"]
+    assert nnz_bare == 2 * wrong and panel.state["thin"] == 0 # perceptron regime: 2 entries per wrong row
+    panel.controls["margin"].value = 0.5
+    assert panel.state["nnz"] == 2 * (wrong + panel.state["thin"]) >= nnz_bare
+    assert panel.state["wrong"] == wrong                   # the matching shown is the bare one
 
 
 def test_training_panel_trains_on_press():

@@ -18,15 +18,22 @@ The pipeline, for a batch of N images seen through two augmentations:
    exactly (:func:`solve_matching`).  It is a proxy for the QAP, never the QAP itself.
 5. **Loss.** The Hamming distance of the solver's matching to the correct one (:func:`gm_loss`):
    ``L(v) = sum_ij v_ij (1 - P_ij) + (1 - v_ij) P_ij``, with ``P`` the target permutation (the
-   identity: view 1 of image n goes with view 2 of image n).  ``dL/dv = 1 - 2P``.
+   identity: view 1 of image n goes with view 2 of image n).  ``dL/dv = 1 - 2P``.  In training the
+   solver runs on costs with a **margin** ``m`` taken off the correct pairs, ``C - m P`` (the cost
+   margin of BB-GM, Rolínek et al., ECCV 2020): a correct pair counts as matched only when it wins
+   by at least ``m``, so the loss keeps a gradient on images that are matched right by a hair.
 6. **Backward.** The solver is piecewise constant, so its true gradient is 0 almost everywhere.
    The black-box gradient of Vlastelica et al. 2020, written for a maximising solver
    (:class:`BlackBoxMatching`)::
 
-       dL/dC := ( v(C) - v(C - lam * dL/dv) ) / lam          (= ( v(C) - v(C + 2 lam P) ) / lam here)
+       dL/dC := ( v(C') - v(C' - lam * dL/dv) ) / lam      (= ( v(C') - v(C' + 2 lam P) ) / lam here),
+       C' = C - m P
 
    is the exact gradient of a piecewise-linear interpolation ``f_lam`` of the loss
-   (:func:`interpolated_loss`).
+   (:func:`interpolated_loss`).  λ is the step of that interpolation.  On cosine affinities (range
+   at most 2 (1 + beta)) any ``lam`` above half the range of ``C'`` makes the perturbed solution the
+   target, and the gradient is the perceptron update ``(v(C') - P) / lam``; BB-GM's ``lam = 80``
+   (our default) is deep in that regime, where λ only scales the gradient.
 
 The baseline is SimCLR's NT-Xent (:func:`nt_xent_views`, which reuses :func:`lossviz.nt_xent_loss`).
 """
@@ -206,10 +213,11 @@ class BlackBoxMatching(torch.autograd.Function):
         return (ctx.v - v_lam) / ctx.lam, None, None, None
 
 
-def match(C, *, lam: float = 5.0, noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def match(C, *, lam: float = 80.0, noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """The solver's matching ``v(C)`` (a permutation matrix), differentiable by the black-box
-    gradient of :class:`BlackBoxMatching`.  ``lam`` is the interpolation parameter λ (1-10 for
-    cosine affinities); ``noise`` the scale of I-MLE's Gumbel perturbation (0: none)."""
+    gradient of :class:`BlackBoxMatching`.  ``lam`` is the interpolation parameter λ (BB-GM uses 80;
+    on cosine affinities every λ above about 1 gives the same perceptron-like gradient, scaled by
+    1/λ); ``noise`` the scale of I-MLE's Gumbel perturbation (0: none)."""
     C = _square(C)
     lam = checks.positive(lam, "lam (the interpolation parameter λ)")
     noise = checks.non_negative(noise, "noise (the Gumbel perturbation scale)")
@@ -235,36 +243,51 @@ def hamming_loss(v, labels=None) -> torch.Tensor:
     return (v * (1 - P) + (1 - v) * P).sum()
 
 
-def gm_loss(C, labels=None, *, lam: float = 5.0, noise: float = 0.0, generator=None) -> torch.Tensor:
-    r"""The graph-matching loss: the Hamming distance of the solver's matching to the target,
-    ``L(C) = hamming(v(C), P)``, back-propagated by the black-box gradient
-    ``dL/dC = (v(C) - v(C + 2 lam P)) / lam`` (the constant part of ``-lam dL/dv`` drops out of the
-    assignment).  (reconstructed - verify against the paper)
+def _margin(margin) -> float:
+    return checks.non_negative(margin, "margin (the cost margin m taken off the correct pairs)")
+
+
+def gm_loss(C, labels=None, *, lam: float = 80.0, margin: float = 0.2, noise: float = 0.0,
+            generator=None) -> torch.Tensor:
+    r"""The graph-matching loss: the Hamming distance to the target of the solver's matching on
+    costs with a margin ``m`` taken off the correct pairs,
+
+    .. math::  L(C) = \mathrm{hamming}\big(\hat v(C - mP),\ P\big),\qquad
+               \frac{\partial L}{\partial C} := \frac{1}{\lambda}\Big(\hat v(C - mP) - \hat v(C - mP + 2\lambda P)\Big)
+
+    (the constant part of ``-lam dL/dv`` drops out of the assignment).  The margin is BB-GM's cost
+    margin (Rolínek et al., ECCV 2020): a correct pair counts only when it beats every rival by ``m``,
+    so images matched right by less than ``m`` still get a gradient.  ``margin=0`` is the bare
+    Hamming loss of ``v(C)``.  (reconstructed - verify against the paper)
 
     A function ``loss(C, labels, **knobs)`` like the pair losses of :mod:`lossviz.pairs`, so
     :func:`lossviz.pair_weights` reads its weights: ``labels[i]`` is the column row ``i`` should be
     matched to (default: the identity).  The weights take the values ``{-1/lam, 0, +1/lam}``, every row
-    and column sums to 0, and they are all exactly 0 once the solver's matching is the target.
+    and column sums to 0, and they are all exactly 0 once the solver's matching of ``C - mP`` is the
+    target (every correct pair wins by at least ``m``).
     """
     C = _square(C)
-    _target(labels, C.shape[0], C.device)  # a bad target fails before the solver runs
-    return hamming_loss(match(C, lam=lam, noise=noise, generator=generator), labels)
+    P = _target(labels, C.shape[0], C.device).to(C.dtype)  # a bad target fails before the solver runs
+    m = _margin(margin)
+    return hamming_loss(match(C - m * P, lam=lam, noise=noise, generator=generator), labels)
 
 
-def interpolated_loss(C, labels=None, *, lam: float = 5.0) -> torch.Tensor:
+def interpolated_loss(C, labels=None, *, lam: float = 80.0, margin: float = 0.2) -> torch.Tensor:
     r"""Vlastelica et al.'s piecewise-linear interpolation ``f_lam`` of the piecewise-constant loss,
-    the function whose exact gradient the black-box backward returns (maximising form):
+    the function whose exact gradient the black-box backward returns (maximising form), on the
+    margin-shifted costs ``C' = C - m P``:
 
-    .. math::  f_\lambda(C) = L(v_\lambda) + \tfrac{1}{\lambda}\langle C,\, v(C) - v_\lambda\rangle,
-               \qquad v_\lambda = v\big(C - \lambda\,\partial L/\partial v\big)
+    .. math::  f_\lambda(C) = L(v_\lambda) + \tfrac{1}{\lambda}\langle C',\, v(C') - v_\lambda\rangle,
+               \qquad v_\lambda = v\big(C' - \lambda\,\partial L/\partial v\big)
 
     For the Hamming loss (linear in v) this is a finite difference of the optimal value
-    ``M(C) = max_v <C, v>``: ``f_lam(C) = N + (M(C) - M(C - lam (1 - 2P))) / lam``.  It lies between
-    ``L(v_lam)`` and ``L(v(C))`` and tends to ``L(v(C))`` as ``lam -> 0``.  No gradient (a float64 scalar).
+    ``M(C) = max_v <C, v>``: ``f_lam(C) = N + (M(C') - M(C' - lam (1 - 2P))) / lam``.  It lies between
+    ``L(v_lam)`` and ``L(v(C'))`` and tends to ``L(v(C'))`` as ``lam -> 0``.  No gradient (a float64 scalar).
     """
     C = _square(C).detach().double()
     lam = checks.positive(lam, "lam (the interpolation parameter λ)")
     P = _target(labels, C.shape[0], C.device).double()
+    C = C - _margin(margin) * P
     v, v_lam = _hungarian(C), _hungarian(C + 2 * lam * P)
     return hamming_loss(v_lam, labels) + (C * (v - v_lam)).sum() / lam
 
@@ -345,8 +368,9 @@ def view_batch(n: int = 16, *, seed: int = 0, run: "GraphMatchingRun | None" = N
 
 @dataclass(repr=False)
 class GraphMatchingRun(Run):
-    """One self-supervised run: per-step ``history`` (loss, train_match, nnz) and ``evals``
-    (iter, view_match, knn, recall_at_1), the trained ``encoder`` and ``projector``."""
+    """One self-supervised run: per-step ``history`` (loss, train_match, nnz), ``evals`` (iter,
+    view_match), ``scores`` (5-NN class accuracy of the encoder: ``knn_init`` untrained, ``knn`` after
+    training), the trained ``encoder`` and ``projector``."""
 
     encoder: nn.Module | None = None
     projector: nn.Module | None = None
@@ -354,14 +378,15 @@ class GraphMatchingRun(Run):
     def __repr__(self) -> str:
         e = self.evals
         return (f"GraphMatchingRun({NAMES[self.params['loss']]}, {self.params['iters']} it: view matching "
-                f"{e['view_match'][0]:.3f} -> {e['view_match'][-1]:.3f}, 5-NN {e['knn'][0]:.3f} -> {e['knn'][-1]:.3f})")
+                f"{e['view_match'][0]:.3f} -> {e['view_match'][-1]:.3f}; 5-NN of the encoder "
+                f"{self.scores['knn_init']:.3f} untrained -> {self.scores['knn']:.3f})")
 
 
-def _knobs(loss: str, lam, beta, k, tau_graph, tau, noise) -> dict:
+def _knobs(loss: str, lam, margin, beta, k, tau_graph, tau, noise) -> dict:
     """The knobs a loss reads (so a knob it ignores does not split the cache)."""
     if loss == "infonce":
         return dict(tau=checks.temperature(tau))
-    out = dict(lam=checks.positive(lam, "lam (the interpolation parameter λ)"),
+    out = dict(lam=checks.positive(lam, "lam (the interpolation parameter λ)"), margin=_margin(margin),
                noise=checks.non_negative(noise, "noise (the Gumbel perturbation scale)"))
     if loss == "gm_2nd":
         out |= dict(beta=checks.non_negative(beta, "beta"), k=k,
@@ -369,33 +394,39 @@ def _knobs(loss: str, lam, beta, k, tau_graph, tau, noise) -> dict:
     return out
 
 
-def matching_scores(encoder: nn.Module, projector: nn.Module) -> dict:
-    """Held-out view matching (Hungarian on first-order cosines, 10 batches of 64 test signals),
-    5-NN accuracy (test queries, train gallery) and Recall@1 (test, leave-one-out) of the encoder."""
+def view_matching(encoder: nn.Module, projector: nn.Module) -> float:
+    """Held-out view matching: the Hungarian solver on first-order cosines (no margin) of 10 fixed
+    batches of 64 test signals x 2 views; the fraction of images matched to their own other view."""
+    with torch.no_grad():
+        return float(np.mean([matching_accuracy(node_affinity(projector(encoder(a)), projector(encoder(b))))
+                              for a, b in _eval_views()]))
+
+
+def class_knn(encoder: nn.Module) -> float:
+    """5-NN class accuracy of the encoder's features (1000 test queries, the 4000 training signals as
+    the gallery): a class score that no loss here trains for (labels are never used)."""
     from ..data import mnist1d
-    from ..metrics import recall_at_k
 
     split = mnist1d("seen")
     with torch.no_grad():
-        vm = np.mean([matching_accuracy(node_affinity(projector(encoder(a)), projector(encoder(b))))
-                      for a, b in _eval_views()])
-        f_tr, f_te = encoder(split.x_train), encoder(split.x_test)
-    return {"view_match": float(vm), "knn": knn_accuracy(f_tr, split.y_train, f_te, split.y_test),
-            "recall_at_1": recall_at_k(f_te, split.y_test, 1)}
+        return knn_accuracy(encoder(split.x_train), split.y_train, encoder(split.x_test), split.y_test)
 
 
 def train_graph_matching(loss: str = "gm_1st", *, iters: int = 600, batch: int = 64, lr: float = 1e-3,
-                         lam: float = 5.0, beta: float = 0.5, k: int | None = 5, tau_graph: float = 0.1,
-                         tau: float = 0.2, noise: float = 0.0, seed: int = 0, eval_every: int = 50,
-                         progress=True, cache: bool = True) -> GraphMatchingRun:
+                         lam: float = 80.0, margin: float = 0.2, beta: float = 0.5, k: int | None = 5,
+                         tau_graph: float = 0.1, tau: float = 0.2, noise: float = 0.0, seed: int = 0,
+                         eval_every: int = 50, progress=True, cache: bool = True) -> GraphMatchingRun:
     """Self-supervised training on MNIST-1D (its 4000 training signals, labels unused) with one of
     :data:`LOSSES`: ``"infonce"`` (NT-Xent, ``tau``), ``"gm_1st"`` (graph-matching loss on ``C_v``,
-    ``lam``, ``noise``) or ``"gm_2nd"`` (on the second-order proxy, also ``beta``, ``k``, ``tau_graph``).
+    ``lam``, ``margin``, ``noise``) or ``"gm_2nd"`` (on the second-order proxy, also ``beta``, ``k``,
+    ``tau_graph``).
 
     Each step: ``batch`` random signals, two views (:func:`signal_views`), one Adam step.  Recorded
     every step: the loss, ``train_match`` (the fraction of the batch the solver matches correctly on
-    the loss's own affinity; on ``C_v`` for InfoNCE) and ``nnz`` (the number of non-zero entries of
-    ``dL/dC``).  :func:`matching_scores` runs at step 0, every ``eval_every`` steps and at the end.
+    the loss's own affinity, margin included; on ``C_v`` for InfoNCE), ``bare_match`` (the same without
+    the margin) and ``nnz`` (the number of non-zero entries of ``dL/dC``).  :func:`view_matching` runs
+    at step 0, every ``eval_every`` steps and at the end; :func:`class_knn` of the untrained and of the
+    trained encoder go in ``scores``.
     Runs are cached by their parameters (:func:`lossviz.train.memo`); ``progress`` as in
     :func:`lossviz.train.loop`.
     """
@@ -403,7 +434,7 @@ def train_graph_matching(loss: str = "gm_1st", *, iters: int = 600, batch: int =
     checks.integer(iters, "iters", 1)
     checks.integer(batch, "batch", 2)
     checks.integer(eval_every, "eval_every", 1)
-    knobs = _knobs(loss, lam, beta, k, tau_graph, tau, noise)
+    knobs = _knobs(loss, lam, margin, beta, k, tau_graph, tau, noise)
     params = dict(loss=loss, iters=iters, batch=batch, lr=checks.positive(lr, "lr"), seed=seed,
                   eval_every=eval_every, **knobs)
     return memo("lvm_med", params, lambda: _train(params, knobs, progress), cache=cache)
@@ -411,12 +442,14 @@ def train_graph_matching(loss: str = "gm_1st", *, iters: int = 600, batch: int =
 
 def _batch_loss(loss: str, knobs: dict, z_s, z_t, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One batch's ``(loss value, C, the solver's matching v)`` for :func:`train_graph_matching`:
-    InfoNCE on ``C = z_s z_t^T`` (``v`` only recorded), or the graph-matching loss on :func:`affinity`."""
+    InfoNCE on ``C = z_s z_t^T`` (``v`` only recorded), or the graph-matching loss on :func:`affinity`
+    (the solver sees ``C - margin I``, as in :func:`gm_loss`)."""
     if loss == "infonce":
         C = z_s @ z_t.T
         return nt_xent_views(C, z_s @ z_s.T, z_t @ z_t.T, tau=knobs["tau"]), C, _hungarian(C)
     C = affinity(z_s, z_t, beta=knobs.get("beta", 0.0), k=knobs.get("k"), tau_graph=knobs.get("tau_graph", 0.1))
-    v = match(C, lam=knobs["lam"], noise=knobs["noise"], generator=generator)
+    eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
+    v = match(C - knobs["margin"] * eye, lam=knobs["lam"], noise=knobs["noise"], generator=generator)
     return hamming_loss(v), C, v
 
 
@@ -434,12 +467,17 @@ def _train(params: dict, knobs: dict, progress) -> GraphMatchingRun:
         value, C, v = _batch_loss(params["loss"], knobs, z_s, z_t, g)
         C.retain_grad()
         trainer.update(value)
-        return {"loss": value.detach(), "train_match": torch.diagonal(v.detach()).mean(), "nnz": (C.grad != 0).sum()}
+        bare = v if params["loss"] == "infonce" or knobs["margin"] == 0 else _hungarian(C)
+        return {"loss": value.detach(), "train_match": torch.diagonal(v.detach()).mean(),
+                "bare_match": torch.diagonal(bare).mean(), "nnz": (C.grad != 0).sum()}
 
-    history, evals, seconds = trainer.run(step, params["iters"], evaluate=lambda: matching_scores(encoder, projector),
+    knn_init = class_knn(encoder)
+    history, evals, seconds = trainer.run(step, params["iters"],
+                                          evaluate=lambda: {"view_match": view_matching(encoder, projector)},
                                           eval_every=params["eval_every"], desc=NAMES[params["loss"]],
                                           progress=progress)
     return GraphMatchingRun(params=params, history=history, evals=evals, seconds=seconds,
+                            scores={"knn_init": knn_init, "knn": class_knn(encoder)},
                             encoder=encoder.eval(), projector=projector.eval())
 
 
@@ -503,23 +541,25 @@ def grad_heatmap(ax, W, title: str):
     return im
 
 
-def staircase(C, lams, *, ts=None) -> dict:
-    """Along ``C + t I`` (raise every correct affinity by t): the true loss ``L(v(C + tI))`` (a
-    staircase) and the interpolation ``f_lam`` for each ``lam``.  Returns ``{"t", "L", lam: f}``."""
+def staircase(C, lams, *, margin: float = 0.2, ts=None) -> dict:
+    """Along ``C + t I`` (raise every correct affinity by t): the true loss ``L(v(C + tI - mI))`` (a
+    staircase; the margin ``m`` shifts it right by m) and the interpolation ``f_lam`` for each ``lam``.
+    Returns ``{"t", "L", lam: f}``."""
     C = _square(C).detach().double()
+    m = _margin(margin)
     ts = np.linspace(-0.6, 1.0, 161) if ts is None else np.asarray(ts, dtype=float)
     eye = torch.eye(C.shape[0], dtype=torch.float64)
-    out = {"t": ts, "L": np.array([float(hamming_loss(_hungarian(C + t * eye))) for t in ts])}
+    out = {"t": ts, "L": np.array([float(hamming_loss(_hungarian(C + (t - m) * eye))) for t in ts])}
     for lam in lams:
-        out[lam] = np.array([float(interpolated_loss(C + t * eye, lam=lam)) for t in ts])
+        out[lam] = np.array([float(interpolated_loss(C + t * eye, lam=lam, margin=m)) for t in ts])
     return out
 
 
-def matching_panel(z_s, z_t, *, lam: float = 5.0, beta: float = 0.5, k: int = 3, tau_graph: float = 0.1,
-                   tau: float = 0.2):
+def matching_panel(z_s, z_t, *, lam: float = 80.0, margin: float = 0.2, beta: float = 0.5, k: int = 3,
+                   tau_graph: float = 0.1, tau: float = 0.2):
     """Pure maths on a fixed batch: the two graphs and the solver's matching (β, k), the black-box
-    gradient ``dL/dC`` of the GM loss (λ), InfoNCE's ``dL/dC`` (τ), and the staircase loss with its
-    interpolation ``f_λ`` along ``C + tI``.  Every change costs a few Hungarian calls on N x N."""
+    gradient ``dL/dC`` of the GM loss (λ, margin m), InfoNCE's ``dL/dC`` (τ), and the staircase loss
+    with its interpolation ``f_λ`` along ``C + tI``.  Every change costs a few Hungarian calls on N x N."""
     import ipywidgets as W
 
     from .. import plots, widgets
@@ -530,8 +570,9 @@ def matching_panel(z_s, z_t, *, lam: float = 5.0, beta: float = 0.5, k: int = 3,
     n = z_s.shape[0]
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
-        "lam": W.FloatLogSlider(value=lam, base=10, min=math.log10(0.05), max=math.log10(20), step=0.05,
+        "lam": W.FloatLogSlider(value=lam, base=10, min=math.log10(0.05), max=math.log10(200), step=0.05,
                                 description="λ (interpolation)", readout_format=".3g", **style),
+        "margin": W.FloatSlider(value=margin, min=0.0, max=0.5, step=0.05, description="m (cost margin)", **style),
         "beta": W.FloatSlider(value=beta, min=0.0, max=1.0, step=0.05, description="β (2nd order)", **style),
         "k": W.IntSlider(value=k, min=1, max=min(8, n - 1), description="k (neighbours)", **style),
         "tau": W.FloatLogSlider(value=tau, base=10, min=math.log10(0.05), max=0, step=0.05,
@@ -551,51 +592,77 @@ def matching_panel(z_s, z_t, *, lam: float = 5.0, beta: float = 0.5, k: int = 3,
         ax = axes[0, 0]
         ax.clear()
         draw_matching(ax, z_s, z_t, match_v, A_s=A_s, A_t=A_t, title=f"graphs (k={v['k']}) and matching, β={v['beta']:g}")
-        W_gm = pair_weights(gm_loss, C, targets, signed=True, lam=v["lam"])
+        W_gm = pair_weights(gm_loss, C, targets, signed=True, lam=v["lam"], margin=v["margin"])
         W_nce = pair_weights(lambda C_, _y: nt_xent_views(C_, S_s, S_t, tau=v["tau"]), C, targets, signed=True)
         plots.set_weight_image(im_gm, W_gm, targets)
         plots.set_weight_image(im_nce, W_nce, targets)
         nnz = int((W_gm != 0).sum())
-        axes[0, 1].set_title(f"GM black-box dL/dC, λ={v['lam']:.3g}: {nnz} non-zero")
+        axes[0, 1].set_title(f"GM black-box dL/dC, λ={v['lam']:.3g}, m={v['margin']:.2g}: {nnz} non-zero")
         axes[1, 0].set_title(f"InfoNCE dL/dC, τ={v['tau']:.3g}: {int((W_nce != 0).sum())} non-zero")
         ax = axes[1, 1]
         ax.clear()
-        curves = staircase(C, [v["lam"]])
-        ax.plot(curves["t"], curves["L"], color="black", lw=1.5, label="true loss L(v(C + tI))")
+        curves = staircase(C, [v["lam"]], margin=v["margin"])
+        ax.plot(curves["t"], curves["L"], color="black", lw=1.5, label="true loss L(v(C + tI - mI))")
         ax.plot(curves["t"], curves[v["lam"]], color=COLORS["gm_1st"], lw=2, label=f"interpolation f_λ, λ={v['lam']:.3g}")
         ax.axvline(0, color=plots.MUTED, ls=":", lw=1)
         ax.set(xlabel="t, added to every correct affinity C_ii", ylabel="Hamming loss (entries)",
                title="the loss the black-box gradient differentiates")
         ax.legend(loc="upper right", fontsize=9)
         wrong = int(n - torch.diagonal(match_v).sum())
-        return {"C": C, "v": match_v, "W_gm": W_gm, "W_nce": W_nce, "nnz": nnz, "wrong": wrong,
-                "status": f"{wrong} of {n} images matched wrongly; GM gradient: {nnz} non-zero entries of {n * n} "
+        thin = int(n - torch.diagonal(_hungarian(C - v["margin"] * torch.eye(n, dtype=C.dtype))).sum()) - wrong
+        return {"C": C, "v": match_v, "W_gm": W_gm, "W_nce": W_nce, "nnz": nnz, "wrong": wrong, "thin": thin,
+                "status": f"{wrong} of {n} images matched wrongly, {thin} more right by less than the margin; "
+                          f"GM gradient: {nnz} non-zero entries of {n * n} "
                           f"(±1/λ = ±{1 / v['lam']:.3g}); InfoNCE: all {int((W_nce != 0).sum())}"}
 
     return widgets.Panel(controls, fig, draw)
 
 
 def plot_runs(axes, runs: dict) -> None:
-    """Learning curves of :class:`GraphMatchingRun`s (``{label: run}``): held-out view matching, 5-NN accuracy,
-    and the non-zero entries of ``dL/dC`` per step (a 25-step running mean), one axis each."""
+    """Learning curves of :class:`GraphMatchingRun`s (``{label: run}``) on two axes: held-out view
+    matching, and the non-zero entries of ``dL/dC`` per step (a 25-step running mean).  Seed 0 is
+    drawn solid, seed 1 dashed, further seeds thin and dotted; a label that starts with ``_`` stays out
+    of the legend (matplotlib's rule)."""
     for label, run in runs.items():
-        color = COLORS[run.params["loss"]]
-        style = dict(color=color, label=label, ls="-" if run.params["seed"] == 0 else "--")
-        axes[0].plot(run.evals["iter"], run.evals["view_match"], marker=".", **style)
-        axes[1].plot(run.evals["iter"], run.evals["knn"], marker=".", **style)
+        seed = run.params["seed"]
+        style = dict(color=COLORS[run.params["loss"]], label=label, ls="-" if seed == 0 else "--" if seed == 1 else ":",
+                     lw=1.5 if seed < 2 else 0.8, alpha=1.0 if seed < 2 else 0.6)
+        axes[0].plot(run.evals["iter"], run.evals["view_match"], marker="." if seed < 2 else None, **style)
         w = min(25, len(run.history["nnz"]))
         nnz = np.convolve(run.history["nnz"], np.ones(w) / w, mode="valid")
-        axes[2].plot(run.history["iter"][w - 1:], nnz, lw=1.2, **style)
+        axes[1].plot(run.history["iter"][w - 1:], nnz, **style)
     axes[0].set(title="held-out view matching", xlabel="iteration", ylabel="fraction matched correctly")
-    axes[1].set(title="5-NN accuracy (encoder)", xlabel="iteration", ylabel="test accuracy")
-    axes[2].set(title="non-zero entries of dL/dC", xlabel="iteration", ylabel="entries (of N², 25-step mean)")
-    axes[2].set_yscale("log")
-    axes[0].legend(loc="best", fontsize=9)
+    axes[1].set(title="non-zero entries of dL/dC", xlabel="iteration", ylabel="entries (of N², 25-step mean)")
+    axes[1].set_yscale("log")
+    axes[0].legend(loc="lower right", fontsize=8)
 
 
-def training_panel(*, iters: int = 600, loss: str = "gm_1st", lam: float = 5.0, beta: float = 0.5,
-              tau: float = 0.2, autorun: bool = True):
-    """A Train button over :func:`train_graph_matching`: choose the loss, λ, β, τ, the I-MLE noise and the seed;
+def plot_knn_control(ax, runs) -> None:
+    """5-NN accuracy of the encoder, untrained (grey, the random-encoder control) and after training
+    (the loss's colour), one pair of dots per run joined by a line, one column per loss.  A control,
+    not a ranking: see the notebook."""
+    from .. import plots
+
+    losses = [x for x in LOSSES if any(r.params["loss"] == x for r in runs)]
+    for col, loss in enumerate(losses):
+        mine = [r for r in runs if r.params["loss"] == loss]
+        for i, r in enumerate(mine):
+            x = col + 0.25 * (i / max(len(mine) - 1, 1) - 0.5)
+            ax.plot([x - 0.04, x + 0.04], [r.scores["knn_init"], r.scores["knn"]], color=plots.MUTED, lw=0.8, zorder=1)
+            ax.scatter([x - 0.04], [r.scores["knn_init"]], s=18, color=plots.MUTED, zorder=2,
+                       label="untrained encoder (control)" if col == 0 and i == 0 else None)
+            ax.scatter([x + 0.04], [r.scores["knn"]], s=18, color=COLORS[loss], zorder=3,
+                       label=f"after {NAMES[loss]}" if i == 0 else None)
+    ax.set(xticks=range(len(losses)), xticklabels=[NAMES[x] for x in losses], xlim=(-0.5, len(losses) - 0.5),
+           title="encoder 5-NN accuracy (a control)", ylabel="5-NN test accuracy (10 classes)")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.4 * (high - low))            # room for the legend above the dots
+    ax.legend(loc="upper center", ncol=2, fontsize=7)
+
+
+def training_panel(*, iters: int = 600, loss: str = "gm_1st", lam: float = 80.0, margin: float = 0.2,
+                   beta: float = 0.5, tau: float = 0.2, autorun: bool = True):
+    """A Train button over :func:`train_graph_matching`: choose the loss, λ, the margin, β, τ, the I-MLE noise and the seed;
     the learning curves of the run are drawn (runs are cached, so a setting already trained is instant)."""
     import ipywidgets as W
 
@@ -604,8 +671,9 @@ def training_panel(*, iters: int = 600, loss: str = "gm_1st", lam: float = 5.0, 
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
         "loss": W.Dropdown(options=[(NAMES[x], x) for x in LOSSES], value=loss, description="loss"),
-        "lam": W.FloatLogSlider(value=lam, base=10, min=math.log10(0.5), max=math.log10(20), step=0.05,
+        "lam": W.FloatLogSlider(value=lam, base=10, min=math.log10(0.5), max=math.log10(200), step=0.05,
                                 description="λ", readout_format=".3g", **style),
+        "margin": W.FloatSlider(value=margin, min=0.0, max=0.5, step=0.05, description="m (cost margin)", **style),
         "beta": W.FloatSlider(value=beta, min=0.0, max=1.0, step=0.1, description="β (GM-2nd)", **style),
         "noise": W.FloatSlider(value=0.0, min=0.0, max=0.2, step=0.05, description="I-MLE noise", **style),
         "tau": W.FloatLogSlider(value=tau, base=10, min=math.log10(0.05), max=0, step=0.05,
@@ -614,11 +682,13 @@ def training_panel(*, iters: int = 600, loss: str = "gm_1st", lam: float = 5.0, 
     }
 
     def run(values, progress):
-        return train_graph_matching(values["loss"], iters=iters, lam=values["lam"], beta=values["beta"], tau=values["tau"],
-                         noise=values["noise"], seed=values["seed"], progress=progress)
+        return train_graph_matching(values["loss"], iters=iters, lam=values["lam"], margin=values["margin"],
+                                    beta=values["beta"], tau=values["tau"], noise=values["noise"], seed=values["seed"],
+                                    progress=progress)
 
     def draw(axes, result, values):
-        plot_runs(axes[0], {NAMES[result.params["loss"]]: result})
+        plot_runs(axes[0, :2], {NAMES[result.params["loss"]]: result})
+        plot_knn_control(axes[0, 2], [result])
         return {"status": repr(result)}
 
     return widgets.run_panel(controls, run, draw, ncols=3, width=4.0, height=3.3, autorun=autorun)
