@@ -241,19 +241,28 @@ def binomial_deviance_loss(S, labels, *, alpha: float = 2.0, beta: float = 40.0,
     return (pos_term + neg_term).mean()
 
 
-def lifted_structure_loss(S, labels, *, lam: float = 1.0, anchors=None) -> torch.Tensor:
-    r"""Lifted structure loss (Oh Song et al. 2016), in the anchor-wise similarity form of Wang et al. (2019, eq. 5).
+def lifted_structure_loss(S, labels, *, lam: float = 1.0, scale: float = 1.0, anchors=None) -> torch.Tensor:
+    r"""Lifted structure loss (Oh Song et al. 2016), in the anchor-wise similarity form of Wang et al.
+    (2019, eq. 5), on the scaled similarities ``s S`` (``s = scale``):
 
     .. math::
-        L = \frac1m \sum_i \Big[\log \sum_{k\in P_i} e^{\lambda - S_{ik}} + \log \sum_{k\in N_i} e^{S_{ik}}\Big]_+
+        L = \frac1m \sum_i \Big[\log \sum_{k\in P_i} e^{\lambda - s S_{ik}} + \log \sum_{k\in N_i} e^{s S_{ik}}\Big]_+
 
-    Pair weights while the hinge is active: ``1 / sum_{k in P_i} e^{S_ij - S_ik}`` on positives and
-    ``1 / sum_{k in N_i} e^{S_ik - S_ij}`` on negatives (a softmax over each set: the "N" similarity).
-    An anchor without positives or without negatives contributes 0.
+    Pair weights while the hinge is active: ``s / sum_{k in P_i} e^{s (S_ij - S_ik)}`` on positives and
+    ``s / sum_{k in N_i} e^{s (S_ik - S_ij)}`` on negatives (``s`` times a softmax over each set: the
+    "N" similarity).  An anchor without positives or without negatives contributes 0.
+
+    ``scale`` is an inverse temperature.  The original loss works on distances between unnormalised
+    embeddings, which are unbounded; cosines live in [-1, 1], where at ``scale = 1`` the softmax over
+    an anchor's negatives is almost uniform and the loss hardly tells hard pairs from easy ones.  So a
+    lifted loss on cosines needs a scale, as MS has its alpha and beta: the MS author's earlier code
+    (bnu-wangxun/Deep_Metric) scales its lifted loss's negative cosines by 40 and positive ones by 2.
+    ``lam`` is a margin in the scaled units.  The default ``scale = 1`` is the paper's unscaled eq. 5.
     """
     S, pos, neg = pair_batch(S, labels, anchors)
     lam = checks.finite(lam, "lam")
-    x = upcast(S)
+    scale = checks.positive(scale, "scale")
+    x = scale * upcast(S)
     # An anchor without positives or without negatives has a -inf term, so relu gives it 0.
     per_anchor = F.relu(masked_logsumexp(lam - x, pos) + masked_logsumexp(x, neg))
     return per_anchor.mean()

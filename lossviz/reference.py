@@ -309,23 +309,23 @@ def binomial_weights_closed_form(S, labels, *, alpha: float = 2.0, beta: float =
 # Lifted structure
 # --------------------------------------------------------------------------------------------
 
-def lifted_structure_loss_ref(S, labels, *, lam: float = 1.0) -> torch.Tensor:
-    r"""L = 1/B sum_i [ log sum_{k in P_i} e^{lam - S_ik} + log sum_{k in N_i} e^{S_ik} ]_+
-    (an anchor without positives or without negatives adds 0)."""
+def lifted_structure_loss_ref(S, labels, *, lam: float = 1.0, scale: float = 1.0) -> torch.Tensor:
+    r"""L = 1/B sum_i [ log sum_{k in P_i} e^{lam - s S_ik} + log sum_{k in N_i} e^{s S_ik} ]_+ with
+    s = scale (an anchor without positives or without negatives adds 0)."""
     s, _, y, zero = _unpack(S, labels)
     total = zero
     for i in range(len(y)):
         P, N = _positives(y, i), _negatives(y, i)
         if P and N:
-            pos_part = torch.log(sum(torch.exp(lam - s[i][k]) for k in P))
-            neg_part = torch.log(sum(torch.exp(s[i][k]) for k in N))
+            pos_part = torch.log(sum(torch.exp(lam - scale * s[i][k]) for k in P))
+            neg_part = torch.log(sum(torch.exp(scale * s[i][k]) for k in N))
             total = total + torch.relu(pos_part + neg_part)
     return total / len(y)
 
 
-def lifted_weights_closed_form(S, labels, *, lam: float = 1.0) -> torch.Tensor:
-    """While anchor i's hinge is active: w+_ij = 1 / sum_{k in P_i} e^{S_ij - S_ik},
-    w-_ij = 1 / sum_{k in N_i} e^{S_ik - S_ij}; 0 otherwise (then / B)."""
+def lifted_weights_closed_form(S, labels, *, lam: float = 1.0, scale: float = 1.0) -> torch.Tensor:
+    """While anchor i's hinge is active: w+_ij = s / sum_{k in P_i} e^{s (S_ij - S_ik)},
+    w-_ij = s / sum_{k in N_i} e^{s (S_ik - S_ij)} with s = scale; 0 otherwise (then / B)."""
     _, v, y, _ = _unpack(S, labels)
     B = len(y)
     W = torch.zeros(B, B, dtype=torch.float64)
@@ -333,14 +333,14 @@ def lifted_weights_closed_form(S, labels, *, lam: float = 1.0) -> torch.Tensor:
         P, N = _positives(y, i), _negatives(y, i)
         if not (P and N):
             continue
-        hinge = (math.log(sum(_exp(lam - v[i][k]) for k in P))
-                 + math.log(sum(_exp(v[i][k]) for k in N)))
+        hinge = (math.log(sum(_exp(lam - scale * v[i][k]) for k in P))
+                 + math.log(sum(_exp(scale * v[i][k]) for k in N)))
         if hinge <= 0:
             continue
         for j in P:
-            W[i, j] = 1.0 / sum(_exp(v[i][j] - v[i][k]) for k in P)
+            W[i, j] = scale / sum(_exp(scale * (v[i][j] - v[i][k])) for k in P)
         for j in N:
-            W[i, j] = 1.0 / sum(_exp(v[i][k] - v[i][j]) for k in N)
+            W[i, j] = scale / sum(_exp(scale * (v[i][k] - v[i][j])) for k in N)
     return W / B
 
 

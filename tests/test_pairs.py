@@ -88,6 +88,11 @@ CASES = [
     ("lifted-lam.5", lv.lifted_structure_loss, ref.lifted_structure_loss_ref, dict(lam=0.5)),
     # lam = -2.5 switches some anchors' hinges off
     ("lifted-lam-2.5", lv.lifted_structure_loss, ref.lifted_structure_loss_ref, dict(lam=-2.5)),
+    # the scaled form used on cosines (notebook 01; some hinges off), and one where most are off
+    ("lifted-scale10-lam.5", lv.lifted_structure_loss, ref.lifted_structure_loss_ref,
+     dict(scale=10.0, lam=0.5)),
+    ("lifted-scale3-lam-4", lv.lifted_structure_loss, ref.lifted_structure_loss_ref,
+     dict(scale=3.0, lam=-4.0)),
 ]
 
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-5)}
@@ -316,6 +321,7 @@ LARGE_SCALE = [
     ("triplet", lv.triplet_loss, ref.triplet_loss_ref, {}),
     ("triplet-semihard", lv.triplet_loss, ref.triplet_loss_ref, dict(mining="semihard")),
     ("lifted", lv.lifted_structure_loss, ref.lifted_structure_loss_ref, {}),
+    ("lifted-scale40", lv.lifted_structure_loss, ref.lifted_structure_loss_ref, dict(scale=40.0, lam=0.5)),
 ]
 
 
@@ -388,3 +394,29 @@ def test_ms_formula_nothing_mined_is_zero_with_zero_gradient():
                       [-0.5, -0.4, 1.0, 0.8], [-0.6, -0.5, 0.8, 1.0]], dtype=F64)
     value, grad = value_and_grad(lv.ms_loss_formula, S, y, eps=0.1)
     assert value == 0 and torch.equal(grad, torch.zeros_like(grad))
+
+
+# ------------------------------------------------------------------------------------------------
+# Lifted structure's scale (an inverse temperature on the cosines)
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_lifted_scale_is_the_loss_on_scaled_similarities(batch):
+    """``scale=s`` means the loss sees ``s * S``: the same value as the unscaled loss on ``s S``, and
+    (chain rule) ``s`` times its gradient there; ``scale=1`` is the default, unchanged."""
+    S, y = make_S(batch)
+    for s, lam in ((10.0, 0.5), (0.3, -1.0), (4.0, 2.0)):
+        value, grad = value_and_grad(lv.lifted_structure_loss, S, y, scale=s, lam=lam)
+        ref_value, ref_grad = value_and_grad(lv.lifted_structure_loss, s * S, y, lam=lam)
+        torch.testing.assert_close(value, ref_value, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(grad, s * ref_grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(lv.lifted_structure_loss(S, y, scale=1.0, lam=0.5),
+                               lv.lifted_structure_loss(S, y, lam=0.5), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("scale, match", [(0.0, "scale must be > 0"), (-10.0, "scale must be > 0"),
+                                          (math.nan, "scale must be finite"), (math.inf, "scale must be finite")])
+def test_lifted_scale_must_be_positive(scale, match):
+    S, y = make_S("4x3")
+    with pytest.raises(ValueError, match=match):
+        lv.lifted_structure_loss(S, y, scale=scale)

@@ -59,6 +59,9 @@ CLOSED_FORMS = [
      dict(alpha=1.0, beta=10.0, lam=0.2)),
     ("lifted", lv.lifted_structure_loss, ref.lifted_weights_closed_form, {}),
     ("lifted-lam-2.5", lv.lifted_structure_loss, ref.lifted_weights_closed_form, dict(lam=-2.5)),
+    ("lifted-scale10", lv.lifted_structure_loss, ref.lifted_weights_closed_form, dict(scale=10.0, lam=0.5)),
+    ("lifted-scale3-lam-4", lv.lifted_structure_loss, ref.lifted_weights_closed_form,
+     dict(scale=3.0, lam=-4.0)),
 ]
 
 
@@ -78,6 +81,7 @@ SIGNED = [
     ("contrastive", lv.contrastive_loss, {}), ("triplet", lv.triplet_loss, {}),
     ("triplet-semihard", lv.triplet_loss, dict(mining="semihard")),
     ("binomial", lv.binomial_deviance_loss, {}), ("lifted", lv.lifted_structure_loss, {}),
+    ("lifted-scale10", lv.lifted_structure_loss, dict(scale=10.0, lam=0.5)),
 ]
 
 
@@ -155,6 +159,24 @@ def test_identity_2_ms_at_beta_1_has_lifted_negative_weights():
         a, b = W_ms[i, neg[i]], W_lifted[i, neg[i]]
         torch.testing.assert_close(a / a.sum(), b / b.sum(), rtol=1e-6, atol=1e-9)
 
+
+
+@pytest.mark.parametrize("beta", [4.0, 40.0])
+def test_identity_2_ms_negative_weights_are_lifted_at_scale_beta(beta):
+    """The same limit at any beta: MS's normalised negative weights at lam -> -inf are those of
+    lifted structure with ``scale = beta`` (both a softmax over N_i of beta S)."""
+    S, y = batch("4x3")
+    W_ms = lv.pair_weights(lv.ms_loss, S, y, beta=beta, lam=-30.0, mining=False)
+    W_lifted = ref.lifted_weights_closed_form(S, y, scale=beta)
+    _, neg = lv.pair_masks(y)
+    checked = 0
+    for i in range(len(y)):
+        if W_lifted[i].sum() == 0:
+            continue
+        a, b = W_ms[i, neg[i]], W_lifted[i, neg[i]]
+        torch.testing.assert_close(a / a.sum(), b / b.sum(), rtol=1e-6, atol=1e-9)
+        checked += 1
+    assert checked > 0
 
 def hinge_terms(S, y, lam, sets):
     """Per-anchor [max_{P_i} (lam - S_ik)]_+ + [max_{N_i} (S_ik - lam)]_+ and the gap bound
