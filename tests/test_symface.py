@@ -162,13 +162,24 @@ def test_symmetric_faces_give_zero_loss_for_any_network(backbone, fill):
 
 # ---------------------------------------------------------------- halves, frontness
 
-def test_split_halves_cuts_mirrors_and_pads():
+def test_split_halves_completes_each_half_by_its_mirror_image():
+    """The default: x_L = [left | mirror(left)], x_R' = [mirror(right) | right], two symmetric faces."""
     x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)
     xl, xr = sy.split_halves(x)
     assert xl.shape == xr.shape == x.shape
+    assert torch.equal(xl, x[..., [0, 1, 1, 0]]) and torch.equal(xr, x[..., [3, 2, 2, 3]])
+    assert torch.equal(xl, sy.mirror(xl)) and torch.equal(xr, sy.mirror(xr)), "both views are symmetric faces"
+    _, xr_plain = sy.split_halves(x, mirror=False)
+    assert torch.equal(xr_plain, x[..., [2, 3, 3, 2]])
+
+
+def test_split_halves_cuts_mirrors_and_pads():
+    x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)
+    xl, xr = sy.split_halves(x, fill="zero")
+    assert xl.shape == xr.shape == x.shape
     assert torch.equal(xl[..., :2], x[..., :2]) and bool((xl[..., 2:] == 0).all())
     assert torch.equal(xr[..., 0], x[..., 3]) and torch.equal(xr[..., 1], x[..., 2]) and bool((xr[..., 2:] == 0).all())
-    _, xr_plain = sy.split_halves(x, mirror=False)
+    _, xr_plain = sy.split_halves(x, mirror=False, fill="zero")
     assert torch.equal(xr_plain[..., :2], x[..., 2:])
     xl_big, _ = sy.split_halves(x, fill="resize")
     assert torch.equal(xl_big[..., 0], x[..., 0]) and torch.equal(xl_big[..., 1], x[..., 0])
@@ -285,7 +296,8 @@ def test_training_runs_is_cached_and_pulls_the_halves_together():
     assert list(sym.history["sym_iter"]) == list(range(10, 41, 10))
     assert 0 <= sym.tar <= 1 and sym.cross_half_cos.ndim == 1 and len(sym.half_cos_after) == 1000
     assert sym.scores["half_disparity"] < base.scores["half_disparity"]
-    assert set(sym.scores) >= {"tar", "intra", "inter", "half_intra", "half_inter", "light_sensitivity"}
+    assert set(sym.scores) >= {"tar", "tar_before", "intra", "inter", "half_intra", "half_inter", "light_sensitivity"}
+    assert sym.params["fill"] == "mirror", "halves enter as mirror-completed faces by default"
 
 
 def test_symmetry_panel_redraws_with_the_knobs():

@@ -11,14 +11,18 @@ eyes and the nose.  **Everything else below is reconstructed -- verify against t
 
 * discrepancy ``D = |(e_l + e_r)/2 - n| / |e_r - e_l|``, frontness
   ``rho = clip(1 - D / D_max, 0, 1)``, a face is kept when ``rho >= rho_min`` (the paper's τ; lossviz keeps ``tau`` for temperatures);
-* the halves are cut at the centre column and zero-padded back to full width (or resized);
+* the halves are cut at the centre column and each is completed by its own mirror image into a
+  mirror-symmetric full face, so that they pass through the weights full faces use (zero padding
+  and resizing are the alternatives :func:`split_halves` offers);
 * ``L_rho = (1/n) sum_{kept i} rho_i (1 - cos(f(x_L,i), f(x_R',i)))``, ``n`` = number kept;
 * ``L = L_ArcFace + w_sym * L_rho``.
 
 General Pair Weighting view: ``L_rho`` is a *positive-pair-only* term on the half-pair cosines
 ``c_i``, with ``dL/dc_i = -rho_i / n`` on kept faces and 0 elsewhere, a constant pull, like the
 positive half of the contrastive loss.  No negative pair pushes back, so mapping every half-face
-to one point minimises it (the collapse the notebook measures).
+to one point would minimise it; only ArcFace on the full faces resists that, and a large
+``w_sym`` (or half inputs the network can tell apart from faces, such as zero-padded ones)
+brings the collapse back (the notebook measures both).
 
 This module also holds the miniature the notebook trains on (:func:`make_faces`: 12 x 12
 synthetic faces, exactly symmetric per identity, with one-sided nuisances), the training run
@@ -51,8 +55,8 @@ EYES = (AXIS - 3.0, AXIS + 3.0)
 D_MAX = 1.0 / 6.0
 #: The symmetry-loss variants: the reconstruction and two exercises (not the paper's loss).
 VARIANTS = ("cosine", "infonce", "arcface")
-#: How a half enters the full-width network: zero-padded, or stretched to full width.
-FILLS = ("zero", "resize")
+#: How a half enters the full-width network: completed by its mirror image, zero-padded, or stretched.
+FILLS = ("mirror", "zero", "resize")
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,14 +239,22 @@ def mirror_correlation(x) -> torch.Tensor:
     return F.cosine_similarity(a, b, dim=-1)
 
 
-def split_halves(x, *, mirror: bool = True, fill: str = "zero") -> tuple[torch.Tensor, torch.Tensor]:
+def split_halves(x, *, mirror: bool = True, fill: str = "mirror") -> tuple[torch.Tensor, torch.Tensor]:
     """Cut ``x`` (..., H, W) at its centre column into ``(x_L, x_R')``, both full width.
 
-    ``x_L`` is the left half; ``x_R'`` the right half mirrored (``mirror=False``: not mirrored, the
-    ablation where the halves do not correspond).  Both sit in the left columns and are padded
-    with zeros (``fill="zero"``) or stretched to full width by repeating each column
-    (``fill="resize"``).  How the paper feeds half faces is not known (reconstructed).
-    For an exactly symmetric ``x``, ``x_L == x_R'`` bit for bit."""
+    ``x_L`` holds the left half; ``x_R'`` the right half mirrored (``mirror=False``: not mirrored,
+    the ablation where the halves do not correspond).  Each half sits in the left columns and is
+    made full width by ``fill``:
+
+    * ``"mirror"`` (default): completed by its own mirror image, a mirror-symmetric full face
+      (``x_L = [left | mirror(left)]``, ``x_R' = [mirror(right) | right]``), so the halves reach the
+      network as faces, through the same weights that full faces use;
+    * ``"zero"``: padded with zeros (the right columns are empty, and the weights that read them
+      never see a half);
+    * ``"resize"``: stretched to full width by repeating each column.
+
+    How the paper feeds half faces is not known (reconstructed).  For an exactly symmetric ``x``,
+    ``x_L == x_R'`` bit for bit, for every fill."""
     x = _images(x)
     if x.shape[-1] % 2:
         raise ValueError(f"the image width must be even to cut it at the centre; got {x.shape[-1]}")
@@ -250,6 +262,8 @@ def split_halves(x, *, mirror: bool = True, fill: str = "zero") -> tuple[torch.T
     w = x.shape[-1] // 2
     left, right = x[..., :w], x[..., w:]
     right = right.flip(-1) if mirror else right
+    if fill == "mirror":
+        return torch.cat([left, left.flip(-1)], -1), torch.cat([right, right.flip(-1)], -1)
     if fill == "resize":
         return left.repeat_interleave(2, dim=-1), right.repeat_interleave(2, dim=-1)
     pad = lambda h: F.pad(h, (0, w))
@@ -391,7 +405,7 @@ def spread(emb, labels) -> dict:
     return {"intra": float(d[same].mean()), "inter": float(d[~same].mean())}
 
 
-def half_cosines(model, x, *, mirror: bool = True, fill: str = "zero") -> torch.Tensor:
+def half_cosines(model, x, *, mirror: bool = True, fill: str = "mirror") -> torch.Tensor:
     """``c_i = cos(f(x_L,i), f(x_R',i))`` for images ``x`` (N, H, W), without gradients."""
     xl, xr = split_halves(x, mirror=mirror, fill=fill)
     with torch.no_grad():
@@ -447,7 +461,7 @@ class SymRun(Run):
 
 
 def train_symface(*, w_sym: float = 1.0, rho_min: float = 0.5, variant: str = "cosine", mirror: bool = True,
-                  fill: str = "zero", nuisance: float = 1.0, s: float = 16.0, m: float = 0.3,
+                  fill: str = "mirror", nuisance: float = 1.0, s: float = 16.0, m: float = 0.3,
                   backbone: str = "mlp", dim: int = 32, iters: int = 500, batch: int = 128,
                   lr: float = 2e-3, seed: int = 0, eval_every: int = 50, progress=True,
                   cache: bool = True) -> SymRun:
@@ -460,7 +474,8 @@ def train_symface(*, w_sym: float = 1.0, rho_min: float = 0.5, variant: str = "c
     step, as the cosine variant).  The data are the same for every seed (data seed 0);
     ``seed`` sets the initialisation and the batches.  ``progress`` as in :func:`lossviz.train.loop`.
 
-    ``scores`` (unseen identities, after training): ``tar`` (TAR at FAR 1e-2), ``half_disparity``
+    ``scores`` (unseen identities, after training): ``tar`` (TAR at FAR 1e-2; ``tar_before``: the
+    untrained network's, to check that a run learns), ``half_disparity``
     (mean ``1 - c_i`` on centred faces), ``cross_half_cos`` (mean cosine between left halves of
     different identities, centred faces), ``light_sensitivity`` (mean ``1 - cos`` between a clean
     face lit from the left and from the right), ``intra`` / ``inter`` (:func:`spread` of the full
@@ -487,6 +502,7 @@ def _train(p: dict, progress) -> SymRun:
     rng = np.random.default_rng(p["seed"])
     halves = dict(mirror=p["mirror"], fill=p["fill"])
     half_cos_before = half_cosines(model, te.x, **halves).numpy()
+    tar_before = tar_at_far(_embed(model, te.x), te.y, far=1e-2)
     centred = te.subset(te.shift == 0)
 
     def evaluate() -> dict:
@@ -496,14 +512,21 @@ def _train(p: dict, progress) -> SymRun:
     def step(it: int) -> dict:
         idx = torch.as_tensor(rng.choice(len(tr), size=min(p["batch"], len(tr)), replace=False))
         x, y, rho = tr.x[idx], tr.y[idx], tr.rho[idx]
-        arc = arcface_loss(head(model(x)), y, s=p["s"], m=p["m"])
         keep = rho >= p["rho_min"]
+        record = it % 10 == 0  # the symmetry term is logged every 10th step, also when w_sym = 0
+        train_sym = p["w_sym"] > 0 and bool(keep.any())
+        if train_sym:  # one pass through the network for the faces and the halves of the kept ones
+            z, zl, zr = model(torch.cat([x, *split_halves(x[keep], mirror=p["mirror"], fill=p["fill"])])).split(
+                [len(x), int(keep.sum()), int(keep.sum())])
+        else:
+            z = model(x)
+        arc = arcface_loss(head(z), y, s=p["s"], m=p["m"])
         out = {"arcface": arc, "kept": keep.float().mean()}
         loss = arc
-        record = it % 10 == 0  # the symmetry term is logged every 10th step, also when w_sym = 0
-        if bool(keep.any()) and (p["w_sym"] > 0 or record):
-            with torch.set_grad_enabled(p["w_sym"] > 0):
-                sym, disparity = _symmetry_term(model, head, x[keep], y[keep], rho[keep], p)
+        if bool(keep.any()) and (train_sym or record):
+            with torch.set_grad_enabled(train_sym):
+                halves_z = (zl, zr) if train_sym else None
+                sym, disparity = _symmetry_term(model, head, x[keep], y[keep], rho[keep], p, halves_z)
             if record:
                 out |= {"sym": sym, "half_disparity": disparity}
             if p["w_sym"] > 0:
@@ -514,16 +537,18 @@ def _train(p: dict, progress) -> SymRun:
     history, evals, seconds = trainer.run(step, p["iters"], evaluate=evaluate, eval_every=p["eval_every"],
                                           desc=f"ArcFace + {p['w_sym']:g} x {p['variant']}", progress=progress)
     scores, cross = _final_scores(model, data, centred, halves)
+    scores["tar_before"] = tar_before
     return SymRun(params=p, history=history, evals=evals, scores=scores, seconds=seconds, rho=te.rho.numpy(),
                   half_cos_before=half_cos_before, half_cos_after=half_cosines(model, te.x, **halves).numpy(),
                   cross_half_cos=cross, model=model.eval())
 
 
-def _symmetry_term(model, head, x, y, rho, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def _symmetry_term(model, head, x, y, rho, p: dict, halves_z=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``L_sym`` of :func:`train_symface`'s variant on the kept faces ``x`` of a batch, and their
-    mean half disparity ``1 - c_i``."""
-    xl, xr = split_halves(x, mirror=p["mirror"], fill=p["fill"])
-    zl, zr = model(xl), model(xr)
+    mean half disparity ``1 - c_i``; ``halves_z``: their half embeddings, if already computed."""
+    if halves_z is None:
+        halves_z = (model(h) for h in split_halves(x, mirror=p["mirror"], fill=p["fill"]))
+    zl, zr = halves_z
     if p["variant"] == "arcface":
         sym = half_arcface_loss(head(zl), head(zr), y, rho, rho_min=p["rho_min"], s=p["s"], m=p["m"])
     else:
@@ -584,7 +609,8 @@ def mirror_test(x, y, centres=None) -> dict:
 
 #: One colour per run kind in this notebook's figures (never the pull / push pair colours).
 SYM_COLORS = {"ArcFace": "#332288", "+ symmetry (cosine)": "#AA4499", "+ InfoNCE halves": "#117733",
-              "+ ArcFace halves": "#999933"}
+              "+ ArcFace halves": "#999933", "+ symmetry, w_sym = 5": "#CC6677",
+              "+ symmetry, zero-padded halves": "#44AA99"}
 
 
 def show_faces(axes_row, images, titles) -> None:
@@ -727,11 +753,11 @@ def training_panel(*, iters: int = 500, autorun: bool = True, **defaults):
 
     from .. import widgets
 
-    v = dict(w_sym=1.0, rho_min=0.5, variant="cosine", mirror=True, fill="zero", nuisance=1.0, s=16.0, m=0.3,
+    v = dict(w_sym=1.0, rho_min=0.5, variant="cosine", mirror=True, fill="mirror", nuisance=1.0, s=16.0, m=0.3,
              backbone="mlp", seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"}, layout=W.Layout(width="300px"))
     controls = {
-        "w_sym": W.FloatSlider(value=v["w_sym"], min=0.0, max=2.0, step=0.1, description="w_sym", **style),
+        "w_sym": W.FloatSlider(value=v["w_sym"], min=0.0, max=5.0, step=0.1, description="w_sym", **style),
         "rho_min": W.FloatSlider(value=v["rho_min"], min=0.0, max=1.0, step=0.05, description="ρ_min", **style),
         "variant": W.Dropdown(options=list(VARIANTS), value=v["variant"], description="variant"),
         "mirror": W.Checkbox(value=v["mirror"], description="mirror", indent=False),
