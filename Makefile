@@ -121,9 +121,8 @@ present: venv
 	cd notebooks && env -u MPLBACKEND LOSSVIZ_FAST=$(FAST) ../$(BIN)/voila $(notdir $(PRESENT_NB)) \
 		--Voila.ip=127.0.0.1 --port=$(PORT) $(PRESENT_ARGS)
 
-# Static HTML of every executed notebook, with an index page in reading-list order (build/html).
+# Static HTML of the executed notebooks (NB=01 for one), readable offline: a local MathJax, panels as
+# their saved pictures, previous / index / next links, an index page in reading-list order (build/html).
 html: venv
 	rm -rf build/html
-	PYTHONPATH=docs $(BIN)/jupyter nbconvert --to html --output-dir build/html \
-		--HTMLExporter.preprocessors=static_widgets.WidgetSnapshots notebooks/[0-9][0-9]_*.ipynb
-	$(PY) docs/build_index.py build/html
+	$(PY) docs/build_html.py build/html $(NB)

@@ -1,6 +1,6 @@
 """Write build/html/index.html: the exported notebooks in reading-list order, grouped by part.
 
-Usage: python docs/build_index.py build/html  (run by `make html` after nbconvert)."""
+Called by build_html.py (`make html`) with the notebooks it exported; alone, it indexes them all."""
 
 import html
 import json
@@ -27,8 +27,9 @@ def title(ipynb: pathlib.Path) -> str:
     return ipynb.stem
 
 
-def main(out: pathlib.Path) -> None:
-    notebooks = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+def main(out: pathlib.Path, notebooks=None) -> None:
+    if notebooks is None:
+        notebooks = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     items = []
     for first, last, part in PARTS:
         rows = [nb for nb in notebooks if first <= int(nb.name[:2]) <= last]
@@ -41,7 +42,7 @@ def main(out: pathlib.Path) -> None:
             "  <h1>lossviz: the loss functions of deep learning, through their gradients</h1>\n"
             "  <p>Each page is a notebook executed on a CPU, with its figures and results. "
             "The sliders need a running Python (<code>make lab</code>); here they show the state the notebook "
-            "was saved in.</p>\n" + "\n".join(items) + "\n</body>\n</html>\n")
+            "was saved in. The pages read offline: formulas are typeset by a local MathJax.</p>\n" + "\n".join(items) + "\n</body>\n</html>\n")
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(page)
     print(f"wrote {out / 'index.html'} ({len(notebooks)} notebooks)")

@@ -177,3 +177,41 @@ def test_jupyterlab_runs_the_tour_without_errors(browser, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+MATH_DONE = """() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0
+  && document.querySelectorAll('.MathJax, .MathJax_Display').length > 0"""
+
+
+def test_static_html_reads_offline(browser, tmp_path):
+    """`make html`'s pages with the network cut: formulas typeset by the local MathJax, no request
+    leaves the page's folder, and the previous / index / next links lead where they say."""
+    out = tmp_path / "html"
+    subprocess.run([sys.executable, str(ROOT / "docs" / "build_html.py"), str(out), "00", "01"],
+                   check=True, cwd=ROOT, capture_output=True)
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
+    outside = []
+
+    def offline(route):
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", offline)
+    page.goto((out / "00_tour.html").as_uri())
+    page.wait_for_function(MATH_DONE, timeout=60_000)
+    markdown = "\n".join(page.locator(".jp-MarkdownOutput").all_inner_texts())
+    assert page.locator(".MathJax, .MathJax_Display").count() > 20            # the tour's formulas, typeset
+    assert page.locator(".MathJax_Error, merror").count() == 0
+    assert "$" not in markdown                                                # no raw TeX left in the prose
+    assert outside == []
+    page.get_by_role("link", name="next →", exact=False).first.click()
+    page.wait_for_url("**/01_ms_loss_gpw.html")
+    page.wait_for_function(MATH_DONE, timeout=60_000)
+    page.get_by_role("link", name="index", exact=True).first.click()
+    page.wait_for_url("**/index.html")
+    assert page.get_by_role("link", name="01", exact=False).count() == 1
+    page.screenshot(path=str(ARTIFACTS / "html_index.png"))
+    assert outside == []
