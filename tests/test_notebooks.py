@@ -72,6 +72,38 @@ def test_kernelspec_is_python3(pair):
         assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
 
 
+def test_saving_in_jupyterlab_leaves_the_pair_unchanged(pair, request, tmp_path):
+    """Open and save the notebook as JupyterLab does (jupytext's contents manager, with the kernel
+    that `make venv` installs): neither file of the pair may change, so a student who only runs and
+    saves a notebook finds no diff in the committed header or metadata."""
+    import asyncio
+    import shutil
+
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+    from jupytext.async_contentsmanager import build_async_jupytext_contents_manager_class
+
+    py = NOTEBOOKS / f"{request.node.callspec.id}.py"
+    work = tmp_path / "repo"
+    (work / "notebooks").mkdir(parents=True)
+    shutil.copy(NOTEBOOKS.parent / "jupytext.toml", work)
+    for f in (py, py.with_suffix(".ipynb")):
+        shutil.copy(f, work / "notebooks" / f.name)
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    manager = build_async_jupytext_contents_manager_class(AsyncLargeFileManager)(
+        root_dir=str(work), checkpoints_kwargs={"root_dir": str(tmp_path / "checkpoints")})
+
+    async def open_and_save(name):
+        model = await manager.get(name)
+        model["content"]["metadata"]["kernelspec"] = {"display_name": spec.display_name,
+                                                      "language": spec.language, "name": "python3"}
+        await manager.save(model, name)
+
+    asyncio.run(open_and_save(f"notebooks/{py.stem}.ipynb"))
+    for f in (py, py.with_suffix(".ipynb")):
+        assert (work / "notebooks" / f.name).read_text() == f.read_text(), f"saving rewrites {f.name}"
+
+
 # Portable outputs. A cell that shows a training result carries nbval-ignore-output (its numbers
 # differ in the last bits from one CPU to another), so it must check what it is for with an assert,
 # and no markdown may quote what such a cell printed: prose is the same on every machine.
