@@ -3,16 +3,25 @@ r"""The temperature of the contrastive loss, measured on real self-supervised ru
 * :func:`train_two_view`: SimCLR in miniature, two random views of each digit (:mod:`lossviz.augment`),
   an MLP encoder and projector, any ``loss(S, labels, **knobs)`` of the InfoNCE family on the 2B
   views, Adam; class labels are used only to *evaluate* (uniformity, tolerance, alignment, Recall@1
-  of the test embeddings).  Every iteration records the loss and how peaked the loss's push over
-  the negatives is (the entropy of the relative penalty, :func:`lossviz.contrastive.negative_weight_entropy`).
-  Runs are cached by their parameters (:func:`lossviz.train.memo`).
+  of the test embeddings).  Every iteration records the loss, how peaked the loss's push over
+  the negatives is (the entropy of the relative penalty, :func:`lossviz.contrastive.negative_weight_entropy`)
+  and how much of it lands on negatives already closer to the anchor than its positive
+  (:func:`closer_share`).  Runs are cached by their parameters (:func:`lossviz.train.memo`) and keep
+  their trained network.
 * :func:`sweep`: one run per temperature.
+* :func:`shrink`, :func:`fixed_batches`, :func:`loss_on_batches`, :func:`shrink_path`: score a trained
+  network under *any* loss of the family, its embedding shrunk toward (or inflated away from) its
+  mean: which way the loss wants the embedding to go, without training.  :func:`fraction_closer`:
+  how many negatives beat the positive, in pixels or through a network.
+* :func:`dilemma_plot`, :func:`seeded_dilemma_plot`, :func:`shrink_plot`, :func:`similarity_histograms`:
+  the pictures.
 * :func:`temperature_panel` (pure maths: one anchor's weights as tau moves) and :func:`training_panel`
   (a Train button over :func:`train_two_view`).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -44,6 +53,7 @@ class TwoViewRun(Run):
 
     z_test: np.ndarray | None = None              # L2-normalised test embeddings after training
     y_test: np.ndarray | None = None              # class labels (evaluation only)
+    model: torch.nn.Module | None = None          # the trained network (eval mode)
 
     @property
     def uniformity(self) -> float:
@@ -62,13 +72,16 @@ class TwoViewRun(Run):
                 f"tolerance {s['tolerance']:.3f}, alignment {s['alignment']:.3f})")
 
 
-def train_two_view(loss: str = "nt_xent", *, tau: float = 0.2, frac: float = 0.1, lam: float = 0.01,
+def train_two_view(loss: str = "nt_xent", *, tau: float = 0.2, frac: float = 0.5, lam: float = 0.01,
                    dataset: str = "digits", epochs: int = 30, batch_size: int = 128, dim: int = 32,
-                   lr: float = 1e-3, seed: int = 0, progress=True, cache: bool = True) -> TwoViewRun:
+                   lr: float = 1e-3, seed: int = 0, init: TwoViewRun | None = None, progress=True,
+                   cache: bool = True) -> TwoViewRun:
     """Self-supervised training on two views of each training digit, then the test geometry.
 
     ``loss`` is a name of :data:`LOSSES` (``tau``, ``frac``, ``lam`` go to the losses that read them).
     One epoch is ``len(train) // batch_size`` batches of ``batch_size`` items (2 x batch_size views).
+    ``init`` (a run of the same dataset and ``dim``): start from a copy of its trained network
+    instead of a fresh one (fine-tuning; ``seed`` still draws the batches).
     Evaluation (labels used only here) on the test split's embeddings z: uniformity (t = 2),
     tolerance, Recall@1, and the alignment of two fresh views of each test item.
     """
@@ -82,18 +95,30 @@ def train_two_view(loss: str = "nt_xent", *, tau: float = 0.2, frac: float = 0.1
     lr = checks.positive(lr, "lr")
     params = dict(loss=loss, dataset=dataset, epochs=epochs, batch_size=batch_size, dim=dim, lr=lr,
                   seed=seed, **knobs)
-    return memo("two_view", params, lambda: _train(fn, params, knobs, progress), cache=cache)
+    if init is not None:
+        if not isinstance(init, TwoViewRun) or init.model is None:
+            raise ValueError("init must be a TwoViewRun that kept its network (one of train_two_view)")
+        if (init.params["dataset"], init.params["dim"]) != (dataset, dim):
+            raise ValueError(f"init was trained on {init.params['dataset']} with dim {init.params['dim']}; "
+                             f"this run asks for {dataset} with dim {dim}")
+        params["init"] = tuple(sorted(init.params.items()))           # part of the cache key
+    return memo("two_view", params, lambda: _train(fn, params, knobs, progress, init), cache=cache)
 
 
-def _train(fn: Callable, params: dict, knobs: dict, progress) -> TwoViewRun:
+def _train(fn: Callable, params: dict, knobs: dict, progress, init: TwoViewRun | None = None) -> TwoViewRun:
     kind = params["dataset"]
     split = data.load(kind)
-    trainer = Trainer(lambda: encoder_projector(split.x_train.shape[1], dim=params["dim"]),
-                      lr=params["lr"], seed=params["seed"])
+
+    def build():
+        if init is not None:
+            return copy.deepcopy(init.model).train()        # a copy: the init run keeps its network
+        return encoder_projector(split.x_train.shape[1], dim=params["dim"])
+
+    trainer = Trainer(build, lr=params["lr"], seed=params["seed"])
     model = trainer.model
     sampler = augment.TwoViewSampler(split.x_train, kind, params["batch_size"], seed=params["seed"])
     iters = params["epochs"] * (len(split.x_train) // params["batch_size"])
-    neg = ~torch.eye(params["batch_size"], dtype=torch.bool).repeat(2, 2)   # the masks of two_view_labels
+    pos, neg = pair_masks(augment.two_view_labels(params["batch_size"]))
 
     def step(it: int) -> dict:
         views, labels, _ = sampler.sample()
@@ -102,7 +127,8 @@ def _train(fn: Callable, params: dict, knobs: dict, progress) -> TwoViewRun:
         value = fn(S, labels, **knobs)
         trainer.update(value)
         H, top = push_entropy(S.grad, neg)
-        return {"loss": value.detach(), "entropy": H.mean(), "top_share": top.mean()}
+        return {"loss": value.detach(), "entropy": H.mean(), "top_share": top.mean(),
+                "closer_share": closer_share(S.grad, S.detach(), pos, neg).mean()}
 
     def geometry() -> dict:
         z = model(split.x_test)
@@ -115,7 +141,7 @@ def _train(fn: Callable, params: dict, knobs: dict, progress) -> TwoViewRun:
     scores = trainer.evaluating(geometry)
     z = scores.pop("z")
     return TwoViewRun(params=params, history=history, scores=scores, seconds=seconds, z_test=z.numpy(),
-                      y_test=split.y_test.numpy())
+                      y_test=split.y_test.numpy(), model=model.eval())
 
 
 def push_entropy(grad: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +154,79 @@ def push_entropy(grad: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, t
     r = w / w.sum(dim=1, keepdim=True).clamp(min=torch.finfo(w.dtype).tiny)
     H = -torch.where(r > 0, r * r.clamp(min=torch.finfo(w.dtype).tiny).log(), 0.0).sum(dim=1)
     return H / neg.sum(dim=1).clamp(min=2).to(H.dtype).log(), r.max(dim=1).values
+
+
+def closer_than_positive(S: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """``(N, N)`` bool: the negatives ``k`` of anchor ``i`` that are *more* similar to it than its
+    positive, ``S_ik > S_ip`` (one positive per anchor, as in SimCLR).  The hinge
+    ``(S_ik - S_ip)_+`` of these pairs is violated."""
+    s_pos = torch.where(pos, S, 0.0).sum(dim=1, keepdim=True)
+    return neg & (S > s_pos)
+
+
+def closer_share(grad: torch.Tensor, S: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Per anchor, the share of its push (the pair weights ``|grad|`` over its negatives, as in
+    :func:`push_entropy`) that lands on negatives already closer to it than its positive
+    (:func:`closer_than_positive`); 0 for an anchor whose negatives get no weight."""
+    w = torch.where(neg, grad.abs(), 0.0)
+    closer = torch.where(closer_than_positive(S, pos, neg), w, 0.0).sum(dim=1)
+    return closer / w.sum(dim=1).clamp(min=torch.finfo(w.dtype).tiny)
+
+
+def shrink(z: torch.Tensor, factor: float) -> torch.Tensor:
+    """Move L2-normalised rows toward their mean (``factor < 1``) or away from it (``factor > 1``)
+    and renormalise: ``normalize(m + factor (z - m))`` with ``m`` the mean row.  ``factor = 1``
+    gives ``z`` back; ``factor -> 0`` collapses every row onto one direction."""
+    factor = checks.positive(factor, "factor")
+    m = z.mean(dim=0, keepdim=True)
+    return torch.nn.functional.normalize(m + factor * (z - m), dim=1)
+
+
+def fixed_batches(n: int = 4, *, batch_size: int = 128, dataset: str = "digits", seed: int = 123) -> list:
+    """``n`` SimCLR batches of training items (two random views each, ``2 * batch_size`` rows),
+    drawn once from ``seed``: the same inputs for every network scored by :func:`loss_on_batches`."""
+    split = data.load(dataset)
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        idx = torch.randperm(len(split.x_train), generator=g)[:batch_size]
+        out.append(torch.cat(augment.two_views(split.x_train[idx], dataset, g)))
+    return out
+
+
+def loss_on_batches(model, batches, loss: str = "nt_xent", *, factor: float = 1.0, **knobs) -> float:
+    """The mean of ``loss`` (a name of :data:`LOSSES`, with its knobs) over ``batches`` of two views
+    (:func:`fixed_batches`) embedded by ``model`` and :func:`shrink`-ed by ``factor``; float64, no
+    gradient.  Scoring one network under another temperature's loss says which embedding that
+    loss prefers, without training."""
+    return float(shrink_path(model, batches, (factor,), loss, **knobs)[0])
+
+
+def shrink_path(model, batches, factors, loss: str = "nt_xent", **knobs) -> np.ndarray:
+    """:func:`loss_on_batches` at each of ``factors`` (one embedding of the batches, shrunk several
+    ways): the loss along the path from a collapsed cloud (factor -> 0) through the trained
+    embedding (1) to an inflated one (> 1)."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+    fn = LOSSES[loss][0]
+    with torch.no_grad():
+        zs = [model(views).double() for views in batches]
+        labels = [augment.two_view_labels(len(views) // 2) for views in batches]
+        return np.array([np.mean([float(fn(similarity(shrink(z, f)), y, **knobs)) for z, y in zip(zs, labels)])
+                         for f in factors])
+
+
+def fraction_closer(batches, model=None) -> float:
+    """The mean fraction of an anchor's negatives that are more similar to it than its own positive
+    (:func:`closer_than_positive`), over ``batches`` of two views (:func:`fixed_batches`) embedded
+    by ``model``, or compared as raw inputs (cosine of the pixels) when ``model`` is None."""
+    values = []
+    with torch.no_grad():
+        for views in batches:
+            pos, neg = pair_masks(augment.two_view_labels(len(views) // 2))
+            S = similarity((views if model is None else model(views)).double())
+            values.append(float((closer_than_positive(S, pos, neg).sum(1) / neg.sum(1)).mean()))
+    return float(np.mean(values))
 
 
 def sweep(taus=TAUS, *, progress=True, **kwargs) -> dict:
@@ -153,6 +252,44 @@ def dilemma_plot(ax, runs: dict, *, highlight=None):
         ax.annotate(f"τ={t:g}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=10)
     ax.set(xlabel="uniformity loss (lower = more uniform)", ylabel="tolerance (mean same-class cosine)",
            title="the uniformity-tolerance dilemma")
+    return ax
+
+
+def seeded_dilemma_plot(ax, seeded: dict, *, reference: dict | None = None):
+    """The uniformity-tolerance plane on paired seeds: ``seeded`` maps a label to a list of runs (one
+    per seed); each seed is a small dot, the seed mean a large marker.  ``reference`` (``{tau: run}``,
+    e.g. the one-seed sweep) is drawn as a grey curve behind them."""
+    if reference:
+        taus = sorted(reference)
+        ax.plot([reference[t].uniformity for t in taus], [reference[t].tolerance for t in taus],
+                color=plots.MUTED, lw=1, marker="o", ms=3, zorder=1, label="one-seed sweep over τ")
+    colors = plots.mpl.colormaps["viridis"](np.linspace(0.0, 0.85, len(seeded)))
+    for (label, rs), c in zip(seeded.items(), colors):
+        u, t = np.array([r.uniformity for r in rs]), np.array([r.tolerance for r in rs])
+        ax.scatter(u, t, color=c, s=12, alpha=0.6, zorder=2)
+        ax.scatter([u.mean()], [t.mean()], color=c, s=90, edgecolors="k", zorder=3, label=f"{label} (mean)")
+    ax.set(xlabel="uniformity loss (lower = more uniform)", ylabel="tolerance (mean same-class cosine)",
+           title=f"paired seeds ({len(next(iter(seeded.values())))} per setting)")
+    ax.legend(loc="best", fontsize=9)
+    return ax
+
+
+def shrink_plot(ax, paths: dict, factors, *, title: str):
+    """Losses along the shrink path (:func:`shrink_path`), each relative to its value at factor 1 (the
+    trained embedding) and averaged over seeds: ``paths`` maps a label to a (seeds x factors) array.
+    A curve that falls to the left rewards shrinking the embedding; one that falls to the right
+    rewards spreading it; a minimum at 1 means the trained spread is where the loss wants it."""
+    factors = np.asarray(factors, dtype=float)
+    one = int(np.argmin(np.abs(factors - 1.0)))
+    colors = plots.mpl.colormaps["viridis"](np.linspace(0.0, 0.85, len(paths)))
+    for (label, values), c in zip(paths.items(), colors):
+        values = np.asarray(values, dtype=float)
+        ax.plot(factors, (values - values[:, [one]]).mean(axis=0), color=c, marker="o", ms=3, label=label)
+    ax.axhline(0, color=plots.MUTED, lw=0.8)
+    ax.axvline(1, color=plots.MUTED, lw=0.8, ls=":")
+    ax.set(xscale="log", xlabel="shrink factor (< 1: toward the mean, > 1: away from it)",
+           ylabel="loss minus loss as trained", title=title)
+    ax.legend(fontsize=9, loc="upper center")
     return ax
 
 
@@ -221,7 +358,7 @@ def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, 
 
     Draws the loss and the entropy of the push during training, the test pair similarities, and the
     run on the uniformity-tolerance plane next to ``reference_runs`` (``{tau: run}``, if given)."""
-    d = dict(loss="nt_xent", tau=0.2, frac=0.1, epochs=30, seed=0) | defaults
+    d = dict(loss="nt_xent", tau=0.2, frac=0.5, epochs=30, seed=0) | defaults
     style = dict(continuous_update=False, style={"description_width": "initial"})
     controls = {
         "loss": W.Dropdown(options=list(LOSSES), value=d["loss"], description="loss", layout=W.Layout(width="200px")),
