@@ -808,9 +808,11 @@ def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | N
         image.set_extent((-0.5, len(C) - 0.5, len(C) - 0.5, -0.5))
         axes[0, 2].set_title(f"the {len(C)} × {len(C)} meta-node cosines")
         err = abs(approx[i] - exact)
+        cost = (f"the approximation costs {len(C)}² instead of {n}² pairs" if len(C) < n
+                else f"at K = N every node is its own meta-node: the exact sum, {n}² pairs")
         return {"exact": exact, "approx": approx[i], "pamc": pamc[i], "error": err, "shares": shares,
                 "status": f"K = {K}: exact {exact:.4f}, size-weighted {approx[i]:.4f} (error {err:.1e}), "
-                          f"PamC {pamc[i]:.4f}; the approximation costs {len(C)}² instead of {n}² pairs"}
+                          f"PamC {pamc[i]:.4f}; {cost}"}
 
     return widgets.Panel(controls, fig, draw)
 
