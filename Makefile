@@ -22,14 +22,16 @@ NOTEBOOK_SRC := $(filter notebooks/$(NB)%,$(sort $(wildcard notebooks/[0-9][0-9]
 
 # Notebooks run with the inline plot backend and their own thread count; an MPLBACKEND set in
 # the caller's shell (Agg, say) would drop every figure from the outputs.
-NB_ENV := env -u MPLBACKEND -u LOSSVIZ_FAST
+# LOSSVIZ_RUN_CACHE=0: committed outputs and the tests come from runs trained now, never from the
+# disk cache of finished runs that notebooks and Voila pages share (data/cache/runs).
+NB_ENV := env -u MPLBACKEND -u LOSSVIZ_FAST LOSSVIZ_RUN_CACHE=0
 ifeq ($(FAST),1)
-NB_TEST_ENV := env -u MPLBACKEND LOSSVIZ_FAST=1
+NB_TEST_ENV := env -u MPLBACKEND LOSSVIZ_FAST=1 LOSSVIZ_RUN_CACHE=0
 else
 NB_TEST_ENV := $(NB_ENV)
 endif
 
-.PHONY: venv lab test notebooks bench clean distclean figure present html
+.PHONY: venv lab test notebooks bench clean distclean figure present slides html
 
 venv: $(STAMP)
 
@@ -98,6 +100,11 @@ notebooks: venv
 bench: venv
 	@if [ -f bench/losses.py ]; then $(PY) bench/losses.py --markdown; else echo "bench/losses.py not written yet"; fi
 
+# Every notebook panel's response to a control change (contract: < 200 ms) and Train presses; README tables.
+.PHONY: bench-panels
+bench-panels: venv
+	$(PY) bench/panels.py --markdown
+
 # Build and test leftovers; `distclean` also drops the venv, the data cache and cached runs.
 clean:
 	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) \
@@ -112,14 +119,25 @@ figure: venv
 	$(PY) docs/make_figure.py
 
 # Classroom: `make present NB=01` serves one notebook as a Voila app (code hidden, widgets live) on
-# localhost; Voila runs the notebook when the page opens (FAST=1 shortens its training runs).
+# localhost; `make present` serves the list of all of them.  One kernel per notebook is started and
+# run ahead of the first visitor (preheated), and finished training runs are kept on disk
+# (data/cache/runs), so a reload or a second tab opens at once; FAST=1 shortens the training runs.
 PORT ?= 8866
 PRESENT_NB = $(firstword $(filter notebooks/$(NB)%,$(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))))
+PRESENT_ARGS ?=
 
 present: venv
-	@test -n "$(NB)" -a -n "$(PRESENT_NB)" || { echo "usage: make present NB=01"; exit 1; }
-	cd notebooks && env -u MPLBACKEND LOSSVIZ_FAST=$(FAST) ../$(BIN)/voila $(notdir $(PRESENT_NB)) \
-		--Voila.ip=127.0.0.1 --port=$(PORT) $(PRESENT_ARGS)
+	@test -z "$(NB)" -o -n "$(PRESENT_NB)" || { echo "no notebook starts with '$(NB)' (usage: make present [NB=01])"; exit 1; }
+	cd notebooks && env -u MPLBACKEND LOSSVIZ_FAST=$(FAST) ../$(BIN)/voila $(if $(NB),$(notdir $(PRESENT_NB))) \
+		--Voila.ip=127.0.0.1 --port=$(PORT) --preheat_kernel=True --pool_size=1 $(PRESENT_ARGS)
+
+# Slides: `make slides NB=00` opens a notebook as a reveal.js deck in the browser (JupyterLab's RISE
+# presenter, bundled: no network), with a live kernel, so panels and Train buttons work on the slides.
+# Notebooks 00 and 01 carry slide marks (a slide per section, a sub-slide per explanation).
+slides: venv
+	@test -n "$(NB)" -a -n "$(PRESENT_NB)" || { echo "usage: make slides NB=00"; exit 1; }
+	cd notebooks && env -u MPLBACKEND LOSSVIZ_FAST=$(FAST) ../$(PY) -m jupyterlab_rise $(notdir $(PRESENT_NB)) \
+		--ServerApp.ip=127.0.0.1 --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root) $(PRESENT_ARGS)
 
 # Static HTML of the executed notebooks (NB=01 for one), readable offline: a local MathJax, panels as
 # their saved pictures, previous / index / next links, an index page in reading-list order (build/html).

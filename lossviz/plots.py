@@ -49,14 +49,25 @@ def use_style() -> None:
         pass
     mpl.rcParams.update({
         "figure.dpi": 90, "savefig.dpi": 110, "font.size": 12, "axes.titlesize": 13,
-        "axes.labelsize": 12, "legend.fontsize": 10, "lines.linewidth": 1.8, "axes.grid": True, "grid.alpha": 0.25,
+        "axes.labelsize": 12, "legend.fontsize": 11, "lines.linewidth": 1.8, "axes.grid": True, "grid.alpha": 0.25,
         "axes.spines.top": False, "axes.spines.right": False, "image.interpolation": "nearest",
     })
 
 
+#: The widest a figure is drawn, in screen pixels: JupyterLab's default output area is 968 px wide,
+#: and a 1024-px projector leaves Voila about as much.  A live (ipympl) figure is drawn at its size
+#: in pixels with no scroll bar, so a wider one would lose its right-hand plots.
+MAX_WIDTH_PX = 920
+
+
 def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: float = 3.6, **kw):
-    """A figure not registered with pyplot (so notebooks and widgets decide when to show it)."""
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    """A figure not registered with pyplot (so notebooks and widgets decide when to show it).
+
+    A figure wider than :data:`MAX_WIDTH_PX` on screen gets a lower dpi, not smaller inches: the
+    same picture, text included, drawn smaller, so that it fits the notebook and a projector."""
+    size = (width * ncols, height * nrows)
+    dpi = min(float(mpl.rcParams["figure.dpi"]), MAX_WIDTH_PX / size[0])
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
@@ -135,33 +146,52 @@ def mining_view(ax, S, labels, eps: float, *, anchors=None, mined=None):
 
     Filled dots are the pairs MS mining keeps, hollow ones are dropped; the bars mark
     ``min_pos - eps`` (negatives to its right are kept) and ``max_neg + eps`` (positives to its left are kept).
+    Returns a :class:`MiningView`, whose ``update(eps, mined)`` moves the bars and refills the dots in
+    place (what the mining panel does on a slider change).
     """
-    from .mining import ms_mining
+    return MiningView(ax, S, labels, eps, anchors=anchors, mined=mined)
 
-    S_t = torch.as_tensor(S).detach()
-    labels_t = torch.as_tensor(labels)
-    mp, mn = ms_mining(S_t, labels_t, eps=eps) if mined is None else mined
-    Sn, y = as_numpy(S_t), as_numpy(labels_t)
-    anchors = range(min(len(y), 12)) if anchors is None else anchors
-    artists = []
-    for row, i in enumerate(anchors):
-        same = (y == y[i]) & (np.arange(len(y)) != i)
-        diff = y != y[i]
-        for mask, mined_mask, color in ((same, as_numpy(mp[i]) > 0, POS_COLOR), (diff, as_numpy(mn[i]) > 0, NEG_COLOR)):
-            keep, drop = mask & mined_mask, mask & ~mined_mask
-            artists.append(ax.scatter(Sn[i, keep], np.full(keep.sum(), row), s=28, color=color, zorder=3))
-            artists.append(ax.scatter(Sn[i, drop], np.full(drop.sum(), row), s=28, facecolors="none",
-                                      edgecolors=color, zorder=3))
-        if same.any():
-            ax.plot([Sn[i, same].min() - eps] * 2, [row - 0.35, row + 0.35], color=POS_COLOR, lw=2)
-        if diff.any():
-            ax.plot([Sn[i, diff].max() + eps] * 2, [row - 0.35, row + 0.35], color=NEG_COLOR, lw=2)
-    shown = Sn[list(anchors)]
-    ax.set(xlabel="similarity to the anchor", ylabel="anchor", xlim=(max(-1.05, shown.min() - 0.15), 1.05),
-           title=f"MS mining, eps = {eps:g}: filled = kept")
-    ax.set_yticks(range(len(list(anchors))))
-    ax.invert_yaxis()
-    return artists
+
+class MiningView:
+    """The artists of :func:`mining_view`: one scatter per anchor (its positives and negatives, their
+    fill saying kept or dropped) and two bars per anchor, updated in place by :meth:`update`."""
+
+    def __init__(self, ax, S, labels, eps: float, *, anchors=None, mined=None):
+        self.ax, self.S, self.labels = ax, torch.as_tensor(S).detach(), torch.as_tensor(labels)
+        Sn, y = as_numpy(self.S), as_numpy(self.labels)
+        self.anchors = list(range(min(len(y), 12)) if anchors is None else anchors)
+        self.rows = []
+        for row, i in enumerate(self.anchors):
+            others = np.arange(len(y)) != i
+            same, diff = (y == y[i]) & others, (y != y[i])
+            cols = np.flatnonzero(same | diff)
+            colors = np.where(same[cols], POS_COLOR, NEG_COLOR)
+            dots = ax.scatter(Sn[i, cols], np.full(len(cols), row), s=28, edgecolors=colors, zorder=3)
+            pos_bar = ax.plot([np.nan] * 2, [row - 0.35, row + 0.35], color=POS_COLOR, lw=2)[0]
+            neg_bar = ax.plot([np.nan] * 2, [row - 0.35, row + 0.35], color=NEG_COLOR, lw=2)[0]
+            self.rows.append(dict(anchor=i, cols=cols, same=same[cols], colors=colors, dots=dots,
+                                  pos_bar=pos_bar, neg_bar=neg_bar,
+                                  min_pos=Sn[i, same].min() if same.any() else None,
+                                  max_neg=Sn[i, diff].max() if diff.any() else None))
+        shown = Sn[self.anchors]
+        ax.set(xlabel="similarity to the anchor", ylabel="anchor", xlim=(max(-1.05, shown.min() - 0.15), 1.05))
+        ax.set_yticks(range(len(self.anchors)))
+        ax.set_ylim(len(self.anchors) - 0.5, -0.5)  # the first anchor on top
+        self.update(eps, mined)
+
+    def update(self, eps: float, mined=None) -> None:
+        from .mining import ms_mining
+
+        mp, mn = ms_mining(self.S, self.labels, eps=eps) if mined is None else mined
+        mp, mn = as_numpy(mp) > 0, as_numpy(mn) > 0
+        for r in self.rows:
+            i, cols = r["anchor"], r["cols"]
+            kept = np.where(r["same"], mp[i, cols], mn[i, cols])
+            r["dots"].set_facecolors(np.where(kept, r["colors"], "none"))
+            for bar, edge in ((r["pos_bar"], r["min_pos"] is not None and r["min_pos"] - eps),
+                              (r["neg_bar"], r["max_neg"] is not None and r["max_neg"] + eps)):
+                bar.set_xdata([np.nan] * 2 if edge is False else [edge] * 2)
+        self.ax.set_title(f"MS mining, ε = {eps:.2f}: filled = kept")
 
 
 def circle(ax, emb, labels, *, lam: float | None = None, title: str = "embeddings on the circle"):

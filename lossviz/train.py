@@ -12,7 +12,11 @@ their parameters, so a widget that returns to a setting answers at once.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import pathlib
+import pickle
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -71,7 +75,8 @@ class Run:
         return float((self.evals if key in self.evals else self.history)[key][-1])
 
     def __repr__(self) -> str:
-        knobs = ", ".join(f"{k}={v}" for k, v in self.params.items() if k not in ("seed",))
+        knobs = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in self.params.items() if k not in ("seed",))
         return f"{type(self).__name__}({knobs})"
 
 
@@ -278,14 +283,109 @@ def memo(name: str | tuple, params: dict, compute: Callable[[], object], *, cach
     """``compute()``, remembered under ``(name, params)``: the result cache every training run of
     the notebooks shares (so a widget returning to a setting answers at once).  ``name`` is any
     hashable (a string, or a tuple that adds what ``params`` only names, such as a function) and
-    ``params`` must hold hashable values; :func:`clear_cache` forgets everything."""
+    ``params`` must hold hashable values; :func:`clear_cache` forgets everything.
+
+    In a notebook or Voila kernel, finished runs are also kept on disk (:func:`run_cache_dir`), so
+    that a reload, a second tab or a new kernel reuses them; see :func:`disk_cache_enabled`."""
     key = (name, tuple(sorted(params.items())))
     if cache and key in _CACHE:
         return _CACHE[key]
-    result = compute()
+    path = _disk_path(key) if cache and disk_cache_enabled() else None
+    result = _disk_read(path) if path is not None else None
+    if result is None:
+        result = compute()
+        if path is not None:
+            _disk_write(path, result)
     if cache:
         _CACHE[key] = result
     return result
+
+
+def disk_cache_enabled() -> bool:
+    """Whether :func:`memo` keeps runs on disk: ``$LOSSVIZ_RUN_CACHE`` = 1 or 0 decides; unset, it
+    is on inside a Jupyter kernel (notebooks, Voila) and off in scripts and tests."""
+    flag = os.environ.get("LOSSVIZ_RUN_CACHE", "").strip()
+    if flag in ("0", "1"):
+        return flag == "1"
+    return _in_notebook()
+
+
+def run_cache_dir() -> pathlib.Path:
+    """Where runs are kept on disk: ``cache/runs`` in the data folder (:func:`lossviz.data.data_dir`,
+    the checkout's ``data/`` for the notebooks).  Deleting it only costs the time to train again."""
+    from .data import data_dir
+
+    return data_dir() / "cache" / "runs"
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """A fingerprint of everything a run's numbers depend on besides its parameters: the source of
+    the lossviz package, the torch and numpy versions, and the math-kernel settings.  A cached run
+    made by other code (or other kernels) is never returned."""
+    digest = hashlib.sha256()
+    root = pathlib.Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    settings = [torch.__version__, np.__version__, *(os.environ.get(k, "") for k in _KERNEL_SETTINGS)]
+    digest.update(repr(settings).encode())
+    return digest.hexdigest()[:20]
+
+
+#: Environment variables that switch the math kernels (and so the last bits of a run).
+_KERNEL_SETTINGS = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def _stable(obj):
+    """A text for ``obj`` that is the same in every process, or None when there is none (an object
+    printed by address, a function defined outside lossviz): such runs stay in memory only."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return repr(obj)
+    if isinstance(obj, float):
+        return float.hex(obj)
+    if isinstance(obj, (tuple, list)):
+        parts = [_stable(o) for o in obj]
+        return None if None in parts else "(" + ",".join(parts) + ")"
+    if isinstance(obj, functools.partial):
+        inner = _stable((obj.func, obj.args, tuple(sorted(obj.keywords.items()))))
+        return None if inner is None else "partial" + inner
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if callable(obj) and module and qualname and module.split(".")[0] == "lossviz" and "<" not in qualname:
+        return f"{module}.{qualname}"
+    return None
+
+
+def _disk_path(key) -> pathlib.Path | None:
+    text = _stable(key)
+    if text is None:
+        return None
+    name = hashlib.sha256(f"{code_version()}|{torch.get_num_threads()}|{text}".encode()).hexdigest()[:32]
+    return run_cache_dir() / f"{name}.pkl"
+
+
+def _disk_read(path: pathlib.Path):
+    """The run stored at ``path``, or None (missing, unreadable or from an older layout)."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except Exception:  # noqa: BLE001 - a bad cache entry is only a miss: the run is trained again
+        return None
+
+
+def _disk_write(path: pathlib.Path, result) -> None:
+    """Store ``result`` atomically (a temporary file, then a rename); a result that cannot be
+    pickled, or a read-only folder, leaves it in memory only."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+            tmp = f.name
+            pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except Exception:  # noqa: BLE001 - caching is an optimisation, never a failure
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def loop(step: Callable[[int], dict], iters: int, *, desc: str = "training", progress=True,
@@ -333,12 +433,63 @@ def loop(step: Callable[[int], dict], iters: int, *, desc: str = "training", pro
     return hist
 
 
+def in_voila() -> bool:
+    """Whether this process is a Voila kernel (Voila shows its own progress while a page loads)."""
+    return any(key.startswith("VOILA_") for key in os.environ)
+
+
 def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
+    """The progress bar of a run: a widget in a notebook, tqdm in a terminal, none in Voila."""
+    if not enabled or in_voila():
         return None
+    if _in_notebook():
+        return _NotebookBar(total, desc)
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc)  # kept when done: a closed bar would leave a dead widget behind
+    return tqdm(total=total, desc=desc)
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class _NotebookBar:
+    """A progress bar widget with the few methods of tqdm that :func:`loop` uses.
+
+    Its plain-text form (what a saved notebook, an HTML export or a terminal shows without the
+    widget) names the run and its length, never a frozen "0%"; the widget updates at most ten
+    times a second."""
+
+    def __init__(self, total: int, desc: str):
+        import ipywidgets as W
+        from IPython.display import display
+
+        self.total, self.n, self._shown = max(int(total), 1), 0, 0.0
+        self.bar = W.IntProgress(value=0, min=0, max=self.total, description=desc,
+                                 style={"description_width": "initial"}, layout=W.Layout(width="420px"))
+        self.text = W.HTML(f"0 / {self.total}")
+        bundle = W.HBox([self.bar, self.text])._repr_mimebundle_()
+        bundle["text/plain"] = f"{desc}: {self.total} iterations"
+        display(bundle, raw=True)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if now - self._shown > 0.1 or self.n >= self.total:
+            self._shown = now
+            self.bar.value, self.text.value = self.n, f"{self.n} / {self.total}"
+
+    def set_postfix(self, values: dict) -> None:
+        self.text.value = f"{self.n} / {self.total}  " + "  ".join(f"{k} {v}" for k, v in values.items())
+
+    def close(self) -> None:
+        self.bar.value = self.n
+        self.bar.bar_style = "success" if self.n >= self.total else "danger"
 
 
 def baselines(data: str, dims=(2,)) -> dict:

@@ -82,7 +82,8 @@ class Panel:
     the last drawing, which is what a saved notebook shows before it is run.
     """
 
-    def __init__(self, controls: dict, fig, draw: Callable[[dict], dict], *, extra=(), layout=None):
+    def __init__(self, controls: dict, fig, draw: Callable[[dict], dict], *, extra=(), layout=None,
+                 freeze_layout: bool = True):
         self.controls, self.fig, self._draw = controls, fig, draw
         self.canvas = _live_canvas(fig)
         self.status = W.HTML()
@@ -90,19 +91,47 @@ class Panel:
         self.redraws = 0
         self._extra = list(extra)
         self._layout = layout
+        self._freeze = freeze_layout
+        self.initial = self.values()
+        self.reset_button = W.Button(description="reset", icon="undo", tooltip="back to the values the panel started with",
+                                     layout=W.Layout(width="90px"))
+        self.reset_button.on_click(lambda _b: self.reset())
+        self._holding = False
         for control in controls.values():
             if isinstance(control, W.ValueWidget):
-                control.observe(lambda _change: self.update(), names="value")
+                control.observe(lambda _change: None if self._holding else self.update(), names="value")
         self.update()
 
     def values(self) -> dict:
         return {k: c.value for k, c in self.controls.items() if isinstance(c, W.ValueWidget)}
 
+    def reset(self) -> None:
+        """Put every control back to the value it had when the panel was made, and redraw once."""
+        self._holding = True
+        try:
+            for key, value in self.initial.items():
+                self.controls[key].value = value
+        finally:
+            self._holding = False
+        self.update()
+
+    def relayout(self) -> None:
+        """Let the next draw lay the figure out again (after its content changed shape)."""
+        if self.fig.get_layout_engine() is not None:
+            self.fig.set_layout_engine("constrained")
+
     def update(self) -> None:
-        """Redraw the figure from the current control values."""
+        """Redraw the figure from the current control values.
+
+        The first drawing fixes the layout (constrained layout runs once, not on every change:
+        a slider then only moves artists, which halves a redraw)."""
         self.state = self._draw(self.values()) or {}
         self.status.value = self.state.get("status", "")
         self.redraws += 1
+        if self._freeze and self.fig.get_layout_engine() is not None and \
+                type(self.fig.get_layout_engine()).__name__ != "PlaceHolderLayoutEngine":
+            self.fig.draw_without_rendering()
+            self.fig.set_layout_engine("none")
         if self.canvas is not None:
             self.canvas.draw_idle()
             if self.canvas.syncing_data_url:  # no browser attached yet: keep the static snapshot fresh
@@ -110,11 +139,19 @@ class Panel:
 
     @property
     def widget(self) -> W.Widget:
-        """The panel's widget tree (controls, status line, figure), built once."""
+        """The panel's widget tree (controls, a reset button and the status line, figure), built once.
+
+        A slider whose description is long gets it as a label above its track, so that every track
+        keeps a usable length (a 300-px slider with a long description would leave none)."""
         if getattr(self, "_widget", None) is None:
             rows = self._layout or [W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap"))]
+            rows = [_label_long_sliders(row) for row in rows]
             view = self.canvas if self.canvas is not None else W.HTML("(the figure shows in a notebook)")
-            self._widget = W.VBox([*rows, *self._extra, self.status, view])
+            tools = [self.reset_button]
+            if any(isinstance(c, _SLIDERS) for c in self.controls.values()):
+                tools.append(W.HTML(KEYBOARD_HINT))
+            status = W.HBox([*tools, self.status], layout=W.Layout(align_items="center", flex_flow="row wrap"))
+            self._widget = W.VBox([*rows, *self._extra, status, view])
         return self._widget
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
@@ -128,6 +165,35 @@ class Panel:
         self.fig.savefig(png, format="png")
         bundle["image/png"] = base64.b64encode(png.getvalue()).decode("ascii")
         return bundle
+
+
+#: Shown beside a panel's reset button when it has sliders: how to step a value from the keyboard.
+KEYBOARD_HINT = ("<span style='color:#666; font-size:0.9em; margin:0 12px 0 4px'>"
+                 "click a slider, then ← / → step it</span>")
+#: A slider description longer than this many characters moves to a label above the track.
+LONG_DESCRIPTION = 14
+_SLIDERS = (W.FloatSlider, W.FloatLogSlider, W.IntSlider, W.FloatRangeSlider, W.IntRangeSlider,
+            W.SelectionSlider, W.SelectionRangeSlider)
+
+
+def _label_long_sliders(widget: W.Widget) -> W.Widget:
+    """``widget`` with every slider inside it whose description is long replaced by a box that puts
+    the description above a full-width track (the slider object itself is kept: its value, its
+    observers and the panel's ``controls`` entry are unchanged)."""
+    if isinstance(widget, _SLIDERS) and len(widget.description) > LONG_DESCRIPTION:
+        label = W.Label(widget.description, layout=W.Layout(margin="0 0 -6px 6px"))
+        widget.tooltip = widget.tooltip or widget.description
+        widget.description = ""
+        if not widget.layout.width:
+            widget.layout.width = "320px"
+        box = W.VBox([label, widget], layout=W.Layout(margin="0 6px 0 0", display=widget.layout.display))
+        widget.layout.observe(lambda change: setattr(box.layout, "display", change["new"]), names="display")
+        return box
+    if isinstance(widget, W.Box):
+        widget.children = tuple(_label_long_sliders(child) for child in widget.children)
+        if isinstance(widget, W.HBox) and not widget.layout.flex_flow:
+            widget.layout.flex_flow = "row wrap"  # a row of controls wraps on a narrow screen, never clips
+    return widget
 
 
 def _show_only(controls: dict, names) -> None:
@@ -242,12 +308,13 @@ def training_panel(*, data: str = "digits", dim: int = 2, iters: int = 300, loss
         controls["preset"].layout.display = None if v["loss"] == "ms" else "none"
 
     def draw(axes, run, _v):
-        plots.learning_curves(axes[0, :3], {run.params["loss"]: run})
+        flat = axes.ravel()  # 2 x 2: fits a notebook's width (and a projector) at full size
+        plots.learning_curves(flat[:3], {run.params["loss"]: run})
         if run.params["dim"] == 2:
-            plots.circle(axes[0, 3], run.emb_after, run.y_test, lam=run.params.get("knob_lam"),
+            plots.circle(flat[3], run.emb_after, run.y_test, lam=run.params.get("knob_lam"),
                          title="test embeddings after training")
         else:
-            plots.learning_curves(axes[0, 3:], {run.params["loss"]: run}, what=("map_at_r",))
+            plots.learning_curves(flat[3:], {run.params["loss"]: run}, what=("map_at_r",))
         return {"run": run, "status": f"{run!r} in {run.seconds:.1f} s"}
 
     def layout(button):
@@ -256,7 +323,7 @@ def training_panel(*, data: str = "digits", dim: int = 2, iters: int = 300, loss
                        layout=W.Layout(flex_flow="row wrap"))]
 
     controls["preset"].observe(apply_preset, names="value")
-    return run_panel(controls, run, draw, ncols=4, width=3.6, height=3.3, autorun=autorun,
+    return run_panel(controls, run, draw, ncols=2, nrows=2, width=4.6, height=3.2, autorun=autorun,
                      setting=setting, on_change=show_relevant, layout=layout)
 
 
@@ -269,17 +336,34 @@ def compare_panel(runs: dict, *, title: str = "") -> Panel:
         "metric": W.ToggleButtons(options=[("Recall@1", "recall_at_1"), ("MAP@R", "map_at_r")], value="recall_at_1"),
     }
     fig, axes = plots.new_figure(2, width=5.0, height=3.8)
+    metric_ax, active_ax = axes[0]
+    metric_lines, active_lines = {}, {}
+    for name, run in runs.items():  # every line drawn once; a change shows, hides or re-points them
+        color = plots.LOSS_COLORS.get(name)
+        metric_lines[name] = metric_ax.plot(run.evals["iter"], run.evals["recall_at_1"], marker=".",
+                                            label=name, color=color)[0]
+        active_lines[name] = active_ax.plot(run.history["iter"], run.history["active_neg"], label=name,
+                                            color=color, lw=1)[0]
+    active_ax.set(title="negative pairs with non-zero weight", xlabel="iteration", ylabel="fraction of pairs")
+    active_ax.set_yscale("symlog", linthresh=1e-3)
+    metric_ax.set(xlabel="iteration")
+    metric_ax.legend(loc="best")
+    if title:
+        fig.suptitle(title)
+    names_of = {"recall_at_1": "Recall@1", "map_at_r": "MAP@R"}
 
     def draw(v):
-        for ax in axes.ravel():
-            ax.clear()
+        metric = v["metric"]
         chosen = {n: runs[n] for n in v["show"]}
-        if chosen:
-            plots.learning_curves(axes[0], chosen, what=(v["metric"], "active"))
-            axes[0, 1].set_yscale("symlog", linthresh=1e-3)
-        if title:
-            fig.suptitle(title)
-        best = {n: float(r.evals[v["metric"]].max()) for n, r in chosen.items()}
+        for name, run in runs.items():
+            metric_lines[name].set_ydata(run.evals[metric])
+            metric_lines[name].set_visible(name in chosen)
+            active_lines[name].set_visible(name in chosen)
+        values = np.concatenate([r.evals[metric] for r in chosen.values()]) if chosen else np.array([0.0, 1.0])
+        low, high = float(values.min()), float(values.max())
+        metric_ax.set_ylim(low - 0.05 * (high - low + 1e-3), high + 0.05 * (high - low + 1e-3))
+        metric_ax.set(title=f"test {names_of[metric]}", ylabel=names_of[metric])
+        best = {n: float(r.evals[metric].max()) for n, r in chosen.items()}
         return {"shown": tuple(chosen), "best": best}
 
     return Panel(controls, fig, draw)
@@ -293,12 +377,11 @@ def mining_panel(S, labels, *, eps: float = 0.1, anchors=None) -> Panel:
     labels = torch.as_tensor(labels)
     controls = {"eps": knob_controls(eps=eps)["eps"]}
     fig, axes = plots.new_figure(1, width=7.0, height=4.4)
+    view = plots.mining_view(axes[0, 0], S, labels, eps, anchors=anchors)
 
     def draw(v):
-        ax = axes[0, 0]
-        ax.clear()
         mined = ms_mining(S, labels, eps=v["eps"])
-        plots.mining_view(ax, S, labels, v["eps"], anchors=anchors, mined=mined)
+        view.update(v["eps"], mined)
         pos, neg = pair_masks(labels)
         fp = float(mined[0].sum() / pos.sum())
         fn = float(mined[1].sum() / neg.sum())
@@ -357,9 +440,22 @@ def run_panel(controls: dict, run: Callable[[dict, Callable], object], draw: Cal
 
     def press(_button=None):
         values = panel.values()
+        if last["result"] is not None and setting(values) == setting(last["values"]):
+            return last["result"]  # this setting is what the figure shows already: nothing to do
+        busy = [c for c in (*controls.values(), panel.reset_button) if hasattr(c, "disabled") and not c.disabled]
+        button.disabled, button.description, button.icon = True, "training…", "hourglass-half"
+        for c in busy:  # a control moved mid-run would wait for the run anyway: say so by greying it
+            c.disabled = True
+        panel.status.value = "training… (the controls answer again when the run is done)"
         progress.value = 0
-        last["result"], last["values"] = run(values, report), values
+        try:
+            last["result"], last["values"] = run(values, report), values
+        finally:
+            button.disabled, button.description, button.icon = False, "Train", "play"
+            for c in busy:
+                c.disabled = False
         progress.value = progress.max
+        panel.relayout()
         panel.update()
         return last["result"]
 

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 00 — A ten-minute tour of `lossviz`
 #
 # **Not a paper: the front door of the package.** The one idea used everywhere comes from
@@ -38,7 +38,7 @@
 # the notebooks of this package are organised (this tour and notebooks 01–16 exist today; the
 # summary says which parts are still to come).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell. `T.setup` fixes the seeds, uses **one** torch thread (on a small shared CPU, two
@@ -58,7 +58,7 @@ from lossviz import data, models, plots, widgets, train as T
 
 FAST = T.setup(seed=0)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The idea and the math
 #
 # **A batch.** Pair losses need pairs of the same class in every batch, so we draw a *P x K batch*:
@@ -70,7 +70,7 @@ idx = data.PKSampler(digits.y_train.numpy(), p=4, k=4, seed=0).sample()
 x, y = digits.x_train[idx], digits.y_train[idx]
 print("labels of the batch:", y.tolist())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The similarity matrix.** A network $f$ maps each image $x_i$ to a vector; we L2-normalise it,
 # $\hat f_i = f(x_i) / \lVert f(x_i) \rVert$, and take all dot products:
 #
@@ -90,7 +90,7 @@ pos, neg = lv.pair_masks(y)
 print(f"{int(pos.sum())} positive and {int(neg.sum())} negative (anchor, sample) pairs")
 print(f"mean similarity: positives {S[pos].mean():.3f}, negatives {S[neg].mean():.3f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The first claim of the package, checked on these numbers: $S$ is symmetric with a unit diagonal.
 
 # %%
@@ -99,7 +99,7 @@ assert torch.allclose(S.diagonal(), torch.ones(len(y)), atol=1e-6)
 print("max |S - S^T| =", round(float((S - S.T).abs().max()), 6),
       "| max |diag(S) - 1| =", round(float((S.diagonal() - 1).abs().max()), 6))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # In code, the formula is two lines (`lv.similarity_formula`). `lv.similarity`, which training uses,
 # computes the same matrix with a hand-written backward pass that keeps less memory; the check
 # below holds the two equal, value and gradient.
@@ -113,7 +113,7 @@ with torch.no_grad():
 assert gap < 1e-12
 print("similarity_formula = similarity, value and gradient to 1e-12:", gap < 1e-12)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **A loss as $L(S, \text{labels})$.** The contrastive loss in its similarity form pulls every
 # positive pair towards $S = 1$ and pushes a negative pair only while its similarity is above a
 # threshold $\lambda$:
@@ -137,7 +137,7 @@ print("similarity_formula = similarity, value and gradient to 1e-12:", gap < 1e-
 # contrastive loss does not care *how* wrong a pair is. Every later notebook asks the same
 # question of its own loss: **which pairs get weight, and why?**
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## From formula to code
 #
 # `lossviz` writes every pair loss as a function `loss(S, labels, **knobs)` that returns a scalar.
@@ -146,7 +146,7 @@ print("similarity_formula = similarity, value and gradient to 1e-12:", gap < 1e-
 # %%
 print(inspect.getsource(lv.contrastive_loss))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The same formula from scratch, in two lines, gives the same number on our batch:
 
 # %%
@@ -156,7 +156,7 @@ L = lv.contrastive_loss(S, y, lam=lam)
 assert torch.allclose(L, from_scratch)
 print(f"contrastive loss: lossviz {L:.4f}, from scratch {from_scratch:.4f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Pair weights by autograd.** Make $S$ a *leaf* tensor (one that autograd keeps the gradient
 # of), call `backward()`, read `S.grad`. This is all that `lv.pair_weights` does, for any loss:
 
@@ -166,7 +166,7 @@ lv.contrastive_loss(S_leaf, y, lam=lam).backward()
 W_con = lv.pair_weights(lv.contrastive_loss, S, y, lam=lam)          # |dL/dS|, the same thing
 assert torch.equal(W_con, S_leaf.grad.abs())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # And the autograd weights equal the closed form above: $1/B$ on positives, $\mathbb{1}[S_{ij} > \lambda]/B$
 # on negatives.
 
@@ -177,11 +177,11 @@ print("max |autograd - closed form| =", float((W_con - closed_form).abs().max())
 fp, fn = lv.active_fraction(W_con, y)
 print(f"pairs with non-zero weight: {fp:.0%} of positives, {fn:.0%} of negatives (lambda = {lam})")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Nearly all negatives are active: an untrained network maps all images to nearby directions
 # (look at the mean similarities above), so almost every negative pair sits above $\lambda = 0.5$.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Weights as pictures
 #
 # Left: $S$, sorted by class, with the same-class blocks (the positive pairs) outlined in blue.
@@ -198,7 +198,7 @@ ax[0, 1].set(title="similarities of the pairs", xlabel="$S_{ij}$ (cosine)", ylab
 ax[0, 1].legend(loc="upper left")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Now the pair weights. `signed=True` keeps the sign of $\partial L/\partial S_{ij}$: blue pulls
 # (positives), vermillion pushes (negatives). Next to the contrastive loss we put the
 # **Multi-Similarity (MS) loss** of Wang et al. with its official-code hyper-parameters — for now
@@ -225,7 +225,7 @@ ax[0, 2].set(title="negative pairs: weight vs similarity", xlabel="$S_{ij}$ (cos
 ax[0, 2].legend(loc="upper left")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Contrastive gives the same weight to every active negative. MS gives **more weight to harder
 # negatives** (the more similar, the heavier, exponentially in $\beta S_{ij}$), and no weight at all
 # to the pairs its mining drops. Take the anchor with the most mined negatives: the order of its
@@ -240,7 +240,7 @@ assert torch.equal(order_w, order_s)
 print(f"anchor {row}: {int(kept.sum())} mined negatives, MS weights from {Wn_ms[row, kept].min():.1e} "
       f"to {Wn_ms[row, kept].max():.1e}; contrastive gives every active negative {1 / len(y):.1e}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Bring your own loss.** The losses people train with are often objects of pytorch-metric-learning
 # (PML) that take embeddings. `lv.from_pml` hands such a loss this batch's $S$ instead (PML builds
 # its matrix of cosines or distances from $S$), so `lv.pair_weights` works for it. Two checks: PML's
@@ -267,12 +267,12 @@ ax[0, 1].set(title="Circle loss: weight vs similarity", xlabel="$S_{ij}$ (cosine
 ax[0, 1].legend(loc="upper left")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Like MS, the Circle loss weighs each pair by how far it is from its target: negatives more the more
 # similar they are, positives more the less similar. Which PML losses `from_pml` cannot serve, and why:
 # `help(lv.from_pml)`.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The same idea for classifiers.** A classifier's loss is a function of the logits $z$, so
 # autograd on the logits gives a **per-sample weight**. For cross-entropy,
 # $|\partial L / \partial z_{y}| = 1 - p_y$: a sample the model already gets right ($p_y \to 1$)
@@ -287,7 +287,7 @@ w = z.grad.gather(1, t[:, None]).abs().squeeze(1)            # per-sample weight
 assert torch.allclose(w, 1 - z.softmax(dim=1).gather(1, t[:, None]).squeeze(1))
 print("per-sample weights 1 - p_y:", [round(v, 3) for v in w.tolist()])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Explore
 #
 # The panel shows $S$ next to the pair weights of the loss you choose, and redraws at once.
@@ -301,7 +301,7 @@ shown = [name for name, c in panel.controls.items() if c.layout.display != "none
 assert shown == ["loss", "lam"], shown
 panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A panel can also be driven from code, which is how the tests check it without a browser:
 
 # %%
@@ -318,7 +318,7 @@ panel.controls["loss"].value, panel.controls["lam"].value = "contrastive", lam  
 print(f"contrastive, λ = 0.9: non-zero weight on {active_at_09[0]:.0%} of positives, "
       f"{active_at_09[1]:.0%} of negatives (at λ = 0.5: {fn:.0%})")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## A real training run
 #
 # Now train, for real. The data: all ten digit classes, a stratified 50/50 split of the 1797
@@ -347,7 +347,7 @@ run_con = T.train("contrastive", data="digits", dim=2, iters=iters, lam=lam)
 assert run_con.evals["recall_at_1"][-1] > run_con.evals["recall_at_1"][0]
 run_con
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The baselines need no training, so their numbers are the same on every machine:
 
 # %%
@@ -360,7 +360,7 @@ print(f"test R@1 before training {run.evals['recall_at_1'][0]:.3f}; after {iters
 gains = [r.recall_at_1 - r.evals["recall_at_1"][0] for r in (run, run_con)]
 assert min(gains) > 0.2                                    # both runs learned, by a wide margin
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The test embeddings before and after training with MS, coloured by class (each class is drawn at
 # a slightly different radius so that overlapping classes stay visible):
 
@@ -372,7 +372,7 @@ _ = plots.class_colorbar(fig, dots, ax[0, :], label="digit")
 assert len(dots.get_offsets()) == len(run.y_test)           # every test image is on the picture
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Learning curves: the training loss (the two losses are on different scales: compare shapes, not
 # heights); the fraction of negative pairs in each batch that still get a non-zero weight; and test
 # Recall@1 against PCA-2 (grey). As the classes separate, far fewer negatives are similar enough
@@ -388,7 +388,7 @@ for r in (run, run_con):                                   # active negatives: f
     assert r.history["active_neg"][-50:].mean() < 0.5 * r.history["active_neg"][0]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Try other settings.** This panel re-trains with the knobs you choose when you press *Train*.
 # Runs are cached by their parameters: the setting it opens with (contrastive, λ = 0.5) is the
 # run above, so the panel shows it trained at once, and pressing *Train* after a change of knobs
@@ -403,7 +403,7 @@ trainer
 again = trainer.train()                                    # what the Train button does
 assert again is run_con and trainer.state["run"] is run_con  # still the cached run
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The claim, checked
 #
 # The tour claims only what the package promises, and checks each promise on numbers computed
@@ -425,7 +425,7 @@ print(f"MS (2-d) {run.recall_at_1:.3f} vs PCA-2 {base['pca2'][0]:.3f}: margin {m
 assert margin > 0.02                                       # a margin that holds across seeds
 assert base["raw"][0] - max(run.recall_at_1, run_con.recall_at_1) > 0.15
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Pitfalls and exercises
 #
 # **Pitfalls.**
@@ -455,7 +455,7 @@ assert not S_net.is_leaf and torch.allclose(S_net.grad.abs(), W_con)
 for name, preset in lv.MS_PRESETS.items():
     print(f"{name:>13}: {preset}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercises.**
 # 1. *Where does contrastive stop pushing?* In the panel, move $\lambda$ from 0.5 to 0.9 and to 0.
 #    Predict the fraction of active negatives from the histogram before you look.
@@ -469,7 +469,7 @@ for name, preset in lv.MS_PRESETS.items():
 # 4. *Classifier weights.* In the cross-entropy cell, make one logit of the right class large
 #    (`z.data[0, 0] = 10`). What happens to that sample's weight? *Hint:* $1 - p_y$.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary, and how the notebooks are organised
 #
 # - A pair-based loss is a function $L(S, \text{labels})$ of the similarity matrix; `lossviz`

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 01 — Multi-Similarity loss and General Pair Weighting
 #
 # **Paper.** Xun Wang, Xintong Han, Weilin Huang, Dengke Dong, Matthew R. Scott.
@@ -35,7 +35,7 @@
 # In this notebook you will derive GPW, see the weights of five losses as pictures, move the MS knobs
 # with sliders, train real embeddings, and check what of the paper's claim holds at small scale.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread (small models on a shared 2-core machine run fastest
@@ -64,7 +64,7 @@ MNIST1D_ITERS = 300                          # not shortened by FAST (see above)
 SEEDS = range(8)                             # paired seeds for every comparison of methods
 print("lossviz", lv.__version__, "| torch", torch.__version__)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### Notation
@@ -127,7 +127,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__)
 # $s = 10$ and $\lambda = 0.5$ (`lv.lifted_structure_loss(S, y, scale=10, lam=0.5)`); exercise 4 trains the
 # unscaled one.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The loss is a function of `S` and the labels. Here it is line by line as the paper writes it
@@ -138,12 +138,12 @@ print("lossviz", lv.__version__, "| torch", torch.__version__)
 # %%
 print(inspect.getsource(lv.ms_loss_formula))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Training uses `lv.ms_loss`: the same numbers, with the gradient of eq. 9–10 written by hand instead of
 # left to autograd, which saves time and memory on large batches (`make bench`). Below, the two agree, in
 # value and in every pair's gradient.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A P×K batch of real images: 4 digit classes × 4 images, embedded by an untrained MLP
 # (64 pixels → 128 → 16, L2-normalised). We check `lv.ms_loss` against a slow loop written straight from
 # the formula (`lossviz.reference`), and against pytorch-metric-learning's loss + miner.
@@ -176,7 +176,7 @@ pml_value = pml(emb, y, pml_miners.MultiSimilarityMiner(epsilon=MS["eps"])(emb, 
 print(f"pytorch-metric-learning {float(pml_value):.6f}")
 assert abs(float(pml_value) - float(fast)) < 1e-10
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The same batch through five losses
@@ -199,7 +199,7 @@ for ax, (name, W) in zip(axes[0], weights.items()):
     ax.set(xticks=range(0, len(y), 4), yticks=range(0, len(y), 4))   # each class block starts here
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Contrastive weighs every positive the same and every negative above $\lambda$ the same. Binomial
 # deviance spreads weight smoothly, each pair judged on its own similarity (S). Triplet weighs a pair by
 # the number of triplets it violates, i.e. by comparison with the anchor's positives (P). Lifted structure
@@ -225,7 +225,7 @@ for name, W in weights.items():
     assert err < 1e-12
     assert bool((W[pos] <= 0).all()) and bool((W[neg] >= 0).all())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### MS weight curves: S and N similarity
 # Fix an anchor with three positives and three negatives and sweep the similarity of one extra negative
 # (mining off, to see the weighting alone). The weight rises steeply as the pair crosses $\lambda$: that is
@@ -244,7 +244,7 @@ plots.weight_curves(axes[0, 1], grid, {
     for o in (0.0, 0.5, 0.6)}, title="N: lower when other negatives are hard")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Three identities, checked numerically
 # 1. **Binomial limit.** With a single negative, $w^- = \sigma(\beta(S_{ij}-\lambda))$: binomial deviance's weight shape.
 # 2. **Lifted limit.** As $\lambda\to-\infty$ the "1 +" vanishes and $w^-$ becomes the softmax of $\beta S$ over the
@@ -268,7 +268,7 @@ gap = abs(float(lv.ms_loss(S, y, **big)) - float(hinge))
 print(f"sigmoid limit ✓   softmax limit ✓   |MS(α=β=1000) - hardest-pair hinge| = {gap:.4f}")
 assert gap < 0.01
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### From sigmoid to softmax as λ slides
 # Follow one anchor's four negatives (similarities 0.1, 0.3, 0.45 and 0.6; mining off) while the threshold
 # $\lambda$ slides from 1.2 down to −0.6, with β = 10 instead of 40 so that all four shares stay visible.
@@ -306,7 +306,7 @@ assert torch.allclose(w_slide[0], alone[0], rtol=0.01)       # λ = 1.2: each ne
 assert torch.allclose(w_slide[-1], shared, rtol=1e-3)        # λ = -0.6: the softmax over the negatives
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Mining: which pairs survive
 # One row per anchor. Filled dots are kept, hollow ones dropped. A negative (vermillion) is kept when it is to
 # the right of the blue bar ($\min$ positive $-\varepsilon$); a positive (blue) when it is left of the vermillion
@@ -317,7 +317,7 @@ fig, axes = plots.new_figure(1, width=7.0, height=4.6)
 _ = plots.mining_view(axes[0, 0], S, y, eps=0.1)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Mining is symmetric per anchor.** Both conditions reduce to $\max_{neg} + \varepsilon > \min_{pos}$: if
 # any positive is kept, the hardest negative is kept too, and vice versa. So an anchor keeps a positive *and*
 # a negative, or nothing. We check it on 500 random batches.
@@ -333,7 +333,7 @@ for _ in range(500):
 print("anchors with a mined positive but no mined negative (or the reverse):", asymmetric)
 assert asymmetric == 0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Why a stable log-sum-exp matters
 # The official code writes $\log(1+\sum e^{\beta(S-\lambda)})$ literally. In float32, $e^{x}$ overflows
 # once $x > 88.7$, i.e. once $\beta(1-\lambda) > 88.7$ — already at $\beta\approx 178$ for $\lambda=0.5$.
@@ -357,7 +357,7 @@ for b, n_, s_ in zip(betas, naive, stable):
     print(f"β = {b:3d}   naive {n_:8.4f}   lossviz {s_:.4f}")
 assert not np.isfinite(naive[-1]) and np.isfinite(stable[-1])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 # **Pair weights of any loss on the batch above.** Pick a loss; the panel shows only the knobs that loss
 # reads. Try: MS with β from 1 to 200; ε from 0 (only violating pairs) to 0.8 (almost all pairs), and
@@ -368,7 +368,7 @@ weights_panel = widgets.weights_panel(S, y, loss="ms", **MS)
 assert 0 < weights_panel.state["active"][1] < 1      # MS mining keeps some negatives, not all
 weights_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The panel is an ordinary object: setting a control redraws it. A check that it does:
 
 # %%
@@ -380,7 +380,7 @@ print("β clamped to", round(weights_panel.controls["beta"].value, 3))
 assert weights_panel.controls["beta"].value == 10 ** weights_panel.controls["beta"].max  # = 200
 weights_panel.controls["beta"].value = MS["beta"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **MS weight curves.** α, β, λ, and the λ-limit buttons: at λ = −10 the negative weight is a softmax over
 # the anchor's negatives, no longer a sigmoid of the pair's own similarity.
 
@@ -389,7 +389,7 @@ curve_panel = widgets.ms_curve_panel(alpha=2.0, beta=40.0, lam=0.5)
 assert curve_panel.state["w_neg"][-1] > 0.99 > 0.01 > curve_panel.state["w_neg"][0]   # a sigmoid in S
 curve_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Mining.** Move ε and watch which pairs survive. A *larger* ε keeps *more* pairs (a common misreading).
 
 # %%
@@ -397,7 +397,7 @@ mining_panel = widgets.mining_panel(S, y, eps=0.1)
 assert torch.equal(mining_panel.state["mined"][1], lv.ms_mining(S, y, eps=0.1)[1])
 mining_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: digits on the circle
 # **Protocol.** scikit-learn's digits, a stratified 50/50 split over all ten classes (896 train / 901 test
 # images), an MLP 64 → 128 → 2 with L2-normalised output (so every embedding is a point on the unit circle),
@@ -432,7 +432,7 @@ for name, run in runs2d.items():
     print(f"{name:16s} {run.recall_at_1:.3f}  {run.map_at_r:.3f}")
 assert all(run.recall_at_1 > run.evals["recall_at_1"][0] + 0.1 for run in runs2d.values())   # every loss learns
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Before and after: the untrained network puts all ten classes, mixed, into one narrow arc; MS spreads them
 # around the circle, class by class (the length of the mean embedding, 1 when all points coincide, drops).
 # The shaded wedge is the cone $S > \lambda = 0.5$ around class 0: a negative inside it gets weight. With ten
@@ -458,7 +458,7 @@ mined = runs2d["ms"].history["active_neg"]
 assert mined[-50:].mean() < 0.5 * mined[0]       # MS mines far fewer negatives once classes separate
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Choose a loss and its knobs and press *Train* (300 iterations take a few seconds;
 # a setting you have already trained is shown at once from the cache). It opens on the MS run above.
 
@@ -472,7 +472,7 @@ train_panel.controls["lam"].value = 0.8            # an example: a higher thresh
 again = train_panel.train()
 assert again.params["knob_lam"] == 0.8 and train_panel.state["run"] is again
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The same losses at 16-d
 # With 16 dimensions the geometry is no longer the bottleneck.
 
@@ -483,7 +483,7 @@ for name, run in runs16.items():
     print(f"16-d {name:12s} R@1 {run.recall_at_1:.3f}  MAP@R {run.map_at_r:.3f}")
 assert all(run.recall_at_1 > runs2d[name].recall_at_1 + 0.1 for name, run in runs16.items())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The paper's claim, on classes never seen in training
 # The paper trains on some classes and retrieves images of *other* classes (CUB-200: train on 100 bird species,
 # test on the other 100). Digits is too easy for that — raw pixels already win (see the pitfalls). **MNIST-1D**
@@ -510,7 +510,7 @@ for name, run in runs1d.items():
 assert len(runs1d) == 7 and all(len(run.history["loss"]) == MNIST1D_ITERS for run in runs1d.values())
 assert all(run.evals["recall_at_1"].argmax() > 0 for run in runs1d.values())   # every loss learns
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Watch MS's mining shrink.** Left: test Recall@1 on the unseen classes. Right: the fraction of negative
 # pairs with a non-zero weight (for MS: the mined pairs; log scale). As the five training classes separate,
 # MS's mining keeps fewer and fewer pairs, so fewer and fewer pairs move the network; on an iteration where it
@@ -536,7 +536,7 @@ assert compare.state["shown"] == tuple(runs1d)
 assert all(g > 0 for g in gain.values())
 compare
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The claim, checked
 # **The paper's claim.** GPW unifies pair-based losses as pair-weighting schemes, and MS — mining with P,
 # weighting with S and N — sets a new state of the art (CUB-200 Recall@1 60.6 → 65.7 at 512-d, BN-Inception).
@@ -570,7 +570,7 @@ for k_, d in learns.items():
 assert learns["MAP@R 16-d, MS - raw pixels"].mean - 2 * learns["MAP@R 16-d, MS - raw pixels"].se > 0.2
 assert learns["R@1 2-d, MS - PCA-2"].mean - 2 * learns["R@1 2-d, MS - PCA-2"].se > 0.05
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Now the unseen MNIST-1D classes: MS, contrastive and lifted structure, 8 seeds each (seed 0 is the run of
 # section 6). To save time, seeds 1–7 are evaluated every 100 iterations, and seed 0's checkpoints are read at
 # the same iterations 0, 100, 200, 300 (evaluating does not change training). For every run we read its test
@@ -602,7 +602,7 @@ assert all((peak_at[n] > 0).all() for n in CLAIM)          # every run learns: n
 d = verdicts["drop, contrastive - MS"]
 assert d.verdict == "ahead" and d.mean - 2 * d.se > 0.05    # MS falls back less than contrastive
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading the table.**
 
 # %% tags=["nbval-ignore-output"]
@@ -630,7 +630,7 @@ Markdown(
     f"are simply better\". (Choosing each loss's best checkpoint on the *test* classes, as the \"best\" column "
     f"does, flatters every loss: a real protocol would pick it on held-out training classes.)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The mechanism, on every seed.** The fraction of negative pairs that MS's mining keeps, in the first 10
 # iterations and in the last 50. It depends on training: an untrained network keeps almost every pair.
 # Next to it, an identity that holds for any network (a property of the loss, not a measurement): on an
@@ -654,7 +654,7 @@ Markdown(f"**One seed is an example, not a verdict.** On seed 0, the losses that
          f"{ahead(runs1d, lambda n: runs1d[n].recall_at_1)}. Those whose own best MNIST-1D checkpoint is ahead of "
          f"MS's best: {ahead(runs1d, lambda n: r1[n].max())}.")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Pitfalls
 #
 # **Paper vs code defaults.** The paper uses β = 50, λ = 1; the official code β = 40, λ = 0.5 (λ and ε are
@@ -668,7 +668,7 @@ for name in ("ms", "ms_paper"):
 assert runs2d["ms_paper"].params["knob_lam"] == 1.0
 assert all(runs2d[n].recall_at_1 > runs2d[n].evals["recall_at_1"][0] + 0.1 for n in ("ms", "ms_paper"))  # both learn
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # With λ = 1 no negative can ever be "below the threshold", so every mined negative keeps weight: the λ widget
 # above shows why.
 #
@@ -687,7 +687,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The zero-shot digits trap.** Training on digits 0–4 and testing on 5–9 looks like the paper's protocol,
 # but raw pixels are already excellent on digits, and the MS embedding learned from five classes does not
 # beat them (though its training did its job: its mining ends up keeping almost no pair):
@@ -699,7 +699,7 @@ print(f"unseen digits 5-9: raw pixels R@1 {zs_raw:.3f}, MS 16-d R@1 {zs.recall_a
 assert zs.history["active_neg"][-50:].mean() < 0.1 * zs.history["active_neg"][:10].mean()   # it trained
 assert zs.recall_at_1 < zs_raw
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *pytorch-metric-learning's one-pair shortcut:* when the miner keeps exactly one positive and one negative pair
 #   in the whole batch, `MultiSimilarityLoss` returns 0; lossviz returns the true loss (tested in `tests/`).

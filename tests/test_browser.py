@@ -9,6 +9,7 @@ Every wait is on the state that is asserted next, never a fixed sleep.
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -85,10 +86,11 @@ def test_voila_panel_reacts_to_mouse_and_keyboard(browser):
                     "--Voila.ip=127.0.0.1"], "voila.log")
     try:
         _wait_for_port(port, proc)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1024, "height": 768})  # a classroom projector
         page.goto(f"http://127.0.0.1:{port}/", wait_until="commit", timeout=300_000)
-        label = "β (negative scale)"
-        slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=label)).first
+        label = "β (negative scale)"  # a long description: shown above the slider's track
+        slider = page.locator(".widget-vbox", has=page.locator(".widget-label", has_text=label)).last \
+            .locator(".widget-slider").first
         slider.wait_for(timeout=300_000)
         slider.scroll_into_view_if_needed()
         readout = slider.locator(".widget-readout")
@@ -118,6 +120,27 @@ def test_voila_panel_reacts_to_mouse_and_keyboard(browser):
                                arg=[label, dragged_pixels], timeout=60_000)
         assert readout.inner_text() != dragged_value
         page.screenshot(path=str(ARTIFACTS / "voila_01_after_keyboard.png"))
+
+        # Every figure fits the 1024-px page, and every slider keeps a usable track.
+        cut = page.evaluate("""() => [...document.querySelectorAll('canvas')]
+            .map(c => c.getBoundingClientRect()).filter(r => r.width > 50 && r.right > innerWidth + 1)
+            .map(r => [r.left, r.right])""")
+        assert cut == [], f"figures wider than the page: {cut}"
+        tracks = page.evaluate("""() => [...document.querySelectorAll('.widget-slider .slider-container')]
+            .filter(e => e.offsetParent !== null).map(e => e.getBoundingClientRect().width)""")
+        assert tracks and min(tracks) >= 120, f"slider tracks too short: {sorted(tracks)[:5]}"
+
+        # Train: the button says so while the run lasts, then comes back.
+        panel = page.locator(".widget-vbox", has=page.locator(".widget-label", has_text="MS preset")).last
+        seed = panel.locator(".widget-text", has=page.locator(".widget-label", has_text="seed")).locator("input")
+        seed.fill("3")
+        seed.press("Enter")
+        button = panel.locator("button", has_text="Train")
+        button.click()
+        sync_api.expect(button).to_have_text(re.compile("training"), timeout=30_000)
+        sync_api.expect(button).to_have_text(re.compile("^\\s*Train\\s*$"), timeout=120_000)
+        sync_api.expect(button).to_be_enabled()
+        page.screenshot(path=str(ARTIFACTS / "voila_01_after_train.png"))
 
         _assert_no_errors(page)
     finally:
@@ -215,3 +238,31 @@ def test_static_html_reads_offline(browser, tmp_path):
     assert page.get_by_role("link", name="01", exact=False).count() == 1
     page.screenshot(path=str(ARTIFACTS / "html_index.png"))
     assert outside == []
+
+
+def test_slides_of_the_tour_step_with_the_keyboard(browser, tmp_path):
+    """`make slides NB=00`: the tour as a reveal.js deck (JupyterLab's RISE presenter, offline),
+    one slide per section, stepped with the arrow keys."""
+    port, token = _free_port(), "lossviz-slides"
+    work = tmp_path / "nb"
+    work.mkdir()
+    shutil.copy(NOTEBOOKS / "00_tour.ipynb", work / "00_tour.ipynb")
+    proc = _server([sys.executable, "-m", "jupyterlab_rise", "--no-browser", f"--port={port}",
+                    "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+                    "--allow-root"], "slides.log")
+    try:
+        _wait_for_port(port, proc)
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        page.goto(f"http://127.0.0.1:{port}/rise/00_tour.ipynb?token={token}", timeout=120_000)
+        sections = "() => document.querySelectorAll('.reveal .slides > section').length"
+        page.wait_for_function(sections + " >= 8", timeout=180_000)
+        page.locator(".reveal .slides > section").first.wait_for(timeout=60_000)
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("() => location.hash.startsWith('#/slide-2')", timeout=30_000)
+        assert page.locator(".reveal .slides > section.present").get_by_text("The idea and the math").count() >= 1
+        page.screenshot(path=str(ARTIFACTS / "slides_00.png"))
+        _assert_no_errors(page)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -197,3 +197,66 @@ def test_run_final_reads_scores_then_evals_then_history():
     run = T.Run(params={}, history={"loss": np.array([2.0, 1.0])}, evals={"acc": np.array([0.1, 0.8])},
                 scores={"nmi": 0.5})
     assert (run.final("nmi"), run.final("acc"), run.final("loss")) == (0.5, 0.8, 1.0)
+
+
+def test_runs_are_kept_on_disk_keyed_by_parameters_and_code(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("LOSSVIZ_DATA", str(tmp_path))
+    monkeypatch.setenv("LOSSVIZ_RUN_CACHE", "1")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"loss": np.arange(3.0)}
+
+    first = T.memo(("disk_test", T.loop), {"lr": 0.1, "seed": 0}, compute)
+    files = list(T.run_cache_dir().glob("*.pkl"))
+    assert len(files) == 1 and T.run_cache_dir().is_relative_to(tmp_path)
+    T.clear_cache()  # a new kernel: memory is empty, the disk is not
+    again = T.memo(("disk_test", T.loop), {"lr": 0.1, "seed": 0}, compute)
+    assert calls == [1] and np.array_equal(again["loss"], first["loss"])
+    T.memo(("disk_test", T.loop), {"lr": 0.2, "seed": 0}, compute)  # other parameters: trained
+    assert calls == [1, 1] and len(list(T.run_cache_dir().glob("*.pkl"))) == 2
+    T.clear_cache()
+    monkeypatch.setattr(T, "code_version", lambda: "other code")
+    T.memo(("disk_test", T.loop), {"lr": 0.1, "seed": 0}, compute)  # other code: trained again
+    assert calls == [1, 1, 1]
+
+
+def test_the_disk_cache_skips_what_has_no_stable_name(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("LOSSVIZ_DATA", str(tmp_path))
+    monkeypatch.setenv("LOSSVIZ_RUN_CACHE", "1")
+    T.memo(("mine", lambda: 0), {"lr": 0.1}, lambda: 1)        # a function of the caller's: memory only
+    T.memo("tensor_param", {"x": torch.zeros(2)}, lambda: 2)    # printed by address: memory only
+    T.memo("unpicklable", {"lr": 0.1}, lambda: (lambda: 3))    # cannot be pickled: memory only
+    assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.tmp"))
+    (T.run_cache_dir()).mkdir(parents=True, exist_ok=True)
+    T.clear_cache()
+    monkeypatch.setenv("LOSSVIZ_RUN_CACHE", "0")
+    T.memo("off", {"lr": 0.1}, lambda: 4)
+    assert not list(tmp_path.rglob("*.pkl"))
+
+
+def test_a_damaged_cache_file_is_a_miss(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("LOSSVIZ_DATA", str(tmp_path))
+    monkeypatch.setenv("LOSSVIZ_RUN_CACHE", "1")
+    T.memo("damaged", {"lr": 0.1}, lambda: 5)
+    (path,) = T.run_cache_dir().glob("*.pkl")
+    path.write_bytes(b"not a pickle")
+    T.clear_cache()
+    assert T.memo("damaged", {"lr": 0.1}, lambda: 6) == 6
+
+
+def test_the_disk_cache_is_off_in_scripts_and_on_in_kernels(monkeypatch):
+    monkeypatch.delenv("LOSSVIZ_RUN_CACHE", raising=False)
+    assert not T.disk_cache_enabled()  # pytest is not a Jupyter kernel
+    monkeypatch.setenv("LOSSVIZ_RUN_CACHE", "1")
+    assert T.disk_cache_enabled()
+
+
+def test_no_progress_bar_in_voila(monkeypatch):
+    monkeypatch.setenv("VOILA_KERNEL_ID", "x")
+    assert T._progress(10, "run", True) is None
+    monkeypatch.delenv("VOILA_KERNEL_ID")
+    bar = T._progress(10, "run", True)
+    assert bar is not None
+    bar.close()

@@ -140,3 +140,84 @@ def test_run_panel_trains_on_press_caches_and_flags_stale_settings():
 def test_run_panel_waits_for_the_button_without_autorun():
     panel = widgets.run_panel({"k": widgets.W.IntSlider(value=1)}, lambda v, p: 1, lambda a, r, v: None, autorun=False)
     assert "press <b>Train</b>" in panel.state["status"] and "result" not in panel.state
+
+
+def test_wide_figures_fit_a_notebook_and_a_projector():
+    from lossviz import plots
+
+    fig, _ = plots.new_figure(4, width=3.6, height=3.3)  # 14.4 inches: too wide at 90 dpi
+    assert fig.get_figwidth() == pytest.approx(14.4)  # the same picture ...
+    assert fig.get_figwidth() * fig.dpi <= plots.MAX_WIDTH_PX  # ... drawn to fit 968 px
+    narrow, _ = plots.new_figure(1, width=4.0)
+    assert narrow.dpi == pytest.approx(min(plots.mpl.rcParams["figure.dpi"], plots.MAX_WIDTH_PX / 4.0))
+
+
+def test_a_long_slider_description_moves_to_a_label_above_a_full_track():
+    long = widgets.W.FloatSlider(value=1.0, min=0.1, max=2.0, description="τ (inverse temperature, × cosine)")
+    short = widgets.W.FloatSlider(value=1.0, min=0.1, max=2.0, description="β")
+    panel = widgets.Panel({"tau": long, "beta": short}, plots_figure(), lambda v: {})
+    tree = panel.widget
+    boxes = [c for c in tree.children[0].children if isinstance(c, widgets.W.VBox)]
+    assert len(boxes) == 1 and boxes[0].children[1] is long and "inverse temperature" in boxes[0].children[0].value
+    assert long.description == "" and long.layout.width == "320px" and short.description == "β"
+    long.layout.display = "none"  # hiding the control (a loss without that knob) hides its label too
+    assert boxes[0].layout.display == "none"
+    long.value = 1.5
+    assert panel.redraws == 2, "the slider still drives the panel"
+
+
+def plots_figure():
+    from lossviz import plots
+
+    return plots.new_figure(1)[0]
+
+
+def test_reset_puts_every_control_back_and_redraws_once(batch):
+    panel = widgets.weights_panel(*batch, loss="ms")
+    panel.controls["beta"].value = 10.0
+    panel.controls["loss"].value = "triplet"
+    before = panel.redraws
+    panel.reset_button.click()
+    assert panel.values() == panel.initial and panel.redraws == before + 1
+    assert panel.state["loss"] == "ms"
+    tools = panel.widget.children[-2].children  # the row under the controls: reset, keyboard hint, status
+    assert tools[0] is panel.reset_button and "← / →" in tools[1].value and tools[2] is panel.status
+
+
+def test_the_layout_is_computed_once_then_frozen(batch):
+    panel = widgets.weights_panel(*batch, loss="ms")
+    assert type(panel.fig.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine"
+    box = panel.fig.axes[0].get_position().bounds
+    panel.controls["beta"].value = 5.0
+    assert panel.fig.axes[0].get_position().bounds == box
+
+
+def test_train_button_says_training_and_greys_the_controls_while_it_runs():
+    seen = []
+
+    def run(values, progress):
+        seen.append((panel_ref[0].button.disabled, panel_ref[0].button.description,
+                     controls["lr"].disabled, "training" in panel_ref[0].status.value))
+        return values["lr"]
+
+    controls = {"lr": widgets.W.FloatSlider(value=1.0, min=0.1, max=2.0)}
+    panel_ref = [None]
+    panel = widgets.run_panel(controls, run, lambda a, r, v: {"status": f"ran {r}"}, autorun=False)
+    panel_ref[0] = panel
+    panel.train()
+    assert seen == [(True, "training…", True, True)]
+    assert not panel.button.disabled and panel.button.description == "Train" and not controls["lr"].disabled
+    assert panel.status.value == "ran 1.0"
+    panel.train()  # the setting on show: a repeat press does nothing, at once
+    assert len(seen) == 1
+
+
+def test_a_failing_run_gives_the_controls_back():
+    def run(values, progress):
+        raise ValueError("bad knob")
+
+    controls = {"lr": widgets.W.FloatSlider(value=1.0, min=0.1, max=2.0)}
+    panel = widgets.run_panel(controls, run, lambda a, r, v: None, autorun=False)
+    with pytest.raises(ValueError, match="bad knob"):
+        panel.train()
+    assert not panel.button.disabled and not controls["lr"].disabled and panel.button.description == "Train"
