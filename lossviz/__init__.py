@@ -43,13 +43,13 @@ from .pairs import (
 )
 from .pml import from_pml
 from .similarity import pair_masks, similarity, similarity_formula
-from .weights import active_fraction, pair_weights
+from .weights import active_fraction, logit_weights, pair_weights, sample_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MS_PRESETS", "PAIR_LOSSES", "active_fraction", "from_pml", "binomial_deviance_loss", "contrastive_loss",
-    "lifted_structure_loss", "map_at_r", "ms_loss", "ms_loss_formula", "ms_mining", "pair_masks", "pair_weights",
+    "lifted_structure_loss", "map_at_r", "ms_loss", "ms_loss_formula", "ms_mining", "pair_masks", "pair_weights", "logit_weights", "sample_weights",
     "recall_at_k", "set_validation", "similarity",
     "similarity_formula", "triplet_loss", "validation", "validation_enabled",
     "nt_xent_loss", "supcon_loss", "arcface_loss", "cosface_loss", "cosine_logits", "margin_softmax_loss",

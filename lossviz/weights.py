@@ -9,6 +9,14 @@ is ``w_ij = |dL/dS_ij|``.  Losses differ only in how they set ``w``.
 lossviz computes these weights one way, for any loss: make ``S`` a leaf tensor, back-propagate,
 read its gradient.  The closed forms of the paper are tests of this function (see
 :mod:`lossviz.reference`), never a second code path.
+
+**The same view for classifiers.**  A classification loss is a function of the logits ``z`` and
+the labels, so autograd on the logits says how hard each logit, and each sample, pulls:
+:func:`logit_weights` is ``dL/dz`` (B x C) and :func:`sample_weights` the pull of each sample on its
+own class's logit, ``|dL/dz_y|``.  For cross-entropy that is ``1 - p_y``; a loss of the
+cross-entropy family has gradient ``w_i (softmax(z_i) - e_y)``, and ``sample_weights(...,
+relative_to_ce=True)`` returns that ``w_i`` (``p_y^(tau-1)`` for the comp-sum losses, ``p_y`` for
+MAE): which samples the loss listens to more, or less, than cross-entropy does.
 """
 
 from __future__ import annotations
@@ -90,3 +98,55 @@ def weight_curve(loss_fn: Callable, grid, pos_sims, neg_sims, *, vary: str = "ne
         else:
             out.append(anchor_weights(loss_fn, torch.cat([s[None], pos]), neg, **knobs)[0][0])
     return torch.stack(out)
+
+
+def _logits_and_labels(logits, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    z = checks.as_float_tensor(logits, "logits (B x C, one row of class scores per sample)", 2)
+    if z.shape[1] < 2:
+        raise ValueError(f"logits need at least 2 classes (columns); got shape {tuple(z.shape)}")
+    y = checks.check_labels(labels, z.shape[0], z.device)
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= z.shape[1]):
+        raise ValueError(f"labels must be class ids in [0, {z.shape[1] - 1}] (one per logit column); "
+                         f"got values from {int(y.min())} to {int(y.max())}")
+    return z, y
+
+
+def logit_weights(loss_fn: Callable, logits, labels, *, signed: bool = True, **knobs) -> torch.Tensor:
+    """B x C gradient ``dL/dz`` of ``loss_fn(logits, labels, **knobs)`` with respect to the logits.
+
+    ``loss_fn`` may return one loss per sample (a vector of length B: they are summed, so row ``i``
+    is sample ``i``'s own gradient) or a scalar (then its reduction is in the weights: a mean divides
+    them by B).  Signed by default: negative on the true class when the loss raises it (a pull),
+    positive on the classes it lowers."""
+    z, y = _logits_and_labels(logits, labels)
+    leaf = z.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = loss_fn(leaf, y, **knobs)
+        if not isinstance(loss, torch.Tensor) or loss.ndim > 1 or (loss.ndim == 1 and len(loss) != len(y)):
+            raise ValueError("loss_fn must return a scalar or one loss per sample (shape (B,)); "
+                             f"got {getattr(loss, 'shape', type(loss).__name__)}")
+        total = loss.sum()
+        grad = torch.autograd.grad(total, leaf, allow_unused=True)[0] if total.requires_grad else None
+    if grad is None:
+        grad = torch.zeros_like(leaf)
+    return grad if signed else grad.abs()
+
+
+def sample_weights(loss_fn: Callable, logits, labels, *, relative_to_ce: bool = False, **knobs) -> torch.Tensor:
+    """Per-sample weights of a classification loss, by autograd on the logits (length B).
+
+    By default ``|dL/dz_y|``, how hard sample ``i`` pulls its own class's logit up (``1 - p_y`` for
+    cross-entropy).  With ``relative_to_ce=True``, the factor ``w_i`` by which the loss scales
+    cross-entropy's gradient ``softmax(z_i) - e_y``: the projection of the sample's gradient on that
+    direction, which is exact for the cross-entropy family (``p_y^(tau-1)`` for comp-sum losses,
+    1 for cross-entropy itself).  A sample that cross-entropy no longer moves (``p_y = 1`` to the
+    last bit) has no such factor: it gets 0."""
+    z, y = _logits_and_labels(logits, labels)
+    G = logit_weights(loss_fn, z, y, **knobs)
+    if not relative_to_ce:
+        return G.gather(1, y[:, None]).squeeze(1).abs()
+    ce = torch.softmax(z.detach(), dim=1)
+    ce[torch.arange(len(y)), y] -= 1.0
+    norm2 = (ce * ce).sum(dim=1)
+    coef = (G * ce).sum(dim=1) / norm2.clamp_min(torch.finfo(norm2.dtype).tiny)
+    return torch.where(norm2 > 0, coef, torch.zeros_like(coef))

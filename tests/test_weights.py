@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import lossviz as lv
 from lossviz import reference as ref
@@ -283,3 +284,66 @@ def test_a_loss_that_ignores_S_weighs_no_pair_and_active_fraction_wants_a_matrix
     with pytest.raises(ValueError, match="weights must be B x B"):
         lv.active_fraction(torch.ones(4, 3), y)
     assert lv.active_fraction(torch.ones(4, 4), y) == (1.0, 1.0)
+
+
+# --- the per-sample weight view of a classification loss -------------------------------------------
+
+def _comp_sum(z, y, tau):
+    """The comp-sum loss written from its formula, one sample at a time: ((1+u)^(1-tau) - 1)/(1 - tau),
+    u = sum_{k != y} exp(z_k - z_y); log(1 + u) at tau = 1."""
+    out = []
+    for zi, yi in zip(z, y):
+        u = sum(torch.exp(zi[k] - zi[yi]) for k in range(len(zi)) if k != yi)
+        out.append(torch.log1p(u) if tau == 1 else ((1 + u) ** (1 - tau) - 1) / (1 - tau))
+    return torch.stack(out)
+
+
+@pytest.fixture
+def logits():
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(7, 5, generator=g, dtype=torch.float64) * 2, torch.tensor([0, 1, 2, 3, 4, 0, 2])
+
+
+def test_cross_entropy_pulls_each_sample_by_one_minus_p_y(logits):
+    z, y = logits
+    p = z.softmax(dim=1)
+    G = lv.logit_weights(lambda a, b: F.cross_entropy(a, b, reduction="none"), z, y)
+    expected = p.clone()
+    expected[torch.arange(7), y] -= 1  # dCE/dz = softmax - e_y
+    assert torch.allclose(G, expected, atol=1e-12)
+    w = lv.sample_weights(lambda a, b: F.cross_entropy(a, b, reduction="none"), z, y)
+    assert torch.allclose(w, 1 - p[torch.arange(7), y], atol=1e-12)
+    mean = lv.logit_weights(F.cross_entropy, z, y)  # a scalar mean: the weights carry its 1/B
+    assert torch.allclose(mean * 7, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.5, 1.0, 1.7, 2.0])
+def test_a_comp_sum_loss_is_cross_entropy_weighted_by_p_y_to_the_tau_minus_one(logits, tau):
+    z, y = logits
+    p_y = z.softmax(dim=1)[torch.arange(7), y]
+    w = lv.sample_weights(_comp_sum, z, y, relative_to_ce=True, tau=tau)
+    assert torch.allclose(w, p_y ** (tau - 1), rtol=1e-10)
+    pull = lv.sample_weights(_comp_sum, z, y, tau=tau)
+    assert torch.allclose(pull, p_y ** (tau - 1) * (1 - p_y), rtol=1e-10)  # MAE at tau = 2: p_y (1 - p_y)
+
+
+def test_sample_weights_errors_say_what_is_wrong(logits):
+    z, y = logits
+    ce = lambda a, b: F.cross_entropy(a, b, reduction="none")  # noqa: E731
+    with pytest.raises(ValueError, match="integer class ids"):
+        lv.sample_weights(ce, z, y.float())
+    with pytest.raises(ValueError, match=r"class ids in \[0, 4\]"):
+        lv.sample_weights(ce, z, torch.tensor([0, 1, 2, 3, 4, 5, 0]))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        lv.sample_weights(ce, torch.full((7, 5), float("nan")), y)
+    with pytest.raises(ValueError, match="2 dimensions"):
+        lv.sample_weights(ce, z[0], y[:1])
+    with pytest.raises(ValueError, match="one loss per sample"):
+        lv.logit_weights(lambda a, b: a, z, y)
+
+
+def test_a_sample_cross_entropy_no_longer_moves_gets_weight_zero_not_nan():
+    z = torch.tensor([[1000.0, -1000.0], [100.0, -100.0], [0.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 0])  # p_y = 1 to the last bit, 1 - 1e-87, 1/2
+    w = lv.sample_weights(lambda a, b: F.cross_entropy(a, b, reduction="none"), z, y, relative_to_ce=True)
+    assert torch.isfinite(w).all() and w[0] == 0 and w[1:].tolist() == pytest.approx([1.0, 1.0])
