@@ -91,6 +91,12 @@ def weight_curve(loss_fn: Callable, grid, pos_sims, neg_sims, *, vary: str = "ne
         raise ValueError(f"vary must be 'pos' or 'neg'; got {vary!r}")
     pos = torch.as_tensor(pos_sims, dtype=torch.float64).reshape(-1)
     neg = torch.as_tensor(neg_sims, dtype=torch.float64).reshape(-1)
+    grid_t = torch.as_tensor(grid, dtype=torch.float64).reshape(-1)
+    if len(pos) + (vary == "pos") < 1:
+        raise ValueError("the anchor needs at least one positive similarity")
+    batched = _weight_curve_rows(loss_fn, grid_t, pos, neg, vary, knobs)
+    if batched is not None:
+        return batched
     out = []
     for s in torch.as_tensor(grid, dtype=torch.float64).reshape(-1):
         if vary == "neg":
@@ -150,3 +156,34 @@ def sample_weights(loss_fn: Callable, logits, labels, *, relative_to_ce: bool = 
     norm2 = (ce * ce).sum(dim=1)
     coef = (G * ce).sum(dim=1) / norm2.clamp_min(torch.finfo(norm2.dtype).tiny)
     return torch.where(norm2 > 0, coef, torch.zeros_like(coef))
+
+
+def _weight_curve_rows(loss_fn, grid, pos, neg, vary, knobs):
+    """:func:`weight_curve` in one autograd call, for a loss that takes ``anchors=`` (all of
+    :data:`lossviz.pairs.PAIR_LOSSES`): one row per grid value, every row the same anchor (column 0)
+    against the same samples but for the varied pair.  Rows are independent terms of the loss's
+    mean over anchors, so row ``g``'s gradient times the number of rows is the weight at ``grid[g]``,
+    exactly what the one-anchor batches of the loop give.  None if the loss cannot do this."""
+    import inspect
+
+    try:
+        if "anchors" not in inspect.signature(loss_fn).parameters:
+            return None
+    except (TypeError, ValueError):
+        return None
+    p, n = (pos, torch.cat([grid[:1], neg])) if vary == "neg" else (torch.cat([grid[:1], pos]), neg)
+    col = 1 + len(p) if vary == "neg" else 1
+    row = torch.cat([torch.ones(1, dtype=torch.float64), p, n])
+    S = row.repeat(len(grid), 1)
+    S[:, col] = grid
+    labels = torch.tensor([0] * (1 + len(p)) + [1] * len(n))
+    anchors = torch.zeros(len(grid), dtype=torch.long)
+    leaf = S.requires_grad_(True)
+    with torch.enable_grad():
+        loss = loss_fn(leaf, labels, anchors=anchors, **knobs)
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0 or not loss.requires_grad:
+            return None
+        grad = torch.autograd.grad(loss, leaf, allow_unused=True)[0]
+    if grad is None:
+        return torch.zeros_like(grid)
+    return (grad[:, col] * len(grid)).abs()

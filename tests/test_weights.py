@@ -347,3 +347,16 @@ def test_a_sample_cross_entropy_no_longer_moves_gets_weight_zero_not_nan():
     y = torch.tensor([0, 0, 0])  # p_y = 1 to the last bit, 1 - 1e-87, 1/2
     w = lv.sample_weights(lambda a, b: F.cross_entropy(a, b, reduction="none"), z, y, relative_to_ce=True)
     assert torch.isfinite(w).all() and w[0] == 0 and w[1:].tolist() == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize("name", ["ms", "contrastive", "triplet", "binomial", "lifted"])
+@pytest.mark.parametrize("vary", ["neg", "pos"])
+def test_weight_curve_in_one_call_equals_one_batch_per_grid_value(name, vary):
+    """The fast path (one row per grid value, ``anchors=``) against the loop of one-anchor batches
+    that a loss without ``anchors=`` (here a wrapper) takes."""
+    fn = lv.PAIR_LOSSES[name] if hasattr(lv, "PAIR_LOSSES") else __import__("lossviz.pairs").pairs.PAIR_LOSSES[name]
+    grid = torch.linspace(-1, 1, 41, dtype=torch.float64)
+    pos, neg = [0.55, 0.7] if vary == "pos" else [0.55, 0.7, 0.8], [0.1, 0.3, 0.45]
+    fast = lv.weights.weight_curve(fn, grid, pos, neg, vary=vary)
+    slow = lv.weights.weight_curve(lambda S, y: fn(S, y), grid, pos, neg, vary=vary)
+    assert torch.allclose(fast, slow, atol=1e-12)
