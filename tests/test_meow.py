@@ -201,6 +201,18 @@ def test_bad_input():
         M.train_meow("meow", epochs=0)
 
 
+def drawn_artists(fig) -> list:
+    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
+    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
+    place), so the list is the same, object for object, after a change."""
+    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
+            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
+
+
+def same_artists(before: list, after: list) -> bool:
+    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
+
+
 def test_weights_panel_without_a_browser():
     g = torch.Generator().manual_seed(0)
     pool = torch.nn.functional.normalize(torch.randn(60, 4, generator=g), dim=1)
@@ -211,12 +223,15 @@ def test_weights_panel_without_a_browser():
     labels = torch.arange(15).repeat(2)
     panel = M.weights_panel(lv.similarity(views), labels, classes_pool[items], items, pool, K=4, M=2)
     plain, weighted = panel.state["shares"]
+    drawn = drawn_artists(panel.fig)
     assert weighted < plain and panel.state["Ks"] == (4, 12)
     panel.controls["floor"].value = 1.0                   # every weight 1: plain InfoNCE
     assert bool((panel.state["w"] == 1).all())
     assert abs(panel.state["shares"][0] - panel.state["shares"][1]) < 1e-9
     panel.controls["M"].value = 1
     assert panel.state["Ks"] == (4,)
+    panel.controls["tau"].value = 0.2
+    assert same_artists(drawn, drawn_artists(panel.fig)), "the knobs move the artists, never rebuild them"
 
 
 def test_training_run_and_panel():

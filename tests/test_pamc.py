@@ -401,10 +401,23 @@ def test_short_runs_record_history_and_are_cached():
     assert small.z.shape == (100, 10) and small.params["nodes"] == 100
 
 
+def drawn_artists(fig) -> list:
+    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
+    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
+    place), so the list is the same, object for object, after a change."""
+    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
+            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
+
+
+def same_artists(before: list, after: list) -> bool:
+    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
+
+
 def test_approximation_panel_redraws_on_k_scale_and_anchor():
     z = M.blobs(60, centers=4, dim=5, seed=1)[0].double()
     panel = M.approximation_panel(z, ks=(2, 4, 8), s=1.0)
     assert panel.controls["K"].options == (2, 4, 8, 60)
+    drawn = drawn_artists(panel.fig)
     assert panel.state["error"] >= 0 and "costs 8² instead of 60² pairs" in panel.state["status"]
     panel.controls["K"].value = 60                                     # every node its own meta-node
     assert panel.state["error"] < 1e-6 and abs(panel.state["pamc"] - panel.state["exact"]) < 1e-6
@@ -415,6 +428,7 @@ def test_approximation_panel_redraws_on_k_scale_and_anchor():
     panel.controls["anchor"].value = 7
     r = panel.state["shares"]["exact"]
     assert r[7] == 0 and float(r.sum()) == pytest.approx(1.0)
+    assert same_artists(drawn, drawn_artists(panel.fig)), "the knobs move the artists, never rebuild them"
 
 
 def test_training_panel_trains_and_flags_changed_controls():

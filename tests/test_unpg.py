@@ -224,9 +224,22 @@ def test_training_is_deterministic_cached_and_records_what_it_says(one_thread):
     assert unpg.mismatch(C, S, y) == (a.evals["p99_batch"][-1], a.evals["p99_proxy"][-1])
 
 
+def drawn_artists(fig) -> list:
+    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
+    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
+    place), so the list is the same, object for object, after a change."""
+    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
+            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
+
+
+def same_artists(before: list, after: list) -> bool:
+    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
+
+
 def test_explore_panel_redraws_on_every_knob():
     C, S, y = batch(1, b=40, k=8, d=4)
     panel = unpg.explore_panel(C, S, y, s=30.0, w=0.0)
+    drawn = drawn_artists(panel.fig)
     kept = [panel.state["kept"]]
     for w in (0.5, 1.5, 3.0):
         panel.controls["w"].value = w
@@ -240,6 +253,7 @@ def test_explore_panel_redraws_on_every_knob():
     assert panel.state["kept"] == int(unpg.negative_pairs(y).sum()) and panel.state["knobs"]["w"] == math.inf
     panel.controls["kind"].value = "cosface"
     assert panel.state["knobs"]["kind"] == "cosface" and "kept" in panel.status.value
+    assert same_artists(drawn, drawn_artists(panel.fig)), "the knobs move the artists, never rebuild them"
 
 
 def test_training_panel_trains_caches_and_flags_stale_settings(one_thread):

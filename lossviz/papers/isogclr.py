@@ -533,27 +533,65 @@ def kl_curve(ax, s_neg, *, rho: float = 0.4, tau_min: float = 0.05, tau_max: flo
     """``KL(p_tau || u)`` against tau (log scale) for one anchor's negatives, the line ``KL = rho``
     and the crossing tau* (a dot); the temperatures outside ``[tau_min, tau_max]`` are greyed.
     ``tau`` (optional) marks another temperature (a global one) with a cross.  Returns tau*."""
+    return _kl_view(ax, color=color, label=label, grid=grid)(s_neg, rho=rho, tau_min=tau_min, tau_max=tau_max, tau=tau)
+
+
+def _kl_view(ax, *, color="k", label: str | None = None, grid=None):
+    """The artists of :func:`kl_curve`, made once; returns ``update(s_neg, *, rho, tau_min, tau_max,
+    tau=None, kl=None, t_star=None) -> tau*``, which moves them in place (``kl``, the curve on the grid,
+    and ``t_star``: when the caller has them already)."""
+    from matplotlib.patches import Rectangle
+
     grid = np.logspace(-2.3, 0.5, 120) if grid is None else np.asarray(grid)
-    t_star = anchor_tau_star(s_neg, rho=rho, tau_min=tau_min, tau_max=tau_max)
-    ax.plot(grid, anchor_kl(s_neg, grid), color=color, label=label)
-    ax.axhline(rho, color=plots.MUTED, ls="--", lw=1)
-    ax.axvspan(grid[0], tau_min, color=plots.MUTED, alpha=0.15, lw=0)
-    ax.axvspan(tau_max, grid[-1], color=plots.MUTED, alpha=0.15, lw=0)
-    ax.scatter([t_star], anchor_kl(s_neg, t_star), color=color, s=45, zorder=4)
-    if tau is not None:
-        ax.scatter([tau], anchor_kl(s_neg, tau), marker="x", color=color, s=50, zorder=4)
+    (curve,) = ax.plot(grid, np.zeros_like(grid), color=color, label=label)
+    level = ax.axhline(0.0, color=plots.MUTED, ls="--", lw=1)
+    outside = [ax.add_patch(Rectangle((grid[0], 0), 0, 1, transform=ax.get_xaxis_transform(), color=plots.MUTED,
+                                      alpha=0.15, lw=0)) for _ in range(2)]
+    star = ax.scatter([grid[0]], [0.0], color=color, s=45, zorder=4)
+    cross = ax.scatter([grid[0]], [0.0], marker="x", color=color, s=50, zorder=4)
     ax.set(xscale="log", xlabel="τ (log scale)", ylabel="KL(p_τ ‖ uniform) (nats)",
            title="where KL = ρ: the anchor's τ*")
-    return t_star
+
+    def update(s_neg, *, rho: float = 0.4, tau_min: float = 0.05, tau_max: float = 1.0, tau=None, kl=None,
+               t_star=None) -> float:
+        if t_star is None:
+            t_star = anchor_tau_star(s_neg, rho=rho, tau_min=tau_min, tau_max=tau_max)
+        curve.set_ydata(anchor_kl(s_neg, grid) if kl is None else kl)
+        level.set_ydata([rho, rho])
+        for patch, (a, b) in zip(outside, ((grid[0], tau_min), (tau_max, grid[-1]))):
+            patch.set_x(a)
+            patch.set_width(b - a)
+        star.set_offsets([[t_star, anchor_kl(s_neg, t_star)[0]]])
+        cross.set_visible(tau is not None)
+        if tau is not None:
+            cross.set_offsets([[tau, anchor_kl(s_neg, tau)[0]]])
+        ax.relim(visible_only=True)
+        ax.autoscale_view()
+        return t_star
+
+    return update
 
 
 def simulation_plot(ax, sim: dict, t_star: float):
     """The temperature of :func:`simulate_tau` (``sim``) over the anchor's visits, against its exact tau*."""
-    ax.plot(sim["tau"], color="k", lw=1.2, label="τ_i (stochastic update)")
-    ax.axhline(t_star, color=plots.MUTED, ls="--", lw=1, label="τ* (exact)")
+    _simulation_view(ax)(sim, t_star)
+    return ax
+
+
+def _simulation_view(ax):
+    """The artists of :func:`simulation_plot`, made once; returns ``update(sim, t_star)``."""
+    (path,) = ax.plot([], [], color="k", lw=1.2, label="τ_i (stochastic update)")
+    level = ax.axhline(0.0, color=plots.MUTED, ls="--", lw=1, label="τ* (exact)")
     ax.set(xlabel="visits of this anchor (epochs)", ylabel="τ_i", title="the update, negatives resampled")
     ax.legend(loc="best", fontsize=9)
-    return ax
+
+    def update(sim: dict, t_star: float) -> None:
+        path.set_data(np.arange(len(sim["tau"])), sim["tau"])
+        level.set_ydata([t_star, t_star])
+        ax.relim()
+        ax.autoscale_view()
+
+    return update
 
 
 def tau_by_class(ax, tau, labels, *, n_head: int = N_HEAD, title: str = "learned τ per class", star=None):
@@ -615,10 +653,10 @@ def learning_curves(axes, runs: dict, *, items: dict):
             axes[1].plot(np.arange(1, len(run.tau_epochs) + 1), run.tau_epochs[:, item], ls=ls, color=color,
                          lw=1.4 if ls == "-" else 0.8, label=f"{name}, {label}")
     axes[0].set(xlabel="iteration", ylabel="mean τ_i", title="mean temperature of each group")
-    axes[0].legend(loc="center right", fontsize=8)
+    axes[0].legend(loc="center right", fontsize=9)
     top = max([float(run.tau_epochs[:, list(items.values())].max()) for _, run in tau_runs], default=1.0)
     axes[1].set(xlabel="epoch", ylabel="τ_i", title="single images' temperatures", ylim=(0, 1.45 * top))
-    axes[1].legend(loc="upper left", fontsize=8)
+    axes[1].legend(loc="upper left", fontsize=9)
     for (label, run), ls in zip(runs.items(), styles):
         axes[2].plot(run.evals["iter"], run.evals["knn"], marker=".", ls=ls, color=METHOD_COLORS[run.params["method"]],
                      label=label)
@@ -638,7 +676,7 @@ def dro_panel(S, labels, *, anchors: dict, rho: float = 0.4, tau: float = 0.1, *
 
     ``S``/``labels``: a similarity matrix over a data set (each row's negatives are its pool);
     ``anchors``: ``{name: row}`` to choose from.  Knobs: rho, the tau range, the global tau, and the
-    update's gamma, beta_u, eta and batch size."""
+    update's gamma, beta_u, eta and batch size.  The artists are made once and updated in place."""
     import ipywidgets as W
 
     from .. import widgets
@@ -662,23 +700,43 @@ def dro_panel(S, labels, *, anchors: dict, rho: float = 0.4, tau: float = 0.1, *
                              description="negatives per step", **style),
     }
     fig, axes = plots.new_figure(3, width=4.6, height=3.7)
+    grid = np.logspace(-2.3, 0.5, 120)
+    kl_curves: dict = {}                        # anchor -> its KL curve on the grid (the other knobs leave it)
+    stars: dict = {}                            # (anchor, rho, tau range) -> tau* (the update's knobs leave it)
+    negatives = {name: S[a, neg[a]] for name, a in anchors.items()}
+    show_kl = _kl_view(axes[0, 0], grid=grid)
+    lines = plots.temperature_curves(axes[0, 1], negatives[controls["anchor"].value], [tau, tau])
+    uniform = axes[0, 1].lines[-1]
+    for line, method in zip(lines, ("isogclr", "simclr")):
+        line.set(color=METHOD_COLORS[method], ms=2, lw=1)
+    axes[0, 1].set(ylim=(1e-6, 1.5), ylabel="push $p_{ij}$")
+    texts = axes[0, 1].legend(loc="upper left", fontsize=9).get_texts()
+    show_sim = _simulation_view(axes[0, 2])
 
     def draw(v):
-        for ax in axes.ravel():
-            ax.clear()
-        a = anchors[v["anchor"]]
-        s_neg = S[a, neg[a]]
+        s_neg = negatives[v["anchor"]]
+        if v["anchor"] not in kl_curves:
+            kl_curves[v["anchor"]] = anchor_kl(s_neg, grid)
         lo, hi = v["tau_min"], max(v["tau_max"], v["tau_min"] * 1.01)
-        t_star = kl_curve(axes[0, 0], s_neg, rho=v["rho"], tau_min=lo, tau_max=hi, tau=v["tau"])
-        labels = {"isogclr": f"own τ* = {t_star:.3g}", "simclr": f"global τ = {v['tau']:.3g}"}
-        for line, method in zip(plots.temperature_curves(axes[0, 1], s_neg, [t_star, v["tau"]]), labels):
-            line.set(color=METHOD_COLORS[method], ms=2, lw=1, label=labels[method])
-        axes[0, 1].set(ylim=(1e-6, 1.5), ylabel="push $p_{ij}$", title=f"anchor '{v['anchor']}': weight per negative")
-        axes[0, 1].legend(loc="upper left", fontsize=9)
+        key = (v["anchor"], v["rho"], lo, hi)
+        if key not in stars:
+            stars[key] = anchor_tau_star(s_neg, rho=v["rho"], tau_min=lo, tau_max=hi)
+        t_star = show_kl(s_neg, rho=v["rho"], tau_min=lo, tau_max=hi, tau=v["tau"], kl=kl_curves[v["anchor"]],
+                         t_star=stars[key])
+        s_sorted = torch.sort(s_neg).values
+        for line, t in zip(lines, (t_star, v["tau"])):
+            line.set_data(s_sorted.numpy(), torch.softmax(s_sorted / t, 0).numpy())
+        uniform.set_ydata([1 / len(s_neg)] * 2)
+        axes[0, 1].relim()
+        axes[0, 1].autoscale_view(scaley=False)
+        texts[0].set_text(f"own τ* = {t_star:.3g}")
+        texts[1].set_text(f"global τ = {v['tau']:.3g}")
+        texts[2].set_text(f"uniform 1/{len(s_neg)}")
+        axes[0, 1].set_title(f"anchor '{v['anchor']}': weight per negative")
         sim = simulate_tau(s_neg, rho=v["rho"], gamma=v["gamma"], beta_u=v["beta_u"], eta=v["eta"],
                            tau_init=min(max(d["tau_init"], lo), hi), tau_min=lo, tau_max=hi, batch=v["batch"],
                            steps=100)
-        simulation_plot(axes[0, 2], sim, t_star)
+        show_sim(sim, t_star)
         top = float(torch.softmax(s_neg / t_star, 0).max())
         return {"tau_star": t_star, "trajectory": sim["tau"], "top_share": top,
                 "status": f"τ* = {t_star:.3g} (KL = ρ = {v['rho']:.3g}); after 100 visits τ = {sim['tau'][-1]:.3g}; "

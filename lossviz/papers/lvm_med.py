@@ -497,33 +497,55 @@ def draw_matching(ax, z_s, z_t, v, *, A_s=None, A_t=None, title: str = "the solv
     """Both views' graphs side by side (a shared 2-D PCA; view 1 left, view 2 right), their
     k-NN edges in grey, and the matching ``v`` as lines: correct (image n to image n) in the
     positive-pair colour, wrong in the negative-pair colour."""
+    _matching_view(ax, z_s, z_t, graph=A_s is not None)(v, A_s=A_s, A_t=A_t, title=title)
+
+
+def _matching_view(ax, z_s, z_t, *, graph: bool = True):
+    """The artists of :func:`draw_matching` for fixed embeddings, made once (the nodes, their
+    numbers, empty edge and matching lines, the legend); returns ``update(v, *, A_s=None, A_t=None,
+    title)``, which moves the lines and the counts in place."""
+    from matplotlib.collections import LineCollection
+
     from .. import plots
 
     p_s, p_t = _pca2(z_s, z_t)
     p_s[:, 0] -= 1.5
     p_t[:, 0] += 1.5
-    for P, A in ((p_s, A_s), (p_t, A_t)):
-        if A is not None:
-            for i, j in (A.detach().cpu() > 0).nonzero().tolist():
-                ax.plot(*P[[i, j]].T, color=plots.MUTED, lw=0.6, alpha=0.5, zorder=1)
-    rows, cols = (v.detach().cpu() > 0).nonzero(as_tuple=True)
-    for i, j in zip(rows.tolist(), cols.tolist()):
-        ok = i == j
-        ax.plot([p_s[i, 0], p_t[j, 0]], [p_s[i, 1], p_t[j, 1]], zorder=2 if ok else 3,
-                color=plots.POS_COLOR if ok else plots.NEG_COLOR, lw=1.5 if ok else 2.0, alpha=0.8 if ok else 0.95)
+    edges = ax.add_collection(LineCollection([], color=plots.MUTED, lw=0.6, alpha=0.5, zorder=1))
+    right = ax.add_collection(LineCollection([], color=plots.POS_COLOR, lw=1.5, alpha=0.8, zorder=2))
+    wrong = ax.add_collection(LineCollection([], color=plots.NEG_COLOR, lw=2.0, alpha=0.95, zorder=3))
     for P, marker in ((p_s, "o"), (p_t, "s")):
         ax.scatter(*P.T, s=80, marker=marker, color="white", edgecolor="black", zorder=4)
         for n, (x, y) in enumerate(P):
             ax.text(x, y, str(n), fontsize=7, ha="center", va="center", zorder=5)
-    n_ok = int((rows == cols).sum())
-    ax.plot([], [], color=plots.POS_COLOR, lw=1.5, label=f"correct ({n_ok})")
-    ax.plot([], [], color=plots.NEG_COLOR, lw=2.0, label=f"wrong ({len(rows) - n_ok})")
-    if A_s is not None:
-        ax.plot([], [], color=plots.MUTED, lw=0.6, label="k-NN edge")
-    ax.legend(loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02))
-    ax.set(title=title, xlabel="view 1 (circles)   |   view 2 (squares)   [PCA 1]", ylabel="PCA 2",
+    handles = [ax.plot([], [], color=plots.POS_COLOR, lw=1.5, label="correct")[0],
+               ax.plot([], [], color=plots.NEG_COLOR, lw=2.0, label="wrong")[0]]
+    if graph:
+        handles.append(ax.plot([], [], color=plots.MUTED, lw=0.6, label="k-NN edge")[0])
+    legend = ax.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, -0.02))
+    ax.set(xlabel="view 1 (circles)   |   view 2 (squares)   [PCA 1]", ylabel="PCA 2",
            xticks=[], yticks=[], xlim=(-2.6, 2.6), ylim=(-1.35, 1.15))
     ax.grid(False)
+
+    def update(v, *, A_s=None, A_t=None, title: str = "the solver's matching") -> None:
+        segments = []
+        for P, A in ((p_s, A_s), (p_t, A_t)):
+            if A is not None:
+                i, j = (A.detach().cpu() > 0).nonzero(as_tuple=True)
+                segments.extend(np.stack([P[i.numpy()], P[j.numpy()]], axis=1))
+        edges.set_segments(segments)
+        rows, cols = (torch.as_tensor(v).detach().cpu() > 0).nonzero(as_tuple=True)
+        rows, cols = rows.numpy(), cols.numpy()
+        lines = np.stack([p_s[rows], p_t[cols]], axis=1)
+        ok = rows == cols
+        right.set_segments(lines[ok])
+        wrong.set_segments(lines[~ok])
+        texts = legend.get_texts()
+        texts[0].set_text(f"correct ({int(ok.sum())})")
+        texts[1].set_text(f"wrong ({int((~ok).sum())})")
+        ax.set_title(title)
+
+    return update
 
 
 def grad_heatmap(ax, W, title: str):
@@ -544,14 +566,30 @@ def grad_heatmap(ax, W, title: str):
 def staircase(C, lams, *, margin: float = 0.2, ts=None) -> dict:
     """Along ``C + t I`` (raise every correct affinity by t): the true loss ``L(v(C + tI - mI))`` (a
     staircase; the margin ``m`` shifts it right by m) and the interpolation ``f_lam`` for each ``lam``.
-    Returns ``{"t", "L", lam: f}``."""
-    C = _square(C).detach().double()
+    Returns ``{"t", "L", lam: f}``.
+
+    The values are :func:`hamming_loss` and :func:`interpolated_loss` (a test holds them equal),
+    computed here on numpy arrays with the solver called directly: a few hundred solves of an
+    N x N problem, fast enough for a slider."""
+    C = _square(C).detach().cpu().double().numpy()
     m = _margin(margin)
     ts = np.linspace(-0.6, 1.0, 161) if ts is None else np.asarray(ts, dtype=float)
-    eye = torch.eye(C.shape[0], dtype=torch.float64)
-    out = {"t": ts, "L": np.array([float(hamming_loss(_hungarian(C + (t - m) * eye))) for t in ts])}
-    for lam in lams:
-        out[lam] = np.array([float(interpolated_loss(C + t * eye, lam=lam, margin=m)) for t in ts])
+    n = C.shape[0]
+    eye, rows = np.eye(n), np.arange(n)
+    lams = [checks.positive(lam, "lam (the interpolation parameter λ)") for lam in lams]
+
+    def solve(M: np.ndarray) -> np.ndarray:       # the column each row is matched to
+        return linear_sum_assignment(M, maximize=True)[1]
+
+    out = {"t": ts, "L": np.empty(len(ts))} | {lam: np.empty(len(ts)) for lam in lams}
+    for k, t in enumerate(ts):
+        shifted = C + (t - m) * eye                 # C' = C + tI - mP: the costs the solver sees
+        v = solve(shifted)
+        out["L"][k] = 2 * (n - np.count_nonzero(v == rows))
+        for lam in lams:                            # f_lam = L(v_lam) + <C', v - v_lam> / lam
+            v_lam = solve(shifted + 2 * lam * eye)
+            gain = shifted[rows, v].sum() - shifted[rows, v_lam].sum()
+            out[lam][k] = 2 * (n - np.count_nonzero(v_lam == rows)) + gain / lam
     return out
 
 
@@ -559,7 +597,8 @@ def matching_panel(z_s, z_t, *, lam: float = 80.0, margin: float = 0.2, beta: fl
                    tau_graph: float = 0.1, tau: float = 0.2):
     """Pure maths on a fixed batch: the two graphs and the solver's matching (β, k), the black-box
     gradient ``dL/dC`` of the GM loss (λ, margin m), InfoNCE's ``dL/dC`` (τ), and the staircase loss
-    with its interpolation ``f_λ`` along ``C + tI``.  Every change costs a few Hungarian calls on N x N."""
+    with its interpolation ``f_λ`` along ``C + tI``.  Every change costs a few hundred Hungarian calls
+    on N x N; the artists are made once and updated in place."""
     import ipywidgets as W
 
     from .. import plots, widgets
@@ -580,18 +619,24 @@ def matching_panel(z_s, z_t, *, lam: float = 80.0, margin: float = 0.2, beta: fl
     }
     fig, axes = plots.new_figure(2, 2, width=5.6, height=4.6)
     S_s, S_t = z_s @ z_s.T, z_t @ z_t.T
+    show_matching = _matching_view(axes[0, 0], z_s, z_t)
     im_gm = grad_heatmap(axes[0, 1], torch.zeros(n, n), "GM: black-box dL/dC")
     im_nce = grad_heatmap(axes[1, 0], torch.zeros(n, n), "InfoNCE: dL/dC")
     targets = torch.arange(n)
+    ax = axes[1, 1]
+    (true_line,) = ax.plot([], [], color="black", lw=1.5, label="true loss L(v(C + tI - mI))")
+    (interp_line,) = ax.plot([], [], color=COLORS["gm_1st"], lw=2, label="interpolation f_λ")
+    ax.axvline(0, color=plots.MUTED, ls=":", lw=1)
+    ax.set(xlabel="t, added to every correct affinity C_ii", ylabel="Hamming loss (entries)",
+           title="the loss the black-box gradient differentiates")
+    interp_text = ax.legend(loc="upper right", fontsize=9).get_texts()[1]
 
     def draw(v):
         A_s = neighbourhood(z_s, k=v["k"], tau_graph=tau_graph)
         A_t = neighbourhood(z_t, k=v["k"], tau_graph=tau_graph)
         C = affinity(z_s, z_t, beta=v["beta"], k=v["k"], tau_graph=tau_graph)
         match_v = _hungarian(C)
-        ax = axes[0, 0]
-        ax.clear()
-        draw_matching(ax, z_s, z_t, match_v, A_s=A_s, A_t=A_t, title=f"graphs (k={v['k']}) and matching, β={v['beta']:g}")
+        show_matching(match_v, A_s=A_s, A_t=A_t, title=f"graphs (k={v['k']}) and matching, β={v['beta']:.2f}")
         W_gm = pair_weights(gm_loss, C, targets, signed=True, lam=v["lam"], margin=v["margin"])
         W_nce = pair_weights(lambda C_, _y: nt_xent_views(C_, S_s, S_t, tau=v["tau"]), C, targets, signed=True)
         plots.set_weight_image(im_gm, W_gm, targets)
@@ -599,15 +644,12 @@ def matching_panel(z_s, z_t, *, lam: float = 80.0, margin: float = 0.2, beta: fl
         nnz = int((W_gm != 0).sum())
         axes[0, 1].set_title(f"GM black-box dL/dC, λ={v['lam']:.3g}, m={v['margin']:.2g}: {nnz} non-zero")
         axes[1, 0].set_title(f"InfoNCE dL/dC, τ={v['tau']:.3g}: {int((W_nce != 0).sum())} non-zero")
-        ax = axes[1, 1]
-        ax.clear()
         curves = staircase(C, [v["lam"]], margin=v["margin"])
-        ax.plot(curves["t"], curves["L"], color="black", lw=1.5, label="true loss L(v(C + tI - mI))")
-        ax.plot(curves["t"], curves[v["lam"]], color=COLORS["gm_1st"], lw=2, label=f"interpolation f_λ, λ={v['lam']:.3g}")
-        ax.axvline(0, color=plots.MUTED, ls=":", lw=1)
-        ax.set(xlabel="t, added to every correct affinity C_ii", ylabel="Hamming loss (entries)",
-               title="the loss the black-box gradient differentiates")
-        ax.legend(loc="upper right", fontsize=9)
+        true_line.set_data(curves["t"], curves["L"])
+        interp_line.set_data(curves["t"], curves[v["lam"]])
+        interp_text.set_text(f"interpolation f_λ, λ={v['lam']:.3g}")
+        ax.relim()
+        ax.autoscale_view()
         wrong = int(n - torch.diagonal(match_v).sum())
         thin = int(n - torch.diagonal(_hungarian(C - v["margin"] * torch.eye(n, dtype=C.dtype))).sum()) - wrong
         return {"C": C, "v": match_v, "W_gm": W_gm, "W_nce": W_nce, "nnz": nnz, "wrong": wrong, "thin": thin,
@@ -634,7 +676,7 @@ def plot_runs(axes, runs: dict) -> None:
     axes[0].set(title="held-out view matching", xlabel="iteration", ylabel="fraction matched correctly")
     axes[1].set(title="non-zero entries of dL/dC", xlabel="iteration", ylabel="entries (of N², 25-step mean)")
     axes[1].set_yscale("log")
-    axes[0].legend(loc="lower right", fontsize=8)
+    axes[0].legend(loc="lower right", fontsize=9)
 
 
 def plot_knn_control(ax, runs) -> None:
@@ -657,7 +699,7 @@ def plot_knn_control(ax, runs) -> None:
            title="encoder 5-NN accuracy (a control)", ylabel="5-NN test accuracy (10 classes)")
     low, high = ax.get_ylim()
     ax.set_ylim(low, high + 0.4 * (high - low))            # room for the legend above the dots
-    ax.legend(loc="upper center", ncol=2, fontsize=7)
+    ax.legend(loc="upper center", ncol=2, fontsize=9)
 
 
 def training_panel(*, iters: int = 600, loss: str = "gm_1st", lam: float = 80.0, margin: float = 0.2,

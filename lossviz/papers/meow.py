@@ -262,7 +262,7 @@ class MeowRun(Run):
 
     def __repr__(self) -> str:
         s = self.scores
-        return (f"MeowRun({self.params['mode']}, tau={self.params['tau']:g}: kNN {s['knn']:.3f}, "
+        return (f"MeowRun({self.params['mode']}, tau={self.params['tau']:.3g}: kNN {s['knn']:.3f}, "
                 f"linear probe {s['probe']:.3f}, NMI {s['nmi']:.3f})")
 
 
@@ -393,7 +393,7 @@ def plot_runs(axes, runs: dict, *, smooth: int = 7) -> None:
                 title="push on same-class negatives")
     axes[2].set(xlabel="iteration", ylabel="mean weight $w_{ij}$", ylim=(0, 1.05), title="weights on negatives")
     axes[0].legend(loc="upper right", fontsize=9)
-    axes[2].legend(loc="center right", fontsize=8)
+    axes[2].legend(loc="center right", fontsize=9)
 
 
 def weights_panel(S, labels, classes, items, pool, *, tau: float = 0.4, K: int = 10, M: int = 2,
@@ -402,7 +402,8 @@ def weights_panel(S, labels, classes, items, pool, *, tau: float = 0.4, K: int =
     picture only), ``items`` (each view's row in ``pool``) and ``pool`` (the points k-means clusters).
     Knobs: K (clusters of the first clustering; clustering m has ``K * 3^m``), M clusterings, the
     weight floor and tau.  Draws w_ij sorted by class, the push of the weighted loss, and the share
-    of the push on same-class negatives with and without the weights."""
+    of the push on same-class negatives with and without the weights.  The artists are made once and
+    updated in place; the k-means assignments are computed once per set of K's."""
     import ipywidgets as W
 
     from .. import widgets
@@ -427,23 +428,31 @@ def weights_panel(S, labels, classes, items, pool, *, tau: float = 0.4, K: int =
     axes[0, 0].grid(False)
     axes[0, 0].set(title="cluster weights $w_{ij}$", xlabel="view j (sorted by class)", ylabel="anchor i")
     im_g = plots.weight_heatmap(axes[0, 1], torch.zeros_like(S), classes, title="push on negatives (weighted)")
+    ax = axes[0, 2]
+    bars = ax.bar([0, 1], [0.0, 0.0], color=[COLORS["infonce"], COLORS["meow"]])
+    labels_on_bars = [ax.text(x, 0.02, "", ha="center") for x in (0, 1)]
+    ax.set_xticks([0, 1], ["InfoNCE", "weighted"])
+    ax.set(ylim=(0, 1), ylabel="share of the push", title="push on same-class negatives")
+    assignments: dict = {}        # Ks -> the M clusterings' assignments (k-means: the slow part; tau leaves it)
+    plain: dict = {}              # tau -> InfoNCE's pair weights (the weights leave them)
 
     def draw(v):
         Ks = tuple(v["K"] * 3 ** m for m in range(v["M"]) if v["K"] * 3 ** m <= len(pool))
-        c = clusterings(pool, Ks, tau=v["tau"], seed=seed)
-        w = cluster_weights(c.assign[:, items], floor=v["floor"], dtype=torch.float64)
-        G0 = pair_weights(weighted_info_nce_loss, S, labels, signed=True, weights=torch.ones_like(S), tau=v["tau"])
+        if Ks not in assignments:
+            assignments[Ks] = clusterings(pool, Ks, tau=v["tau"], seed=seed).assign
+        if v["tau"] not in plain:
+            plain[v["tau"]] = pair_weights(weighted_info_nce_loss, S, labels, signed=True, weights=torch.ones_like(S),
+                                           tau=v["tau"])
+        w = cluster_weights(assignments[Ks][:, items], floor=v["floor"], dtype=torch.float64)
+        G0 = plain[v["tau"]]
         G1 = pair_weights(weighted_info_nce_loss, S, labels, signed=True, weights=w, tau=v["tau"])
         im_w.set_data(w.numpy()[np.ix_(o, o)])
         plots.set_weight_image(im_g, G1.clamp(min=0), classes)        # the push only: the pull would dwarf it
         shares = [false_negative_share(G, labels, classes) for G in (G0, G1)]
-        ax = axes[0, 2]
-        ax.clear()
-        ax.bar([0, 1], shares, color=[COLORS["infonce"], COLORS["meow"]])
-        ax.set_xticks([0, 1], ["InfoNCE", "weighted"])
-        ax.set(ylim=(0, 1), ylabel="share of the push", title="push on same-class negatives")
-        for x, s_ in enumerate(shares):
-            ax.text(x, s_ + 0.02, f"{s_:.0%}", ha="center")
+        for bar, text, s_ in zip(bars, labels_on_bars, shares):
+            bar.set_height(s_)
+            text.set_y(s_ + 0.02)
+            text.set_text(f"{s_:.0%}")
         return {"w": w, "G": G1, "shares": tuple(shares), "Ks": Ks,
                 "status": f"Ks = {Ks}, floor {v['floor']:.2f}, τ = {v['tau']:.3g}: the push on same-class negatives "
                           f"goes from {shares[0]:.0%} (InfoNCE) to {shares[1]:.0%} (weighted)"}

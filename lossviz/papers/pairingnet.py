@@ -1085,7 +1085,7 @@ def focal_curves(ax, *, gammas=(0.0, 2.0, 8.0), alpha: float = 0.55):
         lines += ax.plot(p, (1 - alpha) * p ** g, color=plots.NEG_COLOR, ls=ls, label=f"negative, γ={g:g}")
     ax.set(xlabel="$P_{ij}$ (dual-softmax probability)", ylabel="focal factor",
            title=f"focal modulation (α = {alpha:g})", ylim=(0, 1.02))
-    ax.legend(loc="center right", fontsize=8)
+    ax.legend(loc="center right", fontsize=9)
     return lines
 
 
@@ -1189,6 +1189,11 @@ def search_panel(S, M, *, tau: float = 0.12, positives: str = "sum_prob", row: i
                         xlabel="target fragment j", ylabel="source fragment i")
     (marker,) = axes[0, 0].plot([], [], ">", color="k", ms=8, clip_on=False)
     j = np.arange(S.shape[1])
+    ax = axes[0, 1]
+    prob_bars = ax.bar(j - 0.2, np.zeros(len(j)), width=0.4, alpha=0.35, label="softmax probability")
+    pull_bars = ax.bar(j + 0.2, np.zeros(len(j)), width=0.4, label=r"pull $-\tau A\,\partial\ell/\partial S_{ij}$")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xlabel="target fragment j (blue: fits)", ylabel="probability / scaled weight")
 
     def draw(v):
         Wt = pair_weights(multi_positive_infonce, S, M, signed=True, tau=v["tau"], positives=v["positives"])
@@ -1197,16 +1202,16 @@ def search_panel(S, M, *, tau: float = 0.12, positives: str = "sum_prob", row: i
         marker.set_data([-1.2], [v["row"]])
         r = v["row"]
         prob = torch.softmax(S[r] / v["tau"], 0)
-        ax = axes[0, 1]
-        ax.clear()
         colors = [plots.POS_COLOR if bool(m) else plots.NEG_COLOR for m in M[r]]
-        ax.bar(j - 0.2, prob.numpy(), width=0.4, color=colors, alpha=0.35, label="softmax probability")
-        ax.bar(j + 0.2, -Wt[r].numpy() * S.shape[0] * v["tau"], width=0.4, color=colors,
-               label=r"pull $-\tau A\,\partial\ell/\partial S_{ij}$")
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set(xlabel="target fragment j (blue: fits)", ylabel="probability / scaled weight",
-               title=f"source {r}: who gets the credit")
-        ax.legend(loc="best", fontsize=9)
+        pull = -Wt[r].numpy() * S.shape[0] * v["tau"]
+        for bars, heights in ((prob_bars, prob.numpy()), (pull_bars, pull)):
+            for bar, height, color in zip(bars, heights, colors):
+                bar.set_height(height)
+                bar.set_facecolor(color)
+        ax.relim()
+        ax.autoscale_view()
+        ax.set_title(f"source {r}: who gets the credit")
+        ax.legend(loc="best", fontsize=9)      # made anew: its swatches take the row's first colour
         share = (-Wt[r][M[r]]).clamp(min=0)
         return {"W": Wt, "prob": prob,
                 "status": f"row {r}: positives hold {float(prob[M[r]].sum()):.0%} of the probability; "

@@ -484,7 +484,7 @@ class ClusterRun(Run):
         return float(upto.max() if best else upto[-1])
 
     def __repr__(self) -> str:
-        return (f"ClusterRun({self.params['method']}, s={self.params['s']:g}, K={self.params['n_clusters']}, "
+        return (f"ClusterRun({self.params['method']}, s={self.params['s']:.3g}, K={self.params['n_clusters']}, "
                 f"{'random-walk' if self.params.get('walk', True) else 'binary'} pull, "
                 f"{self.params['epochs']} epochs: final NMI {self.nmi:.3f}, best {self.best_nmi:.3f}, "
                 f"ACC {self.final('acc'):.3f})")
@@ -587,7 +587,7 @@ def _train(params: dict, progress) -> ClusterRun:
         return cluster_scores(y_np, state["assign"]) | {"empty": K - len(np.unique(state["assign"]))}
 
     history, evals, seconds = trainer.run(step, params["epochs"], evaluate=evaluate, eval_every=params["eval_every"],
-                                          desc=f"{method} s={s:g} K={K}", progress=progress)
+                                          desc=f"{method} s={s:.3g} K={K}", progress=progress)
     with torch.no_grad():
         z = model(x).numpy()
     return ClusterRun(params=params, history=history, evals=evals, seconds=seconds,
@@ -705,26 +705,55 @@ def anchor_shares_view(ax, z, assign, anchor: int, *, s: float = SCALE) -> dict:
     negative: exact (dots) and size-weighted meta-node approximation (crosses, one level per meta-node),
     coloured by cluster.  The anchor's own cluster-mates (grey squares) sit at the meta-node's cosine
     with itself, 1: the largest share, but a constant, so they are never pushed."""
-    z = _embeddings(z).detach()
-    cos = similarity(z)[anchor]
-    exact = push_shares(z, s=s)[anchor]
-    approx = push_shares(z, assign, s=s)[anchor]
-    cluster = torch.unique(torch.as_tensor(assign), return_inverse=True)[1].cpu()
-    others = torch.arange(len(cos)) != anchor
-    mates = others & (cluster == cluster[anchor])
-    rest = others & ~mates
-    colors = plots.mpl.colormaps["tab20"](cluster.numpy() % 20)
-    ax.scatter(cos[others].numpy(), exact[others].numpy(), s=9, color=colors[others.numpy()], alpha=0.7,
-               label="exact: one share per negative")
-    ax.scatter(cos[rest].numpy(), approx[rest].numpy(), s=22, marker="x", lw=0.9, color=colors[rest.numpy()],
-               label="meta-nodes: one share per meta-node")
-    ax.scatter(cos[mates].numpy(), approx[mates].numpy(), s=22, marker="s", facecolors="none",
-               edgecolors=plots.MUTED, label="meta-nodes: own cluster (constant, no push)")
-    ax.axhline(1 / int(others.sum()), color=plots.MUTED, ls="--", lw=1, label="uniform share")
-    ax.set(yscale="log", xlabel=f"cosine of node {anchor} with negative k", ylabel="share of the push $r_{ik}$",
-           title=f"node {anchor}: push per negative, s = {s:g}")
-    ax.legend(loc="upper left", fontsize=8)
-    return {"exact": exact, "approx": approx, "mates": mates}
+    return _shares_view(ax)(z, assign, anchor, s=s)
+
+
+def _shares_view(ax):
+    """The artists of :func:`anchor_shares_view`, made once; returns ``update(z, assign, anchor, *, s,
+    key=None) -> dict``, which moves them in place.  With ``key`` (a name for ``assign``, e.g. its K)
+    the N x N shares are kept per ``(key, s)``: a panel then answers an anchor change from them."""
+    none = np.zeros(0)
+    exact_pts = ax.scatter(none, none, s=9, alpha=0.7, label="exact: one share per negative")
+    meta_pts = ax.scatter(none, none, s=22, marker="x", lw=0.9, label="meta-nodes: one share per meta-node")
+    mates_pts = ax.scatter(none, none, s=22, marker="s", facecolors="none", edgecolors=plots.MUTED,
+                           label="meta-nodes: own cluster (constant, no push)")
+    uniform = ax.axhline(1.0, color=plots.MUTED, ls="--", lw=1, label="uniform share")
+    ax.set(yscale="log", ylabel="share of the push $r_{ik}$")
+    kept: dict = {}
+
+    def shares(z, assign, s, key):
+        if key is None:
+            return push_shares(z, assign, s=s)
+        if (key, s) not in kept:
+            kept[key, s] = push_shares(z, assign, s=s)
+        return kept[key, s]
+
+    def update(z, assign, anchor: int, *, s: float = SCALE, key=None) -> dict:
+        z = _embeddings(z).detach()
+        cos = similarity(z)[anchor]
+        exact = shares(z, None, s, None if key is None else "exact")[anchor]
+        approx = shares(z, assign, s, key)[anchor]
+        cluster = torch.unique(torch.as_tensor(assign), return_inverse=True)[1].cpu()
+        others = torch.arange(len(cos)) != anchor
+        mates = others & (cluster == cluster[anchor])
+        rest = others & ~mates
+        colors = plots.mpl.colormaps["tab20"](cluster.numpy() % 20)
+        exact_pts.set_offsets(np.column_stack([cos[others].numpy(), exact[others].numpy()]))
+        exact_pts.set_color(colors[others.numpy()])
+        meta_pts.set_offsets(np.column_stack([cos[rest].numpy(), approx[rest].numpy()]))
+        meta_pts.set_color(colors[rest.numpy()])
+        mates_pts.set_offsets(np.column_stack([cos[mates].numpy(), approx[mates].numpy()]))
+        uniform.set_ydata([1 / int(others.sum())] * 2)
+        ax.set(xlabel=f"cosine of node {anchor} with negative k", title=f"node {anchor}: push per negative, s = {s:.3g}")
+        ax.relim()
+        ax.autoscale_view()
+        legend = ax.get_legend() or ax.legend(loc="upper left", fontsize=9)
+        for handle, shown in zip(legend.legend_handles, (others, rest)):   # each swatch: its first point's colour
+            if bool(shown.any()):
+                handle.set_color(colors[shown.numpy()][0])
+        return {"exact": exact, "approx": approx, "mates": mates}
+
+    return update
 
 
 def kmeans_sweep(z, ks, *, seed: int = 0) -> dict:
@@ -748,16 +777,29 @@ def _terms_by_k(z: torch.Tensor, clusters: dict, ks: tuple, s: float) -> tuple[f
     return exact, np.asarray(approx), np.asarray(pamc)
 
 
-def _draw_terms(ax, ks: tuple, i: int, terms: tuple, *, title: str) -> None:
-    """The three negative terms of :func:`_terms_by_k` against K (log axis), the ``i``-th K ringed."""
-    exact, approx, pamc = terms
-    ax.clear()
-    ax.axhline(exact, color="k", lw=2, label="exact (N² pairs)")
-    ax.plot(ks, approx, marker="o", color=METHOD_COLORS["approx"], label="size-weighted meta-nodes")
-    ax.plot(ks, pamc, marker="s", color=METHOD_COLORS["pamc"], label="PamC (each meta-node once)")
-    ax.scatter([ks[i], ks[i]], [approx[i], pamc[i]], s=120, facecolors="none", edgecolors="k", zorder=4)
-    ax.set(xscale="log", xlabel="K, the number of meta-nodes (log scale)", ylabel="negative term $L^-$", title=title)
+def _terms_view(ax, ks: tuple):
+    """The three negative terms of :func:`_terms_by_k` against K (log axis), made once; returns
+    ``update(i, terms, *, title)``, which moves the curves and rings the ``i``-th K."""
+    exact_line = ax.axhline(0.0, color="k", lw=2, label="exact (N² pairs)")
+    (approx_line,) = ax.plot(ks, np.zeros(len(ks)), marker="o", color=METHOD_COLORS["approx"],
+                             label="size-weighted meta-nodes")
+    (pamc_line,) = ax.plot(ks, np.zeros(len(ks)), marker="s", color=METHOD_COLORS["pamc"],
+                           label="PamC (each meta-node once)")
+    ring = ax.scatter([ks[0], ks[0]], [0.0, 0.0], s=120, facecolors="none", edgecolors="k", zorder=4)
+    ax.set(xscale="log", xlabel="K, the number of meta-nodes (log scale)", ylabel="negative term $L^-$")
     ax.legend(loc="best", fontsize=9)
+
+    def update(i: int, terms: tuple, *, title: str) -> None:
+        exact, approx, pamc = terms
+        exact_line.set_ydata([exact, exact])
+        approx_line.set_ydata(approx)
+        pamc_line.set_ydata(pamc)
+        ring.set_offsets([[ks[i], approx[i]], [ks[i], pamc[i]]])
+        ax.relim()
+        ax.autoscale_view()
+        ax.set_title(title)
+
+    return update
 
 
 def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | None = None, s: float = SCALE,
@@ -766,7 +808,8 @@ def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | N
     ``s`` (= 1/T) and the anchor.  Left: exact, size-weighted and PamC negative terms against K (K = N added at
     the end, where both are exact).  Middle: the anchor's share of the push per negative, exact and
     approximated.  Right: the K x K meta-node cosines.  ``clusters`` (``{K: assign}``, e.g. from
-    :func:`kmeans_sweep`) is computed once here when not given."""
+    :func:`kmeans_sweep`) is computed once here when not given.  The artists are made once and updated
+    in place."""
     import ipywidgets as W
 
     from .. import widgets
@@ -787,6 +830,8 @@ def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | N
         "anchor": W.IntSlider(value=anchor, min=0, max=n - 1, description="anchor node", **style),
     }
     fig, axes = plots.new_figure(3, width=4.7, height=3.9)
+    show_terms = _terms_view(axes[0, 0], ks)
+    show_shares = _shares_view(axes[0, 1])
     image = axes[0, 2].imshow(np.eye(2), cmap=plots.SIM_CMAP, vmin=-1, vmax=1)
     axes[0, 2].grid(False)
     axes[0, 2].set(xlabel="meta-node l'", ylabel="meta-node l")
@@ -799,9 +844,8 @@ def approximation_panel(z, *, ks=(2, 5, 10, 20, 40, 80, 160), clusters: dict | N
             cache[t] = _terms_by_k(z, clusters, ks, t)
         exact, approx, pamc = cache[t]
         i = ks.index(K)
-        _draw_terms(axes[0, 0], ks, i, cache[t], title=f"N = {n} nodes, s = {t:.3g}")
-        axes[0, 1].clear()
-        shares = anchor_shares_view(axes[0, 1], z, clusters[K], a, s=t)
+        show_terms(i, cache[t], title=f"N = {n} nodes, s = {t:.3g}")
+        shares = show_shares(z, clusters[K], a, s=t, key=K)
         c, _, _ = meta_nodes(z, clusters[K])
         C = similarity(c)
         image.set_data(C.numpy())
@@ -845,13 +889,13 @@ def draw_run(axes, run: ClusterRun, *, reference_runs: dict | None = None) -> di
     ax.scatter([run.best_epoch], [run.best_nmi], facecolors="none", edgecolors=color, s=110, zorder=4,
                label=f"best epoch (code reports it): {run.best_nmi:.3f}")
     ax.set(xlabel="epoch (one full-batch step)", ylabel="NMI of argmax q", title="clustering quality")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=9)
     ax = axes[1]
     ax.plot(h["iter"], h["loss"], color=color, lw=2, label="total")
     ax.plot(h["iter"], h["pos"], color=plots.POS_COLOR, lw=1, label="positive term $L^+$")
     ax.plot(h["iter"], h["neg"], color=plots.NEG_COLOR, lw=1, label="negative term $L^-$")
     ax.set(xlabel="epoch", ylabel="loss", title="training loss")
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=9)
     ax = axes[2]
     sizes = np.bincount(run.assign, minlength=run.params["n_clusters"])
     ax.bar(np.arange(len(sizes)), sizes, color=color)

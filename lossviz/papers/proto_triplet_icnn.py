@@ -684,26 +684,50 @@ def draw_episode(ax, z_support, y_support, z_query, y_query, *, m: float = 0.5, 
 
     The first two coordinates are drawn.  ``D`` (Q x way) gives the true distances when the points
     are a projection (PCA) of higher-dimensional embeddings; by default they are computed in 2-D."""
+    return _episode_view(ax, y_support, y_query)(z_support, z_query, m=m, D=D, title=title)
+
+
+def _episode_view(ax, y_support, y_query):
+    """The artists of :func:`draw_episode` for fixed labels, made once; returns
+    ``update(z_support, z_query, *, m, D=None, title=None) -> dict``, which moves them in place."""
+    from matplotlib.collections import LineCollection
+
     from .. import plots
 
-    z_s, z_q = plots.as_numpy(z_support), plots.as_numpy(z_query)
-    c = prototypes(torch.as_tensor(z_s), y_support).numpy()
-    y_q = np.asarray(y_query)
-    D = distances(torch.as_tensor(z_q), torch.as_tensor(c)) if D is None else torch.as_tensor(D).detach().double()
-    act = active_queries(D, torch.as_tensor(y_q), m).numpy()
-    wrong = D.masked_fill(F.one_hot(torch.as_tensor(y_q), c.shape[0]).bool(), math.inf).argmin(1).numpy()
-    for q in range(len(z_q)):
-        for target, color in ((c[y_q[q]], plots.POS_COLOR), (c[wrong[q]], plots.NEG_COLOR)):
-            ax.plot([z_q[q, 0], target[0]], [z_q[q, 1], target[1]], color=color, lw=0.9, alpha=0.6, zorder=1)
+    y_s, y_q = np.asarray(y_support), np.asarray(y_query)
     cols = _class_colors(y_q)
-    ax.scatter(z_q[act, 0], z_q[act, 1], c=cols[act], s=36, zorder=3, edgecolors="k", linewidths=0.5)
-    ax.scatter(z_q[~act, 0], z_q[~act, 1], facecolors="none", edgecolors=cols[~act], s=36, zorder=3, linewidths=1.4)
-    ax.scatter(z_s[:, 0], z_s[:, 1], c=_class_colors(y_support), marker="s", s=18, zorder=2, alpha=0.6)
-    ax.scatter(c[:, 0], c[:, 1], c=_class_colors(np.arange(len(c))), marker="*", s=320, edgecolors="k", zorder=4)
-    ax.set(title=title or f"episode: {int(act.sum())}/{len(act)} hinges active (m = {m:g})",
-           xlabel="embedding dim 1", ylabel="embedding dim 2")
+    none = np.zeros(0)
+    links = ax.add_collection(LineCollection([], colors=[plots.POS_COLOR, plots.NEG_COLOR] * len(y_q),
+                                             linewidths=0.9, alpha=0.6, zorder=1))
+    active = ax.scatter(none, none, s=36, zorder=3, edgecolors="k", linewidths=0.5)
+    hollow = ax.scatter(none, none, facecolors="none", s=36, zorder=3, linewidths=1.4)
+    supports = ax.scatter(none, none, marker="s", s=18, zorder=2, alpha=0.6)
+    protos = ax.scatter(none, none, marker="*", s=320, edgecolors="k", zorder=4)
+    ax.set(xlabel="embedding dim 1", ylabel="embedding dim 2")
     ax.set_aspect("equal", adjustable="datalim")
-    return {"active": act, "wrong": wrong}
+
+    def update(z_support, z_query, *, m: float = 0.5, D=None, title: str | None = None) -> dict:
+        z_s, z_q = plots.as_numpy(z_support), plots.as_numpy(z_query)
+        c = prototypes(torch.as_tensor(z_s), torch.as_tensor(y_s)).numpy()
+        D = distances(torch.as_tensor(z_q), torch.as_tensor(c)) if D is None else torch.as_tensor(D).detach().double()
+        act = active_queries(D, torch.as_tensor(y_q), m).numpy()
+        wrong = D.masked_fill(F.one_hot(torch.as_tensor(y_q), c.shape[0]).bool(), math.inf).argmin(1).numpy()
+        z_s, z_q, c = z_s[:, :2], z_q[:, :2], c[:, :2]
+        links.set_segments(np.stack([z_q, c[y_q], z_q, c[wrong]], axis=1).reshape(-1, 2, 2))
+        active.set_offsets(z_q[act])
+        active.set_facecolor(cols[act])
+        hollow.set_offsets(z_q[~act])
+        hollow.set_edgecolor(cols[~act])
+        supports.set_offsets(z_s)
+        supports.set_facecolor(_class_colors(y_s))
+        protos.set_offsets(c)
+        protos.set_facecolor(_class_colors(np.arange(len(c))))
+        ax.relim()
+        ax.autoscale_view()
+        ax.set_title(title or f"episode: {int(act.sum())}/{len(act)} hinges active (m = {m:g})")
+        return {"active": act, "wrong": wrong}
+
+    return update
 
 
 def _class_colors(labels) -> np.ndarray:
@@ -737,26 +761,39 @@ def draw_neighbourhood(ax, P, labels, nb: Neighbourhood, grad=None, *, title: st
     """The ICNN neighbourhood graph in 2-D: an edge from every point to each of its first k
     neighbours, blue for same class, vermillion for different class; with ``grad`` (from
     :func:`icnn_weights`) the edge width is the size of the loss's weight on that distance."""
+    _neighbourhood_view(ax, labels)(P, nb, grad, title=title)
+
+
+def _neighbourhood_view(ax, labels):
+    """The artists of :func:`draw_neighbourhood` for fixed labels, made once; returns
+    ``update(P, nb, grad=None, *, title="")``, which moves them in place."""
     from matplotlib.collections import LineCollection
 
     from .. import plots
 
-    P, y = plots.as_numpy(P), np.asarray(labels)
-    idx, same = nb.index.numpy(), nb.same.numpy()
-    g = np.abs(plots.as_numpy(grad)) if grad is not None else np.ones(idx.shape)
-    scale = 4.0 / max(g.max(), 1e-12)
-    segs, colors, widths = [], [], []
-    for i in range(len(P)):
-        for j in range(idx.shape[1]):
-            if j < nb.k or g[i, j] > 0:
-                segs.append([P[i, :2], P[idx[i, j], :2]])
-                colors.append(plots.POS_COLOR if same[i, j] else plots.NEG_COLOR)
-                widths.append(0.4 + scale * g[i, j] if grad is not None else 1.0)
-    ax.add_collection(LineCollection(segs, colors=colors, linewidths=widths, alpha=0.7, zorder=1))
-    ax.scatter(P[:, 0], P[:, 1], c=_class_colors(y), s=30, edgecolors="k", linewidths=0.4, zorder=2)
-    ax.set(title=title, xlabel="embedding dim 1", ylabel="embedding dim 2")
+    y = np.asarray(labels)
+    none = np.zeros(0)
+    edges = ax.add_collection(LineCollection([], alpha=0.7, zorder=1))
+    points = ax.scatter(none, none, s=30, edgecolors="k", linewidths=0.4, zorder=2)
+    ax.set(xlabel="embedding dim 1", ylabel="embedding dim 2")
     ax.set_aspect("equal", adjustable="datalim")
-    ax.autoscale_view()
+
+    def update(P, nb: Neighbourhood, grad=None, *, title: str = "") -> None:
+        P = plots.as_numpy(P)[:, :2]
+        idx, same = nb.index.numpy(), nb.same.numpy()
+        g = np.abs(plots.as_numpy(grad)) if grad is not None else np.ones(idx.shape)
+        shown = (np.arange(idx.shape[1]) < nb.k)[None, :] | (g > 0)     # the first k, and any weighted one
+        i, j = np.nonzero(shown)
+        edges.set_segments(np.stack([P[i], P[idx[i, j]]], axis=1))
+        edges.set_color(np.where(same[i, j], plots.POS_COLOR, plots.NEG_COLOR))
+        edges.set_linewidths(0.4 + 4.0 / max(g.max(), 1e-12) * g[i, j] if grad is not None else 1.0)
+        points.set_offsets(P)
+        points.set_facecolor(_class_colors(y))
+        ax.relim()
+        ax.autoscale_view()
+        ax.set_title(title)
+
+    return update
 
 
 #: Colours of the ICNN score and its parts.
@@ -828,8 +865,10 @@ def knobs_panel(*, way: int = 5, shot: int = 1, query: int = 4, seed: int = 0):
     """Pure maths on a synthetic 2-D episode: margin m, temperature T, the ICNN k, the loss weights
     and the distance between classes.  Left: the episode (active hinges filled).  Middle: the
     weights ``-dL/dD`` of the weighted mean of CE and PT.  Right: the ICNN neighbourhood graph of
-    supports + queries (fullicnn), edge width = ICNN weight, with its score parts as the title."""
+    supports + queries (fullicnn), edge width = ICNN weight, with its score parts as the title.
+    The artists are made once and updated in place."""
     import ipywidgets as W
+    from matplotlib.colors import TwoSlopeNorm
 
     from .. import plots
     from ..weights import pair_weights
@@ -845,24 +884,29 @@ def knobs_panel(*, way: int = 5, shot: int = 1, query: int = 4, seed: int = 0):
                                   description="class distance ×", **style),
     }
     fig, axes = plots.new_figure(3, width=4.3, height=4.0)
+    _, y_s, _, y_q = toy_episode(way, shot, query, seed=seed)
+    y = torch.cat([y_s, y_q])
+    show_episode = _episode_view(axes[0, 0], y_s, y_q)
+    heat = distance_weight_heatmap(axes[0, 1], torch.zeros(len(y_q), way, dtype=torch.float64), y_q, colorbar=False)
+    show_graph = _neighbourhood_view(axes[0, 2], y)
 
     def combined(D, y, *, T, m, w_pt):
         return (protonet_loss(D, y, T=T) + w_pt * proto_triplet_loss(D, y, m=m)) / (1 + w_pt)
 
     def draw(v):
-        for ax in axes.ravel():
-            ax.clear()
-        z_s, y_s, z_q, y_q = toy_episode(way, shot, query, scale=v["scale"], seed=seed)
-        draw_episode(axes[0, 0], z_s, y_s, z_q, y_q, m=v["m"])
+        z_s, _, z_q, _ = toy_episode(way, shot, query, scale=v["scale"], seed=seed)
+        show_episode(z_s, z_q, m=v["m"])
         D = distances(z_q, prototypes(z_s, y_s))
         G = pair_weights(combined, D, y_q, signed=True, T=v["T"], m=v["m"], w_pt=v["w_pt"])
-        distance_weight_heatmap(axes[0, 1], G, y_q, colorbar=False,
-                                title=f"(CE + {v['w_pt']:.1f}·PT)/{1 + v['w_pt']:.1f}: $-\\partial L/\\partial D$")
-        P, y = torch.cat([z_s, z_q]), torch.cat([y_s, y_q])
+        minus_G = -G.numpy()
+        vmax = max(np.abs(minus_G).max(), 1e-12)
+        heat.set_data(minus_G)
+        heat.set_norm(TwoSlopeNorm(0.0, -vmax, vmax))
+        axes[0, 1].set_title(f"(CE + {v['w_pt']:.1f}·PT)/{1 + v['w_pt']:.1f}: $-\\partial L/\\partial D$")
+        P = torch.cat([z_s, z_q])
         nb, g, t = icnn_weights(P, y, k=v["k"], ipc=max(shot + query, v["k"]))
-        draw_neighbourhood(axes[0, 2], P, y, nb, g,
-                           title=f"ICNN k={nb.k}: score {t['score']:.2f}\n"
-                                 f"λ_same {t['lam_same']:.2f}  λ_diff {t['lam_diff']:.2f}  γ {t['gamma']:.2f}")
+        show_graph(P, nb, g, title=f"ICNN k={nb.k}: score {t['score']:.2f}\n"
+                                   f"λ_same {t['lam_same']:.2f}  λ_diff {t['lam_diff']:.2f}  γ {t['gamma']:.2f}")
         act = active_queries(D, y_q, v["m"])
         return {"G": G, "active": float(act.double().mean()), "icnn": t,
                 "status": f"PT hinge active for {float(act.double().mean()):.0%} of queries; "

@@ -624,19 +624,36 @@ def show_faces(axes_row, images, titles) -> None:
 
 def plot_frontness(ax, faces_: Faces, rho_min: float, *, seed: int = 0):
     """rho against the pose shift (jittered), the threshold rho_min, the kept faces filled."""
+    _frontness_view(ax, seed=seed)(faces_, rho_min)
+
+
+def _frontness_view(ax, *, seed: int = 0):
+    """The artists of :func:`plot_frontness`, made once; returns ``update(faces_, rho_min)``, which
+    moves them in place."""
     from ..plots import MUTED, POS_COLOR
 
-    g = np.random.default_rng(seed)
-    sx = faces_.shift.numpy() + g.uniform(-0.15, 0.15, len(faces_))
-    keep = (faces_.rho >= rho_min).numpy()
-    ax.scatter(sx[keep], faces_.rho[keep], s=14, color=POS_COLOR, label=f"kept ({keep.mean():.0%}): get L_ρ gradient")
-    ax.scatter(sx[~keep], faces_.rho[~keep], s=14, facecolors="none", edgecolors=MUTED,
-               label="not kept: no L_ρ gradient")
-    ax.axhline(rho_min, color="k", lw=1, ls="--")
-    ax.text(-1.45, rho_min, f"ρ_min = {rho_min:.2f}", va="bottom", ha="left")
+    none = np.zeros(0)
+    kept = ax.scatter(none, none, s=14, color=POS_COLOR, label="kept")
+    dropped = ax.scatter(none, none, s=14, facecolors="none", edgecolors=MUTED, label="not kept: no L_ρ gradient")
+    line = ax.axhline(0.5, color="k", lw=1, ls="--")
+    text = ax.text(-1.45, 0.5, "", va="bottom", ha="left")
     ax.set(xlabel="pose shift (pixels)", ylabel="frontness ρ", xticks=[-1, 0, 1], xlim=(-1.5, 1.5), ylim=(-0.05, 1.35),
            title="frontness ρ and the 3PSS filter")
-    ax.legend(loc="upper right", fontsize=8)
+    legend = ax.legend(loc="upper right", fontsize=9)
+
+    def update(faces_: Faces, rho_min: float) -> None:
+        g = np.random.default_rng(seed)
+        sx = faces_.shift.numpy() + g.uniform(-0.15, 0.15, len(faces_))
+        rho = faces_.rho.numpy()
+        keep = rho >= rho_min
+        kept.set_offsets(np.column_stack([sx[keep], rho[keep]]))
+        dropped.set_offsets(np.column_stack([sx[~keep], rho[~keep]]))
+        line.set_ydata([rho_min, rho_min])
+        text.set_y(rho_min)
+        text.set_text(f"ρ_min = {rho_min:.2f}")
+        legend.get_texts()[0].set_text(f"kept ({keep.mean():.0%}): get L_ρ gradient")
+
+    return update
 
 
 def plot_curves(axes, runs: dict) -> None:
@@ -654,7 +671,7 @@ def plot_curves(axes, runs: dict) -> None:
                 it = d.get(key + "_iter", d["iter"])
                 ax.plot(it, d[key], color=SYM_COLORS.get(label), lw=1, alpha=0.9, label=label if k == 0 else None)
         ax.set(title=title, xlabel="iteration", ylabel=ylabel)
-    np.ravel(axes)[0].legend(loc="upper right", fontsize=8)
+    np.ravel(axes)[0].legend(loc="upper right", fontsize=9)
 
 
 def plot_collapse(ax, runs: dict, *, bins: int = 40) -> None:
@@ -667,7 +684,7 @@ def plot_collapse(ax, runs: dict, *, bins: int = 40) -> None:
     ax.axvline(1.0, color=NEG_COLOR, lw=1, ls=":")
     ax.set(xlabel="cosine between halves of two different people", ylabel="density",
            title="the collapse picture (unseen, centred faces)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", fontsize=9)
 
 
 def plot_spread(axes_row, runs: dict) -> None:
@@ -684,7 +701,7 @@ def plot_spread(axes_row, runs: dict) -> None:
                 ax.scatter([x] * len(vals), vals, color="k", s=10, zorder=3)
         ax.set_xticks([3 * j + 0.5 for j in range(len(runs))], list(runs), fontsize=9)
         ax.set(ylabel="mean 1 - cos", ylim=(0, 1.1), title=f"spread of {what}")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="upper right", fontsize=9)
 
 
 def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, rho_min: float = 0.5, variant: str = "cosine",
@@ -696,7 +713,7 @@ def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, rho_min: float 
     halves), mirroring, and the nuisance strength (redraws the batch with the same seed).
     Left: rho of each face and the kept ones; middle: the signed weights ``w_sym dL/dS`` on the
     half-face similarity matrix (blue pulls, vermillion pushes); right: the pull on each face's
-    own half pair, ``-w_sym dL/dc_i``, against rho_i."""
+    own half pair, ``-w_sym dL/dc_i``, against rho_i.  The artists are made once and updated in place."""
     import ipywidgets as W
 
     from .. import plots, widgets
@@ -712,12 +729,29 @@ def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, rho_min: float 
     }
     fig, axes = plots.new_figure(3, width=4.3, height=3.8)
     templates = face_templates(n_ids, seed=99) if templates is None else templates
+    batches: dict = {}           # (nuisance, mirror) -> (faces, half-face similarities): the weights change more often
+
+    def batch_and_S(nuisance_: float, mirror_: bool):
+        if (nuisance_, mirror_) not in batches:
+            batch = make_faces(len(templates), n_per_id, nuisance=nuisance_, seed=99, templates=templates)
+            xl, xr = split_halves(batch.x, mirror=mirror_)
+            batches[nuisance_, mirror_] = batch, similarity(torch.cat([_embed(model, xl), _embed(model, xr)]).double())
+        return batches[nuisance_, mirror_]
+
+    first, S0 = batch_and_S(nuisance, mirror)
+    labels = torch.cat([first.y, first.y])
+    show_frontness = _frontness_view(axes[0, 0])
+    heat = plots.weight_heatmap(axes[0, 1], torch.zeros_like(S0), labels, title="w_sym · ∂L/∂S on [left; right] halves",
+                                colorbar=False)
+    none = np.zeros(0)
+    pulled = axes[0, 2].scatter(none, none, color=plots.POS_COLOR, s=18, label="kept faces")
+    left = axes[0, 2].scatter(none, none, facecolors="none", edgecolors=plots.MUTED, s=18, label="not kept")
+    axes[0, 2].set(xlabel="frontness ρ_i", ylabel="pull on own half pair, -w_sym ∂L/∂c_i",
+                   title="per-face pull", xlim=(-0.05, 1.05))
+    axes[0, 2].legend(loc="upper left", fontsize=9)
 
     def draw(v):
-        batch = make_faces(len(templates), n_per_id, nuisance=v["nuisance"], seed=99, templates=templates)
-        xl, xr = split_halves(batch.x, mirror=v["mirror"])
-        S = similarity(torch.cat([_embed(model, xl), _embed(model, xr)]).double())
-        labels = torch.cat([batch.y, batch.y])
+        batch, S = batch_and_S(v["nuisance"], v["mirror"])
         unweighted = v["variant"] == "unweighted"
         knobs = dict(rho=batch.rho.double(), rho_min=v["rho_min"], variant="cosine" if unweighted else v["variant"],
                      weighted=not unweighted)
@@ -725,18 +759,14 @@ def symmetry_panel(model, *, templates=None, w_sym: float = 1.0, rho_min: float 
         loss = v["w_sym"] * float(half_pair_loss(S, labels, **knobs))
         n = len(batch)
         pull = -Wt.diagonal(offset=n) - Wt.diagonal(offset=-n)   # dL/dc_i: c_i enters S twice (S is symmetric)
-        for ax in axes.ravel():
-            ax.clear()
-        plot_frontness(axes[0, 0], batch, v["rho_min"])
-        plots.weight_heatmap(axes[0, 1], Wt, labels, title="w_sym · ∂L/∂S on [left; right] halves", colorbar=False)
+        show_frontness(batch, v["rho_min"])
+        plots.set_weight_image(heat, Wt, labels)
         keep = batch.rho >= v["rho_min"]
         c = S.diagonal(offset=n)
-        axes[0, 2].scatter(batch.rho[keep], pull[keep], color=plots.POS_COLOR, s=18, label="kept faces")
-        axes[0, 2].scatter(batch.rho[~keep], pull[~keep], facecolors="none", edgecolors=plots.MUTED, s=18,
-                           label="not kept")
-        axes[0, 2].set(xlabel="frontness ρ_i", ylabel="pull on own half pair, -w_sym ∂L/∂c_i",
-                       title="per-face pull", xlim=(-0.05, 1.05))
-        axes[0, 2].legend(loc="upper left", fontsize=8)
+        pulled.set_offsets(np.column_stack([batch.rho[keep].numpy(), pull[keep].numpy()]))
+        left.set_offsets(np.column_stack([batch.rho[~keep].numpy(), pull[~keep].numpy()]))
+        axes[0, 2].relim()
+        axes[0, 2].autoscale_view(scalex=False)
         push = float(Wt.clamp(min=0).sum())
         status = (f"L = {loss:.4f} · kept {int(keep.sum())}/{n} faces · mean half disparity 1 - c = "
                   f"{float((1 - c).mean()):.3f} · total push on pairs of different people: {push:.3g}")
@@ -787,7 +817,7 @@ def training_panel(*, iters: int = 500, autorun: bool = True, **defaults):
         axes[0, 1].set(title="unseen faces: half disparity (solid),\nhalf cosine of different people (dashed)",
                        xlabel="iteration", ylabel="cosine measure", ylim=(-0.05, 1.05))
         axes[0, 2].set(title="half cosines of different people", xlabel="cosine", ylabel="density")
-        axes[0, 0].legend(fontsize=8)
+        axes[0, 0].legend(fontsize=9)
         gain = r.tar - b.tar
         return {"gain": gain, "status": (f"TAR@FAR=1e-2 on unseen people: {r.tar:.3f} vs ArcFace {b.tar:.3f} "
                                          f"({gain:+.3f}) · half disparity {r.scores['half_disparity']:.3f} · "

@@ -378,61 +378,104 @@ PROXY_COLOR = "#CC79A7"
 def mismatch_plot(ax, C, S, labels, *, w: float = 1.5, title: str = "negative similarities", bins: int = 60):
     """Densities of the batch negatives ``S^n``, the kept window ``S^n'`` and the proxy negatives
     ``cos θ_ik (k ≠ y_i)``; the filtered tails are shaded.  Returns the window."""
+    return _mismatch_view(ax, C, S, labels, bins=bins)(w, title)
+
+
+def _mismatch_view(ax, C, S, labels, *, bins: int = 60):
+    """Draw what :func:`mismatch_plot` shows that does not depend on ``w`` (the two densities, the
+    quartiles) and return ``update(w, title) -> Window``, which moves the kept density, the shaded
+    tails and the counts in place (a panel calls it on every change)."""
+    from matplotlib.patches import Rectangle
+
     from .. import plots
 
     labels = torch.as_tensor(labels)
     sn = plots.as_numpy(S[negative_pairs(labels)])
     proxies = plots.as_numpy(C[~F.one_hot(labels, C.shape[1]).bool()])
-    win = whisker_window(torch.as_tensor(sn), w)
-    lo, hi = float(win.lo), float(win.hi)
+    sn_t = torch.as_tensor(sn)
     edges = np.linspace(min(sn.min(), proxies.min()) - 0.02, max(sn.max(), proxies.max()) + 0.02, bins)
-    kept = sn[(sn >= lo) & (sn <= hi)]
     ax.hist(proxies, edges, density=True, histtype="step", color=PROXY_COLOR, lw=2,
             label=f"proxy negatives cos θ ({len(proxies)})")
     ax.hist(sn, edges, density=True, histtype="step", color=plots.NEG_COLOR, lw=2, label=f"batch negatives $S^n$ ({len(sn)})")
-    ax.hist(kept, edges, weights=np.full(len(kept), 1.0 / (len(sn) * np.diff(edges)[0])), color=plots.NEG_COLOR,
-            alpha=0.3, label=f"kept $S^{{n\\prime}}$ ({len(kept)})")
-    for a, b in ((edges[0], lo), (hi, edges[-1])):
-        if b > a:
-            ax.axvspan(a, b, color=plots.MUTED, alpha=0.2, lw=0)
-    for x in (float(win.q1), float(win.q3)):
+    kept_density = ax.stairs(np.zeros(bins - 1), edges, fill=True, color=plots.NEG_COLOR, alpha=0.3, lw=0,
+                             label="kept $S^{n\\prime}$")
+    tails = [ax.add_patch(Rectangle((edges[0], 0), 0, 1, transform=ax.get_xaxis_transform(), color=plots.MUTED,
+                                    alpha=0.2, lw=0)) for _ in range(2)]
+    quartiles = whisker_window(sn_t, 0.0)
+    for x in (float(quartiles.q1), float(quartiles.q3)):
         ax.axvline(x, color=plots.NEG_COLOR, ls=":", lw=1)
-    ax.set(xlim=(edges[0], edges[-1]), title=title, xlabel="cosine similarity", ylabel="density")
-    ax.legend(loc="upper left", fontsize=8)
-    return win
+    ax.set(xlim=(edges[0], edges[-1]), xlabel="cosine similarity", ylabel="density")
+    legend = ax.legend(loc="upper left", fontsize=9)
+    kept_text = next(t for t in legend.get_texts() if t.get_text().startswith("kept"))
+    scale = 1.0 / (len(sn) * (edges[1] - edges[0]))
+
+    def update(w: float, title: str) -> Window:
+        win = whisker_window(sn_t, w)
+        lo, hi = float(win.lo), float(win.hi)
+        kept = sn[(sn >= lo) & (sn <= hi)]
+        kept_density.set_data(np.histogram(kept, edges)[0] * scale)
+        for tail, (a, b) in zip(tails, ((edges[0], lo), (hi, edges[-1]))):
+            tail.set_visible(b > a)
+            if b > a:
+                tail.set_x(a)
+                tail.set_width(b - a)
+        kept_text.set_text(f"kept $S^{{n\\prime}}$ ({len(kept)})")
+        ax.set_title(title)
+        return win
+
+    return update
 
 
 def weight_plot(ax, C, S, labels, **knobs):
     """|dL/dS_ab| of every batch negative and dL/dcos θ_ik of every proxy negative against their
     similarity (log scale); filtered pairs (weight exactly 0) are drawn as ``x`` on the floor."""
+    return _weight_view(ax, C, S, labels)(**knobs)
+
+
+def _weight_view(ax, C, S, labels):
+    """The three scatters of :func:`weight_plot`, drawn once; returns ``update(**knobs) -> Weights``,
+    which moves their points (the weights depend on every knob, the kept set on ``w``) in place."""
     from .. import plots
 
     labels = torch.as_tensor(labels)
-    Wt = unpg_weights(C, S, labels, **knobs)
     neg = negative_pairs(labels)
-    kept = kept_pairs(S, labels, w=knobs.get("w", 1.5))
     others = ~F.one_hot(labels, C.shape[1]).bool()
-    wk, wc = plots.as_numpy(Wt.S[kept]), plots.as_numpy(Wt.C[others])
-    top = max(wk.max() if len(wk) else 0.0, wc.max())
-    floor = 10 ** np.floor(np.log10(top) - 12)   # show twelve decades; e^{s v} spans more at large s
-    ax.scatter(plots.as_numpy(C[others]), wc, s=4, color=PROXY_COLOR, alpha=0.4,
-               label="proxy negative $\\partial L/\\partial \\cos\\theta_{ik}$")
-    ax.scatter(plots.as_numpy(S[kept]), wk, s=6, color=plots.NEG_COLOR,
-               label="kept batch pair $\\partial L/\\partial S_{ab}$")
-    dropped = neg & ~kept
-    ax.scatter(plots.as_numpy(S[dropped]), np.full(int(dropped.sum()), floor), marker="x", s=18, color="k",
-               label=f"filtered pair: weight exactly 0 ({int(dropped.sum())})")
+    x_proxy, x_neg = plots.as_numpy(C[others]), plots.as_numpy(S[neg])
+    proxies = ax.scatter(x_proxy, np.ones_like(x_proxy), s=4, color=PROXY_COLOR, alpha=0.4,
+                         label="proxy negative $\\partial L/\\partial \\cos\\theta_{ik}$")
+    kept_pts = ax.scatter(x_neg, np.ones_like(x_neg), s=6, color=plots.NEG_COLOR,
+                          label="kept batch pair $\\partial L/\\partial S_{ab}$")
+    dropped_pts = ax.scatter(x_neg[:0], x_neg[:0], marker="x", s=18, color="k", label="filtered pair: weight exactly 0")
     ax.set_yscale("log")
-    ax.set(xlabel="similarity (cosine)", ylabel="pair weight (log scale)", ylim=(floor / 3, top * 3),
-           title=f"UNPG weights, s = {knobs.get('s', 64.0):g}")
-    ax.legend(loc="upper left", fontsize=8)
-    return Wt
+    ax.set(xlabel="similarity (cosine)", ylabel="pair weight (log scale)")
+    ax.autoscale_view()
+    ax.set_autoscale_on(False)        # the x range is every pair's, whatever the knobs keep
+    legend = ax.legend(loc="upper left", fontsize=9)
+    dropped_text = legend.get_texts()[2]
+
+    def update(**knobs) -> Weights:
+        Wt = unpg_weights(C, S, labels, **knobs)
+        kept = kept_pairs(S, labels, w=knobs.get("w", 1.5))
+        wk, wc = plots.as_numpy(Wt.S[kept]), plots.as_numpy(Wt.C[others])
+        top = max(wk.max() if len(wk) else 0.0, wc.max())
+        floor = 10 ** np.floor(np.log10(top) - 12)   # show twelve decades; e^{s v} spans more at large s
+        dropped = neg & ~kept
+        x_drop = plots.as_numpy(S[dropped])
+        proxies.set_offsets(np.column_stack([x_proxy, wc]))
+        kept_pts.set_offsets(np.column_stack([plots.as_numpy(S[kept]), wk]))
+        dropped_pts.set_offsets(np.column_stack([x_drop, np.full(len(x_drop), floor)]))
+        dropped_text.set_text(f"filtered pair: weight exactly 0 ({len(x_drop)})")
+        ax.set_ylim(floor / 3, top * 3)
+        ax.set_title(f"UNPG weights, s = {knobs.get('s', 64.0):.3g}")
+        return Wt
+
+    return update
 
 
 def explore_panel(C, S, labels, *, s: float = 30.0, m: float = 0.3, w: float = 1.5, kind: str = "arcface"):
     """Pure maths on a fixed batch: scale ``s``, margin ``m``, whisker ``w`` (or no filter), margin
     type.  Left: the mismatch densities with the whisker window; middle: pair weights against
-    similarity; right: kept count against ``w``."""
+    similarity; right: kept count against ``w``.  The artists are drawn once and updated in place."""
     import ipywidgets as W
 
     from .. import widgets
@@ -452,22 +495,24 @@ def explore_panel(C, S, labels, *, s: float = 30.0, m: float = 0.3, w: float = 1
     grid = np.linspace(0, 3, 31)
     n_neg = int(negative_pairs(labels).sum())
     counts = kept_counts(S, labels, grid)
+    show_window = _mismatch_view(axes[0, 0], C, S, labels)
+    show_weights = _weight_view(axes[0, 1], C, S, labels)
+    ax = axes[0, 2]
+    ax.plot(grid, counts, color=plots.NEG_COLOR, marker=".")
+    all_line = ax.axhline(n_neg, color=plots.MUTED, ls="--", label=f"all {n_neg} batch negatives")
+    (dot,) = ax.plot([w], [counts[0]], "o", color="k", ms=8)
+    ax.set(xlabel="whisker width w", ylabel="kept batch negatives $|S^{n\\prime}|$", title="kept pairs against w")
 
     def draw(v):
-        for ax in axes.ravel():
-            ax.clear()
         w_ = v["w"] if v["filter"] else math.inf
         knobs = dict(s=v["s"], m=v["m"], w=w_, kind=v["kind"])
-        win = mismatch_plot(axes[0, 0], C, S, labels, w=w_, title=f"batch vs proxy negatives, w = {w_:g}")
-        Wt = weight_plot(axes[0, 1], C, S, labels, **knobs)
-        ax = axes[0, 2]
-        ax.plot(grid, counts, color=plots.NEG_COLOR, marker=".")
-        ax.axhline(n_neg, color=plots.MUTED, ls="--", label=f"all {n_neg} batch negatives")
+        win = show_window(w_, f"batch vs proxy negatives, w = {w_:.3g}")
+        Wt = show_weights(**knobs)
         kept = int(kept_pairs(S, labels, w=w_).sum())
-        if v["filter"]:
-            ax.plot([v["w"]], [kept], "o", color="k", ms=8, label=f"w = {v['w']:g}: {kept} kept")
-        ax.set(xlabel="whisker width w", ylabel="kept batch negatives $|S^{n\\prime}|$", title="kept pairs against w")
-        ax.legend(loc="lower right")
+        dot.set_data([v["w"]], [kept])
+        dot.set_visible(v["filter"])
+        dot.set_label(f"w = {v['w']:.3g}: {kept} kept")
+        ax.legend(handles=[all_line, dot] if v["filter"] else [all_line], loc="lower right")
         proxy, batch = negative_mass(C, S, labels, **knobs)
         return {"kept": kept, "window": win, "weights": Wt, "knobs": knobs, "mass": (proxy, batch),
                 "status": f"kept {kept} of {n_neg} batch negatives; softmax mass per row on proxies "
