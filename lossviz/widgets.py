@@ -130,6 +130,9 @@ class Panel:
         self.redraws += 1
         if self._freeze and self.fig.get_layout_engine() is not None and \
                 type(self.fig.get_layout_engine()).__name__ != "PlaceHolderLayoutEngine":
+            engine = self.fig.get_layout_engine()
+            if hasattr(engine, "set"):  # room for tick labels that grow later (0.5 -> 0.005)
+                engine.set(w_pad=0.15, h_pad=0.08)
             self.fig.draw_without_rendering()
             self.fig.set_layout_engine("none")
         if self.canvas is not None:

@@ -35,8 +35,8 @@
 #
 # In ten minutes you will: build $S$ for a small batch of handwritten digits, read off the pair
 # weights of two losses by autograd, play with one widget, run one real training, and learn how
-# the notebooks of this package are organised (this tour and notebooks 01–16 exist today; the
-# summary says which parts are still to come).
+# the notebooks of this package are organised (this tour and 31 notebooks exist today; the
+# summary lists them by part and says which are still to come).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
@@ -277,7 +277,8 @@ fig
 # autograd on the logits gives a **per-sample weight**. For cross-entropy,
 # $|\partial L / \partial z_{y}| = 1 - p_y$: a sample the model already gets right ($p_y \to 1$)
 # stops counting. Losses that hand out these per-sample weights differently from cross-entropy are
-# the subject of a planned part of the package (Part IV below); no notebook covers them yet.
+# the subject of Part IV, from notebook 21 on; `lv.sample_weights` computes them for any loss of the
+# logits, as the last line of the next cell checks.
 
 # %%
 z = torch.randn(6, 10, requires_grad=True)                  # logits: 6 samples, 10 classes
@@ -285,6 +286,7 @@ t = torch.tensor([0, 1, 2, 3, 4, 5])                         # their labels
 F.cross_entropy(z, t, reduction="sum").backward()
 w = z.grad.gather(1, t[:, None]).abs().squeeze(1)            # per-sample weight |dL/dz_y|
 assert torch.allclose(w, 1 - z.softmax(dim=1).gather(1, t[:, None]).squeeze(1))
+assert torch.allclose(w, lv.sample_weights(lambda a, b: F.cross_entropy(a, b, reduction="none"), z.detach(), t))
 print("per-sample weights 1 - p_y:", [round(v, 3) for v in w.tolist()])
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -490,17 +492,18 @@ for name, preset in lv.MS_PRESETS.items():
 # **The reading list.** Every notebook is one paper; the notebook list in the project's
 # `README.md` (section *What's inside*) is the reading list: each notebook with its paper's
 # authors and venue; each notebook opens with the full citation and a link to the paper (and to
-# its official code where there is one). Two parts are written:
+# its official code where there is one). The five parts:
 # - **I** — pair weighting in deep metric learning and face recognition, notebooks 01–08;
-# - **II** — contrastive learning, notebooks 09–16.
+# - **II** — contrastive learning, notebooks 09–16;
+# - **III** — ranking, retrieval and preferences, notebooks 17–20;
+# - **IV** — classification surrogate losses (the per-sample weights of the cross-entropy cell above,
+#   for a whole family of losses), notebooks 21–27;
+# - **V** — losses beyond classification, notebooks 28, 29, 31, 32 (4 of 7 written).
 #
-# Three more parts are planned and have no notebooks yet: **III** ranking, retrieval and
-# preferences; **IV** classification surrogate losses (the per-sample weights of the
-# cross-entropy cell above, for a whole family of losses); **V** losses beyond classification.
-#
-# **Two anchor notebooks** that later ones build on:
+# **Three anchor notebooks** that later ones build on:
 # - **01** General Pair Weighting, with the pair weights of the classic losses;
-# - **09** the InfoNCE gradients and the role of the temperature.
+# - **09** the InfoNCE gradients and the role of the temperature;
+# - **21** the per-sample weights of a classification loss (`lv.sample_weights`), which Part IV reuses.
 #
 # **The same ten sections in every notebook:** 1. story; 2. setup; 3. the math; 4. from formula to
 # code; 5. weights as pictures; 6. explore; 7. a real training run; 8. the claim, checked;
