@@ -265,6 +265,20 @@ def test_descend_temperatures_official_runs_to_the_floor_bounded_settles():
     assert (bounded["t_pos"] > 1e-3).all()
 
 
+def test_closed_form_temperature_gradient_equals_autograd():
+    """descend_temperatures steps with objective_tau_gradient, not autograd: the two must agree."""
+    g = torch.Generator().manual_seed(0)
+    s_p = torch.rand(3, 8, generator=g, dtype=torch.float64) * 2 - 1
+    s_k = torch.rand(3, 8, 5, generator=g, dtype=torch.float64) * 2 - 1
+    for bounded in (False, True):
+        t_p = (torch.rand(3, 8, generator=g, dtype=torch.float64) + 0.05).requires_grad_(True)
+        t_k = (torch.rand(3, 8, 5, generator=g, dtype=torch.float64) + 0.05).requires_grad_(True)
+        A.amcl_objective(s_p, t_p, s_k, t_k, beta=0.3, dim=16, bounded=bounded).sum().backward()
+        g_p, g_k = A.objective_tau_gradient(s_p, t_p.detach(), s_k, t_k.detach(), beta=0.3, dim=16, bounded=bounded)
+        torch.testing.assert_close(g_p, t_p.grad, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(g_k, t_k.grad, rtol=1e-12, atol=1e-12)
+
+
 def test_short_training_runs_record_every_head_and_are_cached():
     run = A.train_amcl("official", heads=2, epochs=1, batch_size=64, topk=20, progress=False)
     iters = 898 // 64
@@ -291,10 +305,16 @@ def test_short_training_runs_record_every_head_and_are_cached():
     assert np.allclose(base.tau_pos(), 0.2) and base.heads == 1 and "tau_pos_init" not in base.pairs
 
 
+def drawn(fig) -> list:
+    """The artists in a panel's axes: a pure-maths panel moves these on a change, never replaces them."""
+    return [a for ax in fig.axes for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.texts)]
+
+
 def test_descent_panel_redraws_on_every_knob():
     views, y, _ = augment.TwoViewSampler(data.load("digits").x_train, "digits", batch_size=8, seed=0).sample()
     Z = A.random_heads(views, heads=4, dim=32)
     panel = A.descent_panel(Z @ Z.transpose(1, 2), y, heads=3)
+    artists = drawn(panel.fig)
     assert panel.state["out"]["tau_pos"].shape == (3, 201) and panel.state["at_floor"] > 0.5
     panel.controls["variant"].value = True
     assert panel.state["at_floor"] == 0 and "bounded" in panel.status.value
@@ -304,6 +324,8 @@ def test_descent_panel_redraws_on_every_knob():
     assert panel.state["tau0"][0] == pytest.approx(1.0)
     panel.controls["tau_max"].value = 0.5                                     # tau0 is clamped into the range
     assert panel.state["tau0"][0] < 0.5 and panel.state["out"]["t_pos"].max() < 0.5
+    assert drawn(panel.fig) == artists                    # moved in place, nothing rebuilt
+    assert sum(line.get_visible() for line in panel.fig.axes[0].lines[:8]) == 2           # one head: 2 of 8 lines
 
 
 def test_training_panel_trains_and_flags_stale_settings():

@@ -89,8 +89,8 @@ def test_voila_panel_reacts_to_mouse_and_keyboard(browser):
         page = browser.new_page(viewport={"width": 1024, "height": 768})  # a classroom projector
         page.goto(f"http://127.0.0.1:{port}/", wait_until="commit", timeout=300_000)
         label = "β (negative scale)"  # a long description: shown above the slider's track
-        slider = page.locator(".widget-vbox", has=page.locator(".widget-label", has_text=label)).last \
-            .locator(".widget-slider").first
+        slider = page.locator(".widget-label", has_text=label).first.locator("xpath=..") \
+            .locator(".widget-slider").first  # the first panel's slider, its label in the box above it
         slider.wait_for(timeout=300_000)
         slider.scroll_into_view_if_needed()
         readout = slider.locator(".widget-readout")

@@ -164,9 +164,15 @@ def test_mnist1d_runs_and_bad_arguments_are_refused():
         TT.train_two_view(tau=0, epochs=1, cache=False, progress=False)
 
 
+def drawn(fig) -> list:
+    """The artists in a panel's axes: a pure-maths panel moves these on a change, never replaces them."""
+    return [a for ax in fig.axes for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.texts)]
+
+
 def test_temperature_panel_redraws_on_tau_and_anchor(batch):
     S, y = batch
     panel = TT.temperature_panel(S, y, tau=0.2)
+    artists = drawn(panel.fig)
     w0 = panel.state["w_neg"].clone()
     assert float(panel.state["w_pos"]) == pytest.approx(float(w0.sum()))
     panel.controls["tau"].value = 0.02
@@ -179,6 +185,8 @@ def test_temperature_panel_redraws_on_tau_and_anchor(batch):
     w_pos, w_neg = C.anchor_nt_xent_weights(float(S[3, pos[3]]), S[3, neg[3]], tau=panel.controls["tau"].value)
     torch.testing.assert_close(panel.state["w_neg"], w_neg)
     assert "anchor 3" in panel.state["status"]
+    assert drawn(panel.fig) == artists                    # moved in place, nothing rebuilt
+    assert panel.fig.axes[0].get_legend().get_texts()[0].get_text().endswith(f"{float(w_neg.sum()):.3g}")
     panel.controls["tau"].value = 100                                  # out of range: clamped to 2
     assert panel.controls["tau"].value == pytest.approx(2.0)
     with pytest.raises(ValueError, match="exactly one positive"):

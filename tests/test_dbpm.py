@@ -265,8 +265,14 @@ def test_rule_comparison_is_paired_by_seed():
     assert all(len(v) == 2 for rule in BP.RULES for v in out[rule].values())
 
 
+def drawn(fig) -> list:
+    """The artists in a panel's axes: a pure-maths panel moves these on a change, never replaces them."""
+    return [a for ax in fig.axes for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.texts)]
+
+
 def test_threshold_panel_redraws():
     panel = BP.threshold_panel(mu=1.0, sigma=0.5, form="pdf")
+    artists = drawn(panel.fig)
     assert panel.state["max_weight"] < 1
     panel.controls["sigma"].value = 0.1
     assert panel.state["max_weight"] > 1 and "up-weights" in panel.status.value
@@ -275,11 +281,13 @@ def test_threshold_panel_redraws():
     before = panel.state["share"][1]
     panel.controls["c_fp"].value = 1.5
     assert panel.state["share"][1] > before
+    assert drawn(panel.fig) == artists                    # moved in place, nothing rebuilt
 
 
 def test_flag_and_training_panels():
     run = BP.train_dbpm("simclr", epochs=4, warmup=2, progress=False)
     panel = BP.flag_panel(run, epoch=2)
+    artists = drawn(panel.fig)
     n_before = int(panel.state["flags"].any.sum())
     panel.controls["c_fp"].value = 1.0
     panel.controls["c_np"].value = 1.0
@@ -290,6 +298,7 @@ def test_flag_and_training_panels():
     panel.controls["rule"].value = "mad"
     m = BP.history_scores(torch.as_tensor(run.memory[:2]), 4)
     assert torch.equal(panel.state["flags"].noisy, BP.flag_bad_pairs(m, c_np=4.0, c_fp=1.0, rule="mad").noisy)
+    assert drawn(panel.fig) == artists                    # moved in place, nothing rebuilt
     tp = BP.training_panel(epochs=4, method="simclr")
     assert tp.state["result"] is run                                   # the same setting, from the cache
     tp.controls["c_fp"].value = 2.0

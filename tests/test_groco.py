@@ -450,8 +450,14 @@ def test_short_runs_record_history_evals_and_are_cached():
         SO.train_groco("topk_nt_xent", topk_neg=127, batch_size=64)
 
 
+def drawn(fig) -> list:
+    """The artists in a panel's axes: a pure-maths panel moves these on a change, never replaces them."""
+    return [a for ax in fig.axes for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.texts)]
+
+
 def test_sorting_panel_redraws_without_a_browser():
     panel = SO.sorting_panel([0.5, 0.65, 0.35], torch.linspace(-0.6, 0.9, 32, dtype=torch.float64))
+    artists = drawn(panel.fig)
     soft = panel.state["P"]
     assert soft.shape == (11, 11) and "loss" in panel.state["status"]
     panel.controls["steepness"].value = 1000
@@ -461,6 +467,8 @@ def test_sorting_panel_redraws_without_a_browser():
     assert panel.state["P"].shape == (8, 8) and len(panel.state["g_pos"]) == 3
     torch.testing.assert_close(panel.state["g_pos"].sum() + panel.state["g_neg"].sum(),
                                torch.tensor(0.0, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert drawn(panel.fig) == artists                    # moved in place, nothing rebuilt
+    assert panel.fig.axes[0].images[0].get_array().shape == (8, 8)
 
 
 def test_training_panel_trains_and_flags_stale_settings():

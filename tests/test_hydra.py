@@ -305,8 +305,14 @@ def test_short_run_records_history_scores_gates_and_is_cached():
     torch.testing.assert_close(batch["S"], H.gated_similarity(batch["z1"], batch["z2"], batch["g"]))
 
 
+def drawn(fig) -> list:
+    """The artists in a panel's axes: a pure-maths panel moves these on a change, never replaces them."""
+    return [a for ax in fig.axes for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.texts)]
+
+
 def test_gate_panel_redraws_on_its_knobs():
     panel = H.gate_panel(d=16, kind="sigmoid", kappa=8.0)
+    artists = drawn(panel.fig)
     _, _, k = H.toy_classes(16)
     assert panel.state["open"] == k and panel.redraws == 1
     loss_gated = panel.state["loss"]
@@ -324,6 +330,7 @@ def test_gate_panel_redraws_on_its_knobs():
     assert panel.state["loss"] != before
     panel.controls["d"].value = 64
     assert panel.state["gate"].shape == (64,)
+    assert drawn(panel.fig) == artists                    # moved in place, nothing rebuilt
 
 
 def test_training_panel_trains_on_press_and_caches():

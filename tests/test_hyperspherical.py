@@ -318,8 +318,14 @@ def test_the_untrained_control_is_the_classifiers_starting_network():
     assert tab["untrained network"][0] == expected
 
 
+def drawn(fig) -> list:
+    """The artists in a panel's axes: a pure-maths panel moves these on a change, never replaces them."""
+    return [a for ax in fig.axes for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images, *ax.texts)]
+
+
 def test_bound_panel_redraws_on_every_control():
     panel = H.bound_panel(s=10.0, K=8)
+    artists = drawn(panel.fig)
     assert panel.state["p_y"] == pytest.approx(H.capacity_bound(10.0, 8)[0])
     panel.controls["s"].value = 1.0
     assert panel.state["p_y"] == pytest.approx(H.capacity_bound(1.0, 8)[0])
@@ -331,6 +337,8 @@ def test_bound_panel_redraws_on_every_control():
     assert panel.controls["s"].value == pytest.approx(64.0)
     per_sample = panel.state["per_sample"]                  # s (1 - p_y) as the target cosine goes -1 -> 1
     assert float(per_sample[0]) == pytest.approx(64.0, rel=1e-6) and float(per_sample[-1]) < 1e-6
+    assert drawn(panel.fig) == artists                    # moved in place, nothing rebuilt
+    assert sum(bar.get_visible() for bar in panel.fig.axes[1].patches) == 20
 
 
 def test_training_panel_trains_caches_and_draws_the_circle():

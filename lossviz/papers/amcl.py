@@ -344,29 +344,59 @@ def descend_temperatures(S, labels, *, tau0, bounded: bool = False, beta: float 
     s_p, _, s_k, _ = _select(S3, S3, pos_col, neg, k)
     u = (tau0 - tau_min) / (tau_max - tau_min)                       # σ(-r) at the start
     r0 = (torch.log1p(-u) - torch.log(u))[:, None]
-    r_p = r0.expand_as(s_p).clone().requires_grad_(True)              # only the pairs in the loss
-    r_k = r0[..., None].expand_as(s_k).clone().requires_grad_(True)
-    m = [torch.zeros_like(r_p), torch.zeros_like(r_k)]
-    v = [torch.zeros_like(r_p), torch.zeros_like(r_k)]
-    trace = {"tau_pos": [], "tau_neg": []}
+    # Every pair's terms depend on its own temperature alone, so the pairs in the loss go into one
+    # flat vector, and dL/dτ = A/τ² + B/τ (objective_tau_gradient) gives the gradient in a few
+    # elementwise operations a step: the numbers of autograd through amcl_objective, 10x faster.
+    A_p, B_p, A_k, B_k = _tau_gradient_coefficients(s_p, s_k, beta=beta, dim=dim, bounded=bounded)
+    A, B = torch.cat([A_p.reshape(-1), A_k.reshape(-1)]), torch.cat([B_p.reshape(-1), B_k.reshape(-1)])
+    r = torch.cat([r0.expand_as(s_p).reshape(-1), r0[..., None].expand_as(s_k).reshape(-1)])
+    m, v = torch.zeros_like(r), torch.zeros_like(r)
+    width = tau_max - tau_min
+    taus = torch.empty(steps + 1, len(r), dtype=r.dtype, device=r.device)
     for step in range(steps + 1):
-        t_p = pair_temperatures(r_p, tau_min=tau_min, tau_max=tau_max)
-        t_k = pair_temperatures(r_k, tau_min=tau_min, tau_max=tau_max)
-        trace["tau_pos"].append(t_p.detach().mean(dim=1))
-        trace["tau_neg"].append(t_k.detach().mean(dim=(1, 2)))
+        sig = torch.sigmoid(-r)
+        t = torch.mul(sig, width).add_(tau_min)                        # τ = τ_min + (τ_max - τ_min) σ(-r)
+        taus[step] = t
         if step == steps:
             break
-        loss = amcl_objective(s_p, t_p, s_k, t_k, beta=beta, dim=dim, bounded=bounded).sum()
-        grads = torch.autograd.grad(loss, (r_p, r_k))
-        with torch.no_grad():                                         # Adam (β1 0.9, β2 0.999), by hand
-            for i, (r, g) in enumerate(zip((r_p, r_k), grads)):
-                m[i].mul_(0.9).add_(g, alpha=0.1)
-                v[i].mul_(0.999).addcmul_(g, g, value=0.001)
-                m_hat, v_hat = m[i] / (1 - 0.9 ** (step + 1)), v[i] / (1 - 0.999 ** (step + 1))
-                r.sub_(lr * m_hat / (v_hat.sqrt() + 1e-8))
-    out = {key: torch.stack(val, dim=1).numpy() for key, val in trace.items()}
-    return {"step": np.arange(steps + 1), **out, "s_pos": s_p.numpy(), "t_pos": t_p.detach().numpy(),
-            "s_neg": s_k.numpy(), "t_neg": t_k.detach().numpy()}
+        # dL/dτ · dτ/dr, with dτ/dr = -(τ_max - τ_min) σ (1 - σ)
+        g = (A / t).add_(B).div_(t).mul_(sig.mul(sig - 1).mul_(width))
+        m.mul_(0.9).add_(g, alpha=0.1)                                 # Adam (β1 0.9, β2 0.999), by hand
+        v.mul_(0.999).addcmul_(g, g, value=0.001)
+        denom = v.div(1 - 0.999 ** (step + 1)).sqrt_().add_(1e-8)
+        r.addcdiv_(m, denom, value=-lr / (1 - 0.9 ** (step + 1)))
+    C, n, k = s_k.shape
+    t_p, t_k = taus[:, :C * n].reshape(-1, C, n), taus[:, C * n:].reshape(-1, C, n, k)
+    return {"step": np.arange(steps + 1), "tau_pos": t_p.mean(dim=2).T.numpy(),
+            "tau_neg": t_k.mean(dim=(2, 3)).T.numpy(),
+            "s_pos": s_p.numpy(), "t_pos": t_p[-1].numpy(), "s_neg": s_k.numpy(), "t_neg": t_k[-1].numpy()}
+
+
+def _tau_gradient_coefficients(s_p, s_k, *, beta: float, dim: int, bounded: bool) -> tuple:
+    """``(A_p, B_p, A_k, B_k)`` with ``dL/dτ = A/τ² + B/τ`` for each pair in ``L = amcl_objective(...).sum()``
+    (positives: shape of ``s_p``, C x n; top-k negatives: shape of ``s_k``, C x n x k)."""
+    n, k = s_k.shape[-2], s_k.shape[-1]
+    half_bd = 0.5 * beta * dim
+    if bounded:         # (1 ∓ s)/τ + β Ω(τ), Ω(τ) = (d'/2) log τ + 1/τ; the negatives' mean over k
+        A_p, B_p = (s_p - 1 - beta) / n, torch.full_like(s_p, half_bd / n)
+        A_k, B_k = (-1 - s_k - beta) / (n * k), torch.full_like(s_k, half_bd / (n * k))
+    else:               # -s/τ + β Ω(τ) for the positive; s/(k τ) - β (log τ + 1/τ) for each negative
+        A_p, B_p = (s_p - beta) / n, torch.full_like(s_p, half_bd / n)
+        A_k, B_k = (beta - s_k / k) / n, torch.full_like(s_k, -beta / n)
+    return A_p, B_p, A_k, B_k
+
+
+def objective_tau_gradient(s_p, t_p, s_k, t_k, *, beta: float, dim: int, bounded: bool) -> tuple:
+    r"""``(dL/dτ_p, dL/dτ_k)`` of ``L = amcl_objective(s_p, t_p, s_k, t_k, ...).sum()``, in closed form:
+
+    .. math::  \frac{\partial L}{\partial \tau} = \frac{A}{\tau^2} + \frac{B}{\tau}
+
+    official: ``A_p = (s - β)/n``, ``B_p = β d'/(2n)``; ``A_k = (β - s/k)/n``, ``B_k = -β/n``;
+    bounded: ``A_p = (s - 1 - β)/n``, ``B_p = β d'/(2n)``; ``A_k = -(1 + s + β)/(n k)``, ``B_k = β d'/(2nk)``
+    (n anchors, k negatives each).  What :func:`descend_temperatures` steps with; a test holds it
+    equal to autograd through :func:`amcl_objective`."""
+    A_p, B_p, A_k, B_k = _tau_gradient_coefficients(s_p, s_k, beta=beta, dim=dim, bounded=bounded)
+    return (A_p / t_p + B_p) / t_p, (A_k / t_k + B_k) / t_k
 
 
 def temperature_ratio(s, tau, *, quantile: float = 0.25) -> np.ndarray:
@@ -592,7 +622,7 @@ def _head_legend(ax, heads: int, *, styles=(("-", "positive pairs"), ("--", "top
     handles = [Line2D([], [], color=HEAD_COLORS[c % len(HEAD_COLORS)], lw=2, label=f"head {c + 1}")
                for c in range(heads)]
     handles += [Line2D([], [], color=plots.MUTED, ls=ls, lw=1.5, label=label) for ls, label in styles]
-    return ax.legend(handles=handles, fontsize=8, **kw)
+    return ax.legend(handles=handles, fontsize=9, **kw)
 
 
 def temperature_history(ax, run: AMCLRun, *, title: str | None = None):
@@ -649,7 +679,7 @@ def pair_temperature_scatter(ax, run: AMCLRun, *, title: str | None = None, nega
     legend = _head_legend(ax, run.heads, styles=(), loc="lower left")
     if extra:
         ax.add_artist(legend)
-        ax.legend(handles=extra, fontsize=8, loc="lower right")
+        ax.legend(handles=extra, fontsize=9, loc="lower right")
     return ax
 
 
@@ -676,12 +706,12 @@ def term_curves(ax, s_values, *, role: str = "positive", bounded: bool = False, 
     for s, color in zip(s_values, colors):
         f = pair_term(s, taus, **knobs)
         t_opt = optimal_temperature(s, tau_min=tau_min, tau_max=tau_max, **knobs)
-        ax.plot(taus, f, color=color, label=f"s = {s:g}")
+        ax.plot(taus, f, color=color, label=f"s = {s:.3g}")
         ax.scatter([float(t_opt)], [float(pair_term(s, t_opt, **knobs))], color=color, s=60, zorder=3,
                    edgecolors="k")
     ax.set(xscale="log", yscale="symlog", xlabel="pair temperature τ (log)",
            ylabel="the pair's terms in ℓ (symlog)",
-           title=f"{'bounded' if bounded else 'official'}, {role} pair (β = {beta:g})")
+           title=f"{'bounded' if bounded else 'official'}, {role} pair (β = {beta:.3g})")
     lo, hi = ax.get_ylim()                      # ticks at 0 and every other power of ten, no crowding
     top = math.ceil(math.log10(max(abs(lo), abs(hi), 10)))
     ticks = [0.0] + [sign * 10.0 ** e for e in range(2, top + 1, 2) for sign in (-1, 1)]
@@ -713,31 +743,72 @@ def negative_shares_view(ax, S, tau, labels, *, anchor: int = 0, topk: int = 20,
     return W, r
 
 
-def descent_plot(axes, out: dict, **knobs):
-    """What :func:`descend_temperatures` returned (``out``; ``knobs``: its bounded, beta, dim, topk,
-    tau_min, tau_max) on two axes: each head's mean temperature over the steps (positives solid,
-    top-k negatives dashed), and every positive pair's final temperature against its similarity,
-    with the minimiser of the positive's terms (:func:`optimal_temperature`)."""
-    lo, hi = knobs["tau_min"], knobs["tau_max"]
-    heads = len(out["s_pos"])
-    for c in range(heads):
-        color = HEAD_COLORS[c % len(HEAD_COLORS)]
-        axes[0].plot(out["step"], out["tau_pos"][c], color=color)
-        axes[0].plot(out["step"], out["tau_neg"][c], color=color, ls="--", lw=1.2)
-        axes[1].scatter(out["s_pos"][c], out["t_pos"][c], s=12, color=color, label=f"head {c + 1}")
-    grid = torch.linspace(-1, 1, 201, dtype=torch.float64)
-    axes[1].plot(grid, optimal_temperature(grid, **knobs), color=plots.POS_COLOR, lw=2,
-                 label="minimiser of the positive's terms")
-    for ax in axes:
-        _log_axis(ax, lo, hi)
-        ax.set_ylim(lo / 3, hi * 3)
-    name = "bounded" if knobs["bounded"] else "official"
-    axes[0].set(xlabel="Adam step", ylabel="mean temperature (log)", title=f"{name}: the temperatures descend")
-    axes[1].set(xlabel="similarity of the positive pair", ylabel="final τ_p (log)", xlim=(-1, 1.02),
-                title=f"{name}: where each positive ends")
-    _head_legend(axes[0], heads, loc="best")
-    axes[1].legend(loc="best", fontsize=8)
-    return axes
+class DescentView:
+    """What :func:`descend_temperatures` returns, on two axes: each head's mean temperature over the
+    steps (positives solid, top-k negatives dashed), and every positive pair's final temperature
+    against its similarity, with the minimiser of the positive's terms (:func:`optimal_temperature`).
+
+    The artists are made once, for up to ``max_heads`` heads; :meth:`update` moves them (what the
+    descent panel does on a control change)."""
+
+    def __init__(self, axes, max_heads: int):
+        self.axes = axes
+        self.grid = torch.linspace(-1, 1, 201, dtype=torch.float64)
+        colors = [HEAD_COLORS[c % len(HEAD_COLORS)] for c in range(max_heads)]
+        self.pos = [axes[0].plot([], [], color=col)[0] for col in colors]
+        self.neg = [axes[0].plot([], [], color=col, ls="--", lw=1.2)[0] for col in colors]
+        self.dots = [axes[1].scatter([], [], s=12, color=col, label=f"head {c + 1}") for c, col in enumerate(colors)]
+        (self.optimum,) = axes[1].plot(self.grid, self.grid * 0, color=plots.POS_COLOR, lw=2,
+                                       label="minimiser of the positive's terms")
+        self.bounds = []                                    # per axis: (τ_min line, label), (τ_max line, label)
+        for ax in axes:
+            pair = []
+            for name in ("τ_min", "τ_max"):
+                line = ax.axhline(1.0, color=plots.MUTED, ls=":", lw=1.2)
+                text = ax.annotate(name, (1.0, 1.0), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                                   textcoords="offset points", ha="right", fontsize=9, color=plots.MUTED,
+                                   annotation_clip=True)
+                text.set_in_layout(False)                   # a zoomed axis hides it
+                pair.append((line, text))
+            self.bounds.append(pair)
+            ax.set_yscale("log")
+        axes[0].set(xlabel="Adam step", ylabel="mean temperature (log)")
+        axes[1].set(xlabel="similarity of the positive pair", ylabel="final τ_p (log)", xlim=(-1, 1.02))
+        self.heads = None
+
+    def update(self, out: dict, **knobs) -> None:
+        """Show ``out`` (``knobs``: the bounded, beta, dim, topk, tau_min, tau_max it was run with)."""
+        lo, hi = knobs["tau_min"], knobs["tau_max"]
+        heads = len(out["s_pos"])
+        for c, (pos, neg, dots) in enumerate(zip(self.pos, self.neg, self.dots)):
+            for artist in (pos, neg, dots):
+                artist.set_visible(c < heads)
+            if c < heads:
+                pos.set_data(out["step"], out["tau_pos"][c])
+                neg.set_data(out["step"], out["tau_neg"][c])
+                dots.set_offsets(np.column_stack([out["s_pos"][c], out["t_pos"][c]]))
+        self.optimum.set_ydata(optimal_temperature(self.grid, **knobs).numpy())
+        for ax, pair in zip(self.axes, self.bounds):
+            for (line, text), t in zip(pair, (lo, hi)):
+                line.set_ydata([t, t])
+                text.xy = (1.0, t)
+            ax.set_ylim(lo / 3, hi * 3)
+        self.axes[0].set_xlim(-0.05 * out["step"][-1], 1.05 * out["step"][-1])
+        name = "bounded" if knobs["bounded"] else "official"
+        self.axes[0].set_title(f"{name}: the temperatures descend")
+        self.axes[1].set_title(f"{name}: where each positive ends")
+        if heads != self.heads:                             # the legends list the heads shown
+            self.heads = heads
+            _head_legend(self.axes[0], heads, loc="best")
+            self.axes[1].legend(handles=[*self.dots[:heads], self.optimum], loc="best", fontsize=9)
+
+
+def descent_plot(axes, out: dict, **knobs) -> DescentView:
+    """:class:`DescentView` of ``out`` (what :func:`descend_temperatures` returned; ``knobs``: its
+    bounded, beta, dim, topk, tau_min, tau_max) on two axes."""
+    view = DescentView(axes, len(out["s_pos"]))
+    view.update(out, **knobs)
+    return view
 
 
 def descent_panel(S, labels, *, heads: int = 3, bounded: bool = False, beta: float = BETA, dim: int = 32,
@@ -769,15 +840,16 @@ def descent_panel(S, labels, *, heads: int = 3, bounded: bool = False, beta: flo
                                 **style),
     }
     fig, axes = plots.new_figure(2, width=5.0, height=3.8)
+    for ax in axes.ravel():                  # titles at a fixed height: no tick-label measuring at each draw
+        ax.set_title("", y=1.0)
+    view = DescentView(axes[0], len(S))
 
     def draw(v):
         C, lo, hi = v["heads"], v["tau_min"], v["tau_max"]
         tau0 = np.clip(v["tau0"] * v["spread"] ** np.arange(C), lo + 1e-3 * (hi - lo), hi - 1e-3 * (hi - lo))
         knobs = dict(bounded=v["variant"], beta=v["beta"], dim=dim, topk=v["topk"], tau_min=lo, tau_max=hi)
         out = descend_temperatures(S[:C], labels, tau0=tau0, steps=steps, **knobs)
-        for ax in axes.ravel():
-            ax.clear()
-        descent_plot(axes[0], out, **knobs)
+        view.update(out, **knobs)
         name = "bounded" if v["variant"] else "official"
         at_floor = float((out["t_pos"] < 10 * lo).mean())
         return {"out": out, "tau0": tau0, "at_floor": at_floor,

@@ -66,7 +66,7 @@ class TwoViewRun(Run):
         return self.scores["tolerance"]
 
     def __repr__(self) -> str:
-        knobs = ", ".join(f"{k}={self.params[k]:g}" for k in LOSSES[self.params["loss"]][1])
+        knobs = ", ".join(f"{k}={self.params[k]:.3g}" for k in LOSSES[self.params["loss"]][1])
         s = self.scores
         return (f"TwoViewRun({self.params['loss']}, {knobs}: uniformity {s['uniformity']:.3f}, "
                 f"tolerance {s['tolerance']:.3f}, alignment {s['alignment']:.3f})")
@@ -325,21 +325,26 @@ def temperature_panel(S, labels, *, tau: float = 0.2, anchor: int = 0) -> widget
                 "anchor": W.IntSlider(value=anchor, min=0, max=len(S) - 1, description="anchor", **style)}
     grid = np.logspace(-2, math.log10(2), 60)
     fig, axes = plots.new_figure(2, width=5.0, height=3.7)
+    for ax in axes.ravel():                  # titles at a fixed height: no tick-label measuring at each draw
+        ax.set_title("", y=1.0)
+    # The artists, made once (on anchor 0's numbers) and then only moved.
+    stems = plots.anchor_weights_view(axes[0, 0], [0.0], [0.0] * int(neg[0].sum()), [0.0], [0.0] * int(neg[0].sum()))
+    ax = axes[0, 1]
+    (entropy_line,) = ax.plot(grid, np.zeros_like(grid), color="k")
+    here = ax.scatter([tau], [0.0], color=plots.NEG_COLOR, s=50, zorder=3)
+    ax.set(xscale="log", ylim=(0, 1.05), xlabel="τ (log scale)", ylabel="entropy of r / log |N|")
 
     def draw(v):
         t, a = v["tau"], v["anchor"]
         s_pos, s_neg = float(S[a, pos[a]]), S[a, neg[a]]
         w_pos, w_neg = contrastive.anchor_nt_xent_weights(s_pos, s_neg, tau=t)
-        for ax in axes.ravel():
-            ax.clear()
-        plots.anchor_weights_view(axes[0, 0], s_pos, s_neg, w_pos, w_neg, title=f"anchor {a}, τ = {t:.3g}")
-        H_grid = [_entropy(s_neg, g) / math.log(len(s_neg)) for g in grid]
-        H = _entropy(s_neg, t) / math.log(len(s_neg))
-        ax = axes[0, 1]
-        ax.plot(grid, H_grid, color="k")
-        ax.scatter([t], [H], color=plots.NEG_COLOR, s=50, zorder=3)
-        ax.set(xscale="log", ylim=(0, 1.05), xlabel="τ (log scale)", ylabel="entropy of r / log |N|",
-               title=f"how evenly anchor {a}'s push is shared")
+        _move_anchor_weights(axes[0, 0], stems, s_pos, s_neg, w_pos, w_neg)
+        axes[0, 0].set_title(f"anchor {a}, τ = {t:.3g}")
+        H_grid = _entropy(s_neg, grid) / math.log(len(s_neg))
+        H = float(_entropy(s_neg, t)) / math.log(len(s_neg))
+        entropy_line.set_ydata(H_grid)
+        here.set_offsets([[t, H]])
+        axes[0, 1].set_title(f"how evenly anchor {a}'s push is shared")
         top = float(w_neg.max() / w_neg.sum())
         return {"w_pos": w_pos, "w_neg": w_neg, "entropy": H, "top_share": top,
                 "status": f"τ = {t:.3g}, anchor {a}: pull {float(w_pos):.3f} = total push; the hardest "
@@ -348,9 +353,31 @@ def temperature_panel(S, labels, *, tau: float = 0.2, anchor: int = 0) -> widget
     return widgets.Panel(controls, fig, draw)
 
 
-def _entropy(s_neg: torch.Tensor, tau: float) -> float:
-    log_r = torch.log_softmax(s_neg / tau, dim=0)
-    return float(-(log_r.exp() * log_r).sum())
+def _move_anchor_weights(ax, stems, s_pos, s_neg, w_pos, w_neg) -> None:
+    """Move the stems that :func:`lossviz.plots.anchor_weights_view` made (``stems``, the artists it
+    returned) to new weights, in place: stems, dots, the totals in the legend, and the axis limits
+    (collections do not rescale an axis by themselves)."""
+    ends = []
+    for (lines, dots), s, w, sign in ((stems[:2], s_neg, w_neg, 1), (stems[2:], s_pos, w_pos, -1)):
+        s, w = np.atleast_1d(plots.as_numpy(s)), sign * np.atleast_1d(plots.as_numpy(w))
+        lines.set_segments([[(x, 0.0), (x, y)] for x, y in zip(s, w)])
+        dots.set_offsets(np.column_stack([s, w]))
+        ends.append(np.column_stack([s, w]))
+    for text, w, who in zip(ax.get_legend().get_texts(), (w_neg, w_pos), ("push on negatives", "pull on the positive")):
+        text.set_text(f"{who}: total {float(np.sum(plots.as_numpy(w))):.3g}")
+    xy = np.vstack(ends)
+    (x0, y0), (x1, y1) = np.minimum(xy.min(0), [np.inf, 0.0]), np.maximum(xy.max(0), [-np.inf, 0.0])
+    pad_x, pad_y = 0.05 * max(x1 - x0, 1e-3), 0.05 * max(y1 - y0, 1e-3)
+    ax.set(xlim=(x0 - pad_x, x1 + pad_x), ylim=(y0 - pad_y, y1 + pad_y))
+
+
+def _entropy(s_neg: torch.Tensor, tau):
+    """The entropy of the relative penalty ``softmax(s_neg / tau)``: a float for one ``tau``, an
+    array for an array of them (one row of the softmax per ``tau``)."""
+    taus = torch.as_tensor(np.atleast_1d(tau), dtype=s_neg.dtype)[:, None]
+    log_r = torch.log_softmax(s_neg[None] / taus, dim=1)
+    H = -(log_r.exp() * log_r).sum(1)
+    return float(H[0]) if np.ndim(tau) == 0 else H.numpy()
 
 
 def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, **defaults) -> widgets.Panel:

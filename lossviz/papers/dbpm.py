@@ -503,50 +503,104 @@ def pair_picture(axes, x, bad: BadPairs, *, seed: int = 0) -> dict:
     return shown
 
 
+def _pad(lo: float, hi: float, frac: float = 0.05) -> tuple[float, float]:
+    """``(lo, hi)`` widened by ``frac`` of its width on each side (matplotlib's default margin)."""
+    pad = frac * max(hi - lo, 1e-9)
+    return lo - pad, hi + pad
+
+
+class ScoreHistogram:
+    """The view of :func:`score_histogram`, made once on ``ax`` for the pairs' true ``kind``:
+    :meth:`update` refills the histograms and moves the cuts in place (what :func:`flag_panel` does
+    on a control change)."""
+
+    def __init__(self, ax, kind):
+        self.ax, self.kind = ax, np.asarray(kind)
+        self.present = [(code, name) for code, name in enumerate(KINDS) if (self.kind == code).any()]
+        self.bars = [ax.stairs(np.zeros(1), [0.0, 1.0], fill=True, color=KIND_COLORS[name], alpha=0.6,
+                               label=f"{name} ({int((self.kind == code).sum())})") for code, name in self.present]
+        self.low = ax.axvline(0, color=KIND_COLORS["noisy"], ls="--", lw=1.5, label="noisy cut")
+        self.high = ax.axvline(0, color=KIND_COLORS["faulty"], ls="--", lw=1.5, label="faulty cut")
+        self.centre = ax.axvline(0, color="k", lw=1)
+        ax.set(xlabel="history score m (nats, epoch-weighted)", ylabel="number of pairs")
+        ax.set_yscale("symlog", linthresh=1)
+        ax.legend(loc="upper right", fontsize=9)
+
+    def update(self, m, *, c_np: float = 2.0, c_fp: float = 3.0, rule: str = "sigma",
+               title: str = "history scores") -> Flags:
+        m = torch.as_tensor(m, dtype=torch.float64)
+        f = flag_bad_pairs(m, c_np=c_np, c_fp=c_fp, rule=rule)
+        centre, spread = ("μ", "σ") if rule == "sigma" else ("median", "MAD")
+        lo, hi = f.mu - c_np * f.sigma, f.mu + c_fp * f.sigma
+        edges = np.linspace(min(float(m.min()), lo) - 0.05, max(float(m.max()), hi) + 0.05, 60)
+        top = 1.0
+        for (code, _), bars in zip(self.present, self.bars):
+            counts, _ = np.histogram(m.numpy()[self.kind == code], bins=edges)
+            bars.set_data(counts, edges)
+            top = max(top, float(counts.max()))
+        for line, x in ((self.low, lo), (self.high, hi), (self.centre, f.mu)):
+            line.set_xdata([x, x])
+        texts = self.ax.get_legend().get_texts()
+        texts[-2].set_text(f"{centre} − {c_np:.3g}·{spread} (noisy below)")
+        texts[-1].set_text(f"{centre} + {c_fp:.3g}·{spread} (faulty above)")
+        to_axis = self.ax.yaxis.get_transform()                         # symlog: a 5 % margin on screen
+        ends = to_axis.transform(np.array([[0.0], [top]]))[:, 0]
+        ceiling = float(to_axis.inverted().transform([[_pad(*ends)[1]]])[0, 0])
+        self.ax.set(xlim=_pad(edges[0], edges[-1]), ylim=(0, ceiling), title=title)
+        return f
+
+
 def score_histogram(ax, m, kind, *, c_np: float = 2.0, c_fp: float = 3.0, rule: str = "sigma",
                     title: str = "history scores") -> Flags:
     """Histogram of the history scores ``m`` coloured by the true ``kind`` of each pair, with the
     thresholds mu - c_np sigma and mu + c_fp sigma of ``rule`` (:func:`flag_bad_pairs`).  Returns the
-    :class:`Flags`."""
-    m = torch.as_tensor(m, dtype=torch.float64)
-    kind = np.asarray(kind)
-    f = flag_bad_pairs(m, c_np=c_np, c_fp=c_fp, rule=rule)
-    centre, spread = ("μ", "σ") if rule == "sigma" else ("median", "MAD")
-    lo, hi = f.mu - c_np * f.sigma, f.mu + c_fp * f.sigma
-    edges = np.linspace(min(float(m.min()), lo) - 0.05, max(float(m.max()), hi) + 0.05, 60)
-    for code, name in enumerate(KINDS):
-        if (kind == code).any():
-            ax.hist(m.numpy()[kind == code], bins=edges, color=KIND_COLORS[name], alpha=0.6,
-                    label=f"{name} ({int((kind == code).sum())})")
-    ax.axvline(lo, color=KIND_COLORS["noisy"], ls="--", lw=1.5, label=f"{centre} − {c_np:g}·{spread} (noisy below)")
-    ax.axvline(hi, color=KIND_COLORS["faulty"], ls="--", lw=1.5, label=f"{centre} + {c_fp:g}·{spread} (faulty above)")
-    ax.axvline(f.mu, color="k", lw=1)
-    ax.set(xlabel="history score m (nats, epoch-weighted)", ylabel="number of pairs", title=title)
-    ax.set_yscale("symlog", linthresh=1)
-    ax.legend(loc="upper right", fontsize=8)
-    return f
+    :class:`Flags` (:class:`ScoreHistogram` is the view that a panel updates)."""
+    return ScoreHistogram(ax, kind).update(m, c_np=c_np, c_fp=c_fp, rule=rule, title=title)
+
+
+class WeightView:
+    """The view of :func:`weight_view`, made once on ``ax`` for the pairs' true ``kind``; :meth:`update`
+    moves the curve and the flagged pairs in place (the legend lists the kinds that have flagged pairs)."""
+
+    def __init__(self, ax, kind):
+        self.ax, self.kind = ax, np.asarray(kind)
+        (self.curve,) = ax.plot([], [], color="k", lw=1.5)
+        ax.axhline(1, color=plots.MUTED, ls=":", lw=1.2)
+        self.dots = [ax.scatter([], [], color=KIND_COLORS[name], s=18, zorder=3) for name in KINDS]
+        ax.set(xlabel="current raw pair loss ℓ (nats)", ylabel="weight of the pair's loss")
+        self.shown = None
+
+    def update(self, ell, flags: Flags, *, form: str = "pdf", title: str | None = None) -> None:
+        ell = torch.as_tensor(ell, dtype=torch.float64)
+        hi = max(float(ell.max()), flags.mu + 4 * flags.sigma) + 0.5
+        grid = torch.linspace(0, hi, 400, dtype=torch.float64)
+        curve = weight_function(grid, flags.mu, flags.sigma, form=form).numpy()
+        self.curve.set_data(grid.numpy(), curve)
+        self.curve.set_label(f"{form} weight, μ={flags.mu:.2f}, σ={flags.sigma:.2f}")
+        w = weight_function(ell, flags.mu, flags.sigma, form=form).numpy()
+        flagged = flags.any.cpu().numpy()
+        shown = [self.curve]
+        for code, (name, dots) in enumerate(zip(KINDS, self.dots)):
+            sel = flagged & (self.kind == code)
+            dots.set_offsets(np.column_stack([ell.numpy()[sel], w[sel]]))
+            dots.set_label(f"flagged, truly {name} ({int(sel.sum())})")
+            if sel.any():
+                shown.append(dots)
+        if shown != self.shown:                                # other kinds flagged: other legend rows
+            self.shown = shown
+            self.ax.legend(handles=shown, loc="upper right", fontsize=9)
+        else:
+            for text, artist in zip(self.ax.get_legend().get_texts(), shown):
+                text.set_text(artist.get_label())
+        self.ax.set(xlim=_pad(0.0, hi), ylim=_pad(min(float(curve.min()), 1.0), max(float(curve.max()), 1.0)),
+                    title=title or "the down-weighting curve")
 
 
 def weight_view(ax, ell, kind, flags: Flags, *, form: str = "pdf", title: str | None = None):
     """DBPM's weight against the current raw loss: the curve (:func:`weight_function`) and the flagged
-    pairs on it, coloured by their true kind; the dotted line is weight 1."""
-    ell = torch.as_tensor(ell, dtype=torch.float64)
-    kind = np.asarray(kind)
-    hi = max(float(ell.max()), flags.mu + 4 * flags.sigma) + 0.5
-    grid = torch.linspace(0, hi, 400, dtype=torch.float64)
-    ax.plot(grid, weight_function(grid, flags.mu, flags.sigma, form=form), color="k", lw=1.5,
-            label=f"{form} weight, μ={flags.mu:.2f}, σ={flags.sigma:.2f}")
-    ax.axhline(1, color=plots.MUTED, ls=":", lw=1.2)
-    w = weight_function(ell, flags.mu, flags.sigma, form=form)
-    flagged = flags.any.cpu().numpy()
-    for code, name in enumerate(KINDS):
-        sel = flagged & (kind == code)
-        if sel.any():
-            ax.scatter(ell.numpy()[sel], w.numpy()[sel], color=KIND_COLORS[name], s=18, zorder=3,
-                       label=f"flagged, truly {name} ({int(sel.sum())})")
-    ax.set(xlabel="current raw pair loss ℓ (nats)", ylabel="weight of the pair's loss",
-           title=title or "the down-weighting curve")
-    ax.legend(loc="upper right", fontsize=8)
+    pairs on it, coloured by their true kind; the dotted line is weight 1 (:class:`WeightView` is the
+    view that a panel updates)."""
+    WeightView(ax, kind).update(ell, flags, form=form, title=title)
     return ax
 
 
@@ -608,30 +662,38 @@ def threshold_panel(*, mu: float = 1.0, sigma: float = 0.3, c_np: float = 2.0, c
         "form": W.ToggleButtons(options=list(FORMS), value=form, description="weight"),
     }
     fig, axes = plots.new_figure(2, width=4.8, height=3.6)
+    for ax in axes.ravel():                  # titles at a fixed height: no tick-label measuring at each draw
+        ax.set_title("", y=1.0)
+    ell = torch.linspace(0, 8, 400, dtype=torch.float64)
+    # The artists, made once; a control change only moves them.
+    ax = axes[0, 0]
+    (density,) = ax.plot([], [], color=plots.POS_COLOR)
+    noisy = ax.fill_between([0, 1], [0, 0], color=KIND_COLORS["noisy"], alpha=0.5, label="flagged noisy")
+    faulty = ax.fill_between([0, 1], [0, 0], color=KIND_COLORS["faulty"], alpha=0.5, label="flagged faulty")
+    ax.set(xlabel="history score m", ylabel="density")
+    ax.legend(loc="upper right", fontsize=9)
+    ax = axes[0, 1]
+    (weight,) = ax.plot(ell.numpy(), ell.numpy() * 0, color="k")
+    ax.axhline(1, color=plots.MUTED, ls=":")
+    above = ax.fill_between(ell.numpy(), 1, 1, color="#E69F00", alpha=0.4, label="weight > 1: up-weighted!")
+    ax.set(xlabel="current raw pair loss ℓ (nats)", ylabel="weight", xlim=_pad(0.0, 8.0))
+    ax.legend(loc="upper right", fontsize=9)
 
     def draw(v):
-        for ax in axes.ravel():
-            ax.clear()
         m, s = v["mu"], v["sigma"]
         grid = np.linspace(m - 5 * s, m + 5 * s, 400)
         dens = _gaussian(grid, m, s)
         lo, hi = m - v["c_np"] * s, m + v["c_fp"] * s
-        ax = axes[0, 0]
-        ax.plot(grid, dens, color=plots.POS_COLOR)
-        ax.fill_between(grid, dens, where=grid <= lo, color=KIND_COLORS["noisy"], alpha=0.5, label="flagged noisy")
-        ax.fill_between(grid, dens, where=grid >= hi, color=KIND_COLORS["faulty"], alpha=0.5, label="flagged faulty")
-        ax.set(xlabel="history score m", ylabel="density", title=f"cuts at μ − {v['c_np']:.1f}σ and μ + {v['c_fp']:.1f}σ")
-        ax.legend(loc="upper right", fontsize=9)
+        density.set_data(grid, dens)
+        noisy.set_data(grid, dens, 0, where=grid <= lo)
+        faulty.set_data(grid, dens, 0, where=grid >= hi)
+        axes[0, 0].set(xlim=_pad(grid[0], grid[-1]), ylim=_pad(0.0, float(dens.max())),
+                       title=f"cuts at μ − {v['c_np']:.1f}σ and μ + {v['c_fp']:.1f}σ")
         share = (0.5 * math.erfc(v["c_np"] / math.sqrt(2)), 0.5 * math.erfc(v["c_fp"] / math.sqrt(2)))
-        ell = torch.linspace(0, 8, 400, dtype=torch.float64)
         w = weight_function(ell, m, s, form=v["form"])
-        ax = axes[0, 1]
-        ax.plot(ell, w, color="k")
-        ax.axhline(1, color=plots.MUTED, ls=":")
-        ax.fill_between(ell.numpy(), 1, w.numpy(), where=w.numpy() > 1, color="#E69F00", alpha=0.4,
-                        label="weight > 1: up-weighted!")
-        ax.set(xlabel="current raw pair loss ℓ (nats)", ylabel="weight", title=f"{v['form']} weight")
-        ax.legend(loc="upper right", fontsize=9)
+        weight.set_ydata(w.numpy())
+        above.set_data(ell.numpy(), 1, w.numpy(), where=w.numpy() > 1)
+        axes[0, 1].set(ylim=_pad(min(float(w.min()), 1.0), max(float(w.max()), 1.0)), title=f"{v['form']} weight")
         top = float(w.max())
         return {"share": share, "max_weight": top, "w": w,
                 "status": f"Gaussian scores: {share[0]:.1%} flagged noisy, {share[1]:.2%} flagged faulty; "
@@ -659,17 +721,17 @@ def flag_panel(run: DBPMRun, *, epoch: int | None = None, c_np: float | None = N
         "rule": W.ToggleButtons(options=list(RULES), value=checks.choice(rule, "rule", RULES), description="rule"),
     }
     fig, axes = plots.new_figure(2, width=5.0, height=3.7)
+    for ax in axes.ravel():                  # titles at a fixed height: no tick-label measuring at each draw
+        ax.set_title("", y=1.0)
     memory = torch.as_tensor(run.memory, dtype=torch.float64)
     truth = torch.as_tensor(run.kind)
+    scores, weights = ScoreHistogram(axes[0, 0], run.kind), WeightView(axes[0, 1], run.kind)   # made once
 
     def draw(v):
-        for ax in axes.ravel():
-            ax.clear()
         e = v["epoch"]
         m = history_scores(memory[:e], E)
-        f = score_histogram(axes[0, 0], m, run.kind, c_np=v["c_np"], c_fp=v["c_fp"], rule=v["rule"],
-                            title=f"history scores before epoch {e}")
-        weight_view(axes[0, 1], memory[e], run.kind, f, form=v["form"], title=f"weights in epoch {e}")
+        f = scores.update(m, c_np=v["c_np"], c_fp=v["c_fp"], rule=v["rule"], title=f"history scores before epoch {e}")
+        weights.update(memory[e], f, form=v["form"], title=f"weights in epoch {e}")
         pr = {name: precision_recall(f.noisy if name == "noisy" else f.faulty, truth == KINDS.index(name))
               for name in ("noisy", "faulty")}
         w = flag_weights(memory[e], f, form=v["form"])

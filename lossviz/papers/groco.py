@@ -444,9 +444,9 @@ class SortRun(Run):
     def __repr__(self) -> str:
         p = self.params
         if p["loss"] == "groco":
-            knobs = f"steepness={p['steepness']:g}, k={p['topk_neg']}, {p['interpolation']}"
+            knobs = f"steepness={p['steepness']:.3g}, k={p['topk_neg']}, {p['interpolation']}"
         else:
-            knobs = f"τ={p['tau']:g}" + (f", k={p['topk_neg']}" if p["loss"] == "topk_nt_xent" else "")
+            knobs = f"τ={p['tau']:.3g}" + (f", k={p['topk_neg']}" if p["loss"] == "topk_nt_xent" else "")
         return (f"SortRun({NAMES[p['loss']]}, {knobs}, {p['views']} views, stop-grad {p['stop_grad']}: "
                 f"MAP@R(z) {self.final('map_at_r'):.3f}, MAP@R(h) {self.final('map_at_r_h'):.3f}, "
                 f"R@1(z) {self.final('recall_at_1'):.3f}, 20-NN(h) {self.final('knn'):.3f})")
@@ -601,23 +601,38 @@ def draw_network(ax, n: int, *, network: str = "odd_even", x=None, k: int | None
 def permutation_heatmap(ax, P, k: int, *, title: str = "soft permutation", colorbar: bool = True):
     """``P_soft`` (n x n) as a heat-map: row i = input i (the first ``k`` are the negatives, labelled
     in the negative-pair colour, the rest the positives, in blue), column r = rank.  The dashed line
-    separates the negatives' ranks (left) from the top ``P`` ranks GroCo wants the positives in."""
-    P = plots.as_numpy(P)
-    n = P.shape[0]
-    im = ax.imshow(P, cmap="Greys", vmin=0, vmax=1, aspect="equal")
-    ax.axvline(k - 0.5, color="black", ls="--", lw=1.2)
-    ax.axhline(k - 0.5, color=plots.MUTED, ls=":", lw=1)
-    names = [f"n{k - i}" for i in range(k)] + [f"p{i + 1}" for i in range(n - k)]
-    ax.set_yticks(range(n), names, fontsize=8)
-    for tick, i in zip(ax.get_yticklabels(), range(n)):
-        tick.set_color(plots.NEG_COLOR if i < k else plots.POS_COLOR)
-    ax.set_xticks(range(n))
-    ax.tick_params(axis="x", labelsize=8)
+    separates the negatives' ranks (left) from the top ``P`` ranks GroCo wants the positives in.
+    Returns the image; :func:`move_permutation_heatmap` shows another ``P`` in it."""
+    im = ax.imshow(np.zeros((1, 1)), cmap="Greys", vmin=0, vmax=1, aspect="equal")
+    ax.axvline(0, color="black", ls="--", lw=1.2, gid="permutation cut")
+    ax.axhline(0, color=plots.MUTED, ls=":", lw=1, gid="permutation cut")
     ax.set(xlabel="rank r (0 = least similar)", ylabel="input item i", title=title)
     ax.grid(False)
+    move_permutation_heatmap(im, P, k)
     if colorbar:
         ax.figure.colorbar(im, ax=ax, shrink=0.8, label="P(item i at rank r)")
     return im
+
+
+def move_permutation_heatmap(im, P, k: int) -> None:
+    """Show ``P`` (n x n, the first ``k`` rows the negatives) in the image of :func:`permutation_heatmap`,
+    in place: its pixels, the two cut lines and the ticks (every other one past 16 rows, so that
+    9-point labels never overlap)."""
+    P = plots.as_numpy(P)
+    n, ax = P.shape[0], im.axes
+    im.set_data(P)
+    im.set_extent((-0.5, n - 0.5, n - 0.5, -0.5))
+    vline, hline = (line for line in ax.lines if line.get_gid() == "permutation cut")
+    vline.set_xdata([k - 0.5, k - 0.5])
+    hline.set_ydata([k - 0.5, k - 0.5])
+    step = -(-n // 16)
+    rows = sorted(range(k - 1, -1, -step)) + list(range(k, n))        # every positive, n1 and every step-th negative
+    names = [f"n{k - i}" for i in range(k)] + [f"p{i + 1}" for i in range(n - k)]
+    ax.set_yticks(rows, [names[i] for i in rows], fontsize=9)
+    for tick, i in zip(ax.get_yticklabels(), rows):
+        tick.set_color(plots.NEG_COLOR if i < k else plots.POS_COLOR)
+    ax.set_xticks(sorted(range(n - 1, -1, -step)))
+    ax.tick_params(axis="x", labelsize=9)
 
 
 def weights_view(ax, s_pos, s_neg, g_pos, g_neg, *, title: str, ylabel: str):
@@ -631,6 +646,24 @@ def weights_view(ax, s_pos, s_neg, g_pos, g_neg, *, title: str, ylabel: str):
 # ------------------------------------------------------------------------------------------------
 # Panels
 # ------------------------------------------------------------------------------------------------
+
+def _move_anchor_weights(ax, stems, s_pos, s_neg, w_pos, w_neg) -> None:
+    """Move the stems that :func:`lossviz.plots.anchor_weights_view` made (``stems``, the artists it
+    returned) to new weights, in place: stems, dots, the totals in the legend, and the axis limits
+    (collections do not rescale an axis by themselves)."""
+    ends = []
+    for (lines, dots), s, w, sign in ((stems[:2], s_neg, w_neg, 1), (stems[2:], s_pos, w_pos, -1)):
+        s, w = np.atleast_1d(plots.as_numpy(s)), sign * np.atleast_1d(plots.as_numpy(w))
+        lines.set_segments([[(x, 0.0), (x, y)] for x, y in zip(s, w)])
+        dots.set_offsets(np.column_stack([s, w]))
+        ends.append(np.column_stack([s, w]))
+    for text, w, who in zip(ax.get_legend().get_texts(), (w_neg, w_pos), ("push on negatives", "pull on the positive")):
+        text.set_text(f"{who}: total {float(np.sum(plots.as_numpy(w))):.3g}")
+    xy = np.vstack(ends)
+    (x0, y0), (x1, y1) = np.minimum(xy.min(0), [np.inf, 0.0]), np.maximum(xy.max(0), [-np.inf, 0.0])
+    pad_x, pad_y = 0.05 * max(x1 - x0, 1e-3), 0.05 * max(y1 - y0, 1e-3)
+    ax.set(xlim=(x0 - pad_x, x1 + pad_x), ylim=(y0 - pad_y, y1 + pad_y))
+
 
 def sorting_panel(s_pos, s_neg, *, steepness: float = 1.0, topk_neg: int = 10, views: int = 2,
                   interpolation: str = "cauchy", tau: float = 0.1):
@@ -655,8 +688,23 @@ def sorting_panel(s_pos, s_neg, *, steepness: float = 1.0, topk_neg: int = 10, v
                                          style={"button_width": "80px"}),
     }
     fig, axes = plots.new_figure(4, width=4.0, height=3.7)
+    for ax in axes.ravel():                  # titles at a fixed height: no tick-label measuring at each draw
+        ax.set_title("", y=1.0)
     grid = torch.linspace(-1, 1, 101, dtype=torch.float64)
-    cbar = {}
+    # The artists, made once (for the largest shape) and then only moved.
+    n_max = controls["topk_neg"].max + len(s_pos)
+    image = permutation_heatmap(axes[0, 0], torch.zeros(n_max, n_max), controls["topk_neg"].max)
+    groco_stems = plots.anchor_weights_view(axes[0, 1], s_pos, s_neg, s_pos * 0, s_neg * 0)
+    axes[0, 1].set(title="GroCo: signed dℓ/ds", ylabel="dℓ/ds")
+    nt_stems = plots.anchor_weights_view(axes[0, 2], s_pos[:1], s_neg, s_pos[:1] * 0, s_neg * 0)
+    axes[0, 2].set(title=f"NT-Xent (τ = {tau:.3g}), nearest positive", ylabel="dℓ/ds (× τ)")
+    ax = axes[0, 3]
+    (curve_line,) = ax.plot(grid.numpy(), grid.numpy() * 0, color=COLORS["groco"], lw=2)
+    ax.axvline(float(s_neg.max()), color=plots.NEG_COLOR, ls="--", lw=1, label="hardest negative")
+    ax.axvline(float(s_pos[0]), color=plots.POS_COLOR, ls=":", lw=1.5, label="this positive now")
+    ax.set(xlabel="similarity of the first positive", ylabel="GroCo loss of the anchor",
+           title="loss as the positive moves")
+    ax.legend(loc="upper right", fontsize=9)
 
     def draw(v):
         knobs = dict(steepness=v["steepness"], interpolation=v["interpolation"])
@@ -665,24 +713,15 @@ def sorting_panel(s_pos, s_neg, *, steepness: float = 1.0, topk_neg: int = 10, v
         _, P = soft_sort(x, **knobs)
         g_pos, g_neg = anchor_groco_weights(sp, s_neg, topk_neg=k, **knobs)
         n_pos, n_neg = contrastive.anchor_nt_xent_weights(float(sp.max()), s_neg, tau=tau)
-        for ax in axes.ravel():
-            ax.clear()
-        im = permutation_heatmap(axes[0, 0], P, k, title=f"P_soft, steepness {v['steepness']:.4g}",
-                                 colorbar="bar" not in cbar)
-        cbar.setdefault("bar", im)
-        weights_view(axes[0, 1], sp, s_neg, g_pos, g_neg, title="GroCo: signed dℓ/ds", ylabel="dℓ/ds")
-        weights_view(axes[0, 2], sp.max(), s_neg, -n_pos, n_neg, title=f"NT-Xent (τ = {tau:g}), nearest positive",
-                     ylabel="dℓ/ds (× τ)")
+        move_permutation_heatmap(image, P, k)
+        axes[0, 0].set_title(f"P_soft, steepness {v['steepness']:.3g}")
+        _move_anchor_weights(axes[0, 1], groco_stems, sp, s_neg, -g_pos, g_neg)
+        _move_anchor_weights(axes[0, 2], nt_stems, sp.max(), s_neg, n_pos, n_neg)
         rows = torch.cat([s_neg.topk(k).values.flip(0).expand(len(grid), k),
-                          torch.stack([torch.cat([g_[None], sp[1:]]).sort().values for g_ in grid])], 1)
+                          torch.cat([grid[:, None], sp[1:].expand(len(grid), -1)], 1).sort(dim=1).values], 1)
         curve = group_ordering_loss(rows, k, reduction="none", **knobs)
-        ax = axes[0, 3]
-        ax.plot(grid.numpy(), curve.numpy(), color=COLORS["groco"], lw=2)
-        ax.axvline(float(s_neg.max()), color=plots.NEG_COLOR, ls="--", lw=1, label="hardest negative")
-        ax.axvline(float(sp[0]), color=plots.POS_COLOR, ls=":", lw=1.5, label="this positive now")
-        ax.set(xlabel="similarity of the first positive", ylabel="GroCo loss of the anchor",
-               title="loss as the positive moves", ylim=(0, max(1.0, float(curve.max()) * 1.05)))
-        ax.legend(loc="upper right", fontsize=8)
+        curve_line.set_ydata(curve.numpy())
+        axes[0, 3].set_ylim(0, max(1.0, float(curve.max()) * 1.05))
         loss = float(group_ordering_loss(x[None], k, **knobs))
         p_in_top = P[k:, k:].sum(1)
         return {"P": P, "g_pos": g_pos, "g_neg": g_neg, "loss": loss, "curve": curve,
@@ -742,7 +781,7 @@ def training_panel(*, reference_runs: dict | None = None, autorun: bool = True, 
         axes[0, 1].set(xlabel="iteration", ylabel="fraction of anchors (running mean)", ylim=(0, None),
                        title="positive above every negative")
         axes[0, 2].set(xlabel="iteration", ylabel="MAP@R", title="test MAP@R of z")
-        axes[0, 2].legend(loc="lower right", fontsize=8)
+        axes[0, 2].legend(loc="lower right", fontsize=9)
         return {"status": f"{result!r} in {result.seconds:.1f} s"}
 
     return widgets.run_panel(controls, run, draw, ncols=3, width=4.3, height=3.5, autorun=autorun)

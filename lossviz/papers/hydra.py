@@ -523,7 +523,9 @@ def weight_map(ax, W_signed, labels, partner, key_labels=None, *, title: str = "
     starts = np.r_[0, np.flatnonzero(np.diff(ks)) + 1]
     ends = np.r_[starts[1:], len(ks)]
     ax.set_xticks((starts + ends - 1) / 2, [str(c) for c in ks[starts]])
-    ax.set_yticks(range(len(ys)), [f"{a}→{b}" for a, b in zip(ys, y2.numpy()[rows])], fontsize=7)
+    step = -(-len(ys) // 24)                             # at most 24 labels: 9-point text never overlaps
+    ax.set_yticks(range(0, len(ys), step), [f"{a}→{b}" for a, b in zip(ys[::step], y2.numpy()[rows][::step])],
+                  fontsize=9)
     ax.set(title=title, xlabel="key j (second view), its class", ylabel="anchor i: class → partner class")
     ax.grid(False)
     return im
@@ -558,7 +560,7 @@ def gate_matrix(ax, gates, *, title: str = "the gate of each class pair"):
     a, b = np.triu_indices(C, k=1)
     im = ax.imshow(g[a, b], cmap="Greys", vmin=0, vmax=1, aspect="auto")
     step = max(1, len(a) // 15)
-    ax.set_yticks(range(0, len(a), step), [f"{i}-{j}" for i, j in zip(a[::step], b[::step])], fontsize=8)
+    ax.set_yticks(range(0, len(a), step), [f"{i}-{j}" for i, j in zip(a[::step], b[::step])], fontsize=9)
     ax.set(title=title, xlabel="feature dimension k of z", ylabel="class pair a-b")
     ax.grid(False)
     ax.figure.colorbar(im, ax=ax, shrink=0.8, label="gate value $g_k$")
@@ -623,23 +625,72 @@ def toy_gate(d: int, k: int, *, kind: str = "sigmoid", kappa: float = 4.0, gumbe
     return gate_values(m, kind, gumbel_tau=gumbel_tau, generator=torch.Generator().manual_seed(0))
 
 
-def _gate_bars(ax, g, k: int, kind: str):
+def _gate_bars(ax, d_max: int) -> dict:
+    """:func:`gate_panel`, left: the shared dimensions shaded and one bar per dimension (``d_max``
+    bars, made once; :func:`_move_gate_bars` shows the first ``d``)."""
     from .. import plots
 
-    ax.axvspan(-0.5, k - 0.5, color=plots.POS_COLOR, alpha=0.12, label="dimensions a and b share")
-    ax.bar(range(len(g)), g.numpy(), color="#009E73", width=0.8)
-    ax.set(ylim=(0, 1.05), xlabel="feature dimension k", ylabel="gate value $g_k$", title=f"gate of (a, b): {kind}")
+    shared = ax.axvspan(-0.5, 0.5, color=plots.POS_COLOR, alpha=0.12, label="dimensions a and b share")
+    bars = ax.bar(range(d_max), np.zeros(d_max), color="#009E73", width=0.8)
+    ax.set(ylim=(0, 1.05), xlabel="feature dimension k", ylabel="gate value $g_k$")
     ax.legend(loc="upper right", fontsize=9)
+    return {"shared": shared, "bars": bars}
 
 
-def _ab_ac_histograms(ax, ab, ac):
+def _move_gate_bars(ax, artists: dict, g, k: int, kind: str) -> None:
+    d = len(g)
+    artists["shared"].set_width(k)
+    for i, bar in enumerate(artists["bars"]):
+        bar.set_visible(i < d)
+        bar.set_height(float(g[i]) if i < d else 0.0)
+    ax.set_xlim(-0.5 - 0.05 * d, d - 0.5 + 0.05 * d)
+    ax.set_title(f"gate of (a, b): {kind}")
+
+
+def _ab_ac_histograms(ax) -> dict:
+    """:func:`gate_panel`, right: the densities of the a-b and a-c gated similarities (two step
+    patches, made once; :func:`_move_histograms` refills them)."""
     from .. import plots
 
-    edges = np.linspace(float(min(ab.min(), ac.min())), float(max(ab.max(), ac.max())), 31)
-    ax.hist(ab.numpy(), bins=edges, density=True, color=plots.POS_COLOR, alpha=0.6, label="a-b (positives)")
-    ax.hist(ac.numpy(), bins=edges, density=True, color=plots.NEG_COLOR, alpha=0.6, label="a-c (negatives)")
+    edges, zeros = np.linspace(0, 1, 31), np.zeros(30)
+    hist = {"ab": ax.stairs(zeros, edges, fill=True, color=plots.POS_COLOR, alpha=0.6, label="a-b (positives)"),
+            "ac": ax.stairs(zeros, edges, fill=True, color=plots.NEG_COLOR, alpha=0.6, label="a-c (negatives)")}
     ax.set(xlabel="gated similarity $S^g$", ylabel="density", title="all a-anchors")
     ax.legend(loc="upper left", fontsize=9)
+    return hist
+
+
+def _move_histograms(ax, hist: dict, ab, ac) -> None:
+    lo, hi = float(min(ab.min(), ac.min())), float(max(ab.max(), ac.max()))
+    hi = max(hi, lo + 1e-9)                              # one value only: still 30 bins
+    edges = np.linspace(lo, hi, 31)
+    top = 0.0
+    for key, values in (("ab", ab), ("ac", ac)):
+        density, _ = np.histogram(values.numpy(), bins=edges, density=True)
+        hist[key].set_data(density, edges)
+        top = max(top, float(density.max()))
+    pad = 0.05 * max(hi - lo, 1e-9)
+    ax.set(xlim=(lo - pad, hi + pad), ylim=(0, 1.05 * top))
+
+
+def _move_anchor_weights(ax, stems, s_pos, s_neg, w_pos, w_neg) -> None:
+    """Move the stems that :func:`lossviz.plots.anchor_weights_view` made (``stems``, the artists it
+    returned) to new weights, in place: stems, dots, the totals in the legend, and the axis limits
+    (collections do not rescale an axis by themselves)."""
+    from .. import plots
+
+    ends = []
+    for (lines, dots), s, w, sign in ((stems[:2], s_neg, w_neg, 1), (stems[2:], s_pos, w_pos, -1)):
+        s, w = np.atleast_1d(plots.as_numpy(s)), sign * np.atleast_1d(plots.as_numpy(w))
+        lines.set_segments([[(x, 0.0), (x, y)] for x, y in zip(s, w)])
+        dots.set_offsets(np.column_stack([s, w]))
+        ends.append(np.column_stack([s, w]))
+    for text, w, who in zip(ax.get_legend().get_texts(), (w_neg, w_pos), ("push on negatives", "pull on the positive")):
+        text.set_text(f"{who}: total {float(np.sum(plots.as_numpy(w))):.3g}")
+    xy = np.vstack(ends)
+    (x0, y0), (x1, y1) = np.minimum(xy.min(0), [np.inf, 0.0]), np.maximum(xy.max(0), [-np.inf, 0.0])
+    pad_x, pad_y = 0.05 * max(x1 - x0, 1e-3), 0.05 * max(y1 - y0, 1e-3)
+    ax.set(xlim=(x0 - pad_x, x1 + pad_x), ylim=(y0 - pad_y, y1 + pad_y))
 
 
 def gate_panel(*, d: int = 32, tau: float = 0.1, kind: str = "sigmoid", kappa: float = 4.0,
@@ -669,26 +720,36 @@ def gate_panel(*, d: int = 32, tau: float = 0.1, kind: str = "sigmoid", kappa: f
         "renormalize": W.Checkbox(value=renormalize, description="renormalise (vitookit)", indent=False),
     }
     fig, axes = plots.new_figure(3, width=4.4, height=3.6)
+    for ax in axes.ravel():                  # titles at a fixed height: no tick-label measuring at each draw
+        ax.set_title("", y=1.0)
+    toys = {}                                            # d -> toy_classes(d): fixed data, made once per d
+    y = toy_classes(controls["d"].value)[1]
+    a_rows = torch.nonzero(y == 0).squeeze(1)
+    y1, y2 = y[a_rows], torch.ones_like(a_rows)
+    pos, allowed = hydra_masks(y1[:1], y2[:1], y)
+    n_pos, n_allowed = int(pos.sum()), int(allowed.sum())
+    # The artists, made once; a control change only moves them.
+    bars = _gate_bars(axes[0, 0], max(controls["d"].options))
+    zeros_pos, zeros_allowed = np.zeros(n_pos), np.zeros(n_allowed)
+    stems = plots.anchor_weights_view(axes[0, 1], zeros_pos, zeros_allowed, zeros_pos, zeros_allowed)
+    axes[0, 1].set(xlabel="gated similarity $S^g$ to the anchor", ylabel="signed weight (× τ |P|)")
+    hist = _ab_ac_histograms(axes[0, 2])
 
     def draw(v):
-        z, y, k = toy_classes(v["d"])
+        if v["d"] not in toys:
+            toys[v["d"]] = toy_classes(v["d"])
+        z, y, k = toys[v["d"]]
         g = toy_gate(v["d"], k, kind=v["kind"], kappa=v["kappa"], gumbel_tau=v["gumbel_tau"])
         S = gated_similarity(z, z, g, renormalize=v["renormalize"])
-        a_rows = torch.nonzero(y == 0).squeeze(1)
-        y1, y2 = y[a_rows], torch.ones_like(a_rows)
         loss = float(hydra_loss(S[a_rows], y1, partner=y2, key_labels=y, tau=v["tau"]))
         Wt = pair_weights(hydra_loss, S[a_rows[:1]], y1[:1], signed=True, partner=y2[:1], key_labels=y, tau=v["tau"])[0]
-        pos, allowed = hydra_masks(y1[:1], y2[:1], y)
-        scale = v["tau"] * int(pos.sum())
+        scale = v["tau"] * n_pos
         ab, ac = S[a_rows][:, y == 1].reshape(-1), S[a_rows][:, y >= 2].reshape(-1)
-        for ax in axes.ravel():
-            ax.clear()
-        _gate_bars(axes[0, 0], g, k, v["kind"])
-        plots.anchor_weights_view(axes[0, 1], S[a_rows[0], pos[0]], S[a_rows[0], allowed[0]],
-                                  -Wt[pos[0]] * scale, Wt[allowed[0]] * scale,
-                                  title=f"one a-anchor, τ = {v['tau']:.3g}")
-        axes[0, 1].set(xlabel="gated similarity $S^g$ to the anchor", ylabel="signed weight (× τ |P|)")
-        _ab_ac_histograms(axes[0, 2], ab, ac)
+        _move_gate_bars(axes[0, 0], bars, g, k, v["kind"])
+        _move_anchor_weights(axes[0, 1], stems, S[a_rows[0], pos[0]], S[a_rows[0], allowed[0]],
+                             -Wt[pos[0]] * scale, Wt[allowed[0]] * scale)
+        axes[0, 1].set_title(f"one a-anchor, τ = {v['tau']:.3g}")
+        _move_histograms(axes[0, 2], hist, ab, ac)
         gap = float(ab.mean() - ac.mean())
         return {"gate": g, "loss": loss, "weights": Wt, "gap": gap, "open": int((g > 0.5).sum()),
                 "status": f"loss of the a-anchors {loss:.3f} | mean S<sup>g</sup>: a-b {float(ab.mean()):.3f}, "

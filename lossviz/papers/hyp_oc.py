@@ -619,7 +619,7 @@ class OneClassRun(Run):
     def __repr__(self) -> str:
         p = self.params
         aucs = ", ".join(f"{k} {v:.3f}" for k, v in self.auc.items())
-        return f"OneClassRun({p['geometry']}, d={p['dim']}, σ={p['sigma']:g}, w_pc={p['w_pc']:g}: AUC {aucs})"
+        return f"OneClassRun({p['geometry']}, d={p['dim']}, σ={p['sigma']:.3g}, w_pc={p['w_pc']:.3g}: AUC {aucs})"
 
 
 def _test_outputs(model: OneClassHead, data: SpoofData) -> tuple[dict, dict, dict]:
@@ -828,7 +828,7 @@ def pseudo_negative_figure(data: SpoofData, *, sigmas=(1.0, 0.3), batch: int = 3
         dists[f"pseudo, σ = {sigma:g}"] = (neg.double() - sampler.mean.double()).norm(dim=1)
     ax.scatter(*proj(sampler.mean[None]).T, s=120, marker="*", color="k", label="running mean μ")
     ax.set(title="backbone features, PCA of live train", xlabel="PC 1", ylabel="PC 2")
-    ax.legend(loc="lower left", fontsize=7)
+    ax.legend(loc="lower left", fontsize=9)
     for name in ATTACKS:
         dists[name] = (data.test_attacks[name].double() - centre).norm(dim=1)
     bins = np.linspace(0, float(max(d.max() for d in dists.values())), 50)
@@ -837,13 +837,13 @@ def pseudo_negative_figure(data: SpoofData, *, sigmas=(1.0, 0.3), batch: int = 3
         color = colors.get(name, plots.NEG_COLOR)
         axes[0, 1].hist(d.numpy(), bins=bins, density=True, histtype="step", lw=1.5, ls=ls, color=color, label=name)
     axes[0, 1].set(title="distance to the mean", xlabel="‖f − μ‖ (feature units)", ylabel="density")
-    axes[0, 1].legend(loc="upper right", fontsize=7)
+    axes[0, 1].legend(loc="upper right", fontsize=9)
     drift = {run: running_mean_drift(data.train, batch=batch, running=run, seed=seed) for run in ("official", "ema")}
     for run, color in zip(drift, ("k", plots.MUTED)):
         axes[0, 2].plot(drift[run], color=color, label={"official": "official (previous batch, reset)",
                                                         "ema": "true running mean"}[run])
     axes[0, 2].set(title="pseudo-negative centre", xlabel="step (2 epochs)", ylabel="‖μ − live mean‖ (feature units)")
-    axes[0, 2].legend(loc="upper right", fontsize=8)
+    axes[0, 2].legend(loc="upper right", fontsize=9)
     stats = {"median distance " + k: float(d.median()) for k, d in dists.items()}
     stats.update({f"largest drift, {k}": float(v.max()) for k, v in drift.items()})
     return fig, stats
@@ -935,7 +935,7 @@ def roc_plot(ax, runs: dict, attack_name: str):
     ax.plot([0, 1], [0, 1], color="#999999", ls=":", lw=1)
     ax.set(xlabel="live flagged as attack (FPR)", ylabel="attacks caught (TPR)", title=f"ROC, live vs {attack_name}",
            xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=9)
     return ax
 
 
@@ -964,7 +964,7 @@ def curves_plot(axes, runs: dict, *, what=("loss", "radius", "auc"), colors: dic
     for ax, key in zip(np.ravel(axes), what):
         title, ylabel, log = CURVES[key]
         ax.set(title=title, xlabel="iteration", ylabel=ylabel, yscale="log" if log else "linear")
-    np.ravel(axes)[0].legend(loc="best", fontsize=8)
+    np.ravel(axes)[0].legend(loc="best", fontsize=9)
     return axes
 
 
@@ -997,15 +997,31 @@ def geometry_panel(*, c: float = 0.1, clip_r: float = 2.0, sigma: float = 1.0, n
     eps = torch.randn(n, 2, generator=g, dtype=torch.float64)
     p_t, a_t = torch.tensor([[1.2, 0.0]], dtype=torch.float64), torch.tensor([[1.0, 0.6]], dtype=torch.float64)
     fig, axes = plots.new_figure(3, width=4.2, height=4.0)
+    for ax in axes.ravel():                  # titles at a fixed height: no tick-label measuring at each draw
+        ax.set_title("", y=1.0)
+    plane = _plane_view(axes[0, 0], real, mean + sigma * eps, clip_r, p_t, a_t)
+    ball = _ball_view(axes[0, 1], real, mean + sigma * eps, c, clip_r)
+    u_line = _pair_weight_view(axes[0, 2])
+    gyroplanes = {}                               # c -> the gyroplane's zero level set (it moves with c only)
 
     def draw(v):
         cc, r, s = v["c"], v["clip_r"], v["sigma"]
         pseudo = mean + s * eps
-        for ax in axes.ravel():
-            ax.clear()
-        _plane_view(axes[0, 0], real, pseudo, r, p_t, a_t)
-        bound, R, zr, zp = _ball_view(axes[0, 1], real, pseudo, cc, r, p_t, a_t)
-        u_max = _pair_weight_view(axes[0, 2], cc, r)
+        plane["clip"].set_radius(r)
+        plane["pseudo"].set_offsets(pseudo.numpy())
+        bound, R = clip_bound(cc, r), 1 / math.sqrt(cc)
+        zr, zp = (_expmap0(clip_features(x, r), cc) for x in (real, pseudo))
+        if cc not in gyroplanes:
+            p = _expmap0(p_t, cc)
+            gyroplanes[cc] = _zero_level(*gyroplane_field(a_t * (1 - cc * (p * p).sum()), p, cc, 1.05 * R))
+        ball["rim"].set_radius(R)
+        ball["bound"].set_radius(bound)
+        ball["real"].set_offsets(zr.numpy())
+        ball["pseudo"].set_offsets(zp.numpy())
+        ball["gyroplane"].set_data(*gyroplanes[cc])
+        axes[0, 1].set(xlim=(-1.05 * R, 1.05 * R), ylim=(-1.05 * R, 1.05 * R), title=f"Poincaré ball, c = {cc:.3g}")
+        u_max = math.tanh(2 * math.sqrt(cc) * r)
+        u_line.set_xdata([u_max, u_max])
         outside = float((pseudo.norm(dim=1) > r).double().mean())
         status = (f"R = 1/√c = {R:.2f}; clip bound {bound:.3f} = {bound / R:.0%} of R; "
                   f"farthest pair u/R = {u_max:.3f}, where the artanh weight is {2 / max(1 - u_max ** 2, 1e-300):.3g}; "
@@ -1016,56 +1032,69 @@ def geometry_panel(*, c: float = 0.1, clip_r: float = 2.0, sigma: float = 1.0, n
     return widgets.Panel(controls, fig, draw)
 
 
-def _plane_view(ax, real, pseudo, r: float, p_t, a_t) -> None:
-    """:func:`geometry_panel`, left: the Euclidean features, the clip radius and the linear boundary."""
+def _zero_level(X, Y, zeta) -> tuple:
+    """The zero contour of ``zeta`` on the grid ``X, Y`` (NaN: no value) as the x and y of one
+    line, its pieces separated by NaN: what ``ax.contour(X, Y, zeta, levels=[0])`` draws, for a
+    :class:`~matplotlib.lines.Line2D` that a panel moves with ``set_data``."""
+    import contourpy
+
+    gen = contourpy.contour_generator(X, Y, np.ma.masked_invalid(zeta), line_type="Separate")
+    pieces = [np.vstack([piece, [[np.nan, np.nan]]]) for piece in gen.lines(0.0)]
+    xy = np.vstack(pieces) if pieces else np.full((1, 2), np.nan)
+    return xy[:, 0], xy[:, 1]
+
+
+def _plane_view(ax, real, pseudo, r: float, p_t, a_t) -> dict:
+    """:func:`geometry_panel`, left: the Euclidean features, the clip radius and the linear boundary.
+    Returns the artists that move: ``clip`` (the circle of radius ``r``) and ``pseudo`` (the points)."""
     from matplotlib.patches import Circle
 
     from .. import plots
 
-    ax.add_patch(Circle((0, 0), r, fill=False, color=plots.MUTED, ls="--", lw=1.2, label="clip radius r"))
+    clip = ax.add_patch(Circle((0, 0), r, fill=False, color=plots.MUTED, ls="--", lw=1.2, label="clip radius r"))
     ax.scatter(*real.T, s=12, color=plots.POS_COLOR, label="real")
-    ax.scatter(*pseudo.T, s=14, marker="x", color=plots.NEG_COLOR, label="pseudo-negatives")
+    moving = ax.scatter(*pseudo.T, s=14, marker="x", color=plots.NEG_COLOR, label="pseudo-negatives")
     t = torch.linspace(-6, 6, 2, dtype=torch.float64)[:, None]
     line = p_t + t * torch.tensor([[-a_t[0, 1], a_t[0, 0]]], dtype=torch.float64)
     ax.plot(line[:, 0], line[:, 1], color="k", lw=1.5, label="linear boundary")
     ax.set(xlim=(-5.5, 5.5), ylim=(-5.5, 5.5), aspect="equal", title="Euclidean features u",
            xlabel="$u_1$", ylabel="$u_2$")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="lower left", fontsize=9)
+    return {"clip": clip, "pseudo": moving}
 
 
-def _ball_view(ax, real, pseudo, c: float, r: float, p_t, a_t) -> tuple:
-    """:func:`geometry_panel`, middle: the clipped points in the ball and the boundary made a
-    gyroplane.  Returns ``(clip bound, R, z_real, z_pseudo)``."""
+def _ball_view(ax, real, pseudo, c: float, r: float) -> dict:
+    """:func:`geometry_panel`, middle: the clipped points in the ball, the ball's rim, the clip
+    bound and the boundary made a gyroplane (a line, placed by the panel's first draw).  Returns
+    the artists, which :func:`geometry_panel` moves as ``c``, ``r`` and σ change."""
     from .. import plots
 
-    bound = clip_bound(c, r)
-    R = draw_ball(ax, c, bound=bound)
+    draw_ball(ax, c, bound=clip_bound(c, r))
+    rim, bound = ax.patches[-2:]
     zr, zp = (_expmap0(clip_features(x, r), c) for x in (real, pseudo))
-    ax.scatter(*zr.T, s=12, color=plots.POS_COLOR)
-    ax.scatter(*zp.T, s=14, marker="x", color=plots.NEG_COLOR)
-    p = _expmap0(p_t, c)
-    X, Y, zeta = gyroplane_field(a_t * (1 - c * (p * p).sum()), p, c, 1.05 * R)
-    ax.contour(X, Y, zeta, levels=[0.0], colors="k", linewidths=1.5)
-    ax.set(title=f"Poincaré ball, c = {c:.3g}", xlabel="$z_1$", ylabel="$z_2$")
-    ax.legend(loc="lower left", fontsize=8)
-    return bound, R, zr, zp
+    artists = {"rim": rim, "bound": bound,
+               "real": ax.scatter(*zr.T, s=12, color=plots.POS_COLOR),
+               "pseudo": ax.scatter(*zp.T, s=14, marker="x", color=plots.NEG_COLOR),
+               "gyroplane": ax.plot([], [], color="k", lw=1.5)[0]}
+    ax.set(xlabel="$z_1$", ylabel="$z_2$")
+    ax.legend(loc="lower left", fontsize=9)
+    return artists
 
 
-def _pair_weight_view(ax, c: float, r: float) -> float:
-    """:func:`geometry_panel`, right: the pair-term weights against ``u/R``.  Returns the largest
-    ``u/R`` a pair reaches after clipping."""
+def _pair_weight_view(ax):
+    """:func:`geometry_panel`, right: the pair-term weights against ``u/R``, and a dashed line (returned)
+    that the panel puts at the largest ``u/R`` a pair reaches after clipping."""
     from .. import plots
 
     grid = np.linspace(0, 0.9999, 400)
     w_arctan, w_artanh = 2 / (1 + grid ** 2), 2 / np.maximum(1 - grid ** 2, 1e-300)
     ax.plot(grid, w_arctan, color="k", label="arctan (official)")
     ax.plot(grid, w_artanh, color=plots.NEG_COLOR, label="artanh (geodesic)")
-    u_max = math.tanh(2 * math.sqrt(c) * r)
-    ax.axvline(u_max, color=plots.MUTED, ls="--", label="farthest pair after clipping")
+    u_line = ax.axvline(0.5, color=plots.MUTED, ls="--", label="farthest pair after clipping")
     ax.set(yscale="log", ylim=(0.5, 3e4), xlabel="u / R,  u = ‖(−a) ⊕ b‖", ylabel="pair weight d term / du",
            title="Hyp-PC pair weight")
-    ax.legend(loc="upper left", fontsize=8)
-    return u_max
+    ax.legend(loc="upper left", fontsize=9)
+    return u_line
 
 
 def training_panel(*, iters: int = 400, dim: int = 2, autorun: bool = True, **defaults):
@@ -1104,20 +1133,20 @@ def training_panel(*, iters: int = 400, dim: int = 2, autorun: bool = True, **de
         axes[0, 0].plot(h["iter"], h["ce"], color="k", lw=1, label="CE")
         axes[0, 0].plot(h["iter"], h["pc"], color=plots.POS_COLOR, lw=1, label="pair term")
         axes[0, 0].set(title="training losses", xlabel="iteration", ylabel="loss", yscale="log")
-        axes[0, 0].legend(loc="best", fontsize=8)
+        axes[0, 0].legend(loc="best", fontsize=9)
         for a in ATTACKS:
             axes[0, 1].plot(result.evals["iter"], result.evals[f"auc_{a}"], marker=".", color=SET_COLORS[a], label=a)
         axes[0, 1].set(title="test AUC, live vs attack", xlabel="iteration", ylabel="AUC", ylim=(0.3, 1.02))
-        axes[0, 1].legend(loc="lower right", fontsize=8)
+        axes[0, 1].legend(loc="lower right", fontsize=9)
         if result.params["dim"] == 2:
             embedding_plot(axes[0, 2], result, per_set=50)
-            axes[0, 2].legend(loc="upper left", fontsize=6)
+            axes[0, 2].legend(loc="best", fontsize=9)                # away from the points, wherever they landed
         else:
             for a in ATTACKS:
                 fpr, tpr = metrics.roc_curve(result.p_spoof["live"], result.p_spoof[a])
                 axes[0, 2].plot(fpr, tpr, color=SET_COLORS[a], label=f"{a}: {result.auc[a]:.3f}")
             axes[0, 2].set(title="ROC", xlabel="FPR (live flagged)", ylabel="TPR (attacks caught)")
-            axes[0, 2].legend(loc="lower right", fontsize=8)
+            axes[0, 2].legend(loc="lower right", fontsize=9)
         return {"status": f"{result!r} in {result.seconds:.1f} s"}
 
     return widgets.run_panel(controls, run, draw, ncols=3, width=4.4, height=4.0, autorun=autorun)

@@ -240,7 +240,7 @@ class ClassifierRun(Run):
     def __repr__(self) -> str:
         p = self.params
         accs = ", ".join(f"{k[:-4]} acc {self.final(k):.3f}" for k in ("joint_acc", "disjoint_acc") if k in self.evals)
-        return (f"ClassifierRun({p['data']}, {p['mode']}, s={p['s']:g}, d={p['dim']}, {p['iters']} it: "
+        return (f"ClassifierRun({p['data']}, {p['mode']}, s={p['s']:.3g}, d={p['dim']}, {p['iters']} it: "
                 f"balanced train loss {self.final('train_loss'):.3f}, {accs})")
 
 
@@ -526,7 +526,7 @@ def weight_histograms(axes, runs: dict, iterations=None):
             ax.hist(w, bins=bins, histtype="step", color=color, lw=1.5, label=f"iteration {it}")
         ax.axvline(run.params["s"], color=plots.MUTED, ls=":", lw=1)
         ax.set(xscale="log", xlabel="$s(1-p_y)$ (per-sample weight)", ylabel="training images", title=label)
-    np.ravel(axes)[0].legend(loc="upper left", fontsize=8)
+    np.ravel(axes)[0].legend(loc="upper left", fontsize=9)
     return axes
 
 
@@ -616,7 +616,7 @@ def benchmark_view(axes, tables: dict, *, chance: dict | None = None):
         if chance and title in chance:
             ax.axhline(chance[title], color=plots.MUTED, ls="--", lw=1)
             ax.text(len(table) - 0.5, chance[title], "chance", ha="right", va="bottom", fontsize=8, color=plots.MUTED)
-        ax.set_xticks(range(len(table)), [n.replace(" ", "\n", 1) for n in table], fontsize=8.5)
+        ax.set_xticks(range(len(table)), [n.replace(" ", "\n", 1) for n in table], fontsize=9)
         ax.set(ylim=(0, 1.02), ylabel="test accuracy", title=title)
     return axes
 
@@ -645,32 +645,42 @@ def bound_panel(s: float = 10.0, K: int = 8):
                                       readout_format=".3g", **style),
                 "K": W.IntSlider(value=K, min=2, max=20, description="classes K", **style)}
     fig, axes = plots.new_figure(3, width=4.0, height=3.4)
+    for ax in axes.ravel():                  # titles at a fixed height: no tick-label measuring at each draw
+        ax.set_title("", y=1.0)
     grid = torch.linspace(-1, 1, 201, dtype=torch.float64)
+    K_max = controls["K"].max
+    # The artists, made once; a control change only moves them.
+    ax_p, ax_w, ax_s = axes[0]
+    bound_view(ax_p, (K,), what="p")
+    (bound_line,), bound_label = ax_p.get_lines(), ax_p.get_legend().get_texts()[0]
+    (here,) = ax_p.plot([s], [0.0], "o", color=plots.POS_COLOR)
+    bars = ax_w.bar(range(K_max), np.zeros(K_max), color=[plots.POS_COLOR] + [plots.NEG_COLOR] * (K_max - 1))
+    ax_w.set(xlabel="class k (0 = target; cos falls with k)", ylabel=r"$\partial L/\partial\cos\theta_k$",
+             title="per-proxy weights of one sample")
+    (sample_line,) = ax_s.plot(grid.numpy(), np.zeros(len(grid)), color=plots.POS_COLOR)
+    ax_s.axvline(float(example_cosines(K)[0][1]), color=plots.NEG_COLOR, ls=":", label="closest wrong class")
+    ax_s.set(xlabel=r"target cosine $\cos\theta_y$", ylabel="$s(1-p_y)$", title="per-sample weight")
+    ax_s.legend(loc="upper right")
 
     def draw(v):
         s_, K_ = float(v["s"]), int(v["K"])
-        for ax in axes.ravel():
-            ax.clear()
         p_y, floor = capacity_bound(s_, K_)
-        bound_view(axes[0, 0], (K_,), what="p")
-        axes[0, 0].plot([s_], [p_y], "o", color=plots.POS_COLOR)
-        axes[0, 0].set_title(f"best $p_y$ = {p_y:.4f}, loss floor {floor:.2g}")
+        bound_line.set_ydata(capacity_bound(bound_line.get_xdata(), K_)[0])
+        bound_label.set_text(f"bound, K = {K_}")
+        here.set_data([s_], [p_y])
+        ax_p.set_title(f"best $p_y$ = {p_y:.4f}, loss floor {floor:.2g}")
         cos, y = example_cosines(K_)
         w = margins.proxy_weights(margins.normface_loss, cos[None], torch.tensor([y]), signed=True, s=s_)[0]
-        colors = [plots.POS_COLOR] + [plots.NEG_COLOR] * (K_ - 1)
-        axes[0, 1].bar(range(K_), w.numpy(), color=colors)
-        axes[0, 1].set(xlabel="class k (0 = target; cos falls with k)", ylabel=r"$\partial L/\partial\cos\theta_k$",
-                       ylim=(-1.05 * s_, 1.05 * s_), title="per-proxy weights of one sample")
-        others = cos.clone()
-        cols = others.repeat(len(grid), 1)
+        for k, bar in enumerate(bars):
+            bar.set_height(float(w[k]) if k < K_ else 0.0)
+            bar.set_visible(k < K_)
+        ax_w.set(xlim=(-0.4 - 0.05 * K_, K_ - 0.6 + 0.05 * K_), ylim=(-1.05 * s_, 1.05 * s_))
+        cols = cos.repeat(len(grid), 1)
         cols[:, y] = grid
         per_sample = margins.proxy_weights(margins.normface_loss, cols, torch.full((len(grid),), y), s=s_)[:, y]
         per_sample = per_sample * len(grid)                    # proxy_weights differentiates the batch mean
-        axes[0, 2].plot(grid.numpy(), per_sample.numpy(), color=plots.POS_COLOR)
-        axes[0, 2].axvline(float(cos[1]), color=plots.NEG_COLOR, ls=":", label="closest wrong class")
-        axes[0, 2].set(xlabel=r"target cosine $\cos\theta_y$", ylabel="$s(1-p_y)$", ylim=(0, 1.05 * s_),
-                       title="per-sample weight")
-        axes[0, 2].legend(loc="upper right")
+        sample_line.set_ydata(per_sample.numpy())
+        ax_s.set_ylim(0, 1.05 * s_)
         return {"p_y": p_y, "floor": floor, "weights": w, "per_sample": per_sample,
                 "status": f"s = {s_:.3g}, K = {K_}: the target proxy gets {float(w[y]):.3g}, the closest wrong "
                           f"class {float(w[1]):.3g} of the {float(w[1:].sum()):.3g} pushed in all"}
