@@ -25,6 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import checks
+
+
 def data_dir() -> pathlib.Path:
     """Where generated data sets are cached (MNIST-1D: ``mnist1d.npz``, 0.7 MB), first match wins:
 
@@ -264,3 +267,59 @@ class PKSampler:
     def __iter__(self):
         while True:
             yield self.sample()
+
+
+# --- noisy labels (the classification notebooks of Part IV) ------------------------------------
+
+def flip_labels(labels, rate: float, n_classes: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric label noise: each label is flipped with probability ``rate`` to a class drawn
+    uniformly from the *other* ``n_classes - 1`` (never to itself, which would understate the rate
+    by ``1/C``).  Returns ``(noisy_labels, flipped)``.
+
+    Seeded and nested: one uniform number and one other class per sample are drawn from ``seed``,
+    and sample ``i`` is flipped when its number is below ``rate``; so with the same seed a higher
+    rate flips the same samples and more, to the same classes (a slider moves smoothly)."""
+    y = torch.as_tensor(labels)
+    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex() or y.ndim != 1:
+        raise ValueError(f"labels must be a 1-D tensor of integer class ids; got dtype {y.dtype}, shape {tuple(y.shape)}")
+    rate = checks.fraction(rate, "rate (the share of labels to flip)")
+    n_classes = checks.integer(n_classes, "n_classes", 2)
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(f"labels must be class ids in [0, {n_classes - 1}]; got {int(y.min())} to {int(y.max())}")
+    g = torch.Generator().manual_seed(checks.integer(seed, "seed"))
+    u = torch.rand(len(y), generator=g)
+    shift = torch.randint(1, n_classes, (len(y),), generator=g)          # 1 .. C-1: never the same class
+    flipped = u < rate
+    noisy = torch.where(flipped, (y.long() + shift) % n_classes, y.long())
+    return noisy, flipped
+
+
+@dataclass(frozen=True)
+class NoisyDigits:
+    """Digits with a noisy training split: ``y_train`` is what the loss sees, ``y_clean`` the truth,
+    ``flipped = y_train != y_clean``; the test split is clean."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    y_clean: torch.Tensor
+    flipped: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def noisy_digits(noise: float = 0.4, *, seed: int = 0) -> NoisyDigits:
+    """scikit-learn's digits, stratified 67/33 split (``random_state=seed``: 1203 train, 594 test),
+    standardised with the training split's mean and standard deviation, and :func:`flip_labels` at
+    rate ``noise`` on the training labels (seeded by ``seed``)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x_tr, x_te, y_tr, y_te = train_test_split(d.data, d.target, test_size=0.33, stratify=d.target,
+                                              random_state=seed)
+    mean, std = x_tr.mean(0), x_tr.std(0)
+    std[std == 0] = 1.0                                                    # constant border pixels
+    f = lambda a: torch.as_tensor((a - mean) / std, dtype=torch.float32)   # noqa: E731
+    y_clean = torch.as_tensor(y_tr, dtype=torch.long)
+    noisy, flipped = flip_labels(y_clean, noise, 10, seed=seed)
+    return NoisyDigits(f(x_tr), noisy, y_clean, flipped, f(x_te), torch.as_tensor(y_te, dtype=torch.long))

@@ -13,6 +13,7 @@ import torch
 import lossviz as lv
 from lossviz import augment, data
 from lossviz.papers import isogclr as I
+from _util import drawn_artists, same_artists
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")       # tests/conftest.py: one thread, an empty run cache
@@ -298,18 +299,6 @@ def test_short_runs_record_temperatures_and_are_cached():
     assert simclr.tau is None and "simclr" in repr(simclr) and "loss" in simclr.history
     sog = I.train_isogclr("sogclr", epochs=1, eta=0.5, progress=False)
     assert (sog.tau == 0.1).all()
-
-
-def drawn_artists(fig) -> list:
-    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
-    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
-    place), so the list is the same, object for object, after a change."""
-    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
-            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
-
-
-def same_artists(before: list, after: list) -> bool:
-    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
 
 
 def test_dro_panel_redraws_on_rho():

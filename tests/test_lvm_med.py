@@ -15,6 +15,7 @@ import torch
 import lossviz as lv
 from lossviz.papers import lvm_med as gm
 from lossviz import train as T
+from _util import drawn_artists, same_artists
 
 F64 = torch.float64
 
@@ -437,18 +438,6 @@ def test_train_graph_matching_records_and_caches():
     assert gm.train_graph_matching("gm_2nd", iters=12, eval_every=6, progress=False, tau=0.9) is run   # tau: not a GM knob
     nce = gm.train_graph_matching("infonce", iters=6, eval_every=6, progress=False)
     assert np.all(nce.history["nnz"] == 64 * 64) and np.all(np.isfinite(nce.history["loss"]))
-
-
-def drawn_artists(fig) -> list:
-    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
-    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
-    place), so the list is the same, object for object, after a change."""
-    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
-            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
-
-
-def same_artists(before: list, after: list) -> bool:
-    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
 
 
 def test_matching_panel_redraws_on_every_knob():

@@ -8,6 +8,7 @@ import torch
 
 import lossviz as lv
 from lossviz.papers import meow as M
+from _util import drawn_artists, same_artists
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -199,18 +200,6 @@ def test_bad_input():
         M.train_meow("supcon")
     with pytest.raises(ValueError, match="epochs must be an integer"):
         M.train_meow("meow", epochs=0)
-
-
-def drawn_artists(fig) -> list:
-    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
-    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
-    place), so the list is the same, object for object, after a change."""
-    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
-            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
-
-
-def same_artists(before: list, after: list) -> bool:
-    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
 
 
 def test_weights_panel_without_a_browser():

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import lossviz as lv
 from lossviz.papers import pairingnet as fr
 from _util import value_and_grad
+from _util import drawn_artists, same_artists
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # one torch thread, an empty result cache
 
@@ -451,18 +452,6 @@ def test_baselines_have_the_right_shapes(small_sets):
     S = fr.handcrafted_similarity(test, [0, 1])
     _, _, valid, _ = fr.match_batch(test, [0, 1])
     assert S.shape == valid.shape and (S <= 0).all()
-
-
-def drawn_artists(fig) -> list:
-    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
-    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
-    place), so the list is the same, object for object, after a change."""
-    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
-            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
-
-
-def same_artists(before: list, after: list) -> bool:
-    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
 
 
 def test_panels_redraw_when_a_control_moves(small_sets):

@@ -14,6 +14,7 @@ import torch
 import lossviz as lv
 from lossviz import contrastive as C
 from lossviz.papers import pamc as M
+from _util import drawn_artists, same_artists
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -399,18 +400,6 @@ def test_short_runs_record_history_and_are_cached():
     assert longer.nmi_at(2) == runs["pamc"].nmi_at(2) and longer.nmi_at(3) == runs["pamc"].nmi
     small = M.train_clustering("pamc", epochs=2, nodes=100, progress=False)           # the first 100 digits
     assert small.z.shape == (100, 10) and small.params["nodes"] == 100
-
-
-def drawn_artists(fig) -> list:
-    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
-    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
-    place), so the list is the same, object for object, after a change."""
-    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
-            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
-
-
-def same_artists(before: list, after: list) -> bool:
-    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
 
 
 def test_approximation_panel_redraws_on_k_scale_and_anchor():

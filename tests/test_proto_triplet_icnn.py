@@ -15,6 +15,7 @@ import torch
 
 import lossviz as lv
 from lossviz.papers import proto_triplet_icnn as fs
+from _util import drawn_artists, same_artists
 
 F64 = torch.float64
 
@@ -429,18 +430,6 @@ def test_train_fewshot_draws_a_new_task_each_episode_and_pairs_runs_by_seed():
     s, _ = fs.episode_index(fs.load_fewshot("ids_noisy").y_train.numpy(), way=10, shot=1, query=5, episodes=5, seed=3)
     classes = [frozenset(fs.load_fewshot("ids_noisy").y_train[row].tolist()) for row in s]
     assert len(set(classes)) == 5                                          # five episodes, five different tasks
-
-
-def drawn_artists(fig) -> list:
-    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
-    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
-    place), so the list is the same, object for object, after a change."""
-    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
-            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
-
-
-def same_artists(before: list, after: list) -> bool:
-    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
 
 
 def test_knobs_panel_redraws_on_each_knob():

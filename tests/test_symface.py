@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lossviz.papers import symface as sy
+from _util import drawn_artists, same_artists
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -298,18 +299,6 @@ def test_training_runs_is_cached_and_pulls_the_halves_together():
     assert sym.scores["half_disparity"] < base.scores["half_disparity"]
     assert set(sym.scores) >= {"tar", "tar_before", "intra", "inter", "half_intra", "half_inter", "light_sensitivity"}
     assert sym.params["fill"] == "mirror", "halves enter as mirror-completed faces by default"
-
-
-def drawn_artists(fig) -> list:
-    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
-    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
-    place), so the list is the same, object for object, after a change."""
-    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
-            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
-
-
-def same_artists(before: list, after: list) -> bool:
-    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
 
 
 def test_symmetry_panel_redraws_with_the_knobs():

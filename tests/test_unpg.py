@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import lossviz as lv
 from lossviz import margins
 from lossviz.papers import unpg
+from _util import drawn_artists, same_artists
 
 
 def unpg_ref(C, S, labels, *, s, m, w, kind):
@@ -222,18 +223,6 @@ def test_training_is_deterministic_cached_and_records_what_it_says(one_thread):
     C, S, y = a.view(*unpg.probe_batch())
     assert C.shape == (128, 300) and S.shape == (128, 128)
     assert unpg.mismatch(C, S, y) == (a.evals["p99_batch"][-1], a.evals["p99_proxy"][-1])
-
-
-def drawn_artists(fig) -> list:
-    """The lines, collections, images and patches of every axes but the colour bars (matplotlib redraws
-    those itself when a colour scale moves): a pure-maths panel keeps these objects (it updates them in
-    place), so the list is the same, object for object, after a change."""
-    return [a for ax in fig.axes if not hasattr(ax, "_colorbar")
-            for group in (ax.lines, ax.collections, ax.images, ax.patches) for a in group]
-
-
-def same_artists(before: list, after: list) -> bool:
-    return len(before) == len(after) and all(a is b for a, b in zip(before, after))
 
 
 def test_explore_panel_redraws_on_every_knob():

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, plots
+from ..data import NoisyDigits, flip_labels, noisy_digits  # noqa: F401 - the notebook reads them here
+from ..models import StackedClassifier, classifier  # noqa: F401
 from ..train import Run, Trainer, memo
 from ..weights import sample_weights
 
@@ -144,106 +146,9 @@ def logits_with_margin(margins, n_classes: int = 10, *, dtype=torch.float64) -> 
 # Label noise and the data
 # ------------------------------------------------------------------------------------------------
 
-def flip_labels(labels, rate: float, n_classes: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric label noise: each label is flipped with probability ``rate`` to a class drawn
-    uniformly from the *other* ``n_classes - 1`` (never to itself, which would understate the rate
-    by ``1/C``).  Returns ``(noisy_labels, flipped)``.
-
-    Seeded and nested: one uniform number and one other class per sample are drawn from ``seed``,
-    and sample ``i`` is flipped when its number is below ``rate``; so with the same seed a higher
-    rate flips the same samples and more, to the same classes (a slider moves smoothly)."""
-    y = torch.as_tensor(labels)
-    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex() or y.ndim != 1:
-        raise ValueError(f"labels must be a 1-D tensor of integer class ids; got dtype {y.dtype}, shape {tuple(y.shape)}")
-    rate = checks.fraction(rate, "rate (the share of labels to flip)")
-    n_classes = checks.integer(n_classes, "n_classes", 2)
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise ValueError(f"labels must be class ids in [0, {n_classes - 1}]; got {int(y.min())} to {int(y.max())}")
-    g = torch.Generator().manual_seed(checks.integer(seed, "seed"))
-    u = torch.rand(len(y), generator=g)
-    shift = torch.randint(1, n_classes, (len(y),), generator=g)          # 1 .. C-1: never the same class
-    flipped = u < rate
-    noisy = torch.where(flipped, (y.long() + shift) % n_classes, y.long())
-    return noisy, flipped
-
-
-@dataclass(frozen=True)
-class NoisyDigits:
-    """Digits with a noisy training split: ``y_train`` is what the loss sees, ``y_clean`` the truth,
-    ``flipped = y_train != y_clean``; the test split is clean."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    y_clean: torch.Tensor
-    flipped: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-
-def noisy_digits(noise: float = 0.4, *, seed: int = 0) -> NoisyDigits:
-    """scikit-learn's digits, stratified 67/33 split (``random_state=seed``: 1203 train, 594 test),
-    standardised with the training split's mean and standard deviation, and :func:`flip_labels` at
-    rate ``noise`` on the training labels (seeded by ``seed``)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    x_tr, x_te, y_tr, y_te = train_test_split(d.data, d.target, test_size=0.33, stratify=d.target,
-                                              random_state=seed)
-    mean, std = x_tr.mean(0), x_tr.std(0)
-    std[std == 0] = 1.0                                                    # constant border pixels
-    f = lambda a: torch.as_tensor((a - mean) / std, dtype=torch.float32)   # noqa: E731
-    y_clean = torch.as_tensor(y_tr, dtype=torch.long)
-    noisy, flipped = flip_labels(y_clean, noise, 10, seed=seed)
-    return NoisyDigits(f(x_tr), noisy, y_clean, flipped, f(x_te), torch.as_tensor(y_te, dtype=torch.long))
-
-
 # ------------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------------
-
-def classifier(in_dim: int = 64, hidden: int = 128, n_classes: int = 10) -> nn.Sequential:
-    """The MLP of the experiment: ``in_dim -> hidden -> hidden -> n_classes`` with ReLUs (raw logits)."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, n_classes))
-
-
-class StackedClassifier(nn.Module):
-    """``len(seeds)`` independent copies of :func:`classifier`, evaluated at once with batched matrix
-    products: ``x`` (S x B x in) -> logits (S x B x C).  Copy ``i`` is initialised exactly as
-    ``torch.manual_seed(seeds[i]); classifier(...)`` would be.  The copies share no parameter, and
-    Adam works element by element, so training the stack on the sum of the copies' losses is the same
-    computation as training each copy alone (tested), in less time than separate runs."""
-
-    def __init__(self, seeds, in_dim: int = 64, hidden: int = 128, n_classes: int = 10):
-        super().__init__()
-        nets = []
-        for s in seeds:
-            torch.manual_seed(s)
-            nets.append(classifier(in_dim, hidden, n_classes))
-        layers = [0, 2, 4]
-        self.weights = nn.ParameterList([nn.Parameter(torch.stack([n[k].weight.detach().T for n in nets]))
-                                         for k in layers])
-        self.biases = nn.ParameterList([nn.Parameter(torch.stack([n[k].bias.detach()[None] for n in nets]))
-                                        for k in layers])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for k, (W, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, W)                                    # b + x @ W, one product per copy
-            if k < len(self.weights) - 1:
-                x = x.relu()
-        return x
-
-    def member(self, i: int) -> nn.Sequential:
-        """Copy ``i`` as a plain :func:`classifier` (a new module holding its current weights)."""
-        W, b = self.weights, self.biases
-        net = classifier(W[0].shape[1], W[0].shape[2], W[2].shape[2])
-        with torch.no_grad():
-            for k, layer in enumerate((0, 2, 4)):
-                net[layer].weight.copy_(W[k][i].T)
-                net[layer].bias.copy_(b[k][i, 0])
-        return net
-
 
 @dataclass(repr=False)
 class CompSumRun(Run):

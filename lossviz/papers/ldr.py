@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, plots
+from ..data import NoisyDigits, flip_labels, noisy_digits  # noqa: F401 - the notebook reads them here
+from ..models import StackedClassifier  # noqa: F401
 from ..train import Run, Trainer, memo
 from ..weights import sample_weights
 
@@ -196,82 +198,6 @@ def logits_with_margin(margins, n_classes: int = 10, *, dtype=torch.float64) -> 
 # ------------------------------------------------------------------------------------------------
 # Label noise and the data
 # ------------------------------------------------------------------------------------------------
-
-def flip_labels(labels, rate: float, n_classes: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric label noise: each label flipped with probability ``rate`` to one of the *other*
-    ``n_classes - 1`` classes, uniformly.  Seeded and nested (a higher rate flips the same samples
-    and more).  Returns ``(noisy_labels, flipped)``."""
-    y = torch.as_tensor(labels)
-    if y.dtype == torch.bool or y.is_floating_point() or y.is_complex() or y.ndim != 1:
-        raise ValueError(f"labels must be a 1-D tensor of integer class ids; got dtype {y.dtype}, shape {tuple(y.shape)}")
-    rate = checks.fraction(rate, "rate (the share of labels to flip)")
-    n_classes = checks.integer(n_classes, "n_classes", 2)
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise ValueError(f"labels must be class ids in [0, {n_classes - 1}]; got {int(y.min())} to {int(y.max())}")
-    g = torch.Generator().manual_seed(checks.integer(seed, "seed"))
-    u = torch.rand(len(y), generator=g)
-    shift = torch.randint(1, n_classes, (len(y),), generator=g)
-    flipped = u < rate
-    return torch.where(flipped, (y.long() + shift) % n_classes, y.long()), flipped
-
-
-@dataclass(frozen=True)
-class NoisyDigits:
-    """Digits with noisy training labels ``y_train`` (truth ``y_clean``, mask ``flipped``); clean test split."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    y_clean: torch.Tensor
-    flipped: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-
-def noisy_digits(noise: float = 0.4, *, seed: int = 0) -> NoisyDigits:
-    """scikit-learn's digits, stratified 67/33 split (``random_state=seed``), standardised with the
-    training split's statistics, training labels flipped at rate ``noise`` (:func:`flip_labels`)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    x_tr, x_te, y_tr, y_te = train_test_split(d.data, d.target, test_size=0.33, stratify=d.target,
-                                              random_state=seed)
-    mean, std = x_tr.mean(0), x_tr.std(0)
-    std[std == 0] = 1.0
-    as_t = lambda a: torch.as_tensor((a - mean) / std, dtype=torch.float32)  # noqa: E731
-    y_clean = torch.as_tensor(y_tr, dtype=torch.long)
-    noisy, flipped = flip_labels(y_clean, noise, 10, seed=seed)
-    return NoisyDigits(as_t(x_tr), noisy, y_clean, flipped, as_t(x_te), torch.as_tensor(y_te, dtype=torch.long))
-
-
-# ------------------------------------------------------------------------------------------------
-# Training
-# ------------------------------------------------------------------------------------------------
-
-class StackedClassifier(nn.Module):
-    """``len(seeds)`` independent MLPs ``in -> hidden -> hidden -> K`` (ReLU), run at once by batched
-    matrix products: ``x`` (S x B x in) -> logits (S x B x K).  Copy ``i`` starts as
-    ``torch.manual_seed(seeds[i])`` and three ``nn.Linear`` layers would; the copies share nothing and
-    Adam is elementwise, so training the stack on the sum of their losses trains each copy alone."""
-
-    def __init__(self, seeds, in_dim: int = 64, hidden: int = 128, n_classes: int = 10):
-        super().__init__()
-        nets = []
-        for s in seeds:
-            torch.manual_seed(s)
-            nets.append([nn.Linear(in_dim, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, n_classes)])
-        self.weights = nn.ParameterList([nn.Parameter(torch.stack([n[k].weight.detach().T for n in nets]))
-                                         for k in range(3)])
-        self.biases = nn.ParameterList([nn.Parameter(torch.stack([n[k].bias.detach()[None] for n in nets]))
-                                        for k in range(3)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for k, (W, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, W)
-            if k < 2:
-                x = x.relu()
-        return x
-
 
 @dataclass(repr=False)
 class LDRRun(Run):

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import checks, plots
+from ..models import StackedClassifier as StackedMLP  # the stack of seeded MLPs the runs train
 from ..train import Run, Trainer, memo
 from ..weights import logit_weights, sample_weights
 
@@ -245,32 +246,6 @@ def digits(seed: int = 0) -> Digits:
     f = lambda v: torch.as_tensor((v - mean) / std, dtype=torch.float32)  # noqa: E731
     i = lambda v: torch.as_tensor(v, dtype=torch.long)                     # noqa: E731
     return Digits(f(x_tr), i(y_tr), f(x_te), i(y_te))
-
-
-class StackedMLP(nn.Module):
-    """``len(seeds)`` independent MLPs ``in -> hidden -> hidden -> out`` (ReLU) evaluated at once with
-    batched products: ``x`` (S x B x in) -> (S x B x out).  Copy ``i`` starts as
-    ``torch.manual_seed(seeds[i])`` then ``nn.Linear`` layers would; the copies share no parameter and
-    Adam is element-wise, so training on the sum of their losses trains each one alone."""
-
-    def __init__(self, seeds, in_dim: int = 64, hidden: int = 64, out_dim: int = 10):
-        super().__init__()
-        dims = [(in_dim, hidden), (hidden, hidden), (hidden, out_dim)]
-        per_seed = []
-        for s in seeds:
-            torch.manual_seed(s)
-            per_seed.append([nn.Linear(i, o) for i, o in dims])
-        self.weights = nn.ParameterList([nn.Parameter(torch.stack([ls[k].weight.detach().T for ls in per_seed]))
-                                         for k in range(3)])
-        self.biases = nn.ParameterList([nn.Parameter(torch.stack([ls[k].bias.detach()[None] for ls in per_seed]))
-                                        for k in range(3)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for k, (W, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, W)
-            if k < 2:
-                x = x.relu()
-        return x
 
 
 @dataclass(repr=False)
