@@ -265,6 +265,24 @@ def anchor_weights_view(ax, s_pos, s_neg, w_pos, w_neg, *, title: str = "one anc
     return artists
 
 
+def move_anchor_weights(ax, stems, s_pos, s_neg, w_pos, w_neg) -> None:
+    """Move the stems that :func:`anchor_weights_view` made (``stems``, the artists it
+    returned) to new weights, in place: stems, dots, the totals in the legend, and the axis limits
+    (collections do not rescale an axis by themselves)."""
+    ends = []
+    for (lines, dots), s, w, sign in ((stems[:2], s_neg, w_neg, 1), (stems[2:], s_pos, w_pos, -1)):
+        s, w = np.atleast_1d(as_numpy(s)), sign * np.atleast_1d(as_numpy(w))
+        lines.set_segments([[(x, 0.0), (x, y)] for x, y in zip(s, w)])
+        dots.set_offsets(np.column_stack([s, w]))
+        ends.append(np.column_stack([s, w]))
+    for text, w, who in zip(ax.get_legend().get_texts(), (w_neg, w_pos), ("push on negatives", "pull on the positive")):
+        text.set_text(f"{who}: total {float(np.sum(as_numpy(w))):.3g}")
+    xy = np.vstack(ends)
+    (x0, y0), (x1, y1) = np.minimum(xy.min(0), [np.inf, 0.0]), np.maximum(xy.max(0), [-np.inf, 0.0])
+    pad_x, pad_y = 0.05 * max(x1 - x0, 1e-3), 0.05 * max(y1 - y0, 1e-3)
+    ax.set(xlim=(x0 - pad_x, x1 + pad_x), ylim=(y0 - pad_y, y1 + pad_y))
+
+
 def temperature_curves(ax, s_neg, taus, *, cmap: str = "viridis"):
     """The relative penalty ``r`` of a fixed set of negatives, one line per temperature: ``r`` is the
     softmax of their similarities divided by tau (:func:`lossviz.contrastive.relative_penalty`).

@@ -338,7 +338,7 @@ def temperature_panel(S, labels, *, tau: float = 0.2, anchor: int = 0) -> widget
         t, a = v["tau"], v["anchor"]
         s_pos, s_neg = float(S[a, pos[a]]), S[a, neg[a]]
         w_pos, w_neg = contrastive.anchor_nt_xent_weights(s_pos, s_neg, tau=t)
-        _move_anchor_weights(axes[0, 0], stems, s_pos, s_neg, w_pos, w_neg)
+        plots.move_anchor_weights(axes[0, 0], stems, s_pos, s_neg, w_pos, w_neg)
         axes[0, 0].set_title(f"anchor {a}, τ = {t:.3g}")
         H_grid = _entropy(s_neg, grid) / math.log(len(s_neg))
         H = float(_entropy(s_neg, t)) / math.log(len(s_neg))
@@ -353,22 +353,6 @@ def temperature_panel(S, labels, *, tau: float = 0.2, anchor: int = 0) -> widget
     return widgets.Panel(controls, fig, draw)
 
 
-def _move_anchor_weights(ax, stems, s_pos, s_neg, w_pos, w_neg) -> None:
-    """Move the stems that :func:`lossviz.plots.anchor_weights_view` made (``stems``, the artists it
-    returned) to new weights, in place: stems, dots, the totals in the legend, and the axis limits
-    (collections do not rescale an axis by themselves)."""
-    ends = []
-    for (lines, dots), s, w, sign in ((stems[:2], s_neg, w_neg, 1), (stems[2:], s_pos, w_pos, -1)):
-        s, w = np.atleast_1d(plots.as_numpy(s)), sign * np.atleast_1d(plots.as_numpy(w))
-        lines.set_segments([[(x, 0.0), (x, y)] for x, y in zip(s, w)])
-        dots.set_offsets(np.column_stack([s, w]))
-        ends.append(np.column_stack([s, w]))
-    for text, w, who in zip(ax.get_legend().get_texts(), (w_neg, w_pos), ("push on negatives", "pull on the positive")):
-        text.set_text(f"{who}: total {float(np.sum(plots.as_numpy(w))):.3g}")
-    xy = np.vstack(ends)
-    (x0, y0), (x1, y1) = np.minimum(xy.min(0), [np.inf, 0.0]), np.maximum(xy.max(0), [-np.inf, 0.0])
-    pad_x, pad_y = 0.05 * max(x1 - x0, 1e-3), 0.05 * max(y1 - y0, 1e-3)
-    ax.set(xlim=(x0 - pad_x, x1 + pad_x), ylim=(y0 - pad_y, y1 + pad_y))
 
 
 def _entropy(s_neg: torch.Tensor, tau):

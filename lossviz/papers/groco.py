@@ -647,22 +647,6 @@ def weights_view(ax, s_pos, s_neg, g_pos, g_neg, *, title: str, ylabel: str):
 # Panels
 # ------------------------------------------------------------------------------------------------
 
-def _move_anchor_weights(ax, stems, s_pos, s_neg, w_pos, w_neg) -> None:
-    """Move the stems that :func:`lossviz.plots.anchor_weights_view` made (``stems``, the artists it
-    returned) to new weights, in place: stems, dots, the totals in the legend, and the axis limits
-    (collections do not rescale an axis by themselves)."""
-    ends = []
-    for (lines, dots), s, w, sign in ((stems[:2], s_neg, w_neg, 1), (stems[2:], s_pos, w_pos, -1)):
-        s, w = np.atleast_1d(plots.as_numpy(s)), sign * np.atleast_1d(plots.as_numpy(w))
-        lines.set_segments([[(x, 0.0), (x, y)] for x, y in zip(s, w)])
-        dots.set_offsets(np.column_stack([s, w]))
-        ends.append(np.column_stack([s, w]))
-    for text, w, who in zip(ax.get_legend().get_texts(), (w_neg, w_pos), ("push on negatives", "pull on the positive")):
-        text.set_text(f"{who}: total {float(np.sum(plots.as_numpy(w))):.3g}")
-    xy = np.vstack(ends)
-    (x0, y0), (x1, y1) = np.minimum(xy.min(0), [np.inf, 0.0]), np.maximum(xy.max(0), [-np.inf, 0.0])
-    pad_x, pad_y = 0.05 * max(x1 - x0, 1e-3), 0.05 * max(y1 - y0, 1e-3)
-    ax.set(xlim=(x0 - pad_x, x1 + pad_x), ylim=(y0 - pad_y, y1 + pad_y))
 
 
 def sorting_panel(s_pos, s_neg, *, steepness: float = 1.0, topk_neg: int = 10, views: int = 2,
@@ -715,8 +699,8 @@ def sorting_panel(s_pos, s_neg, *, steepness: float = 1.0, topk_neg: int = 10, v
         n_pos, n_neg = contrastive.anchor_nt_xent_weights(float(sp.max()), s_neg, tau=tau)
         move_permutation_heatmap(image, P, k)
         axes[0, 0].set_title(f"P_soft, steepness {v['steepness']:.3g}")
-        _move_anchor_weights(axes[0, 1], groco_stems, sp, s_neg, -g_pos, g_neg)
-        _move_anchor_weights(axes[0, 2], nt_stems, sp.max(), s_neg, n_pos, n_neg)
+        plots.move_anchor_weights(axes[0, 1], groco_stems, sp, s_neg, -g_pos, g_neg)
+        plots.move_anchor_weights(axes[0, 2], nt_stems, sp.max(), s_neg, n_pos, n_neg)
         rows = torch.cat([s_neg.topk(k).values.flip(0).expand(len(grid), k),
                           torch.cat([grid[:, None], sp[1:].expand(len(grid), -1)], 1).sort(dim=1).values], 1)
         curve = group_ordering_loss(rows, k, reduction="none", **knobs)

@@ -673,24 +673,6 @@ def _move_histograms(ax, hist: dict, ab, ac) -> None:
     ax.set(xlim=(lo - pad, hi + pad), ylim=(0, 1.05 * top))
 
 
-def _move_anchor_weights(ax, stems, s_pos, s_neg, w_pos, w_neg) -> None:
-    """Move the stems that :func:`lossviz.plots.anchor_weights_view` made (``stems``, the artists it
-    returned) to new weights, in place: stems, dots, the totals in the legend, and the axis limits
-    (collections do not rescale an axis by themselves)."""
-    from .. import plots
-
-    ends = []
-    for (lines, dots), s, w, sign in ((stems[:2], s_neg, w_neg, 1), (stems[2:], s_pos, w_pos, -1)):
-        s, w = np.atleast_1d(plots.as_numpy(s)), sign * np.atleast_1d(plots.as_numpy(w))
-        lines.set_segments([[(x, 0.0), (x, y)] for x, y in zip(s, w)])
-        dots.set_offsets(np.column_stack([s, w]))
-        ends.append(np.column_stack([s, w]))
-    for text, w, who in zip(ax.get_legend().get_texts(), (w_neg, w_pos), ("push on negatives", "pull on the positive")):
-        text.set_text(f"{who}: total {float(np.sum(plots.as_numpy(w))):.3g}")
-    xy = np.vstack(ends)
-    (x0, y0), (x1, y1) = np.minimum(xy.min(0), [np.inf, 0.0]), np.maximum(xy.max(0), [-np.inf, 0.0])
-    pad_x, pad_y = 0.05 * max(x1 - x0, 1e-3), 0.05 * max(y1 - y0, 1e-3)
-    ax.set(xlim=(x0 - pad_x, x1 + pad_x), ylim=(y0 - pad_y, y1 + pad_y))
 
 
 def gate_panel(*, d: int = 32, tau: float = 0.1, kind: str = "sigmoid", kappa: float = 4.0,
@@ -746,7 +728,7 @@ def gate_panel(*, d: int = 32, tau: float = 0.1, kind: str = "sigmoid", kappa: f
         scale = v["tau"] * n_pos
         ab, ac = S[a_rows][:, y == 1].reshape(-1), S[a_rows][:, y >= 2].reshape(-1)
         _move_gate_bars(axes[0, 0], bars, g, k, v["kind"])
-        _move_anchor_weights(axes[0, 1], stems, S[a_rows[0], pos[0]], S[a_rows[0], allowed[0]],
+        plots.move_anchor_weights(axes[0, 1], stems, S[a_rows[0], pos[0]], S[a_rows[0], allowed[0]],
                              -Wt[pos[0]] * scale, Wt[allowed[0]] * scale)
         axes[0, 1].set_title(f"one a-anchor, τ = {v['tau']:.3g}")
         _move_histograms(axes[0, 2], hist, ab, ac)
