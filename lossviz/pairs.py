@@ -37,49 +37,89 @@ MS_PRESETS = {
 }
 
 
-#: Stand-in for -inf in :func:`_ms_terms`: ``e^-60 ~ 1e-26`` vanishes next to the sum's ``1``
-#: (it is below float64's resolution even summed over 10^9 entries), and ``exp`` is several times
-#: slower on -inf and on inputs below about -87 (it stays fast while a row's largest exponent is
-#: below 27; MS's defaults reach 25).
-FAR = -60.0
+class _MSLoss(torch.autograd.Function):
+    r"""MS's mean over the anchors of ``log(1 + sum_P e^{-alpha (S - lam)}) / alpha +
+    log(1 + sum_N e^{beta (S - lam)}) / beta``, with its mining step, in one autograd node.
 
+    The hot path of training, written for few dispatched operations (small batches are dispatch
+    bound) and few B x B buffers:
 
-def _ms_terms(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, alpha: float, beta: float,
-              lam: float) -> torch.Tensor:
-    """Per anchor, MS's two soft-max terms ``log(1 + sum_P e^{-alpha (S - lam)}) / alpha +
-    log(1 + sum_N e^{beta (S - lam)}) / beta``, stably: each is a logsumexp over ``[0, a_1, ...]``
-    with :data:`FAR` (about -inf) outside its mask (logsumexp subtracts the row's largest entry,
-    >= 0 thanks to the leading 0, so no exponent overflows).  Exactly 0, with a zero gradient, on
-    a row whose masks are empty.
+    * mining (eq. 6-7 of the paper, as :func:`lossviz.mining.ms_mining_masks`) gives each anchor's
+      hardest positive ``min_pos`` and hardest negative ``max_neg``, which are also the largest
+      exponents among the kept pairs, so the soft-max shift costs no extra pass over the matrix:
+      ``m = max(0, largest kept exponent)`` (0 when nothing is kept, so the term is exactly 0);
+    * ``e = e^{a - m}`` on the kept pairs (exactly 0 elsewhere), ``Z = e^{-m} + sum e``, the term
+      is ``m + log Z`` (``log(1 + sum e^a)``, no exponent overflows);
+    * the pair weights of eq. 9-10, ``e / Z``, are the gradient: ``dL/dS = (w_neg - w_pos) / A``,
+      one B x B buffer saved (positives and negatives are disjoint), so the backward pass is a
+      single multiplication.
 
-    The gradient is written by hand (:class:`_MSTerms`): ``-e^{a+ - out+}`` on the positives and
-    ``e^{a- - out-}`` on the negatives (the pair weights of the paper's eq. 9-10), computed from
-    the saved ``x`` in two B x B buffers, where autograd through ``where``, ``pad`` and
-    ``logsumexp`` holds several; one autograd node for both terms keeps small batches fast."""
-    return _MSTerms.apply(x, pos, neg, alpha, beta, lam)
+    :func:`ms_loss_formula` is the readable version (a test holds both equal, values and gradients).
+    Learnable knobs (0-d tensors that require grad) also get their gradients, from saved weights.
+    """
 
-
-class _MSTerms(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, pos, neg, alpha, beta, lam):
-        out_p = torch.logsumexp(F.pad(torch.where(pos, (x - lam).mul_(-alpha), FAR), (1, 0)), dim=1)
-        out_n = torch.logsumexp(F.pad(torch.where(neg, (x - lam).mul_(beta), FAR), (1, 0)), dim=1)
-        ctx.save_for_backward(x, pos, neg, out_p, out_n)
+    def forward(ctx, x, pos, neg, alpha, beta, lam, eps, mining):
+        inf = math.inf
+        s_pos = torch.where(pos, x, _const(inf, x))         # S on positives, +inf elsewhere
+        s_neg = torch.where(neg, x, _const(-inf, x))        # S on negatives, -inf elsewhere
+        min_pos = s_pos.amin(dim=1, keepdim=True)           # hardest positive (+inf: none)
+        max_neg = s_neg.amax(dim=1, keepdim=True)           # hardest negative (-inf: none)
+        if mining:                                          # dropped: not kept by eps-mining
+            drop_p, drop_n = (s_pos - eps) >= max_neg, (s_neg + eps) <= min_pos
+            none_p, none_n = (min_pos - eps) >= max_neg, (max_neg + eps) <= min_pos
+        else:
+            drop_p, drop_n = pos.logical_not(), neg.logical_not()
+            none_p, none_n = min_pos == inf, max_neg == -inf
+        del s_pos, s_neg
+        # Minus the largest kept exponents: -max(0, -alpha (min_pos - lam)), -max(0, beta (max_neg - lam)).
+        nm_p = (min_pos - lam).mul_(alpha).clamp_max_(0).masked_fill_(none_p, 0.0)
+        nm_n = (max_neg - lam).mul_(-beta).clamp_max_(0).masked_fill_(none_n, 0.0)
+        e_p = _shifted_exp(x, -alpha, nm_p.add(alpha * lam), drop_p)     # e^{a - m} on kept pairs
+        e_n = _shifted_exp(x, beta, nm_n.sub(beta * lam), drop_n)
+        z_p = e_p.sum(dim=1, keepdim=True).add_(nm_p.exp())              # Z = e^{-m} + sum e^{a - m}
+        z_n = e_n.sum(dim=1, keepdim=True).add_(nm_n.exp())
+        out_p, out_n = z_p.log().sub_(nm_p), z_n.log().sub_(nm_n)   # log(1 + sum e^a) = m + log Z
+        w_n, w_p = e_n.div_(z_n), e_p.div_(z_p)             # the pair weights, eq. 9-10
         ctx.knobs = alpha, beta, lam
-        return out_p / alpha + out_n / beta
+        if any(ctx.needs_input_grad[3:6]):
+            ctx.save_for_backward(x, w_p, w_n, out_p[:, 0], out_n[:, 0])
+        else:
+            ctx.save_for_backward(w_n.sub_(w_p))
+        if isinstance(alpha, torch.Tensor) or isinstance(beta, torch.Tensor):
+            return (out_p / alpha + out_n / beta).mean()
+        return torch.add(out_n, out_p, alpha=beta / alpha).mean() / beta
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
-        x, pos, neg, out_p, out_n = ctx.saved_tensors
-        alpha, beta, lam = (float(k) for k in ctx.knobs)       # learnable knobs are 0-d tensors
-        # e^(a - out) with a = scale * (x - lam), -inf off the mask: exactly 0 there, never inf * 0
-        w_n = torch.add((out_n + beta * lam).neg_()[:, None], x, alpha=beta)
-        w_n = w_n.masked_fill_(neg.logical_not(), -math.inf).exp_()
-        w_p = torch.add((out_p - alpha * lam).neg_()[:, None], x, alpha=-alpha)
-        w_p = w_p.masked_fill_(pos.logical_not(), -math.inf).exp_()
-        knob_grads = _ms_knob_grads(ctx, g, x, w_p, w_n, out_p, out_n) if any(ctx.needs_input_grad[3:]) else (None,) * 3
-        return (w_n.sub_(w_p).mul_(g[:, None]), None, None, *knob_grads)
+        saved = ctx.saved_tensors
+        if len(saved) == 1:
+            return saved[0] * (g / saved[0].shape[0]), *(None,) * 7
+        x, w_p, w_n, out_p, out_n = saved
+        gs = (g / x.shape[0]).expand(x.shape[0])
+        knob_grads = _ms_knob_grads(ctx, gs, x, w_p, w_n, out_p, out_n)
+        return (w_n - w_p) * gs[:, None], None, None, *knob_grads, None, None
+
+
+_CONSTS: dict = {}
+
+
+def _const(value: float, like: torch.Tensor) -> torch.Tensor:
+    """A cached 0-d tensor (``torch.where`` with a tensor is a little faster than with a number)."""
+    key = (value, like.dtype, like.device)
+    c = _CONSTS.get(key)
+    if c is None:
+        c = _CONSTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return c
+
+
+def _shifted_exp(x, scale, shift, drop):
+    """``e^{scale x + shift}``, exactly 0 where ``drop``.  Exponents are clamped at -80 first:
+    ``exp`` is several times slower on inputs whose result is subnormal (below about -87) or -inf,
+    and ``e^-80 ~ 2e-35`` adds nothing next to the ``e^{-m} + ...`` it is summed with."""
+    a = x * scale + shift if isinstance(scale, torch.Tensor) else torch.add(shift, x, alpha=scale)
+    return a.clamp_min_(-80.0).exp_().masked_fill_(drop, 0.0)
 
 
 def _ms_knob_grads(ctx, g, x, w_p, w_n, out_p, out_n):
@@ -132,10 +172,10 @@ def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0
     alpha, beta = checks.positive(alpha, "alpha"), checks.positive(beta, "beta")
     lam, eps = checks.finite(lam, "lam"), checks.non_negative(eps, "eps")
     x = upcast(S)
+    if weighting:
+        return _MSLoss.apply(x, pos, neg, alpha, beta, lam, eps, mining)
     if mining:
         pos, neg = ms_mining_masks(x, pos, neg, eps)
-    if weighting:
-        return _ms_terms(x, pos, neg, alpha, beta, lam).mean()
     pos_term = torch.where(pos, 1 - x, 0.0).sum(dim=1)
     neg_term = torch.where(neg, 1 + x, 0.0).sum(dim=1)
     return (pos_term + neg_term).mean()
