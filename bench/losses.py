@@ -13,8 +13,13 @@ trained: see :func:`make_batch`) it reports the median time of ``--repeats`` run
 (all cases of a batch timed round-robin, so background load falls on all alike), the peak tensor
 memory of one run and its count of aten ops (both from the profiler, see ``bench/memory.py``).
 lossviz is timed with its value checks on (the default) and off (``lv.validation(False)``, what the
-ratios use).  The table of pairings below says which PML loss stands against which lossviz loss; a
-lossviz loss added later (NT-Xent, SupCon) only needs its name filled in there.
+ratios use).  The table of pairings below says which PML loss stands against which lossviz loss:
+the pair losses and the InfoNCE family (NT-Xent, SupCon) on S, the margin losses (ArcFace, CosFace,
+NormFace) on the cosines to ``CLASSES`` class weights that both sides share (and differentiate).
+
+Then the scaling table: every lossviz loss from B = 64 to 8192 (D = 128, K = 4), time and peak
+memory, which grows as B^2; and the block path (``lossviz.distributed.backward_in_blocks``, 1024
+anchors at a time), whose memory grows as 1024 x B.
 
 The batch matters for MS with mining: on a batch where mining keeps *nothing* (a model near the
 end of training), PML's miner returns empty lists and its loss returns 0 without computing
@@ -26,6 +31,7 @@ of anchors, positive and negative pairs that MS mining keeps.
     python bench/losses.py --quick                # smoke test
     python bench/losses.py --markdown             # also print the README tables
     python bench/losses.py --device cuda          # on a GPU (bench/results/losses-cuda.json)
+    python bench/losses.py --no-scaling           # the grid only
 
 Never run as a timed test: times depend on the machine and on whatever else runs on it.
 """
@@ -61,6 +67,9 @@ from bench.memory import MiB, profile_run  # noqa: E402
 # What is compared with what
 # ------------------------------------------------------------------------------------------------
 
+#: Classes of the margin losses' class-weight matrix (the batch's labels are some of them).
+CLASSES = 1000
+
 #: lossviz losses by benchmark name: ``fn(S, labels) -> scalar``.
 LOSSVIZ = {
     "ms": partial(lv.ms_loss),  # with MS mining (the default)
@@ -70,7 +79,22 @@ LOSSVIZ = {
     "triplet (semihard)": partial(lv.triplet_loss, margin=0.1, mining="semihard"),
     "binomial": partial(lv.binomial_deviance_loss),
     "lifted": partial(lv.lifted_structure_loss, lam=1.0),
+    "nt_xent": partial(lv.nt_xent_loss, tau=0.07),
+    "supcon": partial(lv.supcon_loss, tau=0.1),
 }
+
+#: lossviz margin losses: ``fn(cos, labels)`` on the cosines to ``CLASSES`` class weights (a learnt
+#: ``CLASSES x D`` matrix, which gets its gradient too), ``lv.cosine_logits(x, W)``.
+LOSSVIZ_PROXY = {
+    "arcface": partial(lv.arcface_loss, s=64.0, m=math.radians(28.6)),
+    "cosface": partial(lv.cosface_loss, s=64.0, m=0.35),
+    "normface": partial(lv.margin_softmax_loss, kind="normface", s=20.0, m=0.0),
+}
+
+#: The block path for batches whose B x B matrices do not fit: ``lossviz.distributed.backward_in_blocks``
+#: with 1024 anchors per block (memory ~ 1024 x B), in the scaling table.
+BLOCK_ROWS = 1024
+BLOCKED = ("ms", "supcon")
 
 
 def _pml():
@@ -93,7 +117,14 @@ def _pml():
         "LiftedStructureLoss": lambda: (losses.LiftedStructureLoss(), None),
         "NTXentLoss": lambda: (losses.NTXentLoss(temperature=0.07), None),
         "SupConLoss": lambda: (losses.SupConLoss(temperature=0.1), None),
+        # margin in degrees (28.6 = 0.5 rad), scale 64; temperature 0.05 = scale 20
+        "ArcFaceLoss": lambda: (losses.ArcFaceLoss(CLASSES, 1, margin=28.6, scale=64), None),
+        "CosFaceLoss": lambda: (losses.CosFaceLoss(CLASSES, 1, margin=0.35, scale=64), None),
+        "NormalizedSoftmaxLoss": lambda: (losses.NormalizedSoftmaxLoss(CLASSES, 1, temperature=0.05), None),
     }
+
+#: PML losses that hold their own class weights (built for D = 1 above, re-made for the batch's D).
+PML_PROXY = {"ArcFaceLoss", "CosFaceLoss", "NormalizedSoftmaxLoss"}
 
 
 @dataclass(frozen=True)
@@ -121,8 +152,13 @@ PAIRINGS = [
     Pairing("lifted", "LiftedStructureLoss",
             "PML's pair-list form (one term per positive pair, squared hinge), a tensor of "
             "positive pairs x negative pairs"),
-    Pairing(None, "NTXentLoss", "no lossviz loss yet; PML forms positive pairs x negative pairs"),
-    Pairing(None, "SupConLoss", "no lossviz loss yet"),
+    Pairing("nt_xent", "NTXentLoss", "same values (tau 0.07); PML forms a positive pairs x "
+            "negative pairs tensor, lossviz one B x B soft-max"),
+    Pairing("supcon", "SupConLoss", "same values (tau 0.1)"),
+    Pairing("arcface", "ArcFaceLoss", f"same values (m 0.5 rad = 28.6 deg, s 64), {CLASSES} classes; "
+            "the class weights get their gradient too"),
+    Pairing("cosface", "CosFaceLoss", f"same values (m 0.35, s 64), {CLASSES} classes"),
+    Pairing("normface", "NormalizedSoftmaxLoss", f"same values (s 20 = 1 / temperature 0.05), {CLASSES} classes"),
 ]
 
 def _pml_bytes(name: str, B: int, K: int) -> int:
@@ -251,11 +287,36 @@ def measure_all(cases: list[Case], device, repeats: int, warmup: int, budget_s: 
                            repeats=case.repeats)
 
 
-def _backward(make_loss: Callable[[], torch.Tensor], x: torch.Tensor, grad=None) -> Callable[[], None]:
+def _backward(make_loss: Callable[[], torch.Tensor], x: torch.Tensor, grad=None, *others) -> Callable[[], None]:
     def step():
         make_loss().backward(grad)
-        x.grad = None  # dropped at the end, so that a profiled step starts from the same state
+        for t in (x, *others):
+            t.grad = None  # dropped at the end, so that a profiled step starts from the same state
     return step
+
+
+def make_weights(D: int, device, seed: int = 1) -> torch.Tensor:
+    """``CLASSES x D`` class weights for the margin losses (random directions)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(CLASSES, D, generator=g).to(device)
+
+
+def _lossviz_step(name: str, x: torch.Tensor, labels: torch.Tensor, W: torch.Tensor,
+                  rows: int | None = None) -> Callable[[], None]:
+    """Forward + backward of one lossviz loss from the embeddings (and the class weights)."""
+    if name in LOSSVIZ_PROXY:
+        fn = LOSSVIZ_PROXY[name]
+        return _backward(lambda: fn(lv.cosine_logits(x, W), labels), x, None, W)
+    if name.endswith(" (blocks)"):
+        base = name[: -len(" (blocks)")]
+        from lossviz import distributed
+
+        def step():
+            distributed.backward_in_blocks(LOSSVIZ[base], x, labels, rows=BLOCK_ROWS if rows is None else rows)
+            x.grad = None
+        return step
+    fn = LOSSVIZ[name]
+    return _backward(lambda: fn(lv.similarity(x), labels), x)
 
 
 def run_config(B: int, D: int, K: int, args, pml: dict | None, log=print) -> dict:
@@ -269,9 +330,11 @@ def run_config(B: int, D: int, K: int, args, pml: dict | None, log=print) -> dic
         f = F.normalize(x, dim=1)
         return f @ f.T
 
+    W0 = make_weights(D, device)
+    W = W0.clone().requires_grad_(True)
     cases = {("floor", None): Case(_backward(floor, x, grad_S))}
     for name in dict.fromkeys(p.lossviz for p in PAIRINGS if p.lossviz):
-        step = _backward(lambda fn=LOSSVIZ[name]: fn(lv.similarity(x), labels), x)
+        step = _lossviz_step(name, x, labels, W)
         cases[("lossviz", name)] = Case(step, checks=False)
         cases[("lossviz-checks", name)] = Case(step, checks=True, profile=False)
     skipped = {}
@@ -285,6 +348,8 @@ def run_config(B: int, D: int, K: int, args, pml: dict | None, log=print) -> dic
                              f"(> --pml-max-gib {args.pml_max_gib:g})")
             continue
         loss_mod, miner = pml[name]()
+        if name in PML_PROXY:  # the same class weights as lossviz's (PML keeps them D x classes)
+            loss_mod.W = torch.nn.Parameter(W0.T.clone())
         loss_mod, miner = loss_mod.to(device), miner.to(device) if miner is not None else None
         if miner is None:
             make = lambda loss_mod=loss_mod: loss_mod(x, labels)  # noqa: E731
@@ -329,6 +394,37 @@ def run_config(B: int, D: int, K: int, args, pml: dict | None, log=print) -> dic
             right = f"{p.pml or 'no PML equivalent'}" + (" (skipped)" if b else "")
         log(f"    {left}   {right}")
     return out
+
+
+def run_scaling(args, log=print) -> dict:
+    """Time and peak memory of every lossviz loss (and of the block path) as B grows, D and K fixed:
+    the B x B matrices make memory grow as B^2, the block path keeps it near ``block_rows x B``."""
+    device = torch.device(args.device)
+    D, K = args.scaling_dim, args.scaling_k
+    names = [*LOSSVIZ, *LOSSVIZ_PROXY, *(f"{n} (blocks)" for n in BLOCKED)]
+    rows = []
+    for B in args.scaling_sizes:
+        x0, labels = make_batch(B, D, K, device)
+        x = x0.clone().requires_grad_(True)
+        W = make_weights(D, device).requires_grad_(True)
+        grad_S = torch.ones(B, B, device=device)
+
+        def floor():
+            f = F.normalize(x, dim=1)
+            return f @ f.T
+
+        cases = {"floor": Case(_backward(floor, x, grad_S))}
+        for name in names:
+            cases[name] = Case(_lossviz_step(name, x, labels, W, args.block_rows))
+        measure_all(list(cases.values()), device, args.scaling_repeats, 1, args.budget)
+        row = {"B": B, "floor": cases["floor"].result,
+               "lossviz": {name: cases[name].result for name in names}}
+        rows.append(row)
+        log(f"scaling B={B:5d}  " + "  ".join(f"{n} {c.result['time_ms']:.3g} ms {c.result['peak_mib']:.3g} MiB"
+                                             for n, c in cases.items()))
+        del cases, x, W, grad_S
+        gc.collect()
+    return {"D": D, "K": K, "block_rows": args.block_rows, "repeats": args.scaling_repeats, "rows": rows}
 
 
 def ratios(config: dict) -> list[dict]:
@@ -457,7 +553,50 @@ def markdown(result: dict) -> str:
     skipped = sorted({f"{name} at B = {c['B']}, K = {c['K']}: {m['skipped']}"
                       for c in configs for name, m in c["pml"].items() if m.get("skipped")})
     lines += ["", "Notes:", ""] + notes + [f"* {s}" for s in skipped]
+    lines += ["", *markdown_ms(result)]
+    if result.get("scaling"):
+        lines += ["", *markdown_scaling(result)]
     return "\n".join(lines)
+
+
+def markdown_ms(result: dict) -> list[str]:
+    """``ms`` (with mining) against MultiSimilarityLoss + Miner at every (D, K, B): time and peak
+    memory, each as lossviz / PML."""
+    configs = result["configs"]
+    bs = sorted({c["B"] for c in configs})
+    lines = ["**ms_loss (with mining) / MultiSimilarityLoss + MultiSimilarityMiner**, time and peak "
+             "memory at every benchmark size", "",
+             "| D | K | " + " | ".join(f"B = {B}" for B in bs) + " |", "|---|---|" + "---|" * len(bs)]
+    for D, K in sorted({(c["D"], c["K"]) for c in configs}):
+        cells = []
+        for B in bs:
+            c = next((c for c in configs if (c["B"], c["D"], c["K"]) == (B, D, K)), None)
+            row = next((r for r in ratios(c) if r["lossviz"] == "ms" and r["pml"]), None) if c else None
+            cells.append("n/a" if row is None else
+                         f"{_x(row['lossviz_over_pml'])} time · {_x(row['memory_lossviz_over_pml'])} memory")
+        lines.append(f"| {D} | {K} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown_scaling(result: dict) -> list[str]:
+    """The scaling table: time and peak memory of every lossviz loss as B grows."""
+    sc = result["scaling"]
+    rows = sc["rows"]
+    bs = [r["B"] for r in rows]
+    names = list(rows[0]["lossviz"])
+    lines = [(f"**Scaling** (D = {sc['D']}, K = {sc['K']}, median of {sc['repeats']} runs): time · peak tensor "
+              f"memory, forward + backward from the embeddings. \"(blocks)\" is "
+              f"`lossviz.distributed.backward_in_blocks` with {sc['block_rows']} anchors per block, whose "
+              f"memory grows as {sc['block_rows']} x B instead of B²."), "",
+             "| lossviz | " + " | ".join(f"B = {B}" for B in bs) + " |", "|---|" + "---|" * len(bs)]
+
+    def cell(m):
+        return f"{_ms(m['time_ms'])} ms · {_ms(m['peak_mib'])} MiB"
+
+    lines.append("| floor | " + " | ".join(cell(r["floor"]) for r in rows) + " |")
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(cell(r["lossviz"][name]) for r in rows) + " |")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------
@@ -482,19 +621,35 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds of timed runs per measurement before its repeats are cut (min 3)")
     p.add_argument("--pml-max-gib", type=float, default=1.5,
                    help="skip a PML loss whose B^3 or pair x pair intermediates would need more")
+    p.add_argument("--scaling-sizes", type=_ints,
+                   help="comma-separated B of the scaling table (default 64,128,...,8192; empty: none)")
+    p.add_argument("--scaling-dim", type=int, default=128, help="D of the scaling table (default 128)")
+    p.add_argument("--scaling-k", type=int, default=4, help="K of the scaling table (default 4)")
+    p.add_argument("--scaling-repeats", type=int, help="timed runs per scaling measurement (default 5)")
+    p.add_argument("--block-rows", type=int, help=f"anchors per block of the block path (default {BLOCK_ROWS})")
+    p.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
     p.add_argument("--quick", action="store_true",
                    help="a small grid for a smoke test (B 16,32, D 8, K 4, 2 repeats, 1 warm-up)")
     p.add_argument("--json", type=Path, default=None,
                    help="where to write the results (default bench/results/losses-<device>.json)")
     p.add_argument("--markdown", action="store_true", help="print the README tables at the end")
     args = p.parse_args(argv)
-    defaults = (dict(batch_sizes=[16, 32], dims=[8], ks=[4], repeats=2, warmup=1) if args.quick else
-                dict(batch_sizes=[64, 256, 1024], dims=[128, 512], ks=[4, 8], repeats=20, warmup=3))
+    defaults = (dict(batch_sizes=[16, 32], dims=[8], ks=[4], repeats=2, warmup=1, scaling_sizes=[16, 32],
+                     scaling_repeats=2, block_rows=8) if args.quick else
+                dict(batch_sizes=[64, 256, 1024], dims=[128, 512], ks=[4, 8], repeats=20, warmup=3,
+                     scaling_sizes=[64 * 2**i for i in range(8)], scaling_repeats=5, block_rows=BLOCK_ROWS))
     for name, value in defaults.items():  # what is given on the command line wins, --quick or not
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.json is None:
         args.json = ROOT / "bench" / "results" / f"losses-{torch.device(args.device).type}.json"
+    if args.quick and args.scaling_dim == 128:
+        args.scaling_dim = 8
+    if args.no_scaling:
+        args.scaling_sizes = []
+    for B in args.scaling_sizes:
+        if B % args.scaling_k or args.scaling_k < 2:
+            p.error(f"scaling batch size {B} is not a multiple of --scaling-k = {args.scaling_k} >= 2")
     for B in args.batch_sizes:
         for K in args.ks:
             if K < 2 or B % K:
@@ -519,15 +674,18 @@ def main(argv=None) -> dict:
             for K in args.ks:
                 for B in args.batch_sizes:
                     configs.append(run_config(B, D, K, args, pml))
+        scaling = run_scaling(args) if args.scaling_sizes else None
     finally:
         torch.set_num_threads(old_threads)
     result = {
         "machine": machine(device, args.threads),
         "args": {"data": "make_batch(latent=32, noise=0.75)", "repeats": args.repeats, "warmup": args.warmup, "budget_s": args.budget,
                  "batch_sizes": args.batch_sizes, "dims": args.dims, "ks": args.ks,
-                 "pml_max_gib": args.pml_max_gib, "quick": args.quick},
+                 "pml_max_gib": args.pml_max_gib, "quick": args.quick, "classes": CLASSES,
+                 "scaling_sizes": args.scaling_sizes},
         "pairings": [{"lossviz": p.lossviz, "pml": p.pml, "note": p.note} for p in PAIRINGS],
         "configs": configs,
+        "scaling": scaling,
         "ratios": [{"B": c["B"], "D": c["D"], "K": c["K"], "rows": ratios(c)} for c in configs],
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -143,6 +143,40 @@ def pair_loss(loss_fn: Callable, emb: torch.Tensor, labels: torch.Tensor, **knob
     return share(loss_fn, f @ f_all.T, labels_all, anchors, global_counts, **knobs)
 
 
+def backward_in_blocks(loss_fn: Callable, emb: torch.Tensor, labels: torch.Tensor, *, rows: int = 1024,
+                       **knobs) -> torch.Tensor:
+    """``loss_fn(similarity(emb), labels)`` and its gradient into ``emb.grad``, with memory bounded
+    by ``rows x B`` instead of ``B x B``: the anchors are taken ``rows`` at a time, each block of S
+    (``rows x B``) gives its :func:`share` of the loss and is back-propagated at once (its buffers
+    freed before the next), the gradients of the unit embeddings are summed over blocks, then
+    carried through the normalisation.  For a batch too large for its B x B matrices (B = 8192
+    holds 256 MiB per float32 copy, and a loss keeps several), on one device.
+
+    Returns the loss value (detached).  Like ``loss.backward()`` it *adds* to ``emb.grad`` (and to
+    the gradients of whatever ``emb`` was computed from); call it where ``loss.backward()`` would
+    be called.  Any lossviz pair or InfoNCE loss (one that accepts ``anchors=``)."""
+    emb = checks.as_float_tensor(emb, "emb (embeddings, B x D)", 2)
+    labels = checks.check_labels(labels, emb.shape[0], emb.device)
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ValueError(f"rows must be a positive int (anchors per block); got {rows!r}")
+    n = emb.shape[0]
+    with torch.enable_grad():
+        f = F.normalize(emb, dim=1)
+    unit = f.detach().requires_grad_(emb.requires_grad)
+    global_counts = counts(loss_fn, labels, torch.arange(n, device=emb.device))
+    value = upcast(unit).new_zeros(())
+    for start in range(0, n, rows):
+        anchors = torch.arange(start, min(start + rows, n), device=emb.device)
+        with torch.set_grad_enabled(emb.requires_grad):
+            part = share(loss_fn, unit[anchors] @ unit.T, labels, anchors, global_counts, **knobs)
+        if part.requires_grad:
+            part.backward()
+        value += part.detach()
+    if emb.requires_grad and unit.grad is not None:
+        f.backward(unit.grad)
+    return value
+
+
 def total(loss_share: torch.Tensor) -> torch.Tensor:
     """The global loss from each rank's share (an all-reduce of a detached copy, for logging)."""
     value = loss_share.detach().clone()

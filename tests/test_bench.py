@@ -52,8 +52,12 @@ def test_every_configuration_has_every_loss(result):
                     for K in r["args"]["ks"]}
     names_lv = {p["lossviz"] for p in r["pairings"] if p["lossviz"]}
     names_pml = {p["pml"] for p in r["pairings"] if p["pml"]}
-    assert {"ms", "contrastive", "triplet (all)", "binomial", "lifted"} <= names_lv
-    assert {"MultiSimilarityLoss + MultiSimilarityMiner", "NTXentLoss", "SupConLoss"} <= names_pml
+    assert {"ms", "contrastive", "triplet (all)", "binomial", "lifted", "nt_xent", "supcon",
+            "arcface", "cosface", "normface"} <= names_lv
+    assert {"MultiSimilarityLoss + MultiSimilarityMiner", "NTXentLoss", "SupConLoss", "ArcFaceLoss",
+            "CosFaceLoss", "NormalizedSoftmaxLoss"} <= names_pml
+    # every PML loss that has a lossviz equivalent is paired with it
+    assert all(p["lossviz"] for p in r["pairings"] if p["pml"] != "LiftedStructureLoss")
     for c in r["configs"]:
         assert set(c["lossviz"]) == names_lv and set(c["pml"]) == names_pml
         for m in [c["floor"], *c["lossviz"].values()]:
@@ -82,8 +86,42 @@ def test_markdown_table(result):
     out, _ = result
     text = bench.markdown(out)
     assert "| ms | MultiSimilarityLoss + MultiSimilarityMiner |" in text
-    assert "n/a" in text  # binomial has no PML equivalent; NT-Xent no lossviz loss yet
+    assert "| nt_xent | NTXentLoss |" in text and "| arcface | ArcFaceLoss |" in text
+    assert "n/a" in text  # binomial has no PML equivalent
     assert out["machine"]["cpu"] in text
+    assert "ms_loss (with mining) / MultiSimilarityLoss" in text and "x time ·" in text
+    assert "**Scaling**" in text and "| ms (blocks) |" in text
+
+
+def test_scaling_rows_cover_every_loss_and_the_block_path(result):
+    _, r = result
+    sc = r["scaling"]
+    assert [row["B"] for row in sc["rows"]] == r["args"]["scaling_sizes"] == [16, 32]
+    names = set(bench.LOSSVIZ) | set(bench.LOSSVIZ_PROXY) | {f"{n} (blocks)" for n in bench.BLOCKED}
+    for row in sc["rows"]:
+        assert set(row["lossviz"]) == names
+        for m in [row["floor"], *row["lossviz"].values()]:
+            assert _number(m["time_ms"]) and m["time_ms"] > 0 and _number(m["peak_mib"])
+    # B = 32 in blocks of 8 anchors holds less than the whole 32 x 32 loss
+    last = sc["rows"][-1]["lossviz"]
+    assert sc["block_rows"] < sc["rows"][-1]["B"]
+    assert last["ms (blocks)"]["peak_mib"] < last["ms"]["peak_mib"]
+
+
+def test_the_margin_losses_of_the_benchmark_equal_pml_on_its_class_weights():
+    pml = pytest.importorskip("pytorch_metric_learning")  # noqa: F841
+    import torch
+
+    import lossviz as lv
+    x, y = bench.make_batch(32, 8, 4, "cpu")
+    W = bench.make_weights(8, "cpu")
+    made = bench._pml()
+    for p in bench.PAIRINGS:
+        if p.pml in bench.PML_PROXY:
+            theirs, _ = made[p.pml]()
+            theirs.W = torch.nn.Parameter(W.T.clone())
+            ours = bench.LOSSVIZ_PROXY[p.lossviz](lv.cosine_logits(x, W), y)
+            torch.testing.assert_close(ours, theirs(x, y).detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_a_pml_loss_too_large_is_skipped_with_a_reason():

@@ -227,3 +227,27 @@ def test_bad_anchors_are_refused():
         lv.ms_loss(S[:4], labels)
     with pytest.raises(ValueError, match="anchors"):
         distributed.share(lv.nt_xent_loss, S[:4], labels, torch.tensor([0, 1, 2, 99]), torch.tensor([4, 4]))
+
+
+@pytest.mark.parametrize("name, knobs", CASES)
+@pytest.mark.parametrize("rows", [1, 7, 24, 100])
+def test_backward_in_blocks_equals_the_loss_on_the_whole_batch(name, knobs, rows):
+    """Blocks of anchors (a block size that does not divide B, one row, the whole batch): the same
+    value and the same gradient, into the embeddings and through what made them."""
+    emb, labels = _batch()
+    w = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    loss = LOSSES[name](lv.similarity(emb @ w), labels, **knobs)
+    want = torch.autograd.grad(loss, w)[0]
+    value = distributed.backward_in_blocks(LOSSES[name], emb @ w, labels, rows=rows, **knobs)
+    torch.testing.assert_close(value, loss.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(w.grad, want, rtol=1e-8, atol=1e-10)
+
+
+def test_backward_in_blocks_without_gradient_and_its_errors():
+    emb, labels = _batch()
+    value = distributed.backward_in_blocks(lv.ms_loss, emb, labels, rows=5)
+    torch.testing.assert_close(value, lv.ms_loss(lv.similarity(emb), labels), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="rows must be a positive int"):
+        distributed.backward_in_blocks(lv.ms_loss, emb, labels, rows=0)
+    with pytest.raises(ValueError, match="no positive pair"):
+        distributed.backward_in_blocks(lv.ms_loss, emb, torch.arange(24), rows=5)
