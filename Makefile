@@ -133,7 +133,7 @@ present: venv
 
 # Slides: `make slides NB=00` opens a notebook as a reveal.js deck in the browser (JupyterLab's RISE
 # presenter, bundled: no network), with a live kernel, so panels and Train buttons work on the slides.
-# Notebooks 00 and 01 carry slide marks (a slide per section, a sub-slide per explanation).
+# Every notebook carries slide marks (a slide per section, a sub-slide per explanation).
 slides: venv
 	@test -n "$(NB)" -a -n "$(PRESENT_NB)" || { echo "usage: make slides NB=00"; exit 1; }
 	cd notebooks && env -u MPLBACKEND LOSSVIZ_FAST=$(FAST) ../$(PY) -m jupyterlab_rise $(notdir $(PRESENT_NB)) \

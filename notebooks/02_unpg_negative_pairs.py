@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 02 — UNPG: one softmax for proxy negatives and batch negatives
 #
 # **Paper.** Junuk Jung, Seonhoon Lee, Heung-Seon Oh, Yongjun Park, Joochan Park, Sungbin Son.
@@ -36,7 +36,7 @@
 # weights, as in notebook 01), move its knobs, train ArcFace with and without UNPG on synthetic
 # "faces", and check on unseen identities what of the paper's claim holds at small scale.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains 4 paired seeds
@@ -61,7 +61,7 @@ KNOBS = dict(s=30.0, m=0.3, kind="arcface")     # small-scale choice; the paper 
 W = 1.5                                         # the whisker width of head.zoo.yaml
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| seeds", SEEDS)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### Notation
@@ -119,7 +119,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # lossviz appends its logarithm, $\operatorname{logsumexp}(s\,S^{n\prime})$, as **one** extra column. Same loss,
 # same gradients, and a UNPG step costs about as much as an ArcFace step.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `unpg.unpg_logits` builds the ArcFace logits with `margins.margin_logits` (notebook-independent, shared
@@ -130,7 +130,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 print(inspect.getsource(unpg.whisker_window))
 print(inspect.getsource(unpg.unpg_logits))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A batch of 64 training "faces" (see section 5 for the data: 32 features that carry the identity and 16
 # that are pure noise) through an untrained network: a 16-d embedding $x$ and 300 random proxies give $C$ and $S$.
 
@@ -146,7 +146,7 @@ print(f"train: {len(ids.y_train)} images of {len(ids.y_train.unique())} identiti
       f"of {len(ids.y_test.unique())} unseen identities; {ids.x_train.shape[1]} features per image | "
       f"batch: C {tuple(C0.shape)}, S {tuple(S0.shape)}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **From scratch, the official way:** sort the batch negatives, take the quartiles by index, keep the
 # window, append the whole kept vector to every row, cross-entropy. It equals lossviz's one-column form.
 
@@ -166,7 +166,7 @@ gap = abs(float(literal) - float(ours))
 print(f"literal {float(literal):.4f}   lossviz {float(ours):.4f}   |difference| {'< 1e-10' if gap < 1e-10 else gap}")
 assert gap < 1e-10
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### How many pairs does the filter keep?
@@ -179,7 +179,7 @@ counts0 = unpg.kept_counts(S0, y64, ws)
 print(f"|S^n| = {L}; kept at w = " + ", ".join(f"{w:g}: {c}" for w, c in zip(ws, counts0)))
 assert list(counts0) == sorted(counts0) and counts0[-1] == L
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The mismatch: batch negatives against proxy negatives
 # The paper's motivation, as a picture. We take a fixed probe batch of 128 training images and plot three
 # densities: all batch negatives $S^n$ (vermillion line), the kept window $S^{n\prime}$ (shaded vermillion,
@@ -206,7 +206,7 @@ for name, (pb, pp) in p99.items():
 assert all(pb > pp for pb, pp in p99.values())          # batch negatives reach higher, before and after
 assert p99["after ArcFace"][0] < p99["untrained"][0]    # training pulls the hardest batch negatives down
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Untrained, all features point roughly the same way, so batch negatives are very similar while random
 # proxies are not. After ArcFace the bulk of both distributions sits near 0, but the batch negatives keep
 # a longer upper tail than the proxies: the hardest negatives a sample meets are other *samples*, not
@@ -225,7 +225,7 @@ wts = unpg.weight_plot(axes[0, 0], C_arc, S_arc, y_p, w=W, **KNOBS)
 assert len(axes[0, 0].collections) == 3 and bool((wts.S > 0).any()) and bool((wts.C > 0).any())
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The vermillion points lie on **one straight line** of slope $s/\ln 10$ per unit of similarity: the weight is
 # $\frac sB e^{sS_{ab}}\sum_i 1/Z_i$, the same curve for every pair. The purple points form a band, not one line,
 # because each proxy weight carries its own row's $1/Z_i$ (the band is thin when the rows' denominators are alike),
@@ -247,7 +247,7 @@ print(f"fitted slope of log-weight vs similarity: {slope:.6f} (s = {s:g});  "
 assert bool((wts.S[~kept_mask] == 0).all()) and bool((wts.S[kept_mask] > 0).all())
 assert abs(slope - s) < 1e-6 and err < 1e-6
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The batch as a heat-map, next to MS loss
 # A batch of 16 identities × 4 images (so that positive pairs exist and show as outlined blocks), through the
 # ArcFace-trained network. Left: UNPG's $\partial L/\partial S$. Right: MS loss's weights on the same $S$
@@ -275,12 +275,12 @@ for name, G in (("UNPG", G_unpg), ("MS", G_ms)):
 assert bool((G_unpg[pos_pk] == 0).all()) and bool((G_ms[pos_pk] != 0).any())
 assert nonzero["UNPG"][1] > 0.9 and nonzero["MS"][1] < 0.5     # UNPG pushes nearly all, MS a few per anchor
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The UNPG map has blank diagonal blocks (no positive-pair term) and bright spots wherever two different
 # people look alike — wherever they are in the batch. MS pulls its mined positives (blue) and spends its
 # push on each anchor's own few hardest negatives.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -297,7 +297,7 @@ explore = unpg.explore_panel(C_arc, S_arc, y_p, w=W, **KNOBS)
 assert explore.state["kept"] == int(kept_mask.sum()) and explore.state["mass"][1] > 0
 explore
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The panel is an ordinary object: setting a control redraws it.
 
 # %%
@@ -308,7 +308,7 @@ print(f"kept at w = 0: {kept_w0};  without the filter: {explore.state['kept']} o
 assert kept_w0 < int(kept_mask.sum()) < explore.state["kept"] == int(neg_mask.sum())
 explore.controls["filter"].value, explore.controls["w"].value = True, W
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: verification on unseen identities
 # **Data** (`unpg.face_data()`, generated locally). 400 synthetic identities, 12 images each, 48 features per
 # image:
@@ -349,7 +349,7 @@ assert e_arc["tar@1e-2"][0] == e_unpg["tar@1e-2"][0]                  # paired: 
 assert ((e_arc["p99_batch"] - e_arc["p99_proxy"]) > 0).all()          # ArcFace's mismatch, at every evaluation
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Seed 0. Left: the two losses are not comparable in value (UNPG's denominators hold about 8,000 more terms); both
 # fall. Middle: TAR on the *unseen* identities; both curves start at the same point, the untrained network. Right:
 # ArcFace leaves the hardest batch negatives above the hardest proxy negatives (gap > 0) throughout; UNPG pushes
@@ -381,7 +381,7 @@ assert clean_tar > raw_tar + 0.2                         # the nuisance features
 assert all(d.verdict == "ahead" for d in learned.values())   # learning matters: both trained networks beat their start
 assert vs_raw["ArcFace"].verdict == "behind" and with_unpg.max() < clean_tar
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning matters in this miniature:** both trained networks verify new people far better than the untrained
 # network they started from (asserted, paired by seed). The raw inputs are a stronger control: ArcFace alone is
 # still below them after 300 steps (asserted); whether ArcFace + UNPG passes them is the verdict on the last
@@ -403,7 +403,7 @@ panel.controls["seed"].value = SEEDS[-1]                  # an example: another 
 base_, run_ = panel.train()
 assert run_ is runs[SEEDS[-1], True] and base_ is runs[SEEDS[-1], False]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 # **The paper's claim.** Adding UNPG to ArcFace, CosFace or MagFace improves verification on the face
 # benchmarks (IJB-B, IJB-C, K-FACE, trained on MS1MV2 with a ResNet-100), and the box-and-whisker filter is
@@ -447,7 +447,7 @@ assert claims["1. UNPG gain, TAR@1e-3"].verdict == "ahead"
 assert claims["2. ArcFace: p99 batch - p99 proxy"].verdict == "ahead"    # the mismatch
 assert claims["3. mismatch gap, UNPG - ArcFace"].verdict == "behind"      # UNPG shrinks it
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **All three hold at this scale** (the asserts would stop the notebook otherwise). UNPG's gain is many standard
 # errors away from zero — its lower end is asserted above five points of TAR — and the "wins" count says on how
 # many seeds it was ahead. After ArcFace training the batch negatives do reach higher similarities than the proxy
@@ -470,7 +470,7 @@ print(f"probe batch after ArcFace: w = {W:g} cuts {int(cut.sum())} of {int(neg_m
       f"without the filter they would carry {frac_weight:.0%} of the batch-pair weight")
 assert 0 < frac_pairs and frac_weight > 10 * frac_pairs
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # On clean labels there is no reason to expect the filter to help: the pairs it removes from the top are the
 # hardest *true* negatives, the very pairs that make the mismatch, and they carry much of the push. Whether UNPG
 # does better or worse without it here is exercise 1 (train $w = \infty$ on the same seeds and compare, paired).
@@ -482,7 +482,7 @@ assert 0 < frac_pairs and frac_weight > 10 * frac_pairs
 # oracle). What carries over is the comparison: at the same budget, the extra batch negatives make the features
 # generalise better to new people.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **The official head assumes a GPU.** It stacks the kept vector once per visible GPU,
@@ -495,7 +495,7 @@ try:
 except RuntimeError as err:
     print("RuntimeError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **A batch of one identity has no negative pair.** The official quartile indexing then fails on an empty
 # vector. lossviz returns plain ArcFace, exactly:
 
@@ -505,7 +505,7 @@ assert not unpg.kept_pairs(S0, y_one).any()
 assert torch.equal(unpg.unpg_loss(C0, S0, y_one, **KNOBS), margins.margin_softmax_loss(C0, y_one, **KNOBS))
 print("one identity: UNPG == ArcFace, and dL/dS =", float(unpg.unpg_weights(C0, S0, y_one, **KNOBS).S.abs().max()))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Quartiles.** `torch.quantile` interpolates; the official code indexes. The windows differ slightly, and so
 # can the kept pairs (when a pair falls between the two edges). lossviz follows the official code.
 
@@ -518,7 +518,7 @@ print(f"integer index: [{float(by_index.lo):.5f}, {float(by_index.hi):.5f}] keep
 print(f"interpolated:  [{float(lo_i):.5f}, {float(hi_i):.5f}] keeps {int(((sn_arc >= lo_i) & (sn_arc <= hi_i)).sum())}")
 assert float(by_index.q1) != float(q1_i)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **`acos` at ±1.** The official ArcFace takes `acos` of the cosines in place, with no clamp. The derivative of
 # $\arccos$ is infinite at 1: a sample that sits exactly on its proxy gets an infinite gradient (NaN as soon as
 # it meets a zero), and one step spreads it to every weight.
@@ -534,7 +534,7 @@ print("official-style gradient finite:", bool(torch.isfinite(naive_grad).all()),
       "| lossviz gradient finite:", bool(torch.isfinite(safe_grad).all()))
 assert not torch.isfinite(naive_grad).all() and torch.isfinite(safe_grad).all()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Normalisation.** $S$ must come from L2-normalised features; otherwise $sS$ is not on the scale of
 # $s\cos\theta$ and the batch pairs swamp the softmax. lossviz refuses such an $S$:
 
@@ -544,7 +544,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *Memory of the literal form:* the official block has $B\cdot|S^{n\prime}|\approx B^3/2$ entries — about 1M at
 #   $B = 128$, 8.4M at $B = 256$ and 67M at $B = 512$. lossviz's one column is $B$ entries.

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 03 — Proto-Triplet and ICNN: distance losses for few-shot classification
 #
 # **Paper.** Mauricio Mendez-Ruiz, Jorge Gonzalez-Zapata, Ivan Reyes-Amezcua, Daniel Flores-Araiza,
@@ -42,7 +42,7 @@
 # knobs, train real few-shot models on held-out classes, and check what of the claim survives at
 # small scale.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` shortens the
@@ -68,7 +68,7 @@ SEEDS = tuple(range(8))          # paired seeds: seed s gives every loss the sam
 WAY = 10                         # classes per episode, in training and in test
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### An episode
@@ -136,7 +136,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # $(L_{CE}+L_{PT})/2$ against ProtoNet's $L_{CE}$; $(L_{CE}+L_{ICNN})/2$ is in the training panel and in the
 # exercises.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # Both triplet and cross-entropy are functions of `D`; the nearest wrong prototype is a masked `min`
@@ -145,7 +145,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %%
 print(inspect.getsource(fs.proto_triplet_loss))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A synthetic 2-D episode (5 classes on a circle, 1 support and 4 queries each), and the two losses written
 # again as plain loops over queries, straight from the formulas above:
 
@@ -160,7 +160,7 @@ print(f"CE:  lossviz {float(fs.protonet_loss(D, y_q)):.6f}   loop {float(ce_loop
 assert abs(float(fs.proto_triplet_loss(D, y_q)) - float(pt_loop)) < 1e-12
 assert abs(float(fs.protonet_loss(D, y_q)) - float(ce_loop)) < 1e-12
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The ICNN score is computed from each point's neighbour distances (`fs.icnn_neighbours`, a `topk`), then
 # `fs.icnn_terms`. Empty means are exactly 0: counts are integers, so dividing by `max(count, 1)` is exact
 # and never gives a NaN. (The tests compare it, values and gradients, with a point-by-point loop.)
@@ -168,7 +168,7 @@ assert abs(float(fs.protonet_loss(D, y_q)) - float(ce_loop)) < 1e-12
 # %%
 print(inspect.getsource(fs.icnn_terms).split('"""')[2])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # One part checked from scratch: the purity $\gamma$ is the mean fraction of same-class points among each
 # point's 4 nearest neighbours.
 
@@ -181,7 +181,7 @@ terms = fs.icnn_terms(nb.D, nb.same, k=nb.k)
 print({key: round(float(v), 4) for key, v in terms.items()}, "| γ from scratch", round(float(gamma_scratch), 4))
 assert torch.isclose(terms["gamma"], gamma_scratch)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### Cross-entropy against Proto-Triplet, on the same episode
@@ -203,7 +203,7 @@ fs.distance_weight_heatmap(axes[0, 1], weights["CE"], y_q, title="ProtoNet CE", 
 fs.distance_weight_heatmap(axes[0, 2], weights["PT"], y_q, title="Proto-Triplet (m = 0.5)")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # CE is **dense**: every query pulls its own prototype and pushes on all others, the most probable wrong
 # prototypes hardest, and even a well-classified query keeps a little weight. PT is **sparse**: exactly two
 # entries per active query, $+1/Q$ and $-1/Q$, and nothing for queries that clear the margin. Checked:
@@ -216,7 +216,7 @@ assert torch.equal(nonzero, 2 * active.long())
 assert torch.allclose(weights["PT"][weights["PT"] != 0].abs(), torch.tensor(1 / len(y_q), dtype=D.dtype))
 assert bool((weights["CE"] != 0).all())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The ICNN neighbourhood and its weights
 # Left: every point (supports and queries) joined to its $k=4$ nearest neighbours: blue edges stay within the
 # class, vermillion edges cross to another class. The edge width is the size of the ICNN loss's weight
@@ -238,7 +238,7 @@ fs.score_bars(axes[0, 1], parts)
 fs.score_curve(axes[0, 2], scales, curve)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Weight can only sit on each point's first $k$ neighbours and on its nearest different-class neighbour
 # (through $\delta_i$, even when that neighbour is beyond the first $k$); the single largest different-class
 # distance $d_{max}$ gets extra weight through the normalisation of $\lambda_{diff}$ (the thick edge). The
@@ -258,7 +258,7 @@ sc = np.array(curve["score"])
 assert sc[0] < sc[scales >= 1][0] < sc[-1] and sc[-1] > 0.95
 assert (np.diff(sc[scales >= 0.75]) >= 0).all()                  # monotone once the classes separate
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -274,7 +274,7 @@ knobs = fs.knobs_panel()
 assert 0 < knobs.state["active"] < 1
 knobs
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The panel is an ordinary object; setting a control redraws it:
 
 # %%
@@ -285,7 +285,7 @@ assert knobs.state["icnn"]["score"] > terms["score"]
 knobs.controls["m"].value, knobs.controls["scale"].value = 0.5, 1.0
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: identities never seen in training
 #
 # **Why every episode must be a new task.** Episodic training imitates the test: each training episode is a small
@@ -317,7 +317,7 @@ for name, by_shot in raw.items():
           f"5-shot {by_shot[5]:.3f} (chance {1 / WAY:.2f})")
 assert ids.x_train.shape[1] == 64 and all(raw["with noise features"][s] < raw["clean features"][s] - 0.1 for s in (1, 5))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Protocol.** An MLP 64 → 128 → 16 with *no* L2 normalisation (ProtoNet works with plain Euclidean embeddings).
 # Training episodes: 10-way, 1 or 5 shots, 5 queries per class; Adam, lr $10^{-3}$, 300 episodes (the code halves
 # the learning rate every 20 epochs of 100 episodes; our runs end before its first step). Test: 300 fixed 10-way
@@ -350,7 +350,7 @@ assert all(np.isfinite(r.history["loss"]).all() and np.argmax(r.evals["acc"]) > 
 assert all(lv.metrics.paired_difference(acc[shot, n], control).verdict == "ahead"     # and beats both controls
            for shot, n in acc for control in (raw["with noise features"][shot], untrained[shot]))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves** (means over the eight seeds). Top: test accuracy on the unseen identities against training
 # episodes; iteration 0 is the untrained network, the dotted line the raw features. Bottom: the fraction of
 # *training* queries whose Proto-Triplet hinge is active ($D_{own} - D_{nearest\ wrong} + 0.5 > 0$), whether or not
@@ -373,7 +373,7 @@ assert all(d.verdict == "ahead" for d in more_active.values())
 assert all(np.mean([r.evals["acc"][-1] - r.evals["acc"][-2] for r in rr]) > 0 for rr in runs.values())  # still rising
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # All three losses are still improving after 300 episodes: we compare them at the same budget, not at convergence
 # (exercise 2 trains longer). One thing stands out already: PT alone leaves *more* training queries inside its
 # margin than CE does, although PT is the loss that asks for the margin. The margin figure below explains why.
@@ -398,7 +398,7 @@ assert all(ax.has_data() for ax in axes[0]) and len(ep_acc) == 3
 assert all(r.acc > r.evals["acc"][0] + 0.1 for r in views_runs)      # over all test episodes, training helps
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### How far from the margin are the queries of new identities?
 #
 # Give every test query its **lead**: how much nearer its own prototype is than the nearest wrong one,
@@ -436,7 +436,7 @@ area = np.concatenate([[0], np.cumsum((c["active"][1:] + c["active"][:-1]) / 2 *
 assert np.abs(c["hinge"] - c["hinge"][0] - area).max() < 0.01
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading the figure.** Compare PT (orange) with CE (black). On the left, PT's curve starts lower (fewer errors at
 # $m=0$) but climbs faster, so at the training margin $m = 0.5$ (dotted) *more* of PT's queries have an active
 # hinge. On the right, PT's mean hinge starts lower, the two are close at $m = 0.5$ (the verdict is printed below
@@ -499,7 +499,7 @@ Markdown("**PT's mean hinge at the training margin $m=0.5$:** " + "; ".join(
     + ". In both cases PT has more active hinges than CE (asserted above).")
 assert all(mech[shot, "PT", HINGE].verdict in READING and mech[shot, "PT", HINGE].n == len(SEEDS) for shot in (1, 5))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Pick a loss combination ((CE + ICNN)/2 and all three terms are there too), the shot, the
 # margin, the ICNN $k$ and the seed, and press *Train*: 300 episodes take about a second, and the panel trains the
 # CE baseline of the same setting next to it. Settings already trained (all 48 runs above) come from the cache at
@@ -516,7 +516,7 @@ assert train_panel.state["stale"]                                     # changed,
 again = train_panel.train()
 assert again["run"] is runs[1, "PT"][0] and not train_panel.state["stale"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** Adding the Proto-Triplet and ICNN losses to a ProtoNet makes classes never seen in
@@ -551,7 +551,7 @@ Markdown("**Accuracy, from the runs above.** " + " ".join(
     for shot in (1, 5)))
 assert all(d.verdict == "ahead" for d in vs_ce.values())          # the sentence above says it
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The assert (in the cell that prints the differences): Proto-Triplet, alone and averaged with CE, is ahead of CE
 # at both shots, by a mean paired difference larger than twice its standard error over the eight seeds, the margin
 # the measured spread supports. Two properties of the loss behind the margin picture, checked on a real test
@@ -566,7 +566,7 @@ assert torch.equal((W_pt != 0).sum(1), 2 * fs.active_queries(D_real, y_real).lon
 leaf = nb.D.clone().requires_grad_(True)
 assert not fs.icnn_terms(leaf, nb.same, k=nb.k)["gamma"].requires_grad      # purity has no gradient
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What we do not claim.**
 # - *The paper's numbers.* They come from ConvNet-4 and ResNet-12 backbones trained for 200 epochs × 100 episodes
 #   of 20–30 ways on miniImageNet. Here: a small MLP, 300 episodes, synthetic identities.
@@ -592,7 +592,7 @@ print(f"k reduced to {one_shot.k} (reduced: {one_shot.reduced}); λ_same {float(
       f"γ {float(t1['gamma']):.2f}")
 assert float(t1["lam_same"]) == 1.0 and one_shot.reduced and float(t1["gamma"]) == 1.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The dropped first neighbour.** The code takes the $\text{ipc}+1$ nearest points of the target set and drops
 # the first as "the point itself". For `queryicnn` (queries against supports or prototypes) the first is a real
 # neighbour, and it is dropped all the same. lossviz reproduces this by default (`drop_first=True`),
@@ -605,7 +605,7 @@ nearest = torch.cdist(z_q, z_s).argmin(dim=1)
 print("queries whose nearest support is ignored:", int((dropped.index != nearest[:, None]).all(1).sum()), "of", len(y_q))
 assert torch.equal(kept.index[:, 0], nearest) and torch.equal(dropped.index[:, 0], kept.index[:, 1])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Squared or not.** CE uses $D^2$, PT uses $D$. A margin of 0.5 on $D$ is not a margin of 0.5 on $D^2$; mixing
 # them up silently changes the effective margin. And on unnormalised embeddings the margin is in absolute units:
 # a network can make it easy or hard just by changing the size of its embedding (section 5's margin figure).
@@ -628,7 +628,7 @@ adam_gap = float((one_adam_step(1.0) - one_adam_step(1 / 3)).abs().max())
 print("max |step(L) - step(L/3)| under Adam:", "< 1e-8" if adam_gap < 1e-8 else adam_gap)
 assert torch.allclose(one_adam_step(1.0), one_adam_step(1 / 3), atol=1e-8)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *The epsilon matters.* Without the $10^{-6}$ inside the square root, the gradient of $D$ is infinite when a
 #   query sits exactly on its prototype (with one shot, a query can be a near-copy of the support).

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 04 — Hyperspherical embedding for novel classes
 #
 # **Paper.** Rafael S. Pereira, Alexis Joly, Patrick Valduriez, Fabio Porto.
@@ -35,7 +35,7 @@
 # find out what its one knob, the scale $s$, can and cannot do (a capacity bound), watch the classes settle
 # on a circle, imprint new ones, and measure the paper's claim on digits and on a harder synthetic case.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` runs a shorter
@@ -58,7 +58,7 @@ FAST = T.setup(seed=0)
 S_SWEEP = (1.0, 10.0, 32.0) if FAST else (1.0, 3.0, 10.0, 32.0)
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### Normalised softmax
@@ -118,7 +118,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # the default, and `mode="forward"`) and the plain softmax (`mode="none"`: raw features and weights, no bias, no
 # scale, with raw-mean imprinting).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # Imprinting is two normalisations around a mean over each class's rows (`index_add_`, no Python loop):
@@ -126,7 +126,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %%
 print(inspect.getsource(H.imprint))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # We check the lossviz pieces against code written straight from the formulas, in float64: the loss
 # (`margins.normface_loss` on `margins.cosine_logits`), its proxy weights
 # $s(p_k - \mathbb 1[k=y])/B$ for a batch mean (`margins.proxy_weights`, by autograd), and imprinting as a loop
@@ -148,7 +148,7 @@ average_first = F.normalize(H.imprint(emb, y, normalize=False)[0], dim=1)    # t
 print(f"loss {float(scratch):.6f}; order matters: max |difference| of the imprinted weights "
       f"{float((average_first - w_loop).abs().max()):.3f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The capacity bound is one line (`np.logaddexp` keeps it stable at any $s$). We check the numbers quoted above,
 # and check that the bound is *reached* on a regular simplex: put the $K$ weights on a simplex in
 # $\mathbb R^K$ and each feature on its own weight.
@@ -164,7 +164,7 @@ at_optimum = H.class_balanced_loss(simplex @ simplex.T, torch.arange(K), s=1.0)
 assert abs(float(at_optimum) - H.capacity_bound(1.0, K)[1]) < 1e-12
 assert abs(H.capacity_bound(1.0, K)[0] - 0.309) < 1e-3
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # A batch of 16 training digits (two of each of the eight training classes, sorted by class) goes through an
@@ -192,7 +192,7 @@ for ax, s_ in zip(axes[0], (1.0, 10.0, 30.0)):
     assert torch.allclose(Wp.sum(dim=1), torch.zeros(16, dtype=torch.float64), atol=1e-12)  # push = pull
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Every row sums to zero (asserted above): the pull towards the own proxy equals the total push. The share of
 # the push that goes to the closest wrong proxy grows with $s$, just as the share of the hardest negative does
 # for the MS loss's $\beta$ in notebook 01:
@@ -201,7 +201,7 @@ fig
 print({f"s = {k:g}": round(v, 3) for k, v in hardest_share.items()})
 assert hardest_share[1.0] < hardest_share[10.0] < hardest_share[30.0]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore: the scale and the number of classes
 # Pure maths, no training. **Left:** the best $p_y$ the bound allows. **Middle:** the proxy weights of one
 # sample whose target cosine is 0.6, with one wrong class close behind at 0.5 and the others spread down to
@@ -213,7 +213,7 @@ assert hardest_share[1.0] < hardest_share[10.0] < hardest_share[30.0]
 bound = H.bound_panel(s=10.0, K=8)
 bound
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The panel is an ordinary object: setting a control redraws it.
 
 # %%
@@ -224,7 +224,7 @@ bound.controls["K"].value = 20
 print(bound.state["status"])
 bound.controls["s"].value, bound.controls["K"].value = 10.0, 8
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: eight digits known, two imprinted
 # **Protocol.** scikit-learn's digits, the stratified 50/50 split of `data.digits("seen")`. We train only on the
 # training images of digits 0–7 (the split `"digits_8+2"` printed in section 3); 8 and 9 are the **novel**
@@ -248,7 +248,7 @@ for mode, run in RUNS.items():
 assert RUNS["project"].history["norm_err"].max() < 1e-6 < 1e-3 < RUNS["forward"].history["norm_err"].max()
 assert min(joint["project"]["accuracy"], joint["forward"]["accuracy"]) > joint["none"]["accuracy"] + 0.3
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves.** Left: the mini-batch loss (thin) and the class-balanced loss over the whole training split
 # (dots), with the capacity bound at $s = 10$ dashed. Middle: test accuracy on the trained classes alone
 # ("base", 8-way), and 10-way with the two imprinted classes ("joint"), measured every 25 steps. Right: the mean
@@ -263,7 +263,7 @@ assert np.abs(h_p["base_acc"] - h_f["base_acc"]).max() < 0.02          # project
 assert abs(h_n["base_acc"][-1] - h_p["base_acc"][-1]) < 0.03          # unnormalised: base classes as well
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Projection and in-forward normalisation train almost identically here. Under projection the weights stay
 # on the sphere to float precision. In the forward variant the raw $W$ drifts off the sphere, which is harmless
 # because only its direction is used.
@@ -291,7 +291,7 @@ _ = H.confusion_view(axes[0, 1], res_p, NOVEL, title="normalised")
 _ = H.confusion_view(axes[0, 2], res_n, NOVEL, title="unnormalised")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### On the circle
 # With a 2-D embedding we can see everything. On the left is the normalised softmax: the test images lie on the
 # unit circle (each digit at a slightly larger radius so that they do not overlap), the trained weights are solid
@@ -313,7 +313,7 @@ print(f"2-D joint accuracy: normalised {res2['accuracy']:.3f}, unnormalised {res
 assert res2["accuracy"] < res_p["accuracy"]                # ten classes fit worse on a circle than in 32-d
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Ten classes do not fit well on a circle. An imprinted weight lands wherever its few examples point, often on top
 # of a trained class, and the two then split that sector. In 32 dimensions there is room: compare the confusion
 # matrices above.
@@ -356,7 +356,7 @@ for key in ("cos_y", "centre"):                                           # both
     assert v[S_SWEEP[-1]] < v[10.0] < v[1.0], key
 assert hi["base_acc"][-1] > 0.9 and hi["joint_acc"][-1] < SWEEP[10.0].final("joint_acc") - 0.2
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Both ends of the scale show (the cell above checks each of these statements). At $s = 1$ the training loss stalls
 # just above its floor of 1.17: the network cannot fit the training set, whatever it does. As $s$ grows the floor
 # vanishes, and the features need only beat the closest wrong class by a few $1/s$. They stop short of their own
@@ -380,7 +380,7 @@ for s_ in (10.0, 32.0):
     assert snap[50].max() > 100 * snap[50].min() and (snap[300] < 0.01 * s_).mean() > 0.5
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # At $s = 1$ every sample keeps a weight close to the largest possible one, $s = 1$, for the whole run: training
 # never lets go of anything. At $s = 10$ and more the weights spread over orders of magnitude within 50 steps, and
 # by the end most samples hardly move the network any more: a handful of hard ones carry the training.
@@ -403,7 +403,7 @@ again = panel.train()
 assert again is RUNS_2D["project"] and panel.state["joint"]["accuracy"] == res2["accuracy"]
 panel.controls["dim"].value = 32
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 # **The paper's claim.** A normalised softmax, trained without pairs, classifies classes unseen in training better
 # than metric-learning methods (triplet, contrastive, prototypical and matching networks, constellation loss):
@@ -449,7 +449,7 @@ _ = H.benchmark_view(axes[0], TABLES, chance=CHANCE)
 assert all(len(ax.patches) == 5 for ax in axes[0])                     # one bar per method
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Each dot is one seed (seed 0 on the left of each bar). The cell below compares the methods seed by seed. Each
 # line gives the mean difference over the 8 seeds, its standard error, on how many seeds the first method is
 # ahead, and a verdict: *ahead* or *behind* when the mean is more than two standard errors from 0, otherwise
@@ -495,7 +495,7 @@ Markdown("**Verdict: normalised softmax against triplet, 8 paired seeds, the sam
             "On the images of 8 and 9 alone, against its untrained network, the normalised softmax "
             f"{WORDS[new_digits[NS]]} it and triplet {WORDS[new_digits[TRIP]]} it."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Properties of the method, not measurements.** After each projection $\lVert w_k\rVert = 1$ to $10^{-6}$, every
 # logit lies in $[-s, s]$, and at $s = 1$ the class-balanced training loss never falls below
 # $\log(1 + 7e^{-8/7}) \approx 1.173$. These hold for any network (section 1); we check them on every normalised
@@ -510,7 +510,7 @@ s1 = SWEEP[1.0].evals["train_loss"]
 assert (s1 >= H.capacity_bound(1.0, 8)[1]).all(), "the class-balanced loss went below the capacity bound"
 print(f"s = 1: lowest class-balanced training loss {s1.min():.4f} >= bound {H.capacity_bound(1.0, 8)[1]:.4f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **Projection against in-forward normalisation.** Same logits, different gradients (section 1). lossviz's default
@@ -530,7 +530,7 @@ print(f"unnormalised run: raw scores {res_n['accuracy']:.3f}, the same embedding
       f"{cosine_scored['accuracy']:.3f}")
 assert cosine_scored["accuracy"] > res_n["accuracy"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Too large a scale breaks the joint scenario.** At $s = 32$ the old classes' test images flow to the imprinted
 # classes (section 5). Their trained weights stopped short of their clusters, while the imprinted weights sit in
 # the middle of theirs:
@@ -545,7 +545,7 @@ print(f"cosine of trained weight and class mean direction: s = 10 {RUNS['project
 assert big["base_accuracy"] < RUNS["project"].novel(split)["base_accuracy"]
 assert big_run.centre_cosine(split) < RUNS["project"].centre_cosine(split)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *Imprinting order.* Normalise each embedding, *then* average, then normalise. Averaging raw embeddings first
 #   lets long embeddings pull the mean (section 2).

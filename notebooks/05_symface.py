@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 05 — SymFace: a facial symmetry loss on top of ArcFace
 #
 # **Paper.** Pritesh Prakash, Koteswar Rao Jerripothula, Ashish Jacob Sam, Prinsh Kumar Singh, S Umamaheswaran.
@@ -36,7 +36,7 @@
 # its failure mode: the loss has no negative pairs, so with too much weight (or with half-face inputs that do not
 # look like faces) all half-face embeddings *collapse* together.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains for fewer steps;
@@ -60,7 +60,7 @@ SEEDS = tuple(range(8))                 # the paired seeds of the comparison (se
 ITERS = 150 if FAST else 200
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| steps per run:", ITERS)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # **The main loss.** ArcFace (notebook 02) classifies each training face $x_i$ of person $y_i$ with a cosine
@@ -105,7 +105,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # ArcFace term resists. The completed halves are faces, and ArcFace needs the faces of different people apart.
 # How well it resists depends on the weight $w_{sym}$; we will measure it (section 6).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # ### The miniature: synthetic faces that really are symmetric
@@ -127,7 +127,7 @@ print(faces)
 print("every person's clean face equals its mirror image:", torch.equal(faces.templates, sy.mirror(faces.templates)))
 assert torch.equal(faces.templates, faces.templates.flip(-1))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Three images of one unseen person, then the two views the loss compares: $x_L$, the left half completed by its
 # mirror image, and $x_{R'}$, the mirrored right half completed the same way. Both are symmetric faces. For a centred
 # face they match up to the nuisances, because each view carries the nuisances of one side only. A shifted face
@@ -146,7 +146,7 @@ for row, i in enumerate(idx):
     axes[row, 1].set_xlabel(f"ρ = {float(te.rho[i]):.2f}")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The loss in lossviz
 # `sy.half_pair_loss` is the loss written on the similarity matrix $S$ of the stacked half embeddings
 # $[f(x_{L,1..n});\,f(x_{R',1..n})]$. Row $i$ and row $n+i$ are the two halves of face $i$, so
@@ -156,7 +156,7 @@ fig
 # %%
 print(inspect.getsource(sy.half_pair_loss))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The same loss from scratch, on a batch of 24 training faces embedded by an untrained network (float64), and
 # compared with `sy.symmetry_loss`:
 
@@ -173,7 +173,7 @@ print(f"from scratch {float(scratch.detach()):.4f}   lossviz {float(ours.detach(
       f"|difference| {'< 1e-12' if gap < 1e-12 else gap}   kept {int(kept.sum())} of 24")
 assert gap < 1e-12
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **An exact check (check 1 of section 7).** For a face equal to its own mirror image, $x_L$ and $x_{R'}$ are the same
 # array, so *any* network gives them the same embedding, and $L_\rho = 0$ (up to the rounding of $1-\cos(z,z)$).
 
@@ -188,7 +188,7 @@ for name, model in (("random MLP", sy.face_net("mlp")), ("random CNN", sy.face_n
     assert torch.equal(zl_c, zr_c) and exact[name] < 1e-6
 print("L_ρ on the 100 clean unseen faces:", {k: "< 1e-6" if abs(v) < 1e-6 else v for k, v in exact.items()})
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # **Who gets gradient.** Left: the frontness $\rho$ of 300 training faces against their pose shift, with the
@@ -219,7 +219,7 @@ print(f"{int(keep300.sum())} of 300 faces kept; max |autograd - ρ/n| on kept fa
 assert torch.allclose(pull, torch.where(keep300, b.rho.double() / keep300.sum(), 0.0), atol=1e-15)
 assert float(off_pair.abs().max()) == 0.0           # no push: pairs of different people get no weight
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The same batch as pair-weight maps.** Twelve faces (four people × three images), the 24 half embeddings
 # sorted by person; the outlined blocks hold the halves of one person. Blue pulls a pair together, vermillion
 # pushes it apart. Left: the reconstruction (only the kept faces' own half pairs, all blue). Right: an InfoNCE
@@ -236,7 +236,7 @@ for ax, variant in zip(axes[0], ("cosine", "infonce")):
     plots.weight_heatmap(ax, Wv, y12, title=f"{variant}: ∂L/∂S (all faces kept)")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -257,7 +257,7 @@ maths_panel = sy.symmetry_panel(base0.model, templates=faces.templates[200:206])
 assert maths_panel.state["push"] == 0 and 0 < int(maths_panel.state["keep"].sum()) < 18
 maths_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The panel is an ordinary object: setting a control redraws it.
 
 # %%
@@ -269,7 +269,7 @@ print(f"ρ_min = 0.5: {kept_before} faces kept, largest pull {float(pull_before)
 assert 0 < kept_now < kept_before and pull_now > pull_before
 maths_panel.controls["rho_min"].value = 0.5
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Which data have the symmetry the loss assumes?
 #
 # $L_\rho$ assumes that the mirrored right half shows *the same thing* as the left half. Our synthetic people
@@ -303,7 +303,7 @@ for col, i in enumerate(pick):
         axes[row, col].grid(False)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Digits do not have the symmetry the loss assumes.** A mirrored 2, 3, 5, 6 or 7 is a different shape — a
 # mirrored 3 is nearest to the mean "3" for almost none of the images — and even a 0 or an 8 is written with a
 # slant. The left half of a "3" and its mirrored right half are not two views of the same thing, so $L_\rho$
@@ -311,7 +311,7 @@ fig
 # identity *is* symmetric and whose nuisances are not. (Real faces sit in between: nearly symmetric, with some
 # real asymmetry.) The setting is favourable to the idea on purpose.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. A real training run
 # **Protocol.** The synthetic faces above: 200 training people (2000 images), 100 unseen people (1000 images)
 # for verification. An MLP 144 → 256 → 32 with L2-normalised output, ArcFace with $s = 16$, $m = 0.3$. (The paper's
@@ -345,7 +345,7 @@ for name, rs in runs.items():
 assert all(len(rs) == len(SEEDS) for rs in runs.values())
 assert all(s_.scores["half_disparity"] < a_.scores["half_disparity"] for a_, s_ in zip(*runs.values()))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # *TAR before*: the untrained network's TAR (every run climbs far above it). *half 1−c*: the half disparity on
 # unseen, centred faces. *cross-person*: the mean cosine between the left-half views of two different unseen people.
 # *light sens.*: $1-\cos$ between a clean face lit from the left and the same face lit from the right (smaller =
@@ -367,7 +367,7 @@ for a_, s_ in zip(runs["ArcFace"], runs["+ symmetry (cosine)"]):
     assert s_.evals["cross_half_cos"][-1] < 0.2                                 # w_sym = 1: no collapse
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Half disparity against frontness, before and after
 # Each dot is an unseen face: its frontness $\rho_i$ and its half disparity $1 - c_i$. Before training, centred
 # faces already have somewhat closer halves than turned ones. ArcFace alone drives the halves of turned faces
@@ -391,7 +391,7 @@ assert d_sym[front].mean() < d_arc[front].mean() - 0.05                       # 
 assert d_sym[~front].mean() > d_sym[front].mean() + 0.2                       # ... turned faces' halves stay apart
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The weight $w_{sym}$, the half inputs, and the collapse
 # $L_\rho$ has a pull and no push (section 1), so it can always be lowered by moving *all* half-faces together.
 # Two settings let that happen. We show each on seed 0 as a **knob**: an illustration, not a claim.
@@ -408,7 +408,7 @@ knobs = {"+ symmetry, w_sym = 5": sy.train_symface(w_sym=5.0, seed=0, iters=ITER
 variants = {"+ InfoNCE halves": sy.train_symface(variant="infonce", seed=0, iters=ITERS)}
 assert all(np.isfinite(v.history["loss"]).all() and v.tar > v.scores["tar_before"] for v in (knobs | variants).values())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Left: cosines between the half views of two *different* unseen people (each run measured on the half views it
 # trained with). ArcFace alone spreads them around 0, and so does $L_\rho$ at $w_{sym} = 1$ with mirror-completed
 # halves. At $w_{sym} = 5$, and with zero-padded halves, they pile up towards 1: the half-faces of different people
@@ -436,7 +436,7 @@ assert spread_d["intra"].verdict == "behind" and spread_d["half_intra"].verdict 
 assert abs(spread_d["inter"].mean) < 0.02 and abs(spread_d["half_inter"].mean) < 0.05   # different people: apart
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The spread.** With $L_\rho$ at $w_{sym} = 1$ the full faces of one person move closer together (the intra-class
 # spread shrinks, on the 8 paired seeds), while different people stay as far apart as under ArcFace alone. That is
 # what a verification threshold can use. The half views show the same pattern more strongly, and their
@@ -462,7 +462,7 @@ ax.set(ylabel="1 - cos(left-lit, right-lit)", title="lighting sensitivity (lower
 assert len(ax.patches) == len(sens) == 5 and all(0 < v_ < 2 for v in sens.values() for v_ in v)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Pick $w_{sym}$, $\rho_{min}$, the variant, the mirror, how halves enter the network
 # (completed by their mirror image, zero-padded, or resized to full width), the nuisance strength, ArcFace's $s$ and
 # $m$, the backbone (the CNN has two conv layers with 16 and 32 channels, then average pooling and a linear layer,
@@ -475,7 +475,7 @@ train_panel = sy.training_panel(iters=ITERS)
 assert train_panel.state["result"]["run"] is s0      # the default setting was trained above: from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Driving the panel from code: the InfoNCE variant, seed 0, was trained above, so pressing Train returns at once.
 
 # %%
@@ -485,7 +485,7 @@ result = train_panel.train()
 assert result["run"] is variants["+ InfoNCE halves"] and not train_panel.state["stale"]
 train_panel.controls["variant"].value = "cosine"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The claim, checked
 #
 # **The paper's claim.** Adding the symmetry loss lifts every tested backbone (MobileFaceNet, ShuffleFaceNet and
@@ -535,7 +535,7 @@ Markdown(f"**From the runs above.** Over {tar_d.n} paired seeds, adding $L_\\rho
          f"At this scale, on faces that are symmetric by construction, the claimed lift shows. The InfoNCE exercise "
          f"(seed 0, not the paper's loss) changed TAR by {info_gain:+.3f}.")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading the verdict.** Why does the term help here? Each completed half is a symmetric face that carries the
 # one-sided nuisances of one side only: $x_L$ has the left side's light and expression on both sides, and $x_{R'}$
 # the right side's. Pulling their embeddings together teaches the network the weights that ignore which side a
@@ -554,7 +554,7 @@ Markdown(f"**From the runs above.** Over {tar_d.n} paired seeds, adding $L_\\rho
 # %%
 assert exact["random MLP"] < 1e-6 and exact["random CNN"] < 1e-6           # 1. exact (2. and 3.: section 6)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Pitfalls
 #
 # - **The loss is a reconstruction.** The frontness formula, $D_{max}$, the $\rho$ weighting, the cosine distance,

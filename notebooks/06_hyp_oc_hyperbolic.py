@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 06 — Hyp-OC: one-class classification in the Poincaré ball
 #
 # **Paper.** Kartik Narayan, Vishal M. Patel. *Hyp-OC: Hyperbolic One Class Classification for Face
@@ -40,7 +40,7 @@
 # The geometry (the ball, the clipping, the gyroplane, the bounded pair term) is exactly that of the
 # paper, and it can be drawn in 2-D.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` uses two seeds
@@ -63,7 +63,7 @@ SEEDS = (0, 1) if FAST else (0, 1, 2)
 C, CLIP_R = H.DEFAULTS["c"], H.DEFAULTS["clip_r"]          # official: c = 0.1, clip radius r = 2
 print("torch", torch.__version__, "| FAST =", FAST, "| seeds", SEEDS)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### One class, and negatives made up
@@ -149,7 +149,7 @@ print("torch", torch.__version__, "| FAST =", FAST, "| seeds", SEEDS)
 # | gradient clipping | norm 3 | norm 3 | |
 # | pseudo-negative $\sigma$ | `std_dev` used as the *covariance* scale | a standard deviation | same value at 1 |
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The ball map of the head (clip, exponential map at the learnt base point, projection, Riemannian
@@ -159,7 +159,7 @@ print("torch", torch.__version__, "| FAST =", FAST, "| seeds", SEEDS)
 print(inspect.getsource(H.ToPoincare.forward))
 print(inspect.getsource(H.gyroplane_logits))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A from-scratch check. We write Hyp-PC as the official code writes it, a loop over pairs, and compare
 # it with `H.hyp_pc_loss` on a random batch in the ball. Then we check three identities: the distance
 # from 0, the flat limit of the MLR, and the clip bound.
@@ -179,7 +179,7 @@ flat = 4 * ((z[:, None] - p) * a).sum(-1)
 print("max |MLR(c = 1e-9) - 4<z - p, a>| =", f"{float((H.mlr_logits(z, a, p, 1e-9) - flat).abs().max()):.1e}")
 assert torch.allclose(H.mlr_logits(z, a, p, 1e-9), flat, rtol=1e-6, atol=1e-8)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The pair weight: arctan against artanh
@@ -199,7 +199,7 @@ for form in H.PC_FORMS:
 for f_, ga, gh in zip(frac.tolist(), pair_grad["arctan"].tolist(), pair_grad["artanh"].tolist()):
     print(f"|y|/R = {f_:5.3f}   arctan weight {ga:6.3f}   artanh weight {gh:9.2f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The same weights from `H.pair_term_weights` (autograd on a leaf $u$, in a batch of $B$), against the
 # closed forms $(2/B)/(1\pm cu^2)$:
 
@@ -221,7 +221,7 @@ axes[0, 1].set(title="pair weight B · ∂L/∂u", xlabel="u / R", ylabel="weigh
 _ = axes[0, 0].legend(), axes[0, 1].legend()
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Hyp-CE: per-sample weights
 # On a batch of real (0) and pseudo-negative (1) points and a random MLR, the autograd weights
 # $\partial L/\partial\zeta$ are $(\mathrm{softmax} - \mathrm{onehot})/2B$. A real point with a high
@@ -237,7 +237,7 @@ assert torch.allclose(ce_weights, (torch.softmax(logits, 1) - torch.nn.functiona
 print("P(spoof):       ", np.round(torch.softmax(logits, 1)[:, 1].detach().numpy(), 3))
 print("weight on ζ_real:", np.round(ce_weights[:, 0].numpy(), 3))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Why clipping: what reaches the network near the rim
 # Take a fixed batch of head outputs $u$ (random non-negative directions, as after a ReLU; half real,
 # half pseudo) and scale them up. Pass them through the ball map and a random MLR, with and without
@@ -276,7 +276,7 @@ print(f"at ‖u‖ = {norms[-1]:.0f}: network gradient without clipping / with =
       f"gradient at z, rim / centre = {blowup:.0f}x")
 assert vanish < 1e-3 and blowup > 100 and clipped["radius"].max() <= math.tanh(math.sqrt(C) * CLIP_R) + 1e-9
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore: curvature, clip radius and the pseudo-negatives' spread
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -307,7 +307,7 @@ print(f"c = 1: R = {at_c1['R']:.2f}, clip bound {at_c1['bound']:.3f}, farthest p
 assert at_c1["bound"] == H.clip_bound(1.0, CLIP_R) and float(at_c1["z_real"].norm(dim=1).max()) <= at_c1["bound"]
 geometry.controls["c"].value = C
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 #
 # ### The miniature
@@ -324,7 +324,7 @@ fig, axes = plots.new_figure(6, 4, width=1.15, height=1.15)
 _ = H.attack_gallery(axes, data)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Pseudo-negatives around the running mean
 # Left: the backbone's features seen through their first two principal axes. Middle: the distance of
 # each set to the mean. Right: how far the pseudo-negatives' centre is from the live mean, step by step.
@@ -351,7 +351,7 @@ assert d_["pseudo, σ = 1"] < d_["live (train)"] and d_["print"] < d_["replay"] 
 assert pn_stats["largest drift, official"] > 3 * pn_stats["largest drift, ema"]  # the official mean jumps
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The Poincaré disk against the Euclidean plane (2-D heads)
 # We train the one-class head with a 2-D output, hyperbolic and Euclidean (400 Adam steps at lr
 # 1e-3, 32 live + 32 pseudo-negatives per batch, $w_{pc} = 0.1$, the official $c$, $r$, $\alpha$, $\sigma$
@@ -374,7 +374,7 @@ _ = fig.legend(handles, names, loc="outside lower center", ncols=4, fontsize=8)
 assert all(len(ax.collections) >= 6 for ax in axes[0]) and len(names) >= 6   # shading, boundary, 5 point sets
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Look at the disk. The ReLU at the end of the head keeps the outputs in one quadrant. Most of them are
 # longer than $r = 2$, so after clipping they **sit exactly on the clip sphere**, the dashed circle around
 # the learnt base point $x_p$; the rest lie just inside it. A clipped point keeps only its *direction*:
@@ -390,7 +390,7 @@ print(f"hyperbolic d=2: {disk_clip['clipped']:.0%} of the test outputs are clipp
 assert disk_clip["clipped"] > 0.5                                  # most points sit on the clip sphere
 assert all(run.auc["print"] > 0.9 for run in disk_runs.values())   # both 2-D heads catch prints
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Hyperbolic against Euclidean, 16-d, several seeds
 # The same protocol with a 16-d embedding, which is the spec's miniature of the paper's 128-d head.
 
@@ -419,7 +419,7 @@ assert min(drops) > 5                                                  # the los
 assert all(abs(e - 1) < 0.1 for e in end_radius)   # an identity of the clip (no radius can exceed it), shown, not a finding
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Learning curves (solid: seed 0; dotted: the other seeds). The training loss falls steeply within a few
 # hundred steps (by the factor printed above): real and pseudo-negatives are easy to tell apart. The mean
 # AUC over the attacks is another story (right panel, and the range printed above). Separating live from
@@ -437,7 +437,7 @@ assert all(len(ax.lines) == len(H.GEOMETRIES) + 1 for ax in axes[0])   # one cur
 assert all(runs16[geo, 0].auc["print"] > 0.9 for geo in H.GEOMETRIES)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Clipping in a real run
 # Our backbone's features are small (their median norm is printed below), so the head's outputs start well
 # inside the ball.
@@ -474,7 +474,7 @@ assert official["start_radius"] <= math.tanh(math.sqrt(C) * CLIP_R) + 1e-6 < 0.9
 assert unclipped["max_grad"] > 2 * official["max_grad"]
 print(f"final mean AUC, feature clip - no clipping: {official['auc'] - unclipped['auc']:+.3f} (one seed)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Without the feature clip the real embeddings start next to the rim (above $0.9R$; asserted). The first
 # gradients are several times larger than with clipping, because the rim magnifies them. The head then
 # spends its first steps shrinking its outputs back towards the centre. With the clip, the points start on
@@ -485,7 +485,7 @@ print(f"final mean AUC, feature clip - no clipping: {official['auc'] - unclipped
 # of the gradient's size, so a uniformly larger gradient does not make a larger step. Gradient clipping
 # matters for SGD, and against rare spikes. The **feature clip** is what keeps the geometry usable.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Train it yourself
 # Choose the head (hyperbolic or Euclidean), $c$, the clip radius (0 turns it off), $\sigma$, $\alpha$,
 # $w_{pc}$, the pair term (arctan or the geodesic artanh), gradient clipping, the dimension and the
@@ -503,7 +503,7 @@ assert panel.state["stale"]
 again = panel.train()
 assert again is disk_runs["euclidean"] and not panel.state["stale"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** Hyp-OC beats the state of the art on five face anti-spoofing benchmarks, and
@@ -555,7 +555,7 @@ assert claims["largest arctan pair weight"] <= 2 and claims["artanh pair weight 
 assert closed_form_err < 1e-6
 assert vanish < 1e-3 and blowup > 100
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **Collapse.** The pair term is smallest when every real embedding lands on one point, and the ReLU
@@ -572,7 +572,7 @@ print(f"w_pc = 0.1: final radius {ok.history['radius'][-1]:.3f} R, mean AUC {ok.
 assert collapsed.history["radius"][-1] < 0.2 * ok.history["radius"][-1]   # shrunk to the centre
 assert abs(collapsed.mean_auc - 0.5) < 0.05 < ok.mean_auc - 0.5             # chance, against a working head
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *What σ means.* The official `std_dev` argument is passed to `MultivariateNormal` as the covariance
 #   `std_dev · I`, so the standard deviation is $\sqrt{\texttt{std\_dev}}$. lossviz's `sigma` is a
@@ -596,7 +596,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - *The +1e-5 in the official Möbius denominator.* Inside the ball the denominator is at least
 #   $(1-c\|x\|\|y\|)^2$. For two nearby points at the projection margin ($\|z\| = (1-10^{-3})R$) that is
 #   about $4\cdot10^{-6}$, *smaller* than the 1e-5 the official code adds, and the official result shrinks.
@@ -613,10 +613,10 @@ print(f"‖(-x) ⊕ y‖ / R: formula {float(exact.norm()) / R:.3f}, official +1
       f"geodesic distance {d_exact:.2f} against {d_official:.2f}")
 assert d_official < 0.5 * d_exact
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # lossviz computes the formula as printed; `eps=1e-5` reproduces the official code.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - *Learning rate.* The official lr, 1e-6, is for fine-tuning a pre-trained VGG. A head trained from
 #   scratch needs about 1e-3. At 1e-2 the head's ReLUs can die: once every output is 0, every image gets the
 #   same score and the AUC sits at chance (try `H.train_one_class(lr=1e-2)` and watch `run.history["radius"]`).

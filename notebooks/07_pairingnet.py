@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 07 — PairingNet: searching and matching torn fragments
 #
 # **Paper.** Rixin Zhou, Ding Xia, Yi Zhang, Honglin Pang, Xi Yang, Chuntao Li.
@@ -36,7 +36,7 @@
 # In this notebook we tear real photos into fragments, write both losses, look at their gradient
 # weights, move their knobs, train both stages on a CPU in seconds, and check what survives at small scale.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch. `LOSSVIZ_FAST=1` changes nothing in this
@@ -62,7 +62,7 @@ ITERS = 300                                                   # not shortened by
 SEEDS = range(8)                                              # the paired seeds of every comparison
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### Matching: a dual softmax under a focal loss
@@ -115,7 +115,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # through both softmaxes, so `S.grad` mixes the focal factors with the coupling of each entry to its whole row
 # and column; we look at it below rather than write it out.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The miniature: photos torn along random cuts
 # PairingNet's data are 8,196 fragments generated from 390 images, plus real fragments, far out of reach here.
 # We tear scikit-learn's two bundled photos instead (`china.jpg`, `flower.jpg`, 427 × 640, no download):
@@ -141,13 +141,13 @@ for ax, k in zip(axes[0], (8, 12, 20)):
     fr.draw_tear(ax, test.tears[k], title=f"test tile {k}, pulled apart")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The blue dots are the ground-truth matched points of every cut; a thin line joins every third
 # correspondence across the gap. Each shared cut is sampled once, so its points are the same on both sides
 # (up to the noise); the fraying makes every stretch of cut a little different from every other, which is
 # what a matcher can learn to recognise.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The searching loss is two `logsumexp`s per row: $-\log\sum_j M_{ij}p_{ij} = \operatorname{LSE}_j(S_{ij}/\tau) -
@@ -156,7 +156,7 @@ fig
 # %%
 print(inspect.getsource(fr.multi_positive_infonce))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The matching side: padding is masked with a large finite value *before* both softmaxes (the official
 # code's $-10^9$), and the focal loss takes one mean over positives and negatives. As `nt_xent_loss` takes
 # cosines and $\tau$, `fr.matching_loss(S, gt, tau_m=...)` takes the raw dot products $F_sF_t^\top$ and divides
@@ -166,7 +166,7 @@ print(inspect.getsource(fr.multi_positive_infonce))
 print(inspect.getsource(fr.dual_softmax))
 print(inspect.getsource(fr.focal_matching_loss).split('"""')[-1])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **From scratch.** The same two losses written as plain loops from the formulas above agree with `lossviz` on
 # a random batch, and the searching loss with one positive per row is exactly cross-entropy.
 
@@ -192,7 +192,7 @@ loop = 400 * sum(terms) / len(terms)
 print(f"focal loss: loop {float(loop):.8f}, lossviz {float(fr.focal_matching_loss(P_demo, gt_demo)):.8f}")
 assert abs(float(loop - fr.focal_matching_loss(P_demo, gt_demo))) < 1e-10
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Relation to SupCon.** `positives="mean_log"` computes SupCon's form instead. By Jensen's inequality
 # $-\log\frac1{|M_i|}\sum_j p_{ij} \le \frac1{|M_i|}\sum_j -\log p_{ij}$, so PairingNet's loss is at most SupCon's
 # minus $\log|M_i|$ row by row: it is the "$L_{in}$" variant of Khosla et al., which they found trains worse for
@@ -205,7 +205,7 @@ bound = l_mean - torch.log(M_demo.sum(1).double()).mean()
 print(f"PairingNet {float(l_sum):.4f} <= SupCon form - mean log|M_i| = {float(bound):.4f} <= SupCon form {float(l_mean):.4f}")
 assert l_sum <= bound + 1e-12
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The focal modulation
@@ -218,7 +218,7 @@ fig, axes = plots.new_figure(1, width=6.0, height=3.6)
 _ = fr.focal_curves(axes[0, 0], gammas=(0.0, 2.0, 8.0))
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The point matrix of one fragment pair
 # To see weights on a realistic matrix we need a trained matcher, so we train one now with the official focal
 # loss: 300 steps, about 5 s (section 5 describes the network and compares it with baselines). The example is
@@ -232,7 +232,7 @@ print(f"pair {EXAMPLE}: {gt_ex.shape[0]} x {gt_ex.shape[1]} contour points, {int
 assert gt_ex.sum() > 5 and learned.params["tau_m"] == 4.0
 assert learned.after["f1"] > learned.before["f1"] + 0.3                  # the matcher learned
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Left: $P$ with the ground truth outlined (the anti-diagonal band: the two contours walk the cut in opposite
 # directions). Middle and right: the signed weights $\partial L/\partial S_{ij}$ of the official focal loss
 # ($\gamma = 8$) and of plain cross-entropy ($\gamma = 0$, $\alpha = 0.5$) on the same matrix. Blue raises a
@@ -250,7 +250,7 @@ _ = fr.matrix_heatmap(axes[0, 2], W_bce, gt_ex, signed=True, title="dL/dS, cross
 assert float(P_ex[gt_ex].mean()) > 20 * float(P_ex[~gt_ex].mean())     # P lights up along the cut
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Cross-entropy keeps training on every entry: it still pulls up the matches it has already found and pushes
 # down the faint grey entries all over the matrix. The focal loss keeps weight only where it is still wrong:
 # the positives that are missed and the few negatives that are confidently matched; elsewhere $(1-P)^8$ and
@@ -271,7 +271,7 @@ print(f"P > 0.5 on {int(big_P.sum())} entries, all mutual nearest neighbours in 
 assert bool(fr.mutual_nearest(S_ex)[big_P].all()) and P_ex.sum(1).max() <= 1 and P_ex.sum(0).max() <= 1
 assert share["focal γ=8"] < share["cross-entropy"]                     # the focal loss silences more entries
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The fragment matrix of a search batch
 # A search batch takes a few tiles and splits their fragments by checkerboard colour into sources and targets:
 # every fit joins a source and a target, so the fits form the mask $M$ of $\ell(s,t)$. Here four test tiles
@@ -290,7 +290,7 @@ fr.matrix_heatmap(axes[0, 0], S_st, M_st, vmin=-1, vmax=1, title="S: cosines (fi
 _ = fr.matrix_heatmap(axes[0, 1], W_st, M_st, signed=True, title="dℓ/dS, PairingNet (τ = 0.12)", **kw_st)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The colour descriptor makes the fragments of one tile similar (the dark 3 × 3 blocks), fits or not. Each source
 # row pushes its negatives in proportion to their softmax probability (vermillion) and pulls its fits (blue).
 # Below, one source row with three fits: its softmax probabilities (pale) and its weights (solid), under
@@ -309,7 +309,7 @@ for ax, W, name in ((axes[0, 0], W_st, "PairingNet: log of summed prob."), (axes
 axes[0, 0].legend(loc="upper right", fontsize=8)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # In PairingNet's form the fitting targets split the pull by their current probability: the one the descriptor
 # already ranks first gets nearly all of it, the others almost nothing. SupCon's form pulls every fitting target
 # by $1/|M_i| - p_{ij}$, pushing the already-likely one *away* once it holds more than its share. The closed
@@ -323,7 +323,7 @@ print(f"max |autograd - closed form| < 1e-12: {err < 1e-12}; largest positive's 
       f"{float(q_st[ROW].max()):.0%}")
 assert err < 1e-12
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place, and the Train
@@ -338,7 +338,7 @@ match_panel = fr.matching_panel(S_ex, gt_ex, tau_m=4.0)
 assert torch.allclose(match_panel.state["P"], P_ex) and 0 < match_panel.state["scores"]["f1"] <= 1
 match_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Searching knobs.** The search batch above, with $\tau$ (0.05–1), the form of the positive term, and the
 # source row shown as bars. A low $\tau$ concentrates the push on the hardest negatives and the pull on the
 # likeliest positive; $\tau = 1$ spreads both.
@@ -348,7 +348,7 @@ search_panel = fr.search_panel(S_st, M_st, tau=0.12, row=ROW)
 assert search_panel.state["prob"].sum() > 0.999
 search_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 #
 # **Stage 1, matching (as in the paper, trained first).** A point encoder: an MLP on each contour point's window
@@ -396,7 +396,7 @@ assert all(r.curve("f1")[1].argmax() > 0 for r in match_runs.values())  # best c
 assert {line.get_color() for line in axes[0, 1].lines}.isdisjoint({plots.POS_COLOR, plots.NEG_COLOR})
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The example pair under the hand-crafted similarity and after training. The hand-crafted $P$ is all or nothing:
 # it finds part of the cut, and confidently pairs points far from any cut (stretches of straight tile border
 # look alike); the learned one finds more of the band and hesitates where it should (more entries between 0.05
@@ -416,7 +416,7 @@ hand_ex, learned_ex = ex.values()
 assert learned_ex["recall"] > hand_ex["recall"] and learned_ex["unsure"] > hand_ex["unsure"]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Stage 2, searching.** As in the paper, search runs on top of the frozen matching network: a search head
 # maps each contour point's 16 matching features plus its colour through one layer (64 units), mean- and
 # max-pools over the contour, and projects to a 32-d L2-normalised embedding. Each step takes 16 random training
@@ -457,7 +457,7 @@ for name, d in learns.items():
 assert all(d.mean - 2 * d.se > 0 for d in learns.values())      # every search loss learns, beyond the seed spread
 assert all(v.min() > 0.1 for v in r1.values())                  # every searcher is far above chance (under 1%)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The search batch of section 3 again (rows and columns sorted by tile: each 3 × 3 diagonal block is one tile),
 # under the hand-crafted colour descriptor and under the trained searcher; and over the whole test pool, the mean
 # cosine of three kinds of pair: fits, other fragments of the same tile, fragments of other tiles.
@@ -477,7 +477,7 @@ assert trained_k["fits"] < hand_k["fits"]                                      #
 assert trained_k["fits"] - trained_k["same tile"] > hand_k["fits"] - hand_k["same tile"]  # ...a wider gap
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The colour descriptor puts all the fragments of a tile close together, touching or not; the trained searcher
 # uses a smaller range of cosines but a wider gap between the fragments that touch and those that only share the
 # tile, which is what Recall@1 rewards. What it cannot fix is two tiles of the same plain sky.
@@ -494,7 +494,7 @@ assert all(len(ax.lines) == 2 * len(SEEDS) + 3 for ax in axes[0])   # 8 seeds an
 assert colours.isdisjoint({plots.POS_COLOR, plots.NEG_COLOR})        # pair colours mean pull / push only
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What the search returns.** Two fragments of test tile 8 (the first picture of this notebook; of the next
 # tiles if tile 8 lacks one kind): the first whose nearest fragment fits it and the first whose nearest does
 # not, each with its five nearest fragments in the whole test pool of 384, framed blue if they fit the query
@@ -512,7 +512,7 @@ for row, query in enumerate(queries):
 assert abs(float(hit.double().mean()) - r1["InfoNCE τ=0.12"][0]) < 2 / len(test)   # the table's searcher, seed 0
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Press *Train* to run both stages with other knobs (about 5 s; settings already run come
 # from the cache). The left curve is the matcher's test F1, the middle one the searcher's Recall@1 and @5, the
 # right map $P$ of the example pair after training.
@@ -522,7 +522,7 @@ train_panel = fr.training_panel(train, test, iters=ITERS, example=EXAMPLE)
 assert train_panel.state["result"][0] is learned
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** PairingNet searches and matches fragments more accurately than rule-based methods
@@ -585,7 +585,7 @@ Markdown(f"**Verdict at this scale.** Over {vs_triplet.n} paired seeds, PairingN
          + ("; search, trained on 64 tiles, is ahead of colour as well." if vs_hand.verdict == "ahead" else
             "; search, trained on 64 tiles, shows no gain over colour."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **Two temperatures, two orders of magnitude apart.** $\tau = 0.12$ divides *cosines* (in $[-1, 1]$), while
@@ -599,7 +599,7 @@ unit = fr.dual_softmax(F.normalize(Fs, dim=1) @ F.normalize(Ft, dim=1).T, tau=8.
 print(f"unit features, tau_m = 8: largest P {float(unit.max()):.5f} (a uniform P would be {1 / 40**2:.5f})")
 assert unit.max() < 2 / 40**2
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Pad with a large number, not $-\infty$.** A contour shorter than the batch's longest is padded. Masking the
 # padding with $-\infty$ turns a fully padded row into $0/0$:
 
@@ -610,7 +610,7 @@ z = S_demo[:4, :4].masked_fill(~valid, -np.inf)
 print("with -inf:", torch.isnan(torch.softmax(z, -1) * torch.softmax(z, -2)).any().item(),
       "| lossviz (-1e9):", torch.isfinite(fr.dual_softmax(S_demo[:4, :4], valid)).all().item())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The focal normaliser.** One mean over positives and negatives: a pair of 40-point contours sharing 12 points
 # has 12 positives among 1,600 entries; at 400 points and 120 shared, 120 among 160,000. The positives' share
 # of the normaliser falls tenfold, and with it, silently, the size of their gradient (Adam hides part of it,
@@ -625,7 +625,7 @@ for n, shared in ((40, 12), (400, 120)):
     print(f"{n:3d} points, {shared:3d} shared: positives are {shared / n**2:.2%} of the mean; "
           f"total weight on positives {float(Wx[gtx].sum()):.4f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *Sum of probabilities or mean of logs?* The official code sums (section 1); many re-implementations write
 #   SupCon's mean of log-probabilities, which weights the positives differently (section 3).

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 08 — LVM-Med: self-supervised learning by second-order graph matching
 #
 # **Paper.** Duy M. H. Nguyen, Hoang Nguyen, Nghiem T. Diep, Tan N. Pham, Tri Cao, Binh T. Nguyen, Paul Swoboda,
@@ -43,7 +43,7 @@
 # **(reconstructed - verify against the paper)**. This notebook is about the *mechanism* — a matching loss and
 # its black-box gradient — in miniature, not a reproduction of LVM-Med.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` shortens training).
@@ -67,7 +67,7 @@ FAST = T.setup(seed=0)
 ITERS = 250 if FAST else 300
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### The baseline: SimCLR's InfoNCE
@@ -173,7 +173,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # - for λ above half the range of $C$ it is the perceptron update $(\hat v(C - mI) - I)/\lambda$: it pushes down each
 #   wrong pick and pulls up the correct partner of each image that is wrong or right by less than $m$.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The loss reads as the formula: `hamming_loss` is the Hamming distance of a matching to the target, and
@@ -184,7 +184,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 print(inspect.getsource(gm.hamming_loss))
 print(inspect.getsource(gm.gm_loss))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The black-box rule lives in the solver. `gm.match` wraps it in a `torch.autograd.Function`: the forward pass
 # calls the Hungarian algorithm (`scipy.optimize.linear_sum_assignment`) on a detached copy of the costs it is
 # given ($C' = C - mP$, from `gm_loss`), and the backward pass calls it once more on the perturbed costs $C' - \lambda\,\partial L/\partial v$ and returns
@@ -193,7 +193,7 @@ print(inspect.getsource(gm.gm_loss))
 # %%
 print(inspect.getsource(gm.BlackBoxMatching))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A batch to work with: 16 held-out MNIST-1D signals, two augmentations each, through an untrained encoder
 # (MLP 40 → 256 → 64) and projector (64 → 32, L2-normalised). We build $C$ with the second-order proxy
 # ($\beta = 0.5$, $k = 3$ neighbours), back-propagate `gm.gm_loss` with BB-GM's knobs (λ = 80, margin 0.2), and
@@ -218,7 +218,7 @@ print(f"loss = {float(loss.detach()):.0f}: {int(loss.detach()) // 2} of 16 image
       f"than m = {MARGIN:g} ({wrong} of them wrongly)")
 assert np.array_equal(C.grad.numpy(), by_hand)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The Hungarian algorithm is exact: on the first 7 images it finds the best of all $7! = 5040$ permutations.
 # And the black-box gradient is the exact gradient of the interpolation $f_\lambda$: a central finite difference
 # of `gm.interpolated_loss` along a random direction $D$ equals $\langle \partial L/\partial C, D\rangle$.
@@ -240,7 +240,7 @@ fd = (f_lam(C.detach() + eps * D) - f_lam(C.detach() - eps * D)) / (2 * eps)
 print(f"finite difference of f_λ: {float(fd):+.6f}   <dL/dC, D>: {float((C.grad * D).sum()):+.6f}")
 assert abs(float(fd) - float((C.grad * D).sum())) < 1e-6
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The baseline reuses `lv.nt_xent_loss`: `gm.nt_xent_views` assembles the $2N\times 2N$ similarity matrix from its
 # blocks $[[Z_sZ_s^\top, C], [C^\top, Z_tZ_t^\top]]$ with labels $(0..N-1, 0..N-1)$. It agrees with
 # pytorch-metric-learning's `NTXentLoss` on the same views (`tests/test_lvm_med.py` also compares gradients).
@@ -254,7 +254,7 @@ assert abs(float(ours) - float(pml)) < 1e-10                 # the same float64 
 print(f"lossviz {float(ours):.4f}   pytorch-metric-learning {float(pml):.4f}   "
       f"|difference| < 1e-10: {abs(float(ours) - float(pml)) < 1e-10}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The two graphs and the solver's matching
@@ -273,12 +273,12 @@ gm.draw_matching(axes[0, 1], z_s, z_t, v_second, A_s=A_s, A_t=A_t, title=f"secon
 print(f"images matched differently by the two: {int((v_first != v_second).any(1).sum())} of 16")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # On this untrained network the neighbourhood term moves a few matches, and not for the better: the
 # neighbourhoods of a random network are as noisy as its nodes. (At $\beta = 0.5$, the value we train with, it
 # moves none on this batch; try it in the panel of §4.)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Which pairs get weight: matching loss vs InfoNCE
 # The signed weights $\partial L/\partial C_{ij}$ on this batch (rows: view-1 images, columns: view-2 images,
 # the correct pairs on the outlined diagonal). Blue pulls a pair together, vermillion pushes it apart.
@@ -293,7 +293,7 @@ gm.grad_heatmap(axes[0, 0], W_gm, f"GM, black-box (λ = {LAM:g}, m = {MARGIN:g})
 gm.grad_heatmap(axes[0, 1], W_nce, f"InfoNCE (τ = 0.2): {int((W_nce != 0).sum())} non-zero")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # InfoNCE weights all $16^2$ pairs: a pull on every diagonal entry, a softmax push on every other one.
 # The matching loss touches only the rows the solver got wrong *with the margin*: $+1/\lambda$ on the wrong pick,
 # $-1/\lambda$ on the correct partner. At $\lambda = 80$, far above half the range of $C$, it is exactly the
@@ -306,7 +306,7 @@ print(f"range of C: {float(C.detach().max() - C.detach().min()):.3f}  (< 2λ = {
 assert torch.equal(W_gm, (v_hat - eye16) / LAM)
 assert bool((W_nce.diagonal() < 0).all()) and bool((W_nce[~torch.eye(16, dtype=torch.bool)] > 0).all())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The gradient as λ varies
 # Left: move along $C + tI$ (add $t$ to every correct affinity). The true loss (black) is a staircase: flat, with
 # no gradient, then jumps. The interpolation $f_\lambda$ whose gradient the backward pass returns is continuous
@@ -333,7 +333,7 @@ axes[0, 1].set(xlabel="λ", ylabel="non-zero entries of dL/dC", title="how much 
 axes[0, 1].legend()
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The structure, checked on 1000 random problems
 # Random $C$ of sizes 3 to 8, random λ in $[0.05, 100]$, random margin $m$ in $[0, 0.5]$, some with a boosted diagonal
 # so that the solver is often right. We count violations of each property of §1 (all must be 0). These are
@@ -358,7 +358,7 @@ for trial in range(1000):
 print(f"{n_right} of 1000 problems already solved correctly by the margin; violations: {bad}")
 assert sum(bad.values()) == 0 and 0 < n_right < 1000
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -377,7 +377,7 @@ panel = gm.matching_panel(z_s, z_t, lam=LAM, margin=MARGIN, beta=BETA, k=K, tau=
 assert panel.state["nnz"] == int((W_gm != 0).sum())
 panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The panel is an ordinary object: setting a control redraws it. A tiny λ hides most of the gradient; without the
 # margin, only the wrongly matched rows keep one.
 
@@ -393,7 +393,7 @@ print(f"non-zero gradient entries: {small} at λ = 0.05, {no_margin} at λ = {LA
 assert small < panel.state["nnz"] and torch.equal(panel.state["W_gm"], W_gm)
 assert no_margin == 2 * panel.state["wrong"] <= panel.state["nnz"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 # **Protocol.** MNIST-1D (4000 training signals of length 40, generated locally; labels never used in training).
 # Encoder MLP 40 → 256 → 64, projector ReLU + Linear 64 → 32, L2-normalised. Each step draws 64 signals and two
@@ -427,7 +427,7 @@ for loss, seeds in LOSS_SEEDS.items():
 assert all(r.evals["view_match"][-1] > r.evals["view_match"][0] + 0.15 for r in runs.values())  # every run learns
 assert all(np.argmax(r.evals["view_match"]) > 0 for r in runs.values())  # no best checkpoint at iteration 0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Left: held-out view matching (seed 0 solid, seed 1 dashed, seeds 2–7 dotted). Middle: the number of non-zero
 # entries of $\partial L/\partial C$ per step, out of $64^2 = 4096$ (log scale). Right: the 5-NN class accuracy of
 # each run's encoder, untrained (grey) and trained (colour).
@@ -444,7 +444,7 @@ assert all(len(ax.lines) >= len(runs) for ax in axes[0, :2])
 assert all(f > 0.5 for f in near_miss)        # by the end, the margin's near-misses carry most of the gradient
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # InfoNCE's gradient stays dense (all 4096 entries, every step). The matching losses' gradient lives on the rows
 # that are wrong *or right by less than the margin* — $2\times$ those rows, at most 128 — and the printed line shows
 # where it goes by the end of training: mostly to images the solver already matches right, whose correct partner
@@ -470,7 +470,7 @@ Markdown(f"**{below} of {len(runs)} trained encoders** end *below* their untrain
          + ("Every loss loses class information here, so the score cannot rank them." if below == len(runs) else
             "The score moves both ways; its changes are not a ranking of the losses either."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The matching, before and after.** The 16 held-out images of §3, first-order matching, through the untrained
 # network and through the networks trained with GM-1st and with InfoNCE (seed 0).
 
@@ -486,7 +486,7 @@ for ax, (title, run) in zip(axes[0], [("untrained", None), ("after GM-1st", runs
 assert right["after GM-1st"] > right["untrained"] and right["after InfoNCE"] > right["untrained"]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Pick a loss, λ, the margin $m$, β, τ, the seed, and the I-MLE noise (perturb-and-MAP,
 # Niepert et al. 2021: both solver calls see the same Gumbel noise on $C$), and press *Train* (a second or two; a
 # setting already trained, such as the ones above, is shown at once from the cache).
@@ -496,7 +496,7 @@ train_panel = gm.training_panel(iters=ITERS)
 assert train_panel.state["result"] is runs["gm_1st", 0]          # the default setting: from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # An example: GM-1st **without the margin** ($m = 0$, everything else as above), seed 0.
 
 # %% tags=["nbval-ignore-output"]
@@ -509,7 +509,7 @@ assert bare.params["margin"] == 0.0 and train_panel.state["result"] is bare
 assert bare.evals["view_match"][-1] > bare.evals["view_match"][0] + 0.15       # it learns through the solver too
 assert np.array_equal(bare.history["nnz"], bare.history["loss"])              # only the wrong rows get a gradient
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # One seed is an illustration, not a comparison (exercise 3 asks for the paired version). Without the margin,
 # only the images the solver gets *wrong* receive a gradient (asserted: the non-zero entries are exactly the
 # loss); every image it gets right by a hair is left alone, although one more step may flip it. The printed line
@@ -517,7 +517,7 @@ assert np.array_equal(bare.history["nnz"], bare.history["loss"])              # 
 # concluded that InfoNCE learns view matching far better; the next section checks, over 8 paired seeds, how the
 # matching loss *with* BB-GM's cost margin compares.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 # **The paper's claim.** Graph-matching pre-training on 1.3 million medical images beats supervised,
 # self-supervised and foundation models on 15 downstream medical tasks (with a ResNet-50, 6–7 % over
@@ -584,7 +584,7 @@ Markdown(f"**Verdict over {final.n} paired seeds, {ITERS} steps each.** On held-
          + "The paper's ranking (graph matching ahead of contrastive learning) is not something this miniature can "
            "show or refute: its claim is about downstream medical tasks at scale.")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Reconstruction.** The graph construction, the edge affinity, the "global and local" fusion the paper

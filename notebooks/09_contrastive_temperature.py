@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 09 — The temperature of the contrastive loss: hard negatives and the uniformity-tolerance dilemma
 #
 # **Paper.** Feng Wang, Huaping Liu. *Understanding the Behaviour of Contrastive Loss.* CVPR 2021.
@@ -36,7 +36,7 @@
 # models at three temperatures and with the paper's hard-negative loss, measure uniformity and tolerance on
 # paired seeds, and see which part of the claim survives at small scale, and why the smallest τ breaks the trend.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains 4 paired seeds per
@@ -61,7 +61,7 @@ EPOCHS = 30                                    # every run, every temperature: o
 SEEDS = tuple(range(4 if FAST else 8))         # paired: seed k starts every setting from the same network
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### NT-Xent, the SimCLR loss
@@ -113,7 +113,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # denominator (`C.hard_nt_xent_loss`, a fraction `frac` of them). Both comparison losses are reconstructed from the
 # paper's text, since no code was published.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The weights in closed form: a log-softmax over the negatives gives $r$, a sigmoid gives the pull $1-q_p$ (never
@@ -122,7 +122,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %%
 print(inspect.getsource(C.nt_xent_weights))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **A real SimCLR batch.** Sixteen training digits, two random views each (`augment.TwoViewSampler`: a random
 # one-pixel shift, brightness ±20 %, 15 % of the pixels dropped, Gaussian noise 0.1). For these pictures the
 # embedding is the raw pixels, so no training is needed yet. Three checks: `lv.nt_xent_loss` equals the textbook
@@ -145,7 +145,7 @@ print(f"loss {float(textbook):.4f} | "
       f"max |autograd x tau x 2B - closed form| {'< 1e-12' if gap < 1e-12 else float(gap)}")
 assert gap < 1e-12 and torch.allclose(C.relative_penalty(S, y, tau=tau), r_scratch, atol=1e-12)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The canonical plot: the share of the push per negative
@@ -162,7 +162,7 @@ for ax, t in zip(axes[0, 1:], (0.05, 1.0)):
     _ = plots.anchor_weights_view(ax, s_pos, s_neg, w_pos, w_neg, title=f"anchor 0, τ = {t:g}")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Middle and right: the signed weights of the same anchor (times τ). Blue stems pull the positive, vermillion
 # stems push the negatives; the legend gives each total: the pull always equals the total push. This anchor's
 # other view is a poor match in pixels (less similar than most negatives), so the pull is close to its
@@ -186,7 +186,7 @@ for ax, vals, label in ((axes[0, 0], H, "entropy of r / log |N|"), (axes[0, 1], 
 axes[0, 0].legend(loc="upper left")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The whole batch as a heat-map
 # Signed weights $\partial L/\partial S_{ij}$ for every pair, sorted by image, so each outlined 2 × 2 block holds
 # one image's two views and its blue off-diagonal cells are the positive pairs. At τ = 0.05 each row's push sits
@@ -198,7 +198,7 @@ for ax, t in zip(axes[0], (0.05, 1.0)):
     _ = plots.weight_heatmap(ax, C.nt_xent_weights(S, y, tau=t, signed=True), y, title=f"NT-Xent weights, τ = {t:g}")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Three exact facts, checked numerically
 # 1. For every anchor, the entropy of $r$ never decreases as τ grows, and the largest share never increases.
 # 2. The pull equals the total push: $\sum_{k \in N_i} |\partial\ell/\partial s_{ik}| = |\partial\ell/\partial s_{ip}|$,
@@ -215,7 +215,7 @@ print(f"|pull - push| {'< 1e-12' if balance < 1e-12 else float(balance)} | tau*L
       f"hinge {float(hinge):.4f}")
 assert balance < 1e-12 and abs(float(limit - hinge)) < 1e-2
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -242,7 +242,7 @@ tau_panel.controls["anchor"].value = best          # its hinge is satisfied: alm
 assert tau_panel.state["w_pos"] < 0.01
 tau_panel.controls["tau"].value, tau_panel.controls["anchor"].value = 0.2, 0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: SimCLR on digits at three temperatures
 #
 # **Protocol** (the "digits two-view kit"). scikit-learn's digits, lossviz's stratified 50/50 split (898 train /
@@ -264,7 +264,7 @@ assert all(np.isfinite(r.history["loss"]).all() for r in runs.values())
 assert all(r.history["loss"][-20:].mean() < r.history["loss"][:5].mean() - 0.3 for r in runs.values())  # all learn
 assert all(r.scores["recall_at_1"] > 0.5 for r in runs.values())          # far above chance (0.1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The two measures, from scratch on the τ = 0.2 test embeddings: uniformity as Wang & Isola's one-liner
 # (`pdist`, squared, times −2, exp, mean, log) and tolerance as the mean cosine over same-class pairs, against
 # `lossviz.metrics`.
@@ -278,7 +278,7 @@ t_scratch = (z @ z.T)[same].mean()
 assert abs(float(u_scratch) - metrics.uniformity(z)) < 1e-9
 assert abs(float(t_scratch) - metrics.tolerance(z, labels)) < 1e-9
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **During training.** Left: the loss. It starts near $\log(2B-1) = 5.5$ for every τ, because the untrained network
 # puts all the views close together. Middle: how evenly each anchor's push is shared. At τ = 1 it stays near
 # uniform; at τ = 0.05 it drops as the embedding forms and real hard negatives appear. Right: the share of the push
@@ -307,7 +307,7 @@ assert runs[1.0].history["entropy"].min() > 0.9 and E[-20:].mean() < E[0] - 0.2 
 assert all(np.polyfit(runs[t].history["iter"][half:], L[t][half:], 1)[0] < 0 for t in TAUS)   # still falling
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The embeddings.** For each test pair, its cosine similarity, split by whether the two images share a class
 # (the dashed line is the mean of the blue histogram: the tolerance). At τ = 0.2 the different-class pairs
 # (vermillion) form a broad bump around 0 (asserted below), the mark of points spread over the sphere. How to read
@@ -327,7 +327,7 @@ different = (yt[:, None] != yt[None, :]).triu(1)
 assert abs(float((zt @ zt.T)[different].mean())) < 0.1           # τ = 0.2: different classes centred on 0
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Choose the loss (NT-Xent, the hard contrastive loss, the simple loss with equal weights),
 # τ, the hard-negative fraction, the epochs and the seed, and press *Train* (about 1.5 s per 30 epochs; a setting
 # already trained comes back at once from the cache). The star is your run on the uniformity-tolerance plane.
@@ -337,7 +337,7 @@ train_panel = TT.training_panel(reference_runs=runs, tau=0.2)
 assert train_panel.state["result"] is runs[0.2]              # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** (a) The contrastive loss is hardness-aware, and τ sets the strength of the penalty on hard
@@ -381,7 +381,7 @@ for arm in ARMS:
 assert all(seeded[arm][0] is runs[t] for arm, t in (("0.05", 0.05), ("0.2", 0.2), ("1", 1.0)))   # seed 0: cached
 assert all(r.history["loss"][-20:].mean() < r.history["loss"][:5].mean() - 0.3 for rs in seeded.values() for r in rs)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Each dot is one seed, each large marker a seed mean. Below the figure, the paired differences: mean ± standard
 # error over the seeds, on how many seeds the first setting came out ahead, and the verdict at two standard errors.
 
@@ -409,7 +409,7 @@ assert resolved(claims["tolerance, hard minus τ = 0.2"])                       
 assert claims["uniformity loss, hard minus τ = 0.2"].verdict == "ahead"           #     (and less uniform)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds.**
 # - *The dilemma, uniformity side,* holds for τ ∈ {0.2, 1}: τ = 0.2 is the more uniform on every seed, far beyond
 #   the seed noise. *The tolerance side* is much weaker at this scale: compare the printed gap with the spread of
@@ -472,7 +472,7 @@ assert mech["τ = 0.05 loss of the τ = 0.2 network, unshrunk minus shrunk to 0.
 assert mech["τ = 0.2 loss of the τ = 0.2 network, shrunk to 0.5 minus unshrunk"].verdict == "ahead"   #    shrinking
 assert mech["push share on closer negatives, τ = 0.05 minus τ = 0.2"].verdict == "ahead"  # 3. push on near-duplicates
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The same numbers as a picture, seed means. Left: the uniform τ = 0.2 network, shrunk or inflated, under three
 # losses. Right: each network under its own loss.
 
@@ -485,7 +485,7 @@ _ = TT.shrink_plot(axes[0, 1], {f"τ = {a} network, own loss": path[a, float(a)]
 assert all(np.isfinite(v).all() for v in path.values())
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What the numbers say** (printed above; each line is a paired difference over the seeds).
 # 1. *Not under-training.* The τ = 0.05 loss scores its own compact network **lower** than the uniform τ = 0.2
 #    network, well beyond the seed noise. Training is doing what that loss asks; more of it has no reason to move
@@ -517,7 +517,7 @@ print(f"negatives closer to an anchor than its own positive: {closer_pixels:.0%}
       f"{closer_1:.0%} after training at τ = 1 (seed mean)")
 assert closer_pixels > 0.25 and 0 < closer_1 < closer_pixels
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **Unequal budgets.** Every comparison in this notebook gives each setting the same 30 epochs, the same batches and
@@ -551,7 +551,7 @@ for f in FRACS:
 assert hard10.uniformity > -0.1 and hard10.tolerance > 0.99                      # collapsed
 assert gain[0.1].verdict == "behind" and gain[0.5].verdict == "ahead"            # 10 %: collapse wins; 50 %: spread
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *Never form `exp(S / τ)` yourself.* At τ = 0.01 a similarity of 0.9 gives $e^{90}$, past float32's range:
 
@@ -561,7 +561,7 @@ stable = torch.logsumexp(S.float() / 0.01, dim=1)
 print(f"naive log-sum-exp: {naive[:3].tolist()}  stable: {[round(v, 2) for v in stable[:3].tolist()]}")
 assert not torch.isfinite(naive).all() and torch.isfinite(stable).all()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - *Conventions differ.* Some code multiplies by a scale $s = 1/\tau$ (an inverse temperature; notebook 14), and
 #   some leaves the positive out of the denominator (then the push no longer equals the pull). lossviz follows
 #   SimCLR: divide by τ, positive in the denominator.
@@ -577,7 +577,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Exercises
 # 1. **Batch size and hardness.** Draw a two-view batch of 64 images instead of 16 and redo the entropy-vs-τ
 #    plot. At a fixed τ, is the push more or less concentrated? *Hint:* more negatives means more chances of a

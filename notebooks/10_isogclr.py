@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 10 — iSogCLR: a temperature for every sample, learned by distributionally robust optimisation
 #
 # **Paper.** Zi-Hao Qiu, Quanqi Hu, Zhuoning Yuan, Denny Zhou, Lijun Zhang, Tianbao Yang. *Not All Semantics are
@@ -38,7 +38,7 @@
 # set, and check which part of the claim holds at this scale, including one trap of the official algorithm that
 # stops the temperatures from learning at all.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` shortens the runs).
@@ -61,7 +61,7 @@ EPOCHS = 60 if FAST else 100
 DIGITS = I.PRESETS["digits"]          # rho 0.4, tau_init 0.1, beta_u 0.5, eta 0.3, gamma 1 (section 7 says why)
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### From an average to a worst case
@@ -123,7 +123,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # uses $s_{ij}$ rather than $h_{ij}$ in the exponent; the positive's term cancels in both derivatives.
 # **SogCLR** is the same algorithm with a fixed τ (η = 0); **SimCLR** is NT-Xent with one global τ.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `I.robust_loss` computes $F_i$ with a log-sum-exp; `tau` is a number or one temperature per row of $S$.
@@ -131,7 +131,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %%
 print(inspect.getsource(I.robust_loss))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Checks on a real batch.** Sixteen training images of the long-tailed digits set of section 5, two views each
 # (notebook 09's augmentations), the raw pixels as embedding. We give every view a random temperature and check:
 # `I.robust_loss` equals the formula written with $h_{ij}$; autograd's $\partial F_i/\partial\tau_i$ equals
@@ -156,7 +156,7 @@ print(f"F {F.mean().item():.6f} vs scratch {scratch.item():.6f} | "
 assert torch.allclose(F.mean(), scratch, atol=1e-12) and gap < 1e-12
 assert torch.allclose(W[neg], I.dro_weights(S, y, tau=tau.detach())[neg]) and torch.allclose(W[pos], -torch.ones(n, dtype=torch.float64))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The per-sample algorithm** is `I.ISogCLR`: a state object holding $s$ (as $\log s$, so that nothing overflows),
 # $u$ and τ for the whole data set. Called on a batch's similarity matrix and the items' data-set positions, it
 # returns the surrogate to back-propagate and updates those items' state:
@@ -164,7 +164,7 @@ assert torch.allclose(W[neg], I.dro_weights(S, y, tau=tau.detach())[neg]) and to
 # %%
 print(inspect.getsource(I.ISogCLR.__call__))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # On an item's first visit the denominator is the batch's own, so the surrogate's gradient must be exactly the
 # gradient of $\frac{1}{2B}\sum_a F_a$ at the items' current temperatures, and the temperature step must use
 # $\rho-\mathrm{KL}$ (averaged over the item's two views, clipped to ±3):
@@ -182,7 +182,7 @@ assert torch.allclose(state.last["grad_tau"], ((exact[:16] + exact[16:]) / 2).cl
 u = DIGITS["beta_u"] * state.last["grad_tau"]                      # u starts at 0
 assert torch.allclose(state.tau[idx], (0.1 - DIGITS["eta"] * u).clamp(0.05, 1.0))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # For these pictures the "data set" is the long-tailed training set itself (496 images: classes 0–4 in full, about
@@ -210,7 +210,7 @@ for ax, c in zip(axes[0, 1:], (0, 5)):
     ax.set_title(f"class {c} anchor: own τ* (dark) vs global τ")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Around KL = ρ = 0.4 the class-0 anchor's curve lies to the right: many of its "negatives" are other zeros, far
 # more similar to it than the rest, so its worst case stays peaked up to a larger τ, and it reaches KL = ρ only at
 # a larger τ*. At the global τ = 0.1 its push is concentrated on those look-alikes; at its own τ* the push is
@@ -235,7 +235,7 @@ _ = plots.weight_heatmap(axes[0, 1], lv.pair_weights(I.robust_loss, S, y, signed
                          title="robust loss, each view at its τ*")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Every image's τ*, by class
 # Left: τ* of all 496 images at ρ = 0.4, one box per class (the class size is under each box). Middle: τ* against
 # the small-ρ prediction $\sigma_i/\sqrt{2\rho}$. Right: the head and tail means of τ* as ρ grows.
@@ -258,7 +258,7 @@ axes[0, 2].yaxis.set_minor_formatter(plots.mpl.ticker.NullFormatter())
 axes[0, 2].legend()
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Already in pixel space, before any training, the frequent classes 0–4 have larger τ* than the rare classes 5–9,
 # and τ* follows the spread of the similarities closely. As ρ grows every τ* falls, and the head–tail gap closes:
 # somewhere around ρ ≈ 2–3 it reverses. The "frequent semantics → larger τ" reading is a small-ρ effect: with a
@@ -278,7 +278,7 @@ print(f"head mean tau* {star_all[head].mean():.3f}, tail mean tau* {star_all[~he
 assert kl_err < 1e-6
 assert (I.kl_to_uniform(S_all, ids, tau=torch.full((len(ids),), 1e-3, dtype=torch.float64)) <= math.log(495) + 1e-9).all()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -297,7 +297,7 @@ dro = I.dro_panel(S_all, ids, anchors=anchors, rho=0.4, tau=0.1)
 assert abs(dro.state["tau_star"] - star[0]) < 1e-9                  # class 0's tau*, as in the figure above
 dro
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The panel is an ordinary object; setting a control redraws it. With the exact batch denominator (γ = 1) the
 # update settles near τ*; with γ = 0.8 it does not settle at all (section 7 explains why):
 
@@ -310,7 +310,7 @@ print(f"gamma = 1: last 20 visits within a factor {math.exp(settled):.2f} of tau
 assert settled < bouncing
 dro.controls["gamma"].value = DIGITS["gamma"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: self-supervised learning on long-tailed digits
 #
 # **Protocol.** The digits two-view kit of notebook 09, made long-tailed: lossviz's stratified 50/50 split, then
@@ -336,7 +336,7 @@ assert all(np.isfinite(run.history["loss"]).all() for run in runs.values())
 assert all(r.history["loss"][-20:].mean() < r.history["loss"][:5].mean() - 0.2 for r in runs.values())  # all learn
 assert all(r.scores["knn"] > 0.5 for r in runs.values())                  # far above chance (0.1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves.** Left: the mean temperature of head and tail images. Every τ first drops towards
 # $\tau_{\min}$ (the untrained network maps all images close together, so KL ≈ 0 < ρ), then climbs as the
 # embedding spreads out. With γ = 1 (solid) the head settles above the tail; with γ = 0.8 (dashed) both means stay
@@ -357,7 +357,7 @@ assert jump[1] > 10 * jump[0]                                                 # 
 assert np.ptp([r.scores["knn"] for r in runs.values()]) < 0.05                           # they end close together
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The learned temperatures.** Left: τ_i by class after training (iSogCLR, γ = 1), with each class's mean τ* on the
 # final embedding (black diamonds: the equilibrium KL = ρ with all 495 other images as negatives). Middle: the same
 # τ* for SimCLR's final embedding: the head–tail order is a property of the embedding of long-tailed data, not of
@@ -378,7 +378,7 @@ assert iso.group_mean(iso.tau)[0] > iso.group_mean(iso.tau)[1] and sim_star[0] >
 assert r_iso > 0.5                                                                # learned τ tracks τ*
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Method (iSogCLR, SogCLR: its loss with a fixed τ, SimCLR), ρ, η, γ, β_u, the initial τ (the
 # global τ of SimCLR and SogCLR), the imbalance ratio (head count / tail count), epochs and seed. A run takes a few
 # seconds; a setting already trained comes back at once from the cache.
@@ -388,7 +388,7 @@ train_panel = I.training_panel(**DIGITS, epochs=EPOCHS)
 assert train_panel.state["result"] is runs["iSogCLR"]              # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claims.** (a) The algorithm learns a suitable τ for each sample: samples of frequent semantics get a
@@ -438,7 +438,7 @@ print(f"kNN iSogCLR - SimCLR: {knn_gap.mean():+.3f} (seed-to-seed standard error
       f"tail classes {tail_gap.mean():+.3f} ({tail_spread:.3f})")
 assert abs(knn_gap.mean()) <= 2 * spread and abs(tail_gap.mean()) <= 2 * tail_spread   # 5. within seed noise
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, what does not.**
 # - *The mechanism holds.* In every seed head images end with larger temperatures than tail images, the learned
 #   temperatures track the equilibrium τ* of the final embedding, and on balanced data the gap disappears: it is
@@ -449,7 +449,7 @@ assert abs(knn_gap.mean()) <= 2 * spread and abs(tail_gap.mean()) <= 2 * tail_sp
 # - *Sensitivity (c)* we did not test; section 7 shows one setting (the README's γ) where the temperatures fail to
 #   learn at this scale.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **The stale denominator (γ < 1).** The README's γ = 0.8 keeps $s_i$ as a moving average of
@@ -481,7 +481,7 @@ print(f"r(learned tau, tau*): gamma = 1 {r_iso:.2f}, gamma = 0.8 {r_stale:.2f}; 
       f"gamma = 0.8 images at tau_min: {np.mean(stale.tau == 0.05):.0%}")
 assert r_stale < 0.5 < r_iso                      # γ = 0.8 fails check 3 of section 6, γ = 1 passes it
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The two default sets disagree.** The README (CIFAR-100) uses ρ = 0.4, τ_init = 0.1, β_u = 0.5, η = 0.03; the
 # class `SogCLR_DRO_Loss` defaults to ρ = 6, τ_init = 0.07, β_u = 0.9, η = $10^{-3}$. Name the preset you use:
 
@@ -489,7 +489,7 @@ assert r_stale < 0.5 < r_iso                      # γ = 0.8 fails check 3 of se
 for name, preset in I.PRESETS.items():
     print(f"{name:7s}", preset)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **ρ beyond reach.** KL to the uniform distribution over $m$ negatives is at most $\log m$. With ρ = 6 and batches
 # of 128 images, $\log 254 = 5.5 < 6$: $\partial F/\partial\tau = \rho - \mathrm{KL} > 0$ for every τ, and every
 # temperature is pinned at $\tau_{\min}$ (the code's class default assumes 256 images per batch, $\log 510 = 6.2$).
@@ -500,7 +500,7 @@ pinned = I.tau_star(S, y, rho=4.0)
 print(f"rho = 4 > log 30 = {math.log(30):.2f}: tau* from {pinned.min():.4f} to {pinned.max():.4f} over the {n} views")
 assert torch.allclose(pinned, torch.full_like(pinned, 0.05))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *Per-sample state needs indices.* $s$, $u$ and τ are indexed by position in the data set. A loader that shuffles
 #   without returning indices silently mixes them; `I.ISogCLR` takes the indices explicitly
@@ -512,7 +512,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - *The clip.* The official code clips $\hat\nabla_\tau$ to ±3 (`grad_clip`); early in training, when KL is far from
 #   ρ, every step is clipped and the step size is really η × 3 (× the momentum).
 # - *η too small.* With the README's η = 0.03, τ moves at most 0.09 per visit; whether 100 visits are enough with
@@ -525,7 +525,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Exercises
 # 1. **Where the order flips.** In the panel of section 4, compare the τ* of "class 0 (head)" and "class 5 (tail)"
 #    at ρ = 0.4, 2 and 4. *Hint:* the small-ρ rule $\tau^\star\approx\sigma/\sqrt{2\rho}$ uses the spread of *all*

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 11 — Adaptive Multi-head Contrastive Learning: a temperature for every pair, and why it collapses
 #
 # **Paper.** Lei Wang, Piotr Koniusz, Tom Gedeon, Liang Zheng. *Adaptive Multi-head Contrastive Learning.*
@@ -34,7 +34,7 @@
 # floor within a few epochs. We then train a bounded variant, in which the temperatures settle where the theory
 # says, and check what is left of the claim at small scale.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` shortens the training runs).
@@ -58,7 +58,7 @@ FAST = T.setup(seed=0)
 EPOCHS = 20 if FAST else 30
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### From SimCLR to several heads
@@ -143,7 +143,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # opposite of NT-Xent's hard-negative emphasis. This variant is lossviz's reconstruction: verify it against the
 # paper's equations before relying on it.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The objective in `lossviz`: `A.amcl_loss` picks each anchor's positive and top-k negatives (by similarity, as
@@ -152,7 +152,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %%
 print(inspect.getsource(A.amcl_objective))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **A batch with three heads.** Sixteen training digits, two views each (`augment.TwoViewSampler`), so $2B = 32$
 # views. As stand-ins for three projection heads we use three random projections of the pixels to $d' = 32$
 # numbers (`A.random_heads`). An untrained MLP head would put every cosine near 1; a random projection keeps the
@@ -180,7 +180,7 @@ assert torch.allclose(scratch, A.amcl_loss(S[:3], y, tau=tau[:3], beta=beta, dim
 print(f"official loss of the 3 heads: {float(scratch):.4f}; "
       f"temperatures between {float(tau.min()):.3f} and {float(tau.max()):.3f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The pair weights of head 1 by autograd: $-1/(2B\,\tau)$ on each positive, $1/(2B\,k\,\tau)$ on each of the top-k
 # negatives (`top`, from the loop above, is head 3's; we recompute head 1's), and 0 on the other negatives.
 
@@ -193,7 +193,7 @@ assert (W[neg & ~kept] == 0).all()
 print(f"head 1, anchor 0: pull {float(-W[0][pos[0]]):.4f}, total push {float(W[0][neg[0]].sum()):.4f} "
       f"on {int(kept[0].sum())} of {int(neg[0].sum())} negatives")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The push over the negatives, in each head
@@ -210,7 +210,7 @@ for c, ax in enumerate(axes[0]):
     _ = A.negative_shares_view(ax, S[c], tau[c], y, anchor=0, topk=k, dim=d, title=f"head {c + 1}, anchor 0")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What the objective asks of a temperature
 # One pair's terms in ℓ as a function of its temperature, for a few similarities; the dot marks the minimum over
 # $[\tau_{\min}, \tau_{\max}]$ (`A.optimal_temperature`), here for $d' = 32$.
@@ -228,7 +228,7 @@ _ = A.term_curves(axes[0, 1], (-0.5, 0.0, 0.3), role="negative", beta=0.01, dim=
 _ = A.term_curves(axes[0, 2], (-0.3, 0.1, 0.5, 0.9), bounded=True, beta=0.1, dim=32)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The sign of $\partial\ell/\partial\tau$, checked numerically
 # On a grid of 400 temperatures between the bounds:
 # 1. official, positive: $\partial\ell/\partial\tau > 0$ everywhere for every $s$ above β (so descent always goes down),
@@ -254,7 +254,7 @@ for role, sign in (("positive", -1), ("negative", 1)):
     assert ((g < 0) == (taus < edge))[(taus - edge).abs() > 1e-9].all()                          # 3.
 print(f"official: dℓ/dτ_p > 0 at all 400 temperatures for the {int((s_grid > 0.01).sum())} similarities above β")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -286,7 +286,7 @@ descent.controls["beta"].value = 0.1
 assert np.ptp(descent.state["out"]["t_pos"]) > 0.1          # temperatures spread along τ*(s)
 descent.controls["variant"].value, descent.controls["beta"].value = False, 0.01
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 #
 # **Protocol** (the digits two-view kit of notebook 09). scikit-learn's digits, lossviz's stratified 50/50 split
@@ -318,7 +318,7 @@ for name, run in runs.items():
 assert all(np.isfinite(run.history["loss"]).all() for run in runs.values())
 assert all(r.history["loss"][-20:].mean() < r.history["loss"][:5].mean() - 1 for r in runs.values())   # all learn
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The temperatures during training**, every head (solid: positive pairs; dashed: top-k negatives; dotted:
 # the bounds). Official (left): all three heads' temperatures fall to the floor $10^{-5}$ within a few epochs, the
 # positives' and the negatives' alike, and stay there. A shared $\varphi$ with one large output direction gives every
@@ -337,7 +337,7 @@ assert 0.5 < hist["bounded"].min() and hist["bounded"].max() < 1.5              
 assert (hist["bounded, β = 0.1"][0::2, -1] < hist["bounded, β = 0.1"][1::2, -1] - 0.1).all()  # β = 0.1: pos < neg
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Each pair's temperature after training**, on 256 held-out test images, two fresh views each (dots: positive
 # pairs; faint crosses: two negatives per image; one colour per head). The right-hand axis reads the same points as
 # pair weights $1/\tau$. The lines are the minimisers of each pair's terms: $\tau^*(s)$ for the bounded variant.
@@ -361,7 +361,7 @@ assert (P["tau_pos"] > 2 * (1 - P["s_pos"] + 0.1) / (0.1 * 32)).mean() > 0.8   #
 assert all(spearmanr(P["s_neg"][c], P["tau_neg"][c]).correlation < 0.1 for c in range(3))  # negatives: no rise
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The evaluation metric during training** (5-NN accuracy, test queries, train gallery). Left: on $z$ (all
 # heads side by side; SimCLR has one head, hence its different start); right: on the representation $h$. Step 0
 # is the untrained network, and on digits it is already good: an MLP with random weights keeps the pixels'
@@ -382,7 +382,7 @@ assert all(k[-1] < k[0] + 0.01 and k[0] > 0.9 for k in kh.values())          # h
                                                                                # no model ends clearly above it
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Choose the objective (official, bounded, or SimCLR), the number of heads, β, the
 # temperature floor, top-k, the epochs and the seed, and press *Train*: about 5 s for 30 epochs with three heads.
 # A setting already trained comes back at once from the cache. The panel shows every head's temperatures, the 5-NN
@@ -395,7 +395,7 @@ train_panel = A.training_panel(reference_runs={"SimCLR baseline": runs["SimCLR"]
 assert train_panel.state["result"] is runs["bounded"]              # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** Several projection heads with adaptive, regularised pair temperatures improve SimCLR, MoCo
@@ -454,7 +454,7 @@ for name, run in runs.items():
           f"5-NN(h) {run.evals['knn_h'][0]:.3f} -> {run.evals['knn_h'][-1]:.3f}")
 assert collapsed[first - 1:].all() and s_min > 0.01                           # 2. (all the checks: below)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Eight paired seeds** (bounded, β = 0.1, 10 epochs; about 3 s each). For each seed: the two measures for the
 # trained φ and for its untrained control, then the paired differences, trained minus control (the ratio compared
 # on a log scale), as the mean ± 2 standard errors over the seeds.
@@ -484,7 +484,7 @@ assert all(v > 10 * A.TAU_MIN for v in lowest.values())                         
 assert m_log - e_log > 0 and (d_log > 0).all()        # 4. training φ makes a worse-matched positive warmer,
 assert (ratio_tr > 1).all()                           #    on every seed
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, what does not.**
 # - *The adaptive-temperature mechanism works as designed only in the bounded variant, and only with a large
 #   enough β.* At β = 0.1 a positive pair the heads match less well gets a higher temperature, so less weight, and
@@ -503,7 +503,7 @@ assert (ratio_tr > 1).all()                           #    on every seed
 #   pre-trained for hundreds of epochs with strong, combined augmentations. We cannot test that on a CPU in a
 #   minute, so we claim nothing about it.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **Huge numbers once the temperatures collapse.** At $\tau = 10^{-5}$ the official loss is of order $-10^5$ per
@@ -520,7 +520,7 @@ print("1/τ_min in float16:", float(1 / torch.tensor(A.TAU_MIN, dtype=torch.floa
       "| in float32:", float(1 / torch.tensor(A.TAU_MIN)))
 assert math.isinf(float(1 / torch.tensor(A.TAU_MIN, dtype=torch.float16)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Too few negatives cannot spread a collapsed start.** An untrained network maps every digit to almost the same
 # direction (cosines near 1). With only the 20 most similar negatives pushed, and with equal weights, the push only
 # separates each view from its nearest neighbours. The pull on the positive keeps the cloud closed, and the whole
@@ -535,7 +535,7 @@ print(f"mean similarity of the negative pairs over the last epoch: top-20 {mean_
       f"top-100 {mean_s(runs['bounded']):.4f}")
 assert mean_s(few) > 0.99 and mean_s(runs["bounded"]) < 0.5
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The ceiling is out of reach on average.** A pair's score is an inner product,
 # $r_{ij} = \langle\varphi_i, \varphi_j\rangle$. Inner products of many vectors cannot all be very negative:
 # $\sum_{i \ne j} r_{ij} = \lVert\sum_i \varphi_i\rVert^2 - \sum_i \lVert\varphi_i\rVert^2 \ge -\sum_i \lVert\varphi_i\rVert^2$.
@@ -549,7 +549,7 @@ print(f"bounded, β = 0.01: negatives' mean τ {t_neg.mean():.3f}; middle of the
       f"{(A.TAU_MIN + A.TAU_MAX) / 2:.3f}; their minimiser {A.TAU_MAX:g}")
 assert t_neg.mean() < A.TAU_MAX - 0.5
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *Two code versions, and the paper.* The newer official code (followed here) uses the shared $\varphi$, top-k
 #   negatives and β = 0.01 in its loss class. Its training script sets β = 1e-4 for SimCLR. The older code uses one
@@ -565,7 +565,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Exercises
 # 1. **Where does the bounded variant leave the ceiling?** In the panel of section 4, choose *bounded* and move β.
 #    At which β do the positives' final temperatures come off $\tau_{\max} = 2$? *Hint:* solve

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 12 — Arbitrary class pairs as positives: Hydra's gated feature filter
 #
 # **Paper.** Jiantao Wu, Sara Atito, Zhenhua Feng, Shentong Mo, Josef Kittler, Muhammad Awais.
@@ -35,7 +35,7 @@
 # opens for each pair of digits, move the paper's knobs, train small models with and without the gate, and check
 # which part of the claim holds at small scale.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` runs two seeds instead of
@@ -60,7 +60,7 @@ FAST = T.setup(seed=0)
 SEEDS = (0, 1) if FAST else (0, 1, 2)
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### Positive pairs from a class pair
@@ -126,7 +126,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # So each anchor's total pull equals its total push, hard negatives get most of the push, and the keys of the own
 # class get nothing. **The gate does not change the weighting rule; it changes the similarity the rule reads.**
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `H.hydra_loss` builds the two masks and then computes NT-Xent the way `lv.nt_xent_loss` does: one masked
@@ -135,7 +135,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %%
 print(inspect.getsource(H.hydra_loss))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Three checks on a random batch of 16 anchors, 4 classes, arbitrary partners, in float64: the loss equals a slow
 # loop written from the formula; it equals FastSSL's arithmetic (subtract the row mean, `exp`, mask, `log`),
 # and with an open gate $S^g$ is the plain cosine.
@@ -175,7 +175,7 @@ assert abs(ours - loop_loss(S, y1, y2, tau)) < 1e-12 and abs(ours - fastssl_reci
 cosine = torch.nn.functional.normalize(z1, dim=1) @ torch.nn.functional.normalize(z2, dim=1).T
 assert torch.allclose(H.gated_similarity(z1, z2, torch.ones(8, dtype=torch.float64)), cosine, atol=1e-14)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Why the order of the two averages matters: on a batch of 128 anchors from 10 classes with arbitrary partners,
 # averaging over all positive pairs at once would give anchor $i$ the weight $|P_i| / \overline{|P|}$ instead of 1.
 
@@ -188,7 +188,7 @@ print(f"all-pairs average: anchor weights {float(pair_avg.min()):.2f}x to {float
       f"per-anchor average (FastSSL, lossviz): 1.00x for every anchor")
 assert pair_avg.max() - pair_avg.min() > 0.3
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # To look at a gate that has learned something we train one Hydra model now (arbitrary pairs, with the gate, seed
@@ -201,7 +201,7 @@ assert gated.gates.shape == (10, 10, 32)
 assert gated.history["loss"][-20:].mean() < gated.history["loss"][:5].mean() - 1     # it learned
 assert ((gated.gates < 0.1) | (gated.gates > 0.9)).mean() > 0.5                   # its gates have decided
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A fresh batch of 32 test digits, two views each, through the trained network, with arbitrary partners. Each row
 # is an anchor, labelled *class → partner class*; each column a key, grouped by class. **Blue** cells are pulled
 # (the keys of the partner class), **vermillion** cells pushed, **grey** cells are excluded (own class and partner
@@ -220,7 +220,7 @@ top = {k: float((W.clamp(min=0).amax(1) / W.clamp(min=0).sum(1)).mean()) for k, 
 assert loss_["S_open"] > loss_["S"] + 1 and top["S_open"] > top["S"] + 0.1     # open: larger loss, concentrated push
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # With the gate, the pull is spread over each row's partner block and the push is faint and broad. With the gate
 # open, the same network's plain cosines make a few negatives very hard (dark vermillion cells): in the full space,
 # a digit's partner class is no closer than the other classes, so the loss is large and the push concentrates.
@@ -242,7 +242,7 @@ assert beats["S"] > 0.9 and beats["S"] > beats["S_open"] + 0.1       # share of 
 assert b["S"].abs().mean() < b["S_open"].abs().mean()                # gated similarities: smaller on the whole
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Under the gate the positives are among the anchor's most similar keys: in the subspace the gate opens, the
 # partner class *is* similar. The gated similarities are smaller than the cosines on the whole (only part of the
 # dimensions are open, and $g^2 \le 1$). With the gate open the same positives sit among the negatives, and the
@@ -267,7 +267,7 @@ print(f"|pull - push| {'< 1e-12' if balance < 1e-12 else float(balance)} | exclu
       f"| |engine - autograd| {'< 1e-10' if gap < 1e-10 else float(gap)}")
 assert balance < 1e-12 and excluded == 0 and gap < 1e-10
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -298,7 +298,7 @@ print(f"loss of the a-anchors: sigmoid gate {gated_loss:.3f}, open {gate_panel.s
 assert gate_panel.state["loss"] > gated_loss and gate_panel.state["open"] == 32
 gate_panel.controls["kind"].value = "sigmoid"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: digits, ten classes, 45 class pairs
 #
 # **Protocol** (the digits two-view kit of notebook 09). scikit-learn's digits, lossviz's stratified 50/50 split
@@ -333,7 +333,7 @@ for name in runs[0]:
 assert all(np.isfinite(r.history["loss"]).all() for rs in runs.values() for r in rs.values())
 assert [len(runs[s]) for s in SEEDS] == [4] + [3] * (len(SEEDS) - 1)     # the rows of the table, every seed
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **During training** (seed 0). Left: the loss. Arbitrary pairs without a gate stay high: an anchor's partner class
 # changes every batch, and in the full space no digit can be close to all of them and far from all the others at
 # once. With the gate the loss falls almost as low as with identical pairs. Middle: the fraction of gate values above
@@ -358,7 +358,7 @@ assert all((r.history["open"] == 1).all() != r.params["gate"] for r in runs[0].v
 assert all(r.history["scale"][-1] > 10 for r in runs[0].values() if r.params["gate"])
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The subspaces the gate opens
 # Left: the paper's "class relationship" map, the number of the 32 dimensions that the gate of each class pair
 # opens. Middle: the 45 gates of the pairs $a < b$ as rows (black = open): each pair keeps its own subset of
@@ -375,7 +375,7 @@ assert ((gated.gates[off] > 0.1) & (gated.gates[off] < 0.9)).mean() < 0.15    # 
 assert open_dims[~off].mean() > open_dims[off].mean() and open_dims[off].mean() < 32 / 2   # (next cell)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The diagonal (a class paired with itself, about 1 pair in 10 under arbitrary sampling) opens the most dimensions;
 # different-class pairs open fewer, well under half of them. Which classes share more? We compare the off-diagonal counts with the
 # cosine similarity of the classes' mean *pixel* images, a model-free measure of how alike two digits look
@@ -391,7 +391,7 @@ for s, r in relation.items():
     print(f"seed {s}: Spearman(open dimensions, pixel similarity) = {r.correlation:.2f} (p = {r.pvalue:.3f})")
 assert all(r.correlation > 0 for r in relation.values())            # look-alike digits share more (section 6)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Dimensional collapse.** The normalised singular values of $h$ (test), seed 0. Without the gate, arbitrary pairs
 # squeeze the representation into fewer directions (the curve drops early); the gate brings it back to the
 # identical-pair level. The gate does *not* raise the rank of identical-pair training: it undoes the collapse that
@@ -408,7 +408,7 @@ assert collapse > 3 and abs(er["arbitrary, gate"] - er["identical, no gate"]) < 
 assert er["identical, gate"] < er["identical, no gate"] + 0.25 * collapse       # no rise for identical pairs
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Pair mode, gate on or off, gate kind (sigmoid or Gumbel) and its temperature, the initial
 # τ, the dimension $d$, epochs and seed; press *Train* (about 1 s without the gate, 3 s with it; a setting already
 # trained comes back from the cache). In the spectrum, the thin lines are the seed-0 runs above and the dashed line
@@ -421,7 +421,7 @@ train_panel = H.training_panel(reference_runs={n: runs[0][n] for n in CONFIGS})
 assert train_panel.state["result"] is gated                     # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** With gates, contrastive learning works with *arbitrary* pairs (ImageNet-1k's 500,500
@@ -471,7 +471,7 @@ for s in SEEDS:
     knn = [r.scores["knn_z"] for r in (ident, no_gate, gate)]          # accuracy recovered, a tie with identical
     assert knn[2] > knn[1] + 0.03 and abs(knn[2] - knn[0]) < 0.02
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, what does not.**
 # - *Dimensional collapse* shows clearly: without the gate, arbitrary pairs lose a large part of the effective rank
 #   of $h$ (more than 30 %) and almost all of $z$'s (the projection collapses to a handful of directions); the gate
@@ -486,7 +486,7 @@ for s in SEEDS:
 #   Digits is too easy and too small to test "superior accuracy", which the paper measures on ImageNet with
 #   linear probes.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **Forgetting to exclude the partner class from the negatives.** Then each positive is also a negative in the
@@ -506,7 +506,7 @@ print(f"net pull on the positives: right masks {float(right_pull):.2f}, partner 
       f"positives pushed away: {int((leaf.grad[pos_] > 0).sum())} of {n_pos}")
 assert wrong_net < right_pull and (leaf.grad[pos_] > 0).any()          # smaller net pull; some positives pushed
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Overflow in the official arithmetic.** FastSSL computes `exp(logits)` after subtracting the row mean. With a
 # learnable scale that grows (our gated runs end above their start of 10; nothing bounds it), a float32 logit above
 # about 88 overflows. lossviz's log-sum-exp is safe at any scale:
@@ -519,7 +519,7 @@ for s_ in (10, 100, 300):
 assert not math.isfinite(fastssl_recipe(S32, b["y1"], b["y2"], 1 / 300)) and math.isfinite(
     H.hydra_loss(S32, b["y1"], partner=b["y2"], tau=1 / 300))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *Detached or attached mean subtraction* (FastSSL detaches the row mean, vitookit does not) makes no difference
 #   at all, to the value or to the gradient: the loss is invariant to adding a constant to a row, so the gradient
@@ -536,7 +536,7 @@ sample = H.gate_values(torch.zeros(100_000), "gumbel", generator=torch.Generator
 print(f"mean Gumbel gate value at logit 0: {float(sample.mean()):.3f}")
 assert 0.57 < float(sample.mean()) < 0.63
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - *BatchNorm inside the gate* needs batches that hold many class pairs: its statistics are taken over the
 #   batch's pairs. Below about 16 images per batch the gate becomes noisy; at test time the running statistics are
 #   used (`FeatureGate.table()` switches to eval mode).
@@ -552,7 +552,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Exercises
 # 1. **Distinct pairs.** In the training panel choose `distinct` (the partner is never the same class). Is the
 #    collapse without a gate worse or milder than with `arbitrary`? What does the diagonal of the map look like now?

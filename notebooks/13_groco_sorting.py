@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 13 — Learning by sorting: contrastive learning with differentiable sorting networks (GroCo)
 #
 # **Paper.** Nina Shvetsova, Felix Petersen, Anna Kukleva, Bernt Schiele, Hilde Kuehne.
@@ -40,7 +40,7 @@
 # control (SimCLR over each anchor's 10 hardest negatives, with stop-grad) on digits at equal budget over 8 paired
 # seeds, and see which part of the paper's claim survives at this scale, and whether the sorting is what carries it.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains four paired seeds instead of
@@ -67,7 +67,7 @@ EPOCHS = 30
 SEEDS = tuple(range(4 if FAST else 8))                  # paired: every method trains on each seed
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### The setting: views, positives and negatives
@@ -136,7 +136,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # similarity matrix this reads $S = f\,\mathrm{sg}(f)^\top$: the same values, but row $i$ sends gradient only to
 # $z_i$ (`SO.anchor_similarity`). The loss as a function of $S$ does not change.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # lossviz runs the network on a whole batch of rows at once (`SO.network_steps`, the loop inside `SO.soft_sort`).
@@ -146,7 +146,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %%
 print(inspect.getsource(SO.network_steps))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **From scratch, one row.** The odd-even network written as two loops straight from the definition (Cauchy
 # comparators, steepness 5), on a row with five negatives and one positive that sits below two of them. It must
 # equal `SO.soft_sort`.
@@ -169,7 +169,7 @@ values, P = SO.soft_sort(row, steepness=5.0)
 assert all(torch.allclose(a, b, atol=1e-14) for a, b in zip((values, P), scratch_sort(row.tolist(), 5.0)))
 print("sorted (relaxed):", values.numpy().round(3), "| P(positive in the top rank) =", round(float(P[5, 5]), 3))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The loss on a real batch.** Sixteen training digits, two random views each (`augment.TwoViewSampler`). For the
 # pictures the embedding is just the raw pixels, so no training is needed yet. Below is the official recipe, written
 # out view by view: positives $=$ the diagonal of $Z_1 Z_2^\top$; negatives $=$ the top-$k$ of $Z_1 Z_1^\top$
@@ -196,7 +196,7 @@ recipe = (scratch_groco(Z[:B], Z[B:], k) + scratch_groco(Z[B:], Z[:B], k)) / 2
 print(f"official recipe {float(recipe):.6f} | SO.groco_loss {float(SO.groco_loss(S, y)):.6f}")
 assert torch.allclose(recipe, SO.groco_loss(S, y), atol=1e-14)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The sorting network
@@ -214,7 +214,7 @@ for ax, network in zip(axes[0], SO.NETWORKS):
     _ = SO.draw_network(ax, 6, network=network, x=row, k=5, track=5, steepness=5.0)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The soft permutation sharpens with the steepness
 # One test anchor: a positive at $s = 0.5$ and ten negatives spread over $[-0.2, 0.9]$ ($n_1$ is the hardest
 # negative, the one most similar to the anchor). Columns are ranks. The dashed line separates the negatives' ranks
@@ -233,7 +233,7 @@ for ax, beta in zip(axes[0], (1, 5, 20, 1000)):
                                colorbar=beta == 1000)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### GroCo's pair weights next to InfoNCE's, for one anchor
 # The signed gradient $\partial\ell/\partial s$ of every item of that anchor. Blue stems pull the positive
 # (negative gradient), vermillion stems push the negatives. GroCo is shown at steepness 1, 5 and 20, and NT-Xent
@@ -255,7 +255,7 @@ _ = SO.weights_view(axes[0, 3], anchor_pos, anchor_neg, -w_pos, w_neg, title="NT
                    ylabel="dℓ/ds (× τ)")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The whole batch: GroCo against NT-Xent
 # Signed pair weights $\partial L/\partial S_{ij}$ of the raw-pixel batch, in batch order: first the 16 first views,
 # then the 16 second views. The two black squares are the **same-view blocks**, and the positive pairs (blue) are
@@ -274,7 +274,7 @@ for ax, (name, fn, knobs) in zip(axes[0], [("GroCo, steepness 1", SO.groco_loss,
     ax.set(xlabel="sample j (view 1, then view 2)")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Four exact facts, checked numerically
 # 1. $P^{soft}$ is doubly stochastic and $x_{sorted} = x\,P^{soft}$, at any steepness.
 # 2. **The limit:** at steepness $10^4$ the loss is ~0 when every positive ranks above all top-$k$
@@ -300,7 +300,7 @@ assert limit_ok < 1e-3 and limit_bad > 1
 assert float(g_neg[far].abs().max()) < 0.1 * float(g_neg.abs().max())
 assert float(G.sum(1).abs().max()) < 1e-15 and int((G != 0).sum(1).max()) == 1 + 10
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -355,7 +355,7 @@ assert all(abs(g * d - 1) < 0.01 for g, _ in pull.values()) and pull[1000][1] > 
 assert pull[1000][0] > 5 * pull_top10
 sort_panel.controls["steepness"].value, sort_panel.controls["topk_neg"].value = 1.0, 10
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: GroCo against SimCLR and the official control on digits, at equal budget
 #
 # **Protocol** (notebook 09's digits two-view kit). scikit-learn's digits with lossviz's stratified 50/50 split
@@ -397,7 +397,7 @@ every = SO.topk_nt_xent_loss(S, y, tau=0.5, topk_neg=2 * B - 2)
 W_ctrl = lv.pair_weights(SO.topk_nt_xent_loss, S, y)
 assert torch.allclose(every, lv.nt_xent_loss(S, y, tau=0.5), atol=1e-12) and (W_ctrl != 0).sum(1).eq(1 + 10).all()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Training.** Three losses on 8 seeds: 24 runs of a few seconds each. Seed 0 is evaluated every 5 epochs for
 # the learning curves below; the other seeds at the start and at the end.
 
@@ -416,7 +416,7 @@ assert all(np.isfinite(r.history["loss"]).all() for trio in runs.values() for r 
 assert all(np.argmax(r.evals["map_at_r"]) > 0 and r.final("map_at_r") > r.evals["map_at_r"][0] + 0.05
            for trio in runs.values() for r in trio.values())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves** (seed 0). The three losses live on different scales, so each is divided by its first value.
 # SimCLR's NT-Xent starts near $\log(2B-1) \approx 5.5$ and falls steadily. The control's starts near
 # $\log 11 \approx 2.4$ (a positive and 10 negatives) and falls less: its 10 negatives are by construction the
@@ -442,7 +442,7 @@ assert g1 > 0.8 * g0 and n1 < 0.8 * n0 and c1 < 0.95 * c0     # GroCo's loss bar
 assert all(r.history["order_acc"][-20:].mean() > r.history["order_acc"][:20].mean() for r in runs[0].values())
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Choose the loss (GroCo, SimCLR or the control), the steepness, the top-$k$, the relaxation,
 # the number of views, stop-grad, τ for the two NT-Xents (choosing a loss sets τ to its official value), the epochs
 # and the seed, then press *Train*. A GroCo run takes a few seconds for 30 epochs, and a setting already trained comes
@@ -454,7 +454,7 @@ train_panel = SO.training_panel(reference_runs={"SimCLR, seed 0": runs[0]["nt_xe
 assert train_panel.state["result"] is runs[0]["groco"]          # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** Training on group ordering constraints beats vanilla contrastive learning (SimCLR), is
@@ -481,7 +481,7 @@ for loss in METHODS:
 print(f"raw pixels: R@1 {raw_r1:.3f}, MAP@R {raw_map:.3f}, 20-NN {raw_knn:.3f}")
 assert all(table[loss, "recall_at_1"].max() < raw_r1 and table[loss, "knn"].mean() < raw_knn for loss in METHODS)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The verdicts.** `lv.metrics.paired_difference(a, b)` takes one number per seed for each method, and looks at
 # the per-seed differences $a - b$: their mean, its standard error (se), on how many seeds $a$ is ahead, and a
 # verdict: *ahead* when the mean is more than 2 se above 0, *behind* when it is more than 2 se below, *a tie*
@@ -517,7 +517,7 @@ assert all(v.n == len(SEEDS) and np.isfinite(v.se) for v in verdicts.values())
 K_SE = 1 if FAST else 2                                # the verdict's 2 se on 8 seeds (1 se on FAST's 4)
 assert gain.mean > K_SE * gain.se and recovered.mean > K_SE * recovered.se   # GroCo and the control gain R@1
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, what does not.**
 # - *On the metric chosen in advance, MAP@R of $z$,* the verdict of GroCo against SimCLR is printed above, from the
 #   8 seeds; we assert no direction on it. The paper's gains are 1–3 k-NN points after 100+ epochs of a ResNet-50
@@ -564,7 +564,7 @@ for s in SEEDS:                                                                 
     h, e = runs[s]["groco"].history, runs[s]["groco"].evals
     assert h["order_acc"][-20:].mean() > 2 * h["order_acc"][:20].mean() and e["map_at_r"][-1] > e["map_at_r"][0] + 0.1
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **GroCo cannot leave a collapsed start.** With notebook 09's plain projector (no BatchNorm), an untrained MLP maps
@@ -582,7 +582,7 @@ print(f"plain head: last losses {plain.history['loss'][-3:].round(5)} (all-equal
       f"uniformity {u_plain:.4f} | BatchNorm head: uniformity {u_bn:.3f}")
 assert abs(plain.history["loss"][-20:].mean() - flat) < 1e-4 and u_plain > -0.05 > -1 > u_bn
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Vanishing gradients at the default steepness.** On cosine similarities, steepness 1 gives pair weights of about
 # 0.02 (section 3). NT-Xent's pull at τ = 0.1 is $0.99/\tau \approx 10$, some 400 times larger. With SGD, a learning
 # rate tuned for InfoNCE then barely moves the network. The paper trains with SGD at a base learning rate of 0.75 with
@@ -603,7 +603,7 @@ in_top = [SO.hard_permutation(r)[:, 10:].sum(1) for r in (x_anchor, wrong)]     
 assert torch.equal(in_top[0][:10], in_top[1][:10].flip(0)) and in_top[0][10] == in_top[1][10]
 assert abs(l_wrong / l_right - 1) > 0.01
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *Non-monotone weights at high steepness* (section 3): a hard negative can get a gradient that pulls it *towards*
 #   the anchor. At steepness 20 this is a soft-sorting artefact, not a bug.
@@ -624,7 +624,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Exercises
 # 1. **Steepness sweep.** Train GroCo at steepness 0.3, 1, 5 and 20 (panel or `SO.train_groco(steepness=...)`). How do
 #    the ordering accuracy and MAP@R respond? *Hint:* compare `run.history["order_acc"][-20:].mean()` and

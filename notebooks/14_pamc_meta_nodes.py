@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 14 — All negatives at cluster cost: PamC's meta-node approximation
 #
 # **Paper.** Gayan K. Kulatilleke, Marius Portmann, Shekhar S. Chandra. *Efficient Block Contrastive Learning via
@@ -35,7 +35,7 @@
 # model on digits with both losses, time the two negative terms up to 4000 nodes, and check what of the claim
 # holds at this scale.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` shortens the training runs).
@@ -60,7 +60,7 @@ EPOCHS = 60 if FAST else 100                  # the exact term's epochs
 PAMC_EPOCHS = 80 if FAST else 140             # PamC's: about the exact term's wall-clock time (section 5)
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### The node-level loss: Graph-MLP's neighbourhood contrast
@@ -139,7 +139,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # with $L^-$ the exact term (baseline) or PamC's; the meta-nodes use $a(i) = \arg\max_k q_{ik}$. Clusters are
 # read from $\arg\max q$.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # Both meta-node terms are one `logsumexp` over each meta-node's row of $\log m_{ll'} + s C_{ll'}$, with an
@@ -151,7 +151,7 @@ print(inspect.getsource(MN.meta_node_lse))
 print(inspect.getsource(MN.approx_negative_term).split('"""')[-1])
 print(inspect.getsource(MN.pamc_negative_term).split('"""')[-1])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **A batch of real nodes.** We take 360 training digits, projected on the first 10 principal axes of the
 # pixels (`lv.models.pca_embedding`): 10-d embeddings like PamC's $z$, with cosines spread over $[-1, 1]$. Meta-nodes
 # come from a seeded k-means on the normalised embeddings (`MN.kmeans_sweep`; $K = N$ means every node is its own
@@ -175,7 +175,7 @@ assert abs(exact - MN.negative_term(z, s=s)) < 1e-10
 assert abs(block - MN.approx_negative_term(z, a, s=s)) < 1e-10
 assert abs(pamc - MN.pamc_negative_term(z, a, s=s)) < 1e-10
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # And the first exact case: with every node its own meta-node ($K = N$), both meta-node terms *are* the node-level
 # term, in value and in gradient.
 
@@ -192,7 +192,7 @@ gaps = [float((g - grads["exact"]).abs().max()) for g in grads.values()]
 print("max |gradient - exact gradient| at K = N, below 1e-12:", [g < 1e-12 for g in gaps])
 assert max(gaps) < 1e-12
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The block view
@@ -206,7 +206,7 @@ fig, axes = plots.new_figure(3, width=4.3, height=3.9)
 view = MN.block_view(axes[0], z, clusters[10])
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exact versus approximate, as the number of meta-nodes grows
 # For each $K$, the exact term (black), the size-weighted approximation (pink) and PamC's term (green), at the
 # code's $s = 1$ and at a sharper $s = 5$. Right: the error of the size-weighted term, $|\tilde L^- - L^-|$,
@@ -239,7 +239,7 @@ axes[0, 2].set(xscale="log", yscale="log", xlabel="K, meta-nodes (log scale)", y
 axes[0, 2].legend()
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What the numbers say:
 # - The size-weighted term **over**-estimates the exact term and converges to it as $K$ grows, to exactly 0 at
 #   $K = N$. The error is larger at $s = 5$: a sharp push depends on the exact similarity of the nearest
@@ -256,7 +256,7 @@ for t, (exact, approx, pamc) in curves.items():
     assert (np.diff(err) < 0).all() and (approx >= exact - 1e-12).all()   # error falls with K; an over-estimate
 assert np.abs(curves[5.0][1] - curves[5.0][0])[2] > np.abs(curves[1.0][1] - curves[1.0][0])[2]   # s=5 worse
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The second exact case, *tight clusters*: give each cluster's members exactly the direction of their meta-node
 # (keeping their lengths). The size-weighted term then equals the exact term, while PamC's still does not.
 
@@ -269,7 +269,7 @@ print(f"tight clusters: |size-weighted - exact| < 1e-10: {gap_tight < 1e-10}, "
       f"|PamC - exact| = {MN.approximation_error(z_tight, a, s=5.0, kind='pamc'):.2f}")
 assert gap_tight < 1e-10
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The push per negative: the engine's weight view
 # How node 0's push is shared over its 359 negatives: the relative penalty $r_{ik}$ of notebook 09
 # (`lossviz.contrastive.relative_penalty` at temperature $\tau = 1/s$, through `MN.push_shares`). On the exact term
@@ -285,7 +285,7 @@ for ax, k in zip(axes[0], (10, 80)):
     ax.set_title(f"node 0, K = {k}, s = 5")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The push per node: exact versus PamC
 # The size of the negative term's gradient on each node, $\lVert \partial L^- / \partial z_i \rVert$, grouped by
 # meta-node ($K = 10$, $s = 5$). Under the exact term each node gets its own push. Under PamC every member of a
@@ -307,7 +307,7 @@ spread = {name: max(float(m[clusters[10] == l].std()) for l in range(10)) for na
 print(f"largest within-cluster spread of the push: exact {spread['exact']:.1e}, PamC < 1e-12: {spread['PamC'] < 1e-12}")
 assert spread["PamC"] < 1e-12 and spread["exact"] > 1e-6
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The pull: random-walk weights or the binary pattern
 # Node $i$'s pull is a softmax over its neighbours: neighbour $j$ gets the share
 # $W_{ij} e^{s \hat s_{ij}} / \sum_{j'} W_{ij'} e^{s \hat s_{ij'}}$ of it. With one hop ($r = 1$) every neighbour of $i$ has
@@ -335,7 +335,7 @@ for r in (1, 2, 3):
           f"gradient of the pull differs by {pull_gap[r]:.0%}")
 assert pull_gap[1] < 1e-10 and 0.2 < pull_gap[2] < pull_gap[3]          # r = 1: a constant; r >= 2: a new pull
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -359,7 +359,7 @@ assert panel.state["error"] > err_1                       # a sharper push, a wo
 panel.controls["K"].value = N                             # every node its own meta-node: exact (left there)
 assert panel.state["error"] < 1e-10 and abs(panel.state["pamc"] - panel.state["exact"]) < 1e-10
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: clustering digits with PamC and with the exact term
 #
 # **Protocol.** The 898 digits of lossviz's stratified training split (`nodes=898`) are the nodes of one graph: the
@@ -389,7 +389,7 @@ print(f"PamC after {EPOCHS} epochs (equal epochs): NMI {runs['pamc'].nmi_at(EPOC
 assert all(np.isfinite(r.history["loss"]).all() for r in runs.values())
 assert all(r.nmi > r.init["nmi"] + 0.05 and r.history["loss"][-1] < r.history["loss"][0] for r in runs.values())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves.** Left: NMI every 5 epochs for both runs (dots: the final epoch; rings: the best epoch, which the
 # official code would report; the dotted line marks epoch 100, where the exact term stops). Middle: PamC's loss and
 # its two contrastive terms. Right: PamC's cluster sizes at the end.
@@ -403,7 +403,7 @@ first = runs["pamc"].evals["nmi"][1]                                     # the f
 assert len(axes[0, 0].lines) == 3 and drawn["best_nmi"] >= drawn["nmi"] > first
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The embeddings.** The 10-d embeddings after training, projected on their first two principal axes and coloured by
 # digit (the NMI is read from the DEC clusters, $\arg\max q$, not from this picture). The exact term pushes every
 # pair apart, and the cosine only sees directions, so digits tend to get directions of their own. Under PamC
@@ -430,7 +430,7 @@ print("largest cluster:", largest, "| uniformity:", {m: round(u, 3) for m, u in 
 assert all(-4 < u < 0 for u in unif.values()) and sum(largest.values()) <= 2 * NODES     # seed 0 only: no claim
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Choose the negative term (exact, PamC, or the size-weighted meta-nodes), the scale $s$, the
 # number of clusters K, the adjacency power r, the pull's weights (the code's random walk or the binary pattern), the
 # epochs and the seed, then press *Train*. A run takes a few seconds; a setting already trained comes back at once. The
@@ -441,7 +441,7 @@ train_panel = MN.training_panel(reference_runs={"L_NC": runs["nc"]}, epochs=PAMC
 assert train_panel.state["result"] is runs["pamc"]          # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** The meta-node approximation captures all negatives in linear time. Against
@@ -486,7 +486,7 @@ mem_ratio = cost["node_saved"][-1] / cost["meta_saved"][-1]
 print(f"memory: slope {slope_node:.2f} (node-level) vs {slope_meta:.2f} (meta-node); ratio at N = 4000: {mem_ratio:.0f}")
 assert slope_node > 1.9 and slope_meta < 1.1 and mem_ratio > 10          # 1. O(N^2) vs O(N), measured
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Eight paired seeds.** Both runs again for seeds 1 to 7 (about 3 s per seed; seed 0 comes from the cache).
 
 # %% tags=["nbval-ignore-output"]
@@ -527,7 +527,7 @@ display(Markdown(
     f"whose curve wobbles more gains more."))
 assert all(np.isfinite([v.mean, v.se]).all() for v in verdicts.values())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The mechanism, over the same seeds.** The uniformity of each trained embedding (L2-normalised), PamC minus the
 # exact term: positive means PamC's embedding is more crowded.
 
@@ -539,7 +539,7 @@ print(f"uniformity, PamC - exact: {unif.mean:+.3f} ± {2 * unif.se:.3f} (2 stand
       f"{np.round(d_unif, 2)}; PamC more crowded on {unif.wins}/{unif.n} seeds")
 assert unif.verdict == "ahead" and (d_unif > 0).all()                  # 4. more crowded on every seed
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, what does not.**
 # - *Cost:* holds, by a wide margin. The node-level term keeps an $N \times N$ matrix for its backward pass
 #   (slope 2); the meta-node term keeps $O(N d)$ for the aggregation and $O(K^2)$ for the rest (slope 1). The
@@ -555,7 +555,7 @@ assert unif.verdict == "ahead" and (d_unif > 0).all()                  # 4. more
 #   test it, and we do not assert a gain.
 # - *The approximation itself* is exact only for $K = N$ or tight clusters (section 3).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **The paper's τ is an inverse temperature.** At the code's $s = 1$ the push is spread almost evenly over all negatives.
@@ -570,7 +570,7 @@ H = {t: float(MN.node_push_entropy(z_pamc, s=t).mean()) for t in (1.0, 10.0)}
 print("mean normalised entropy of the push:", {f"s = {t:g}": round(h, 3) for t, h in H.items()})
 assert H[1.0] > 0.9 and H[10.0] < H[1.0]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Best-over-epochs reporting.** The official code returns the maximum NMI (and ACC, ARI, F1) over all epochs,
 # using the labels to pick the epoch. That is optimistic: it is a choice made on the test labels, and it hides runs
 # that peak and then fall back. Section 6 printed what it does to the comparison. Per run, over the 16 runs of the
@@ -582,7 +582,7 @@ for m, v in lift.items():
     print(f"{MN.METHOD_NAMES[m]:28s} best - final: mean {v.mean():.3f}, largest {v.max():.3f} (seed {int(v.argmax())})")
 assert all((v >= 0).all() for v in lift.values())                      # a maximum is >= its last term (identity)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Sum or mean meta-nodes.** The code sums. Under the cosine the sum and the mean give the *same* loss, because
 # the cosine ignores length. With a raw dot product, which is not in the paper, they differ: big sum meta-nodes
 # then dominate every similarity. Predict before you run: which of the three numbers below differs?
@@ -594,7 +594,7 @@ values = {(mode, sim): float(MN.pamc_negative_term(z, a, s=1.0, mode=mode, sim=s
 print({f"{mode}, {sim}": round(v, 4) for (mode, sim), v in values.items()})
 assert abs(values[("sum", "cosine")] - values[("mean", "cosine")]) < 1e-12
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Empty clusters.** $\arg\max q$ can leave a cluster empty (the second cell below prints how many our runs
 # ended with). The code builds meta-nodes from a one-hot matrix of $\arg\max q$, so an empty
 # cluster in the middle of the range is a zero vector, and its cosine is $0/0$. lossviz drops empty
@@ -612,7 +612,7 @@ empty = {m: int(run.evals["empty"][-1]) for m, run in runs.items()}
 print("empty clusters at the last epoch:", empty)
 assert all(0 <= e < 10 and np.isfinite(runs[m].history["loss"]).all() for m, e in empty.items())   # no NaN from 0/0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *Hard, detached assignments.* No gradient flows through $\arg\max q$, so the meta-nodes follow the clusters
 #   and never shape them directly; only the KL term moves the centres.
@@ -625,7 +625,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Exercises
 # 1. **How many meta-nodes?** In the training panel, train PamC with K = 5, 10, 20 and 40. Is the final NMI
 #    better with more meta-nodes (a better approximation), or with K = 10 (the number of digits)? *Hint:* K is

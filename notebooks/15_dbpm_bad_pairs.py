@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 15 — Dynamic Bad Pair Mining: finding the bad positive pairs of contrastive learning
 #
 # **Paper.** Xiang Lan, Hanshu Yan, Shenda Hong, Mengling Feng. *Towards Enhancing Time Series Contrastive
@@ -33,7 +33,7 @@
 # watch their losses during training, score DBPM's flags with precision and recall, and look at the
 # down-weighting curve. Finally we check which part of the claim survives at small scale.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` shortens the runs).
@@ -57,7 +57,7 @@ EPOCHS = 30 if FAST else 40
 WARMUP = EPOCHS // 2
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### The per-pair loss
@@ -106,7 +106,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # negatives keep their InfoNCE softmax shares (notebook 09). So DBPM is a **per-pair weight on top of NT-Xent's
 # per-negative weights**. Unflagged pairs keep weight 1.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The per-pair loss: one log-sum-exp over each view's negatives (`lossviz.similarity.masked_logsumexp`), the positive's
@@ -115,7 +115,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %%
 print(inspect.getsource(BP.pair_losses))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **A batch with bad pairs.** We inject 10 % noisy and 10 % faulty pairs into the 2000 training signals
 # (`BP.inject`, seeded; the ground truth is `bad.kind`), then take 8 items: 6 clean, 1 noisy, 1 faulty. Their two
 # views use the miniature's augmentation (`BP.VIEWS`). For these pictures the embedding is the raw signal, so no
@@ -149,7 +149,7 @@ assert np.array_equal(flags.faulty.numpy(), official >= mu + 3 * sd)
 print(f"mu {flags.mu:.3f}, sigma {flags.sigma:.3f}: {int(flags.noisy.sum())} noisy and "
       f"{int(flags.faulty.sum())} faulty flags, as in the official recipe")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### What a bad pair looks like
@@ -163,7 +163,7 @@ shown = BP.pair_picture(axes[0], split.x_train, bad)
 assert set(shown) == set(BP.KINDS)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Where the weight goes: NT-Xent against DBPM
 # The signed pair weights $\partial L/\partial S$ of the 8-item batch, with the views sorted by item (an item plays
 # the part of a class in the heat-map's labels). Each outlined 2 × 2 block is
@@ -185,7 +185,7 @@ _ = plots.weight_heatmap(axes[0, 1], G_nt, y, title="NT-Xent pair weights")
 _ = plots.weight_heatmap(axes[0, 2], G_db, y, title="DBPM, bad pairs at g = 0.1")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The exact fact behind the picture.** A pair's weight scales its two views' rows of $\partial L/\partial S$, and
 # nothing else.
 
@@ -197,7 +197,7 @@ keep[rows] = False
 assert torch.allclose(G_db[keep], G_nt[keep], atol=1e-14)
 assert ell[-2] == ell.min() and ell[-1] == ell.max()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore: the threshold knobs and the weight function
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -224,7 +224,7 @@ maths.controls["c_fp"].value = 2.0
 assert abs(maths.state["share"][1] - 0.0228) < 1e-3
 maths.controls["form"].value, maths.controls["c_fp"].value = "pdf", 3.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: SimCLR with bad pairs, with and without DBPM
 #
 # **Protocol.** MNIST-1D: 2000 training and 500 test signals of length 40, standardised
@@ -258,7 +258,7 @@ for name, r in [*runs.items(), ("dbpm, noisy only", noisy_only), ("simclr, clean
 assert set(noisy_only.final_losses()) == {"clean", "noisy"} and set(clean.final_losses()) == {"clean"}
 assert all(set(r.final_losses()) == set(BP.KINDS) for r in runs.values())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The pair losses over training.** Thin lines are five pairs of each kind, thick lines each kind's mean. The
 # dotted line marks the end of the warm-up. Faulty pairs stay far above the clean ones, because no network can match
 # two unrelated signals. Noisy pairs fall below the clean ones: their views match by the shared pattern.
@@ -282,7 +282,7 @@ print("smallest gap faulty - clean over the epochs:",
 assert all((m["faulty"] > m["clean"]).all() and m["noisy"][-1] < m["clean"][-1] for m in by_kind.values())
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The flags against the truth, per epoch** (computed from epoch 1 on; used only after the warm-up). Left: the
 # main DBPM run. The flags of the first epochs are poor (the recall starts low, checked). From the warm-up on, when
 # DBPM uses them, the faulty flags are right at every epoch (precision near 1, checked), but they find only part
@@ -306,7 +306,7 @@ assert st["faulty_recall"][1] < 0.5 * st["faulty_recall"][-1]             # the 
 assert runs["dbpm"].stats["sigma"][e] > 2 * noisy_only.stats["sigma"][e]    # the faulty tail inflates sigma
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The missed faulty pairs are not hidden among the clean ones.** One might guess that the faulty pairs DBPM
 # misses look clean. They do not. Take the history scores behind the last epoch's flags of the main DBPM run
 # (`BP.missed_faulty`): almost every missed faulty pair scores *above every clean pair* (the cell prints how many).
@@ -325,7 +325,7 @@ print(f"sigma of all scores {tail['sigma']:.3f}, without the faulty pairs {tail[
 assert tail["missed"] > 0 and tail["above_clean"] >= 0.8 * tail["missed"]
 assert tail["sigma"] > 2 * tail["sigma_without_faulty"] and tail["cut"] > tail["clean_max"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **A robust threshold** (not in the paper). Replace the mean and the standard deviation by statistics that a tail
 # of outliers cannot drag: the median and the median absolute deviation (MAD),
 #
@@ -350,7 +350,7 @@ for ax, rule in zip(axes[0], BP.RULES):
 assert all(p >= 0.85 and r >= 0.9 for p, r in robust["mad"].values())      # measured about 0.95 or more
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Re-flag the run yourself** (pure maths on its stored memory, no training). Pick an epoch $e$ and the cuts. Left:
 # the history scores $m$ of epochs $0..e-1$, coloured by true kind, with the cuts (log-scaled counts). Right: the
 # down-weighting curve at epoch $e$ and each flagged pair on it, at its current raw loss. Note the scale mismatch:
@@ -368,7 +368,7 @@ print(f"epoch {WARMUP}: mu {f_e.mu:.2f}, sigma {f_e.sigma:.2f}; flagged faulty p
 assert reflag.state["pr"]["faulty"][0] == 1.0 and far > 5
 reflag
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Choose DBPM or SimCLR, the cuts, the warm-up fraction, the injected rates, the weight
 # form, the epochs and the seed, and press *Train*. A 40-epoch run takes a few seconds; a setting already trained
 # comes back at once from the cache, like the default setting below.
@@ -378,7 +378,7 @@ train_panel = BP.training_panel(epochs=EPOCHS)
 assert train_panel.state["result"] is runs["dbpm"]
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** DBPM reliably identifies noisy and faulty positive pairs from their loss history, and
@@ -412,7 +412,7 @@ assert all(l["noisy"] < l["clean"] for l in (loss_s, loss_d, noisy_only.final_lo
 assert np_only >= 0.5 and not (runs["dbpm"].flags[-1] == BP.NOISY).any()                 # 3
 assert runs["dbpm"].weights[WARMUP:][after].max() < 1e-3 and loss_d["faulty"] > loss_s["faulty"]  # 4
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # 5. *The robust threshold, on 8 paired seeds.* The main run is one seed, so we repeat the comparison of the two
 #    rules on 8 seeds (seed 0 included; each seed draws its own bad pairs, views and network). To keep this cheap,
 #    each seed is a SimCLR run of half the warm-up; both rules flag the same loss memory, so the comparison is
@@ -432,7 +432,7 @@ print("MAD rule, lowest over the seeds: " + ", ".join(f"{k} {rules['mad'][k].min
 assert gain["faulty"].mean - 2 * gain["faulty"].se > 0.3 and gain["noisy"].mean - 2 * gain["noisy"].se > 0.5
 assert min(rules["mad"][k].min() for k in rules["mad"]) >= 0.85
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # 6. *Downstream*, one seed: the 5-NN accuracy of each run against the untrained encoder. The SimCLR miniature
 #    *lowers* the 5-NN accuracy below that of the untrained network (both printed, checked), with or without bad
 #    pairs. So no downstream effect of DBPM can be measured here, in either direction.
@@ -447,7 +447,7 @@ display(Markdown(f"Measured, one seed: the untrained encoder scores {untrained:.
                  f"{knn['clean data'] - knn['simclr']:+.3f}."))
 assert max(knn.values()) < untrained - 0.03          # training lowers the 5-NN accuracy below the untrained encoder
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, what does not.**
 # - *Faulty pairs*: found as the paper says, with precise flags. The recall (printed above) is partial, but not
 #   because the missed pairs look clean: almost all of them score above every clean pair (section 5). The faulty
@@ -464,7 +464,7 @@ assert max(knn.values()) < untrained - 0.03          # training lowers the 5-NN 
 #   them from seed noise. The paper's gains come from ResNet encoders on real ECG and activity data, with linear
 #   probes.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # **Noisy pairs are only "noisy" if they are easy.** The obvious injection, adding the noise pattern to the
@@ -483,7 +483,7 @@ print(f"noise in the signal: final loss noisy {losses['noisy']:.2f} vs clean {lo
       f"noisy pairs flagged noisy {int((flags_last == BP.NOISY).sum())}, flagged faulty {int((flags_last == BP.FAULTY).sum())}")
 assert losses["noisy"] > losses["clean"] and not (flags_last == BP.NOISY).any()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The unnormalised pdf.** The σ of the history scores was below 0.399 at the start of the DBPM phase, so the
 # pdf's peak exceeded 1. Any flagged pair whose current loss sat near $\mu$ would have been *up-weighted*. It did
 # not happen here only because of the second oddity, the scale mismatch: raw losses are far above $\mu$. With the
@@ -494,7 +494,7 @@ sig = runs["dbpm"].stats["sigma"][WARMUP]
 print(f"sigma at epoch {WARMUP}: {sig:.3f} -> pdf peak 1/(sigma sqrt(2 pi)) = {1 / (sig * math.sqrt(2 * math.pi)):.2f}")
 assert float(BP.weight_function(runs["dbpm"].stats["mu"][WARMUP], runs["dbpm"].stats["mu"][WARMUP], sig)) > 1
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Two presets in one repository.** `run.sh` passes $c_{fp} = 3$; the argparse default is 2. Re-flagging the
 # SimCLR run's last epoch with both shows how much the choice matters: more faulty pairs are caught at 2, and
 # the precision stays near 1 here because the faulty tail is far away.
@@ -510,7 +510,7 @@ for preset, cuts in BP.PRESETS.items():
           f"{'/'.join(f'{v:.2f}' for v in pr[preset])}")
 assert pr["argparse"][1] > pr["run.sh"][1] and min(pr["argparse"][0], pr["run.sh"][0]) >= 0.9
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **More traps.**
 # - *The memory grows* with pairs × epochs (here 40 × 2000 floats, nothing). At scale, keep a running sum
 #   $\sum_t \ell_i^{(t)}(t+1)/E$ per pair and divide by $e$: the same $m_i$ in O(N) memory.
@@ -520,7 +520,7 @@ mem = torch.as_tensor(runs["simclr"].memory[:25], dtype=torch.float64)
 running = sum(mem[t] * (t + 1) / EPOCHS for t in range(25)) / 25
 assert torch.allclose(running, BP.history_scores(mem, EPOCHS), atol=1e-12)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - *The loop must carry item indices.* A loss history is per *item*, so every batch needs its items' indices
 #   (`memory[e, idx] = ell`). A sampler that returns only tensors cannot do DBPM.
 # - *No gradient through the weight.* The official code computes $g$ in numpy; lossviz detaches it. If $g$ carried a

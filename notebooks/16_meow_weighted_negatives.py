@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 16 — MEOW and AdaMEOW: weighting negatives by how likely they are to be true negatives
 #
 # **Paper.** Jianxiang Yu, Qingqing Ge, Xiang Li, Aoying Zhou. *Heterogeneous Graph Contrastive Learning with
@@ -35,7 +35,7 @@
 # on false negatives before and after weighting. In this notebook you will write the weighted loss, see where its
 # push goes, move the clustering knobs, train the three variants, and check which part of the claim survives.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, the `FAST` switch (`LOSSVIZ_FAST=1` halves the training runs) and
@@ -61,7 +61,7 @@ EPOCHS = 15 if FAST else 30
 PAIRED = os.environ.get("LOSSVIZ_PAIRED", "0") not in ("", "0")     # opt-in: 8 paired seeds, beyond the time budget
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| PAIRED =", PAIRED)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### The starting point: InfoNCE's push (notebook 09)
@@ -120,7 +120,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # | k-means (faiss) on $z_{fine}$ every forward pass, $K = 100, 300$ | seeded torch k-means on the clean training images' embeddings once per epoch, $K = 10, 30$ |
 # | $\tau = 0.4$ (ACM) | $\tau = 0.4$ for all three variants |
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `M.weighted_info_nce_loss(S, labels, *, weights, tau)` computes the denominator as
@@ -146,7 +146,7 @@ assert torch.allclose(ours, naive.mean() - math.log(Mc), atol=1e-12)
 assert torch.allclose(M.weighted_info_nce_loss(S, y, weights=torch.ones_like(S), tau=tau), lv.nt_xent_loss(S, y, tau=tau))
 assert float(w[torch.arange(64), p].abs().max()) == 0.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The weights over negatives, with and without the clusters
@@ -169,7 +169,7 @@ _ = plots.weight_heatmap(axes[0, 1], G_plain.clamp(min=0), classes, title="InfoN
 _ = plots.weight_heatmap(axes[0, 2], G_meow.clamp(min=0), classes, title="MEOW-weighted: push")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### One anchor's push, from the engine's weight view
 # For the anchor whose InfoNCE push on its own class is largest, each negative's push against its similarity (`C.anchor_nt_xent_weights` for InfoNCE; the
 # weighted loss's autograd weights, on the same scale, for MEOW). Circled stems are same-class negatives. InfoNCE
@@ -194,7 +194,7 @@ for ax, wn, name in ((axes[0, 0], w_neg0, "InfoNCE"), (axes[0, 1], w_neg1, "MEOW
     ax.legend(loc="upper left", fontsize=9)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The share of the push on false negatives, for the whole batch
 # The number the paper's argument is about, on this batch: the share of the total push that lands on same-class
 # negatives, with and without MEOW's weights.
@@ -207,7 +207,7 @@ print(f"same-class negatives are {fn_pairs:.0%} of the negative pairs; they get 
       f"and {share_meow:.0%} of the weighted loss's push")
 assert share_meow < share_plain
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### AdaMEOW's degenerate direction, checked with autograd
 # The gradient of the loss with respect to each weight, for a freshly initialised weight network on this batch:
 # positive for every pair in a denominator. Gradient descent can always lower the loss by lowering the weights.
@@ -222,7 +222,7 @@ print(f"dL/dw over {int((pos | neg).sum())} pairs: min {float(w_ada.grad[pos | n
       f"max {float(w_ada.grad[pos | neg].max()):.2e}")
 assert bool((w_ada.grad[pos | neg] > 0).all())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place,
@@ -244,7 +244,7 @@ panel.controls["floor"].value = 1.0
 assert bool((panel.state["w"] == 1).all()) and abs(panel.state["shares"][0] - panel.state["shares"][1]) < 1e-12
 panel.controls["floor"].value = 0.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: InfoNCE, MEOW and AdaMEOW on two-view digits
 #
 # **Protocol.** Notebook 09's kit: 898 training digits, two random views each (shift, brightness, pixel dropout,
@@ -267,7 +267,7 @@ for mode, run in runs.items():
 assert all(np.isfinite(r.history["loss"]).all() for r in runs.values())
 assert all(r.history["loss"][-7:].mean() < r.history["loss"][:7].mean() - 0.5 for r in runs.values())   # all learn
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves** (a moving mean over one epoch, 7 steps). Left: the loss. The three are not comparable in value
 # (MEOW leaves the positive out of its denominator; AdaMEOW's falls below 0 as its weights shrink). Middle: the share
 # of the push on false negatives. As InfoNCE learns, same-class images become similar and take a growing share of its
@@ -287,7 +287,7 @@ assert per_epoch["infonce"][-1] > per_epoch["infonce"][0] and (per_epoch["meow"]
 assert all(h_ada[k][-7:].mean() < 0.5 * h_ada[k][:7].mean() for k in ("w_true", "w_false"))      # both fall
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Choose the weights (`infonce`, `meow`, `ada`), τ, K (the run clusters with K and 3K), the
 # floor, λ of the ProtoNCE term, epochs and seed, then press *Train*. A run takes a few seconds, and a setting
 # already trained comes back at once from the cache.
@@ -297,7 +297,7 @@ train_panel = M.training_panel(epochs=EPOCHS)
 assert train_panel.state["result"] is runs["meow"]                 # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** InfoNCE's per-negative gradients cannot tell true negatives from false ones. Weighting
@@ -338,7 +338,7 @@ display(Markdown(f"MEOW's cut of the FN share: {cut[0]:.0%} in the first epoch, 
                  "Downstream, minus InfoNCE (one seed): " + "; ".join(f"{M.NAMES[m]}: " + ", ".join(
                      f"{k} {v:+.3f}" for k, v in g.items()) for m, g in gaps.items()) + "."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The temperature sets how much of the push lands on false negatives.** A lower τ concentrates InfoNCE's push on
 # the most similar negatives (notebook 09), and after some training the most similar negatives are the same-class
 # ones. So the problem MEOW addresses grows as τ falls. One more InfoNCE run, same seed and budget, at τ = 0.1 (a
@@ -352,7 +352,7 @@ print(f"share of InfoNCE's push on same-class negatives, last epoch: {share_cold
 assert cold.history["loss"][-7:].mean() < cold.history["loss"][:7].mean() - 0.5        # it learned
 assert share_cold > last["infonce"]                                                    # the lower τ, the larger
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Downstream, on paired seeds: is MEOW's linear probe ahead of InfoNCE's?** One seed cannot say: probe
 # differences of a few thousandths are within seed noise. The fair test trains InfoNCE, MEOW and the label oracle
 # on 8 seeds (`M.paired_runs`; seed $s$ gives all three the same network, views and batches, so the runs are paired)
@@ -385,7 +385,7 @@ else:
     print("Skipped: the 8-seed comparison is opt-in (LOSSVIZ_PAIRED=1). One seed, shown above, decides nothing.")
     assert not PAIRED
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, what does not.**
 # - *The mechanism holds, clearly.* Cluster weights take a large part of the push off same-class negatives, and
 #   the effect grows with training (checked: the relative cut is larger in the last epoch than in the first): as
@@ -401,7 +401,7 @@ else:
 #   false-negative share still ends below InfoNCE's here (checked), because the weight network also feeds back into
 #   the embedding through $z_i + z_j$. That is a side effect, not the intended weighting.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **An empty denominator.** With floor 0, a positive's own weight is 0. If every negative of that anchor also
@@ -414,7 +414,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **Positive in or out.** MEOW's weights drop the positive from the denominator; AdaMEOW and InfoNCE keep it. The
 #   loss values are then not comparable (the learning curves above), only the gradients are.
 # - **k-means randomness.** New clusters every epoch change the weights from epoch to epoch. `M.kmeans` is seeded

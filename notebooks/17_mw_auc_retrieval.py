@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 17 — The Mann–Whitney loss: training a retriever for global AUC
 #
 # **Paper.** Nima Sheikholeslami, Erfan Hosseini, Patrice Bechard, Srivatsava Daruru, Sai Rajeswar. *Optimizing
@@ -37,7 +37,7 @@
 # identity and as a picture, turn the offset and the temperature with a slider, train both losses on paired seeds,
 # and check which half of the paper's claim survives at this scale.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains 4 paired seeds
@@ -60,7 +60,7 @@ SEEDS = range(4) if FAST else range(8)
 EPOCHS = 30
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### Scores, positives, negatives
@@ -130,7 +130,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # | dot-product scores, in-batch (+ hard) negatives | dot-product scores, in-batch negatives, $B = 64$ |
 # | AUC, nDCG, recall on BEIR, RAG | global AUC over 597 × 597 test pairs, R@1 |
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `M.mw_loss(S, labels=None, *, tau, scope)` takes the positive entries and the negative entries of $S$ and forms
@@ -152,7 +152,7 @@ print(f"MW {float(M.mw_loss(S)):.4f} = BCE {float(bce):.4f} | InfoNCE {float(M.i
 assert torch.allclose(M.mw_loss(S), bce) and torch.allclose(M.info_nce_loss(S), ce)
 assert abs(M.global_auc(S) - count) < 1e-12
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The blind spot, as an identity.** Add the offset $2 c_q$ to every score of query $q$. InfoNCE, the
 # within-query AUC and R@1 do not move (to the last digit printed); the global MW loss and the global AUC do. These
 # are properties of the losses, true for any $S$ (and tested in `tests/test_mw_auc.py`), not measurements.
@@ -165,7 +165,7 @@ for name, X in (("S", S), ("S + 2c", S2)):
 assert abs(float(M.info_nce_loss(S2) - M.info_nce_loss(S))) < 1e-12 and M.query_auc(S2) == M.query_auc(S)
 assert M.global_auc(S2) < M.global_auc(S) and float(M.mw_loss(S2)) > float(M.mw_loss(S))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### Where each loss pushes, on the shifted matrix
@@ -185,7 +185,7 @@ assert torch.allclose(G["mw"], M.mw_weights(S2, tau=1.0), atol=1e-15)          #
 assert float(G["infonce"].sum(1).abs().max()) < 1e-14 < float(G["mw"].sum(1).abs().max())
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The bound, on many matrices
 # Each dot is one random score matrix (4 to 40 queries, relevant scores shifted by −1 to 4, per-query offsets of
 # scale 0 to 3): its $1 - \text{AUC}$ against $L_{MW}(\tau = 1)/\ln 2$. Every dot lies below the dashed line
@@ -200,7 +200,7 @@ M.plot_bound(axes[0, 0], bound, aoc)
 assert bool((aoc <= bound).all())                                            # property of the loss
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place, and a Train button
@@ -226,7 +226,7 @@ panel.controls["offset"].value = 3.0
 assert panel.state["auc"] < auc_before and abs(panel.state["values"]["infonce"] - nce_before) < 1e-12
 panel.controls["offset"].value = 1.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: InfoNCE against MW on two-view digits
 #
 # **Protocol (the spec's, measured before this notebook).**
@@ -250,7 +250,7 @@ for run in runs.values():
 assert all(r.history["loss"][-18:].mean() < 0.8 * r.history["loss"][:18].mean() for r in runs.values())
 assert all(r.scores["auc"] > r.evals["auc"][0] + 0.2 for r in runs.values())                 # both learn
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves.** Left: each training loss over its value at the first step (the two losses have different
 # scales). Middle: the test global AUC. Right: test R@1. Both losses learn; watch whether the AUC curves separate
 # and whether the R@1 curves do.
@@ -261,7 +261,7 @@ M.plot_runs(axes[0], runs)
 assert all(np.argmax(r.evals["auc"]) > 0 for r in runs.values())            # the best point is not the start
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Where the AUC goes.** Left: the global ROC curves of the two trained retrievers. Middle: each test query's score
 # level (its row mean $f(q)\cdot\bar g$, centred and divided by the spread of scores within a row); the legend gives
 # the spread of these levels, `M.offset_spread`. Right: the test AUC three ways: global; "centred", the global AUC
@@ -275,7 +275,7 @@ print({name: {k: round(v, 3) for k, v in r.scores.items()} for name, r in runs.i
 assert nce["auc_centered"] > nce["auc"] and nce["auc_query"] > nce["auc"]     # InfoNCE's rows are fine inside
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Choose the loss (InfoNCE, global MW, within-query MW), τ, the scores (dot product or
 # cosine; cosine needs a small τ, about 0.1), a **bias head**, epochs and seed, then press *Train*. The bias head
 # adds $b(q) = w^\top x_q + b_0$ to every score of query $q$, with its initial weights multiplied by the factor
@@ -288,7 +288,7 @@ train_panel = M.training_panel(loss="mw", epochs=EPOCHS)
 assert train_panel.state["result"] is runs[M.NAMES["mw"]]                   # the default setting, from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** InfoNCE is blind to score separation across queries and unrelated to AUC; the MW loss
@@ -321,7 +321,7 @@ display(Markdown(f"**Global AUC, MW − InfoNCE:** {d_auc}.  \n**R@1, MW − Inf
     "MW did **not** improve R@1 here: the 'standard retrieval metrics' half of the claim does not show at this "
     "scale." if d_r1.verdict != "ahead" else "MW improved R@1 here as well.")))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The mechanism, checked on the same runs.** If MW's gain comes from lining up the queries' score levels, three
 # things should hold, and each depends on training:
 # - the spread of the test queries' score levels (`offset_spread`) is smaller after MW training than after InfoNCE
@@ -343,7 +343,7 @@ display(Markdown("\n".join([
     f"- within-query AUC, MW − InfoNCE: {d_query}",
     f"- global AUC with both retrievers' rows centred, MW − InfoNCE: {d_both_centered}"])))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, what does not.**
 # - *The identities hold, exactly:* a per-query offset is invisible to InfoNCE (its gradient is 0 on every query),
 #   and $L_{MW}/\ln 2$ bounds the AoC on every matrix.
@@ -358,7 +358,7 @@ display(Markdown("\n".join([
 #   found the two losses tied in AUC: bounded scores leave the offsets little room. Try it in the Train panel
 #   (scores: cosine, τ ≈ 0.1).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Cost grows as $B^3$.** The global pair set has $|\mathcal P||\mathcal N| = B \cdot B(B-1)$ entries: 0.26 million
@@ -384,7 +384,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Exercises
 # 1. **Within or across.** Train `mw_query` (within-query MW) in the Train panel, seed 0. Is its global AUC closer
 #    to InfoNCE's or to global MW's? *Hint:* within-query MW is shift-blind, like InfoNCE (section 4's flat line).

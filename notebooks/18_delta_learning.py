@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 18 — Delta learning: what preference pairs of two weak teachers can teach a stronger student
 #
 # **Paper.** Scott Geng, Hamish Ivison, Chun-Liang Li, Maarten Sap, Jerry Li, Ranjay Krishna, Pang Wei Koh. *The
@@ -35,7 +35,7 @@
 # DPO and its per-pair weights, see which pairs carry a signal, move the teachers' quality and errors, train SFT and
 # DPO, and check on paired seeds when the delta helps and when it does not.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, the `FAST` switch (`LOSSVIZ_FAST=1` checks the claim on 4 paired seeds
@@ -59,7 +59,7 @@ FAST = T.setup(seed=0)
 SEEDS = list(range(4 if FAST else 8))
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### DPO: a logistic loss on the difference of two implicit rewards
@@ -144,7 +144,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # The learning rate of DPO is scaled by $1/\beta$ because DPO's gradient scales with $\beta$: without it, the
 # β knob would mostly change the step size.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `D.dpo_loss` computes the margin with `D.dpo_margin` (which checks the inputs: 1-D log-probabilities, one per pair,
@@ -153,7 +153,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %%
 print(inspect.getsource(D.dpo_loss))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Checked on a made-up batch of 6 pairs of sequence log-probabilities (a policy that has moved a little from its
 # reference) against the formula written naively; the
 # length-normalised `dpo_norm` is DPO on log-probs divided by the answers' lengths; and the pair weights
@@ -175,7 +175,7 @@ w = D.dpo_pair_weights(pc, pr, rc, rr, beta=beta)
 assert torch.allclose(-6 * leaf.grad, w)
 print("margins m = β h:", np.round((beta * h).numpy(), 2), "\npair weights β σ(−m):", np.round(w.numpy(), 3))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The miniature's identities
 # One seed's data: d = 100, 3000 Gaussian inputs, each labelled by both teachers (`D.make_miniature`). The geometry
 # of the main set-up is $\alpha_c = 0.7$, $\alpha_r = 0.1$, shared error $c = 1.0$, own errors $\epsilon = 0.3$, and a
@@ -203,7 +203,7 @@ print(f"teachers agree on {float(agree.double().mean()):.0%} of the 3000 pairs (
       f"DPO's gradient on them: max |∂L/∂w| = {float(w_any.grad.abs().max()):g}")
 assert bool((w_any.grad == 0).all())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # Left: the per-pair weight $\beta\sigma(-\beta h)$, divided by $\beta$, against the pair's implicit-reward margin
@@ -229,7 +229,7 @@ wedge = torch.arccos(torch.nn.functional.cosine_similarity(vecs["w_c"], vecs["w_
 print(f"the teachers disagree on {float(wedge):.0%} of all inputs: only those pairs carry a signal")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # **The geometry, without training.** Move the teachers and β and see, at once:
@@ -259,7 +259,7 @@ panel.controls["shared"].value, panel.controls["own"].value, panel.controls["t"]
 assert panel.state["gain"] > 0 and panel.state["acc_t"] < panel.state["acc"]["w0"]     # gains first, loses later
 panel.controls["shared"].value, panel.controls["own"].value, panel.controls["t"].value = 1.0, 0.3, 1.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 #
 # **Protocol** (the miniature of section 2, seed 0: d = 100, 3000 training pairs; the data are synthetic by design, the
@@ -282,7 +282,7 @@ assert sft["best_step"] <= 20                                             # the 
 assert dpo["final"] > dpo["acc0"] and runs["swap"].scores["final"] < dpo["acc0"]
 assert dpo["acc0"] < runs["dpo_anchor"].scores["final"] < dpo["final"]  # the strong anchor gains less
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves** (left, log steps). SFT first gains a little (it averages the student with the teacher), then
 # copies the chosen teacher and falls to its accuracy. DPO on the same data climbs above the start and stays there;
 # with the pairs swapped it learns the delta the wrong way round and sinks towards the rejected teacher; the strong
@@ -305,7 +305,7 @@ print(f"after DPO: {float((m > 0).double().mean()):.0%} of the signal-carrying p
 assert float((m > 0).double().mean()) > 0.5
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** The knobs of section 4 (β, α chosen, the gap, shared and own error), the number of steps and
 # the seed; *Train* runs SFT, DPO and DPO with swapped pairs on the same sample (about half a second; a setting
 # already trained comes back at once from the cache). Try shared err 0.6, the counter-case of section 6: how high does
@@ -317,7 +317,7 @@ train_panel = D.training_panel()
 assert train_panel.state["result"]["dpo"] is runs["dpo"]          # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** Preference pairs made of individually weak answers give gains beyond either answer's
@@ -364,7 +364,7 @@ assert (cosines >= 0.9).all()                                                   
 print("all five checks hold on", len(SEEDS), "seeds; smallest margin over SFT's best step:",
       f"{(final['dpo'] - sft_best).min():+.3f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Two other set-ups: how clean is the delta? (printed, not asserted)
 #
 # **A smaller shared error, c = 0.6.** Both teachers are now more accurate (less of each is error), so SFT's early
@@ -399,7 +399,7 @@ display(Markdown(
     f"(step {int(ind[0]['sft'].scores['best_step'])} on seed 0), then ends at {span(get(ind, 'sft'))}."))
 assert len(vs06) == 3
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The curves of seed 0 in the two other set-ups, side by side. Compare, at c = 0.6, the height of SFT's early bump
 # with the end of the DPO curve; with independent errors, where DPO at β = 2 and the strong anchor (β = 20) end,
 # relative to the start.
@@ -411,7 +411,7 @@ D.plot_curves(axes[0, 1], ind[0], title="independent errors")
 assert c06[0]["sft"].scores["best"] > c06[0]["sft"].scores["final"]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds.**
 # - *The mechanism, exactly:* pairs where the teachers agree carry zero gradient, and DPO's first step points along
 #   $\hat w_c - \hat w_r$ (cosine ≥ 0.9 on every seed's sample). The first-order gain is positive exactly when the
@@ -425,7 +425,7 @@ fig
 #   how each comparison came out here (not asserted). The paper's 3B and 1.5B models come from one family trained on
 #   similar data, which plausibly makes their errors more shared than independent (our reading; not measured).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Early stopping confounds SFT.** A short SFT run can look *good*: it first averages the student with the teacher.
@@ -443,7 +443,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **Length normalisation.** `dpo_norm` divides each log-probability by its answer's length. It matters for language
 #   models (a long answer has a very negative log-probability; without it, β acts on sums of hundreds of tokens) and
 #   is irrelevant in the logistic miniature, where every answer is one label.

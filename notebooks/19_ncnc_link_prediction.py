@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 19 — NCN and NCNC: link prediction with learned common neighbours
 #
 # **Paper.** Xiyuan Wang, Haotong Yang, Muhan Zhang. *Neural Common Neighbor with Completion for Link Prediction.*
@@ -41,7 +41,7 @@
 # and the completion formula, look at the common-neighbour counts the split creates, train GAE and NCN, try
 # completion and target-link removal, and check the claim on 8 paired seeds.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, the `FAST` switch (`LOSSVIZ_FAST=1` runs the paired comparison of
@@ -64,7 +64,7 @@ FAST = T.setup(seed=0)
 SEEDS = range(4 if FAST else 8)
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| seeds:", len(SEEDS))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### The loss: binary cross-entropy over links
@@ -125,7 +125,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 #   link from the training links. Our graph records when each edge was born (block model first, triadic closure
 #   second), so we can make both splits and compare.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The loss, as `lossviz` writes it:
@@ -133,7 +133,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # %%
 print(inspect.getsource(N.link_bce_loss))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Three checks on the seed-0 graph (600 nodes) and an untrained NCN: the loss written out from the formula above
 # equals `N.link_bce_loss`; the completion probability written as in the official code (`clampprob`) equals
 # `N.completion_prob`; and the NCN logit written with a dense common-neighbour matrix $C = A[i] \odot A[j]$ equals
@@ -157,7 +157,7 @@ assert torch.allclose(by_hand, N.link_bce_loss(fp, fn), atol=1e-10)
 assert torch.allclose(1.0 * 0.75 * p0 / (0.75 * p0 + 1 - p0), N.completion_prob(f), atol=1e-12)
 assert torch.allclose(dense, fp, atol=1e-10)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The identity behind target-link removal (a property of the definition, not a measurement).** For every
 # training edge, remove that one edge and recompute: the common-neighbour count does not move, while the GCN
 # input of endpoint $i$ (its pre-activation $\hat A_{i\cdot} X W + b$) does, because $i$'s degree and its row of
@@ -170,7 +170,7 @@ print(f"CN count unchanged on {int((shift['cn_with'] == shift['cn_without']).sum
       f"edges; pre-activation of i changed on {int((shift['dpre'] > 0).sum())} of {len(s0.train)}")
 assert torch.equal(shift["cn_with"], shift["cn_without"]) and bool((shift["dpre"] > 0).all())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The weight of a link against its logit
@@ -187,7 +187,7 @@ axes[0, 0].set(xlabel="link logit f", ylabel="weight |∂L/∂f| (× links)", ti
 axes[0, 0].legend()
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What the scorers can exploit: common-neighbour counts
 # The share of links with 0, 1, 2, ... common neighbours, for the seed-0 graph under the random split: training
 # positives (light blue), test positives (dark blue) and test negatives (vermillion). Left, counted on the
@@ -206,7 +206,7 @@ print("mean CN:", {k: round(v, 2) for k, v in st.items()})
 print(f"test positives keep {st['test_pos_train'] / st['test_pos_full']:.2f} of their full-graph count (0.8² = 0.64)")
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place, and a Train button
@@ -230,7 +230,7 @@ print(f"temporal split, mean CN on A_train: training positives {st_t['train_pos_
 assert st_t["test_pos_train"] < 0.9 * st_t["train_pos_train"]
 split_panel.controls["split"].value = "random"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Why does the temporal split shift the counts, and downwards? A closure edge $i - j$ that closes the wedge
 # $i - u - j$ gives itself one common neighbour ($u$), and gives each of the two older edges $i - u$ and $u - j$ one
 # more ($j$ and $i$). The old block-model edges sit in many wedges, so they collect common neighbours from every
@@ -242,7 +242,7 @@ split_panel.controls["split"].value = "random"
 # ### The completion curve
 # The second panel needs a trained NCN, so it comes after the training run of section 5.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: GAE against NCN
 #
 # **Protocol** (the spec's miniature of the official Cora set-up). The seed-0 graph and random split above; one
@@ -265,7 +265,7 @@ assert runs["gae"].scores["auc"] > runs["gae"].scores["auc_untrained"] + 0.1 and
 assert abs(runs["ncn"].evals["auc"][1] - auc_cn) < 0.05 and runs["ncn"].scores["auc"] > auc_cn   # the text below
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading the curves.** The GAE climbs slowly. NCN starts near the CN count's AUC (dotted) after one epoch and
 # ends above it: once it is handed the common neighbours, learning to count them is easy.
 #
@@ -284,7 +284,7 @@ print("weight on positives, 0 CN minus 4 CN:", {k: round(float(v), 3) for k, v i
 assert drop["ncn"] > drop["gae"]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### ROC curves, and completion
 # The ROC curve of each scorer on the test links: the CN count (no training), the GAE, NCN, and two
 # *completed* counts. The completed count adds to each link's count the soft mass
@@ -304,7 +304,7 @@ aucs = N.roc_plot(axes[0, 0], scores, s0)
 assert aucs["full"] > aucs["cn"] and aucs["ncn"] > aucs["gae"]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Explore: the completion knobs
 # **A pure-maths panel on the trained NCN's logits** (nothing is retrained; the candidates' logits are cached).
 # Left: the completion curve $\hat p(f)$ over the histogram of the candidates' logits (blue: candidates that
@@ -328,7 +328,7 @@ print(f"scale 1, offset 0: mass added {loose['mass_pos']:.3g} (positives) and {l
 assert loose["mass_neg"] > 10 * cora["mass_neg"] and loose["auc_completed"] < loose["auc_cn"]
 completion_panel.controls["scale"].value, completion_panel.controls["offset"].value = 4.3, 2.8
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Target-link removal on a trained model
 # Left: the CN count of 500 training edges with and without their own edge, all on the diagonal (the identity
 # of section 2). Right: how far the trained GCN's embedding of endpoint $i$ moves, $\lVert \Delta h_i \rVert$,
@@ -346,7 +346,7 @@ assert torch.equal(trained_shift["cn_with"], trained_shift["cn_without"])
 assert trained_shift["dh"][low].mean() > trained_shift["dh"][~low].mean()
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Without removal.** The same NCN, same seed and budget, trained on the full training graph
 # (`remove_target=False`). Its training loss ends lower (dashed): each training edge is visible in the embeddings
 # that score it, a hint test edges never get. The lower training loss is the leak, not better link prediction:
@@ -362,7 +362,7 @@ print(f"last-epoch training loss: {last['removal']:.3f} with removal, {last['no 
 assert last["no removal"] < last["removal"]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Choose the scorer, the split, target-link removal, the negatives per positive (1 to 10),
 # the closure strength, the epochs and the seed, then press *Train*. A run takes one to a few seconds; a setting
 # already trained comes back at once from the cache. Panels: the training loss, the test AUC per epoch (the CN
@@ -374,7 +374,7 @@ train_panel = N.training_panel()
 assert train_panel.state["result"] is runs["ncn"]                 # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** Learnable common-neighbour representations (NCN) beat plain GNN scoring; completion and
@@ -409,7 +409,7 @@ assert vs["NCN − GAE"].verdict == "ahead" and vs["NCN − GAE"].mean - 2 * vs[
 assert (study["ncn"] >= study["cn"] - 0.01).all()                                                 # 4.
 assert vs["completed − plain count"].verdict == "ahead" and (study["mass_pos"] > study["mass_neg"]).all()   # 5.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The split, over the same seeds (no training, so these numbers are the same on every machine).**
 
 # %%
@@ -422,7 +422,7 @@ print("                                             temporal split:", np.round(r
 print("test positives' CN on A_train / on the full graph (random split):", np.round(kept, 2))
 assert (kept <= 0.75).all() and (abs(ratio_random - 1) < 0.1).all() and (ratio_temporal < 0.9).all()   # 1.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, what does not.**
 
 # %% tags=["nbval-ignore-output"]
@@ -440,14 +440,14 @@ display(Markdown(
     f"missing stays missing."))
 assert d.wins == d.n and c.mean < 0.5 * d.mean and gain.mean() < 0.5 * (study["full"] - study["cn"]).mean()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - *Not measured here:* NCNC trained end to end, with the completed neighbours inside the model during training
 #   (the official `incn1cn1` predictor). We measured completion on a trained NCN, as an added count and in the
 #   panel; `N.ncn_completed_auc` plugs it into the trained NCN at test time only (exercise 3).
 # - *The temporal split* is an exploration: the common-neighbour shift is real there (asserted above), and the
 #   Train panel lets you see what it does to GAE and NCN.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Leakage through the target edge.** Without target-link removal a training positive's own edge feeds the

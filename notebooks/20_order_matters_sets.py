@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 20 — Order matters: sequence to sequence for sets
 #
 # **Paper.** Oriol Vinyals, Samy Bengio, Manjunath Kudlur. *Order Matters: Sequence to sequence for sets.* ICLR 2016.
@@ -36,7 +36,7 @@
 # of notebook 01, applied to orders instead of pairs), and check on two small tasks, sorting 5 numbers and picking
 # the 3 largest of 10, that one process step and a good output order each make a large difference.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, the `FAST` switch (`LOSSVIZ_FAST=1` trains 4 and 3 paired seeds
@@ -61,7 +61,7 @@ SORT_SEEDS = range(4 if FAST else 8)      # about 1 s per run: 8 paired seeds
 TOPK_SEEDS = range(3 if FAST else 4)      # about 1.5 s per run: 4 paired seeds fit the time budget
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### Output order changes the likelihood a model must learn
@@ -127,7 +127,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # `lse` is the likelihood of the *set* (the sum over its orders). `max` against `lse` is the contrast of notebook
 # 01 between mining (Multi-Similarity's hard selection) and weighting (its soft weights), now over orders.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The process block, line by line against the equations above:
@@ -135,7 +135,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # %%
 print(inspect.getsource(O.ProcessBlock.forward))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The pointer loss written from scratch (exponentials and a division, no `log_softmax`) on a batch of 4 sets of 5
 # numbers, through an untrained model, against `O.pointer_nll`. An untrained unmasked writer points almost uniformly
 # over the 5 elements at each of the 5 steps, so its loss is close to $5 \log 5$.
@@ -152,7 +152,7 @@ print(f"pointer NLL: by hand {float(by_hand):.4f} | lossviz {float(ours):.4f} | 
 assert torch.allclose(by_hand, ours, atol=1e-5) and abs(float(ours) - 5 * math.log(5)) < 0.1
 assert torch.allclose(attention.sum(-1), torch.ones(4, 1))         # one attention distribution per process step
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Permutation invariance, a property of the architecture.** Shuffle the elements of each of 1000 sets and
 # measure how far the encoder state (what the writer starts from) moves. For Read–Process–Write it moves by
 # rounding error only, for any weights, trained or not; the LSTM reader's state moves a lot. (The rounding error
@@ -166,7 +166,7 @@ shifts = {"Read-Process-Write": O.encoder_shift(rpw, x_sets), "LSTM reader": O.e
 print({k: f"{v:.1e}" for k, v in shifts.items()})
 assert shifts["Read-Process-Write"] < 1e-5 and shifts["LSTM reader"] > 0.1
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The encoder's view of a shuffled set
@@ -178,7 +178,7 @@ fig, axes = plots.new_figure(1, width=4.6, height=3.4)
 O.shift_plot(axes[0, 0], shifts)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Which orders does each loss train on?
 # To see the rules of the table at work we need a model with opinions about orders, so we train one (200 steps,
 # about 3 s): the output-set task of section 5 (the 3 largest of 10 numbers), with the paper's loss, `max` after
@@ -210,7 +210,7 @@ print(search)
 assert all(abs(float(w.sum()) - 1) < 1e-6 for w in weights.values()) and float(weights["max"].max()) == 1.0
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place, and the Train
@@ -235,7 +235,7 @@ panel.controls["mode"].value = "lse"
 assert torch.allclose(panel.state["weights"], torch.softmax(panel.state["logp"], 0), atol=1e-6)
 panel.controls["mode"].value = "max"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 #
 # ### (a) Sorting, the input-set task: does the set summary matter?
@@ -256,7 +256,7 @@ O.pointer_plot(axes[0, 2:], sort_runs["P=1"].model, x_sets[:1], title=", P=1")
 assert all(r.history["loss"][-10:].mean() < r.history["loss"][:10].mean() - 1 for r in sort_runs.values())
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Left: both arms learn (the loss falls from about $5 \log 5$). Middle: the test accuracy of $P = 1$ rises much
 # faster. Right: for one test set, the process step's attention (one row, $t = 1$) and the trained writer's pointer
 # distributions, elements sorted by value: a good sorter shows a diagonal, and its mistakes sit between elements of
@@ -271,7 +271,7 @@ sort_panel = O.sort_panel()
 assert sort_panel.state["result"] is sort_runs["P=1"]            # the default setting comes from the cache
 sort_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### (b) The 3 largest of 10, the output-set task: does the output order matter?
 # **Protocol.** Ten values $x \sim \mathcal N(0, I_{10})$; each element's input is its value and a one-hot of its
 # position (11 numbers). The target is the *set* of the positions of the 3 largest values. Read, process ($P = 3$),
@@ -289,7 +289,7 @@ O.plot_runs(axes[0], topk_runs, what=("loss", "accuracy", "desc_fraction"))
 assert all(r.evals["accuracy"][-1] > r.evals["accuracy"][0] + 0.5 for r in topk_runs.values())      # all learn
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Left: the loss of `max` drops when the search starts (step 100): the model's favourite order is cheaper than a
 # random one. Middle: `desc` reaches a high set accuracy soon, `index` lags; `max`, which has to find its order
 # first, catches up with `desc`. Right: under `max` the model writes most sets largest first, an order nobody told
@@ -304,7 +304,7 @@ topk_panel = O.topk_panel()
 assert topk_panel.state["result"] is search                        # the default (max, seed 0) is cached
 topk_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** The order in which inputs and outputs are presented matters significantly. The
@@ -340,7 +340,7 @@ assert (d_topk <= -0.04).all() and topk_vs.verdict == "behind" and topk_vs.mean 
 display(Markdown(f"- Sorting, $P = 1$ − $P = 0$: {sort_vs}; smallest gain {d_sort.min():.3f}.\n"
                  f"- Top-3, `index` − `desc`: {topk_vs}; smallest loss {-d_topk.max():.3f}."))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, what does not.**
 # - *Input side: holds, clearly.* With an unmasked writer, one process step turns a poor sorter into a good one on
 #   every seed. The writer without a summary has to guess what is left of the set; with one it knows. With a masked
@@ -352,7 +352,7 @@ display(Markdown(f"- Sorting, $P = 1$ − $P = 0$: {sort_vs}; smallest gain {d_s
 # - *Scale.* The paper sorts up to 15 numbers with larger models; we train for 200 steps on 5. Longer runs and a
 #   wider model raise both arms (try 500 steps in the panel); the gap on the input side stays large.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **A masked sorting writer hides the claim.** It sorts perfectly with no set summary (`mask chosen` in the sort
@@ -378,7 +378,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Exercises
 # 1. **The masked writer.** In the sort panel, tick `mask chosen` and train $P = 0$ and $P = 1$. Why does the
 #    process step no longer matter? *Hint:* which fixed score $u_i$ of the element alone sorts when chosen elements

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 21 — Comp-sum losses: one dial from sum-exp through cross-entropy to MAE, and per-sample weights
 #
 # **Paper.** Anqi Mao, Mehryar Mohri, Yutao Zhong. *Cross-Entropy Loss Functions: Theoretical Analysis and
@@ -35,7 +35,7 @@
 # batch with wrong labels get the gradient, train classifiers on digits whose labels are 40 % wrong, and check that
 # the weights explain why MAE and GCE survive the noise while cross-entropy memorises it.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` compares 5 seeds instead
@@ -57,7 +57,7 @@ FAST = T.setup(seed=0)
 SEEDS = range(5) if FAST else range(8)
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### The family
@@ -136,7 +136,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # test: digits (sklearn, 1203 training and 594 test images), 40 % of the training labels flipped to another digit,
 # a 64-128-128-10 MLP, 60 epochs of Adam, clean test labels.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `M.comp_sum_loss(logits, labels, tau=...)` computes $\ell_\tau$ from $\log p_y$ (a `log_softmax`) as
@@ -165,12 +165,12 @@ assert torch.allclose(M.comp_sum_loss(z, y, tau=2.0, reduction="none"), 1 - p_y,
 assert all((M.comp_sum_loss(z, y, tau=1 + d) - F.cross_entropy(z, y)).abs() < 1e-3 for d in (-1e-4, 1e-4))
 print("p_y:", np.round(p_y.numpy(), 3))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The first and last samples, whose label the logits favour, cost little under every member. The fourth and fifth,
 # whose label gets a few percent of the probability, are where the members disagree most: sum-exp charges them
 # tens, cross-entropy a few units, MAE never more than 1. These are properties of the loss, true for any network.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The weight as a function of $p_y$ and of the margin
@@ -188,7 +188,7 @@ for tau, (p_grid, w_grid) in curves.items():
     assert torch.allclose(w_grid, p_grid ** (tau - 1), rtol=1e-9)      # autograd = the closed form
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Per-sample pulls over a batch with wrong labels
 # Now a real batch: 200 training digits, with logits from a network trained for three epochs on *clean* labels (it
 # knows the digits and has memorised nothing). We flip 40 % of the labels to another digit (`M.flip_labels`) and
@@ -208,7 +208,7 @@ print(f"{int(flipped_b.sum())} of 200 labels flipped ({flipped_b.float().mean():
 assert share_b[0] > share_b[1] > flipped_b.float().mean() > share_b[2]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The panels here are built on `lossviz.widgets`: moving a control redraws the figure in place, and a Train button
@@ -235,7 +235,7 @@ panel.controls["tau"].value = 2.0
 assert float(panel.state["w"][panel.state["flipped"]].median()) < float(panel.state["w"][~panel.state["flipped"]].median())
 panel.controls["tau"].value = 1.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: cross-entropy, GCE and MAE on digits with 40 % wrong labels
 #
 # **Protocol** (the spec's, measured before this notebook was written).
@@ -264,7 +264,7 @@ for rs in runs.values():
     assert all(r.history["loss"][-50:].mean() < r.history["loss"][:10].mean() for r in rs)   # every run learns
     assert all(r.scores["best_epoch"] > 0 and r.scores["best_test_acc"] > 0.85 for r in rs)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The memorisation picture.** Left: clean test accuracy (solid) and accuracy on the noisy training labels (dashed).
 # Middle: the share of flipped samples the network predicts as their *wrong* label. Right: the share of the total
 # pull that comes from the flipped samples (dotted: their share of the data).
@@ -289,7 +289,7 @@ assert ce0.evals["memorised"][-1] > ce0.evals["memorised"][best] + 0.2          
 assert mae0.evals["memorised"][-1] < 0.5 * ce0.evals["memorised"][-1]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** τ (0 is sum-exp, 1 cross-entropy, 2 MAE), the noise rate, the epochs and the seed; press
 # *Train*. When τ is not 1, cross-entropy with the same noise, seed and epochs is drawn too (in black) for
 # comparison. A run takes a second or two, and a setting already trained comes back at once from the cache. Try
@@ -300,7 +300,7 @@ train_panel = M.training_panel()
 assert train_panel.state["result"]["run"] is runs[2.0, 0.4][0]            # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claims.** (i) Comp-sum losses admit tight $\mathcal H$-consistency bounds, governed by minimisability
@@ -340,7 +340,7 @@ clean = d["MAE − CE, clean labels"]
 assert abs(clean.mean) + 2 * clean.se < 0.02                                            # a tie, within ±0.02
 assert all(v.mean - 2 * v.se > 0.3 for k, v in d.items() if k.startswith("memorised"))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What it says.**
 # - *Clean labels: a tie.* MAE and cross-entropy end within a hair of each other on every seed, as the weight
 #   picture predicts: once the samples are fitted, all weights are near 1.
@@ -355,7 +355,7 @@ assert all(v.mean - 2 * v.se > 0.3 for k, v in d.items() if k.startswith("memori
 # - *What we did not test.* The bounds themselves, the paper's minimisability-gap analysis, the adversarial
 #   variant, and anything at CIFAR scale. Exercise 3 shows where MAE breaks: many classes.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **τ < 1 explodes.** The weight $p_y^{\tau-1}$ grows without bound as $p_y \to 0$, and the printed formula
@@ -369,7 +369,7 @@ for tau in (0.0, 0.5, 1.0, 2.0):
 assert not torch.isfinite(M.comp_sum_formula(far_z, far_y, tau=0.0))
 assert torch.isfinite(M.comp_sum_loss(far_z, far_y, tau=0.0))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 #   `M.comp_sum_loss` clamps the exponent $(\tau-1)\log p_y$ at 80, where the loss is flat. So a sample that far
 #   gone stops pulling instead of sending a NaN through the network. Below τ ≈ 0.5 training is fragile even so: a
 #   few implausible samples own the gradient (the panel of section 4 at τ = 0).
@@ -385,7 +385,7 @@ print(f"nominal 0.4: M.flip_labels changes {flipped.float().mean():.3f} of the l
       f"{(naive != labels).float().mean():.3f}")
 assert bool((naive != labels).float().mean() < flipped.float().mean() - 0.02)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **MAE is slow with many classes.** At initialisation $p_y \approx 1/n$ for every sample, so MAE's weight is about
 #   $1/n$ of cross-entropy's: a tenth on digits, a hundredth on CIFAR-100, a thousandth on ImageNet. Its gradient
 #   starts that much smaller, and for samples the network gets wrong it stays small, so MAE can fail to fit at all

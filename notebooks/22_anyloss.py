@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 22 — AnyLoss: F1, balanced accuracy or G-mean as a loss, through a soft confusion matrix
 #
 # **Paper.** Doheon Han, Nuno Moniz, Nitesh V. Chawla. *AnyLoss: Transforming Classification Metrics into Loss
@@ -31,7 +31,7 @@
 # per-sample weight view of notebook 21), move its knobs, train a classifier on an imbalanced task with five losses
 # over 8 paired seeds, and check which parts of the claim hold.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` skips the two illustrative
@@ -55,7 +55,7 @@ CLAIM = ("bce", "wbce", "soft_f1", "any_f1", "any_bacc")           # the five lo
 EXTRA = () if FAST else ("any_gmean", "any_acc")                   # two more, for the pitfalls
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### The metrics, from a confusion matrix
@@ -114,7 +114,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # BCE; **WBCE**, BCE with per-batch class weights $w_1 = n_0/N$ on positives and $w_0 = n_1/N$ on negatives (each
 # class then carries the same total weight); and the pure soft metrics without $A$.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `M.anyloss(logits, labels, metric=..., L=...)` takes one score per sample, or two-class logits (B × 2, then
@@ -139,7 +139,7 @@ for metric, value in scratch.items():
     assert abs(float(M.anyloss(f, y, metric=metric, L=73)) - (1 - value)) < 1e-12
 print("soft TP, FN, FP, TN:", np.round([TP, FN, FP, TN], 3), "| losses:", {k: round(float(1 - v), 4) for k, v in scratch.items()})
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # ### The amplifier, and a soft confusion matrix that approaches the hard one
@@ -167,7 +167,7 @@ assert all(gap[L] <= edge[L] * 1.001 for L in gap) and edge[500] < 1e-3 and abs(
 assert abs(curves["tpr"][-1] - curves["hard_tpr"]) < 0.02 and abs(curves["fpr"][-1] - curves["hard_fpr"]) < 0.02
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Per-sample weights across a batch: BCE next to AnyLoss-F1
 # The same batch, each bar a sample's pull $|\partial \mathcal L/\partial z|$ on its logit, read by
 # `lv.sample_weights` on two-class logits (scaled to mean 1 over the batch, log scale; positives blue, negatives
@@ -195,7 +195,7 @@ assert abs(ratio["Any-F1"] - 21) < 1e-3 and ratio["Any-F1"] >= 5 and abs(ratio["
 assert shares["init", "any_f1"] > 0.4 > 0.1 > shares["init", "bce"]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # Both panels of this notebook are built on `lossviz.widgets`: moving a control redraws the figure in place, and
@@ -225,7 +225,7 @@ panel.controls["metric"].value = "accuracy"
 assert panel.state["ratio"] < 1.5                                  # accuracy gives the rare class no extra weight
 panel.reset()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: five losses on an imbalanced task, 8 paired seeds
 #
 # **Protocol** (the spec's, measured before this notebook was written).
@@ -251,7 +251,7 @@ for name in CLAIM:                                                 # every loss 
     assert h[-20:].mean() < h[:20].mean()
     assert int(np.argmax(runs[name].evals["bacc"].mean(1))) > 0    # the best checkpoint is not the start
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves.** Left and middle: test F1 and balanced accuracy after each epoch (mean over the 8 seeds; the
 # band spans the seeds). Right: the positives' share of the gradient at each step (dotted: their share of the data,
 # 5 %). BCE starts where the data is, its gradient dominated by the 95 % negatives, and hands the positives more of it
@@ -266,7 +266,7 @@ print("positives' share of |dL/df|, mean over training:", {M.NAMES[k]: round(v, 
 assert share["any_f1"] > share["bce"] and share["any_bacc"] > share["bce"]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Where the decision line ends up, and every seed's score.** Left: the training points of seed 0 and the line
 # $f(x) = 0$ of four of the losses. BCE learns calibrated probabilities, and at 5 % positives a calibrated $p$ rarely
 # exceeds ½: its line sits far to the right and it predicts few positives. WBCE and Any-BAcc move the line left
@@ -284,7 +284,7 @@ print("recall of the positives (TPR), mean over seeds:", {M.NAMES[k]: round(v, 3
 assert tpr["bce"] < tpr["any_f1"] < tpr["wbce"]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** Choose a loss, $L$, β (for Any-Fβ), the task, the positive rate, the batch size and the
 # epochs, then press *Train*. Each press trains the loss and the two baselines, BCE and WBCE, with the same knobs on
 # 8 paired seeds, and draws the test F1 over epochs and every seed's final scores. A setting takes a few seconds on
@@ -301,7 +301,7 @@ train_panel = M.training_panel()
 assert train_panel.state["result"]["any_f1"] is runs["any_f1"]        # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** Any confusion-matrix metric can be turned into a differentiable loss; this is especially
@@ -344,7 +344,7 @@ assert d["F1, Any-F1 − WBCE"].verdict == "ahead" and lower["F1, Any-F1 − WBC
 assert (f1["any_f1"] - f1["wbce"]).min() >= 0.1
 assert share["any_f1"] > share["bce"]                                                                    # 3.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Is BCE just under-trained?** Its F1 curve (section 5) first falls, as BCE learns the class prior and predicts
 # almost everything negative, then climbs slowly, still moving at epoch 30. A sceptic would ask whether Any-F1 only
 # beats a BCE that has not finished. On this task BCE's limit is known in closed form: the calibrated log-odds
@@ -359,7 +359,7 @@ print(f"calibrated model (BCE's limit) at threshold 1/2: test F1 {limit['f1'].me
       f"[{limit['f1'].min():.3f}, {limit['f1'].max():.3f}] | Any-F1 minus it: {vs_limit}")
 assert vs_limit.verdict == "ahead"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **A seed that stalls.** The spec asked for Any-BAcc ≥ BCE + 0.15 on *every* seed. The next cell lists the seeds
 # where Any-BAcc ended near the all-negative classifier (balanced accuracy below 0.55). The saturation of the
 # amplifier predicts which seeds can stall: a network that *starts* pointing the wrong way (test balanced accuracy
@@ -392,7 +392,7 @@ display(Markdown("**What holds, in numbers from this run.**\n\n" + "\n".join([
     "- " + verdict_line("F1, Any-F1 − soft F1 (no A)", "Any-F1 against the soft F1 without amplifier, on F1") + "."])))
 assert len(d) == 5
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading.**
 # - *Against BCE at the threshold ½, each metric loss wins on its own metric.* This part is almost free: BCE learns
 #   calibrated probabilities, and ½ is the wrong threshold for F1 or balanced accuracy at 5 % positives. Any loss that
@@ -408,7 +408,7 @@ assert len(d) == 5
 # - *What we did not test:* the paper's 102 data sets, the image and text tasks, the learning-speed comparison and
 #   its Bayesian signed-rank tests.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Batches without a positive.** F1 of a batch without positives is 0 whatever the model does, so the loss is 1
@@ -424,7 +424,7 @@ print(f"no positive in the batch: loss {float(loss.detach()):.3f}, largest |grad
       f"P(no positive) at batch 100: {0.95 ** 100:.4f}, at batch 32: {0.95 ** 32:.2f}")
 assert float(loss.detach()) == 1.0 and float(f_neg.grad.abs().max()) == 0.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **Saturation.** Beyond $|p - \tfrac12| \approx 4/L$ the amplifier is flat: a sample predicted confidently, right
 #   or wrong, gets no gradient. Below, a batch whose every score sits at $f \le -1.5$ ($p \le 0.18$, wrong for the
 #   positives): BCE pulls the positives hard, Any-F1 at $L = 73$ barely at all, and at $L = 10$ it still does. This
@@ -438,7 +438,7 @@ pull["any_f1, L = 10"] = float(lv.sample_weights(M.loss_fn("any_f1", L=10.0), M.
 print("total pull on the positives:", {k: f"{v:.1e}" for k, v in pull.items()})
 assert pull["any_f1"] < 1e-6 < 1e-3 < pull["any_f1, L = 10"] and pull["bce"] > 0.01
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **Accuracy as a loss.** On imbalanced data "everyone negative" already scores 95 % accuracy, and Any-Acc finds
 #   it. With the full run (not `FAST`), the seeds that collapse to F1 = 0 are listed below; G-mean, for contrast,
 #   keeps both classes.
@@ -453,7 +453,7 @@ else:
     print("FAST: the Any-Acc and Any-Gmean runs were skipped")
     assert FAST
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **G-mean in the paper and in the code.** The paper defines G-mean as $\sqrt{TPR \cdot TNR}$; the author code
 #   minimises $1 - TPR \cdot TNR$, the square (same best classifier, different gradients). lossviz follows the paper
 #   and takes the root of $\max(TPR \cdot TNR, s^2)$, so the gradient stays finite if a class has no soft mass.

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 23 — Label distributionally robust losses: hinge, cross-entropy and symmetric losses on one dial λ
 #
 # **Paper.** Dixian Zhu, Yiming Ying, Tianbao Yang. *Label Distributionally Robust Losses for Multi-class
@@ -34,7 +34,7 @@
 # We check two things: LDR at λ = 10 resists the noise where cross-entropy does not, and ALDR's per-sample λ behaves
 # as the spec measured: it barely moves at λ₀ = 10 and separates clean from flipped labels at λ₀ = 3.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread and the `FAST` switch (`LOSSVIZ_FAST=1` compares 4 paired seeds
@@ -58,7 +58,7 @@ FAST = T.setup(seed=0)
 SEEDS = range(4) if FAST else range(8)
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| seeds:", len(SEEDS))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # A network gives sample $x$ one score (logit) $f_k$ per class $k = 1..K$; $y$ is its label. Write
@@ -105,7 +105,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # $\tilde f = f / (\lVert f\rVert_1/K)$. Both put the logits on a scale of about 1, so λ = 10 means "nearly uniform
 # $p^*$" whatever the network's output scale. The equations of the paper do not show this; we follow the code.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `M.ldr_loss` is the log-sum-exp form, which stays finite at λ = 0.01 where $e^{\delta/\lambda}$ would overflow:
@@ -113,7 +113,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # %%
 print(inspect.getsource(M.ldr_loss).split('"""')[-1].strip())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Below, on a fixed float64 batch: (i) the loss equals the paper's *max* evaluated at $p^*$, and no random $p$ beats
 # it; (ii) λ = 1, c = 0 is cross-entropy − log K; (iii) the hinge and symmetric limits; (iv) the gradient is
 # $p^* - e_y$ (read by `lv.logit_weights`, autograd); (v) ALDR's penalty changes the value but not the gradient.
@@ -149,7 +149,7 @@ assert torch.allclose(G_aldr, G_ldr, atol=1e-14)             # the penalty has z
 print("ALDR's penalty: zero gradient, value shifted by",
       np.round((M.aldr_loss(f, y, lam_i, lam0=8.0, reduction="none") - M.ldr_loss(f, y, lam=lam_i, margin=0.1, reduction="none")).numpy(), 3))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # We need logits of a real network: 200 training digits through an MLP trained for three epochs of cross-entropy on
@@ -179,7 +179,7 @@ print(f"{int(flipped_b.sum())} of {M.HEAD} labels flipped; their share of the pu
 assert np.all(np.diff(lim["psi"]) <= 1e-9) and at(1.0) > at(100.0) > share["even"] - 0.02
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # **Turn the dial.** The same 200 samples (pink: flipped label). λ moves on a log scale from 0.05 to 50; the margin c
@@ -201,7 +201,7 @@ panel.controls["lam"].value = 50.0
 assert float(panel.state["p"].max()) < 0.2 and float(panel.state["pull"].std()) < 0.05
 panel.controls["lam"].value = 1.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: CE, LDR-KL and ALDR-KL on digits with 40 % wrong labels
 #
 # **Protocol** (the spec's).
@@ -232,7 +232,7 @@ for rs in runs.values():                                                     # e
     assert all(r.scores["best_epoch"] > 0 and r.scores["best_test_acc"] > 0.6 for r in rs)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What to look for. Cross-entropy first learns the digits, then memorises the wrong labels, and its test accuracy
 # falls. LDR at λ = 10 and ALDR at λ₀ = 10 keep climbing and stay up. On the right, ALDR's λ_i at λ₀ = 10 hardly
 # leaves 10: the normalised logits are about 1 per class, so $\tilde f/10$ gives an almost uniform softmax, a KL near
@@ -248,7 +248,7 @@ train_panel = M.training_panel()
 assert train_panel.state["result"]["run"] is runs["aldr", 3.0, 0.4][0]       # the default comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claims.** (i) LDR-KL unifies the hinge, cross-entropy and symmetric losses; (ii) it is top-k
@@ -301,7 +301,7 @@ clean3, flip3 = lam_mean["aldr", 3.0, 0.4]
 assert (flip3 > clean3).all()                                                          # 5. λ₀ = 3 separates
 assert d["ALDR(λ₀=3) − CE, 40 % noise"].mean < d["ALDR(λ₀=10) − CE, 40 % noise"].mean    # ... but gains less
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What it says** (the numbers are in the three outputs above).
 # - *Under 40 % noise, the dial matters.* LDR at λ = 10 and ALDR at λ₀ = 10 beat cross-entropy on every seed, by
 #   well over the asserted margin. Large λ spreads the pull evenly (section 3), so the wrong labels get only their share.
@@ -317,7 +317,7 @@ assert d["ALDR(λ₀=3) − CE, 40 % noise"].mean < d["ALDR(λ₀=10) − CE, 40
 # - *Not tested*: top-k consistency, the other noise types (asymmetric, instance-dependent), the 13 baselines with
 #   cross-validated λ, and image-scale data.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **The normalisation changes what λ means.** On raw logits, λ = 10 is only "large" if the logits are small; a
@@ -330,7 +330,7 @@ normed = lv.sample_weights(M.ldr_loss, M.normalise(10 * z_b, "ldr"), noisy_b, la
 print(f"pull spread (std over samples) at λ = 10: raw logits × 10 {float(raw.std()):.3f}, normalised {float(normed.std()):.3f}")
 assert float(normed.std()) < float(raw.std())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **λ₀ sets ALDR's regime.** λ₀ = 10: λ_i barely moves (ALDR ≈ LDR). λ₀ = 3: clean and flipped separate, accuracy
 #   drops. λ₀ = 1: λ_i falls to its floor $\lambda_0(1 - 1/\alpha) = 0.5$ (try it in the Train panel). The floor:
 
@@ -339,7 +339,7 @@ confident = torch.tensor([[30.0] + [0.0] * 9])
 print("λ_i of a confident sample, λ₀ = 1, α = 2:", round(float(M.aldr_lambda(confident, torch.ones(1), lam0=1.0)), 3))
 assert 0.5 <= float(M.aldr_lambda(confident, torch.ones(1), lam0=1.0)) < 0.51
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **Per-sample state needs sample indices.** ALDR's λ_i belong to training examples, so the loader must return each
 #   batch's indices (`M._train_group` keeps a `lam_state` tensor indexed by them). Shuffling without indices silently
 #   mixes up the λ's.

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 24 — EnsLoss: a random, legitimate loss for every batch
 #
 # **Paper.** Ben Dai. *EnsLoss: Stochastic Calibrated Loss Ensembles for Preventing Overfitting in Classification.*
@@ -30,7 +30,7 @@
 # build the sampler, see its random derivatives next to the fixed losses', and train on handwritten digits with
 # 20 % of the training labels flipped, where fixed losses slowly memorise the noise.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, the `FAST` switch (`LOSSVIZ_FAST=1`: fewer paired seeds, the same
@@ -58,7 +58,7 @@ WIDTH = 128                                                        # the spec: 2
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| PAIRED =", PAIRED,
       "| seeds", SEEDS)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # **Set-up.** Labels $y \in \{-1, +1\}$, a score $f(x)$, and the *margin* $s = y\,f(x)$: positive when the sample is
@@ -86,7 +86,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # exponential. For EnsLoss it is $-\hat g_i \in (0, c]$: a random monotone step function, redrawn every batch. Its
 # magnitudes are log-normal with median 1, so about half of them sit at the clip.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The sampler, in torch (the official code moves its draw to CUDA unconditionally and applies `np.maximum` to a torch
@@ -95,7 +95,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # %%
 print(inspect.getsource(E.ensloss_derivatives).split('"""')[2])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # A check on a batch of 12 margins: the same draw re-done step by step in numpy (sort, clip, assign by rank, decay,
 # shift) equals lossviz's, and the gradient of `E.ensloss` with respect to the scores is $\hat g_i y_i / B$.
 
@@ -111,7 +111,7 @@ print("g:", np.round(g.numpy(), 3))
 assert np.allclose(g.numpy(), steps, atol=1e-12) and torch.allclose(f.grad, g / 12, atol=1e-15)
 assert all(E.legitimacy(s, g).values())
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # The per-sample weights come from the core's `lv.sample_weights` (autograd on the logits, notebook 21). A binary
@@ -138,7 +138,7 @@ assert all(bool((torch.diff(w) <= 1e-12).all()) for w in draws)            # eac
 assert torch.allclose(fixed["bce"], torch.sigmoid(-s64)) and float(max(d.max() for d in draws)) <= 1 + 1e-6
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # Both panels are built on `lossviz.widgets` (a `Panel` whose artists update in place, and `run_panel`'s Train
@@ -161,7 +161,7 @@ panel.controls["clip"].value = 2.0
 assert panel.state["at_clip"] < 0.4
 panel.controls["clip"].value = 1.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: odd vs even digits with 20 % flipped labels
 #
 # **Protocol (the spec's, at a smaller width).** `load_digits` as odd (+1) vs even (−1); a 67/33 split with
@@ -183,7 +183,7 @@ print(f"{len(SEEDS) * 2} runs, {sum(r.seconds for rs in runs.values() for r in r
 assert all(r.scores["legit"] for r in runs["ensloss"])             # the sampler's guarantees held on every batch
 assert all(r.scores["best_epoch"] > 1 and r.scores["best"] >= 0.9 for rs in runs.values() for r in rs)   # all learn
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves** (thin: each seed; thick: the mean over seeds). Both losses peak within the first few epochs,
 # when the network has learned the clean signal but not yet the flipped labels; then the test accuracy drops as the
 # network memorises the noise. The shaded band is the window of the headline number. Below the curves, the mean over
@@ -198,7 +198,7 @@ print("EnsLoss - BCE per 10-epoch window:", " ".join(f"{w:+.3f}" for w in window
 assert len(windows) == 10 and all(np.isfinite(windows))
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** One seed at a time: the loss (including hinge, exponential and focal, the paper's other
 # baselines), the label-noise rate, epochs, width, and EnsLoss's clip and λ. A 100-epoch run takes a few seconds;
 # a setting already trained comes back at once. Try noise 0: without flipped labels there is nothing to memorise.
@@ -210,7 +210,7 @@ train_panel = E.training_panel(loss="ensloss", width=WIDTH)
 assert train_panel.state["result"] is runs["ensloss"][0]          # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** Ensembling calibrated loss derivatives by doubly stochastic gradient descent is
@@ -243,7 +243,7 @@ display(Markdown(f"**Last 10 epochs, EnsLoss − BCE:** {last.mean:+.3f} ± {las
 assert last.n == best.n == len(SEEDS)                             # every seed paired, for both losses
 assert not PAIRED or last.verdict == "ahead"                      # 3. with 8 seeds: mean - 2 se > 0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading it.** The paired difference is printed above, with its verdict. What it means:
 # - The paper's direction is: after 100 epochs under label noise, EnsLoss's test accuracy stays above BCE's, because
 #   it memorises less of the flipped labels. With 4 seeds the printed verdict may read *a tie*: the seed spread is as
@@ -257,7 +257,7 @@ assert not PAIRED or last.verdict == "ahead"                      # 3. with 8 se
 # - The paper and the spec agree on the sampler. The paper's framing is "prevents overfitting"; at our scale the
 #   honest statement is the narrower one above.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls and exercises
 #
 # **Pitfalls.**
@@ -284,7 +284,7 @@ assert not PAIRED or last.verdict == "ahead"                      # 3. with 8 se
 # 4. *Where the gap opens.* Run 40 epochs instead of 100 for two seeds and compute the paired difference.
 #    *Hint:* `E.paired_runs([0, 1], epochs=40, width=WIDTH)`.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Summary and references
 #
 # - EnsLoss never writes a loss down: each batch draws a random derivative that is non-decreasing and negative, so

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 25 — The Z-loss: a shift and scale invariant loss of the spherical family
 #
 # **Paper.** Alexandre de Brébisson, Pascal Vincent. *The Z-loss: a shift and scale invariant classification loss
@@ -32,7 +32,7 @@
 # rescaling of the outputs, watch its gradient switch off once a sample is ranked well, measure its cost against
 # the number of classes, and train digit classifiers to see how $b$ trades top-1 for top-3 accuracy.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch. With `LOSSVIZ_FAST=1` the three extra spherical
@@ -58,7 +58,7 @@ SEEDS = range(8)
 NAMES = ["CE", "Z (a=1, b=3)", "Z (a=5, b=1)"] + ([] if FAST else ["MSE", "Taylor softmax", "spherical softmax"])
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| losses:", len(NAMES))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # A network gives an example $D$ outputs $o_1, \dots, o_D$ (one per class; *pre-activations*, no softmax), and $c$
@@ -114,7 +114,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # outputs of a classifier (as in notebook 21): at each step the loss acts like a weighted sum over samples, and the
 # Z-loss's weight says *which samples still count*: those below the target $b$.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `M.z_loss(logits, labels, a=..., b=...)` standardises each row (`M.z_scores`) and applies `F.softplus`. Below, a
@@ -137,7 +137,7 @@ for a, b in ((1.0, 3.0), (5.0, 1.0)):
     print(f"a = {a:g}, b = {b:g}: L_Z per sample {np.round(scratch.numpy(), 3)}")
 print("z_c per sample:", np.round(z_c.numpy(), 3))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The first sample's correct class stands well above the others, so its $z_c$ is high and it costs almost nothing
 # at $b = 1$. The fourth and fifth, whose class hides in the crowd, cost the most under both settings.
 #
@@ -153,7 +153,7 @@ for alpha, beta in ((3.7, 0.0), (0.2, -5.0), (10.0, 7.0)):
     print(f"o -> {alpha:g} o + {beta:g}: Z-loss moves by < 1e-5: {dz < 1e-5}; cross-entropy by up to {dce:.0f}")
     assert dz < 1e-5 and dce > 1.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Identity 2, a property of the loss: three sums are enough.** For a linear output layer with $D = 20\,000$
 # classes, `M.z_loss_factored` computes the loss from $h$, $Q = W^\top W$ and $\bar w = W^\top\mathbf 1$, never
 # forming the $20\,000$ outputs. It equals the naive loss on the outputs $o = Wh$.
@@ -167,7 +167,7 @@ print(f"D = 20000, float32: naive and factored agree to 1e-4 on all 32 examples:
 assert torch.allclose(naive, factored, atol=1e-4)
 assert torch.allclose(M.z_loss_from_sums(*M.spherical_sums(h @ W.T, yy), 20000, reduction="none"), naive, atol=1e-5)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # **The loss and the push on each class.** Left: $L_Z$ against $z_c$ for several $(a, b)$, on output vectors with a
@@ -190,7 +190,7 @@ zk, gz, gce = grads[1.0]
 assert torch.allclose(gz, (1 + 1.0 * zk) / 10 / (1 + math.exp(-2.0)), atol=1e-5)  # s(a(b - z_c)) (1 + z_c z_k) / (D σ), σ = 1 (ε aside)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Per-sample weights on a real batch.** Now the outputs of a real network: the 594 test digits of a
 # cross-entropy network trained for 30 epochs (seed 0 of section 5, trained here and reused there). For each sample,
 # the pull on its own class, $|\partial L / \partial o_c|$ (`lv.sample_weights`), against its $z_c$, under three
@@ -210,7 +210,7 @@ print("share of test samples whose pull is under 1% of the largest: " + ", ".joi
 assert off["Z (a=5, b=1)"] > 0.5 > off["Z (a=1, b=3)"]
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # **Turn the knobs.** Eight fixed examples with $D = 10$ (seeded random outputs, the correct class boosted by
@@ -237,7 +237,7 @@ assert torch.allclose(panel.state["z"], panel.base_z, atol=1e-9)                
 assert not torch.allclose(panel.state["ce"], M.ce_loss(o8, y8, reduction="none"))
 panel.reset()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: six losses on digits
 #
 # **Protocol** (the spec's, measured before this notebook was written).
@@ -262,7 +262,7 @@ for nm, rs in runs.items():
     assert all(r.history["loss"][-20:].mean() < r.history["loss"][:5].mean() for r in rs)   # every run learns
     assert all(r.scores["top1"] > r.evals["top1"][0] for r in rs)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Learning curves and where the correct class ends up** (seed 0). Left and middle: test top-1 and top-3
 # accuracy over epochs (the spherical softmax, if trained, stays below the chart). Right: the histogram of the correct class's test z-score at the end, for cross-entropy and
 # the two Z-losses (dotted: the bound 3). Z with $b = 3$ packs the correct class against the bound: it wants every
@@ -284,7 +284,7 @@ print("median test z_c, seed 0: " + ", ".join(f"{nm} {v[0]:.2f}" for nm, v in me
 assert paired_difference(med["Z (a=1, b=3)"], med["Z (a=5, b=1)"]).verdict == "ahead"
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The last assert is the mechanism, and it depends on training: paired over the 8 seeds, the median $z_c$ of the
 # test samples is higher with $b = 3$ than with $b = 1$. The target $b$ decides where training leaves the correct
 # class.
@@ -300,7 +300,7 @@ assert train_panel.state["result"]["run"] is runs["Z (a=5, b=1)"][0]        # th
 assert train_panel.state["result"]["ce"] is runs["CE"][0]
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claims.** (i) The Z-loss clearly beats the other members of the spherical family; (ii) on a language
@@ -343,7 +343,7 @@ assert abs(p.mean) + 2 * p.se <= 0.02                                           
 assert np.all(top["Z (a=5, b=1)"][1] <= top["CE"][1] - 0.015)                       # b = 1 gives up top-1 ...
 assert np.all(top["Z (a=5, b=1)"][3] >= top["CE"][3] - 0.025)                       # ... but keeps top-3
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What it says.**
 # - *Cost.* By construction the factored loss does the same work for every $D$, while the naive one grows with $D$;
 #   the printed timings show it on your machine, and the two agree to rounding. This is the loss computation only, and the speed-up at $D = 50\,000$ is printed above.
@@ -359,7 +359,7 @@ assert np.all(top["Z (a=5, b=1)"][3] >= top["CE"][3] - 0.025)                   
 #   those gaps with the top-1 gap that $b$ opens above: a win over the spherical softmax says little, because that
 #   baseline is unstable here (its accuracy swings across seeds). We make no assert on claim (i).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Constant outputs.** If all $D$ outputs are equal, $\sigma = 0$ and $z = 0/0$. A from-scratch z-score gives
@@ -375,7 +375,7 @@ print(f"from scratch: z = {float(bad[0, 0].detach())}; M.z_loss: {float(good.det
       f"gradient finite: {bool(torch.isfinite(flat.grad).all())}")
 assert torch.isnan(bad).all() and torch.isfinite(good) and torch.isfinite(flat.grad).all()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **An unreachable target.** $z_c \le \sqrt{D-1}$. With $b$ at or above that bound, even an example ranked first
 #   by a wide margin keeps a loss and its full per-sample weight: the loss never saturates, and the "mining out" of
 #   easy samples is lost. Below, $D = 10$, $a = 5$, an example with $z_c = 2.5$ (its class far ahead of the others):
@@ -387,7 +387,7 @@ for b, w in pull.items():
     print(f"b = {b:g}: loss {float(M.z_loss(easy, c0, a=5.0, b=b)):.3f}, pull on the correct class {w:.4f}")
 assert pull[1.0] < 1e-3 < 0.9 * pull[4.0] and float(M.z_loss(easy, c0, a=5.0, b=4.0)) > 1.0
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 #   (At exactly $z_c = \sqrt{D-1}$ the pull on $o_c$ is zero for every $b$: the factor $1 - 1/D - z_c^2/D$ vanishes,
 #   because no move of the outputs can raise $z_c$ further. The loss then stays positive with nothing left to do.)
 # - **No official defaults.** The paper tunes $a$ and $b$ per task. A value of $b$ that suits 10 classes (where

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 26 — Discriminative vs. generative classifiers: naive Bayes in O(log n) samples, logistic regression in O(n)
 #
 # **Paper.** Chenyu Zheng, Guoqiang Wu, Fan Bao, Yue Cao, Chongxuan Li, Jun Zhu. *Revisiting Discriminative vs.
@@ -34,7 +34,7 @@
 # paper's Gaussian simulation across $n$, and check on frozen digit features what "converges faster" does and does not
 # mean.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` halves the repeats of the
@@ -59,7 +59,7 @@ ENC_EPOCHS = 15 if FAST else 30
 MS = D.M_GRID[:-2]                     # m = 4, 8, ..., 256: LR's largest m* is 256 at n = 200
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # ### Two linear classifiers
@@ -109,7 +109,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # error of each fitted rule ($w^\top x + c$ is Gaussian given the class, `D.binary_linear_error`), so the curves carry
 # no test-set noise.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `D.fit_naive_bayes` computes the means and the pooled variance; `D.nb_logits` is the paper's quadratic formula and
@@ -133,7 +133,7 @@ print("NB: logits differ by a per-row constant ✓ | LR: every partial derivativ
       f"solution below 1e-2: {grad_max < 1e-2}")
 assert grad_max < 1e-2
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The exact error of a linear rule on two Gaussians, checked once against a large test sample (the Bayes rule at
 # $n = 20$, whose error the spec quotes as $6 \cdot 10^{-4}$):
 
@@ -148,7 +148,7 @@ print(f"Bayes error at n = 20: closed form {D.bayes_error(n):.2e}, exact error o
       f"400k test samples {mc:.1e}")
 assert abs(exact - D.bayes_error(n)) < 1e-12 and abs(mc - exact) < 3e-4
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # There are no pair weights here: the "weights" are the classifiers themselves. Two views.
@@ -185,7 +185,7 @@ assert torch.allclose(pull, 1 - torch.softmax(d["x"] @ W_lr.T + b_lr, 1)[torch.a
 assert float(d["w_nb"] @ D.bayes_direction(100)) > float(d["w_lr"] @ D.bayes_direction(100))
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # A `lossviz.widgets.Panel` (pure maths: one closed-form NB fit and one convex LR fit per change, artists moved in
@@ -202,7 +202,7 @@ assert explore.state["errors"]["nb"] < explore.state["errors"]["lr"]
 explore.controls["n"].value = 100
 explore
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 #
 # ### (A) The paper's simulation, across the dimension
@@ -224,7 +224,7 @@ for n, run in sims.items():
 assert all(np.isfinite(r.errors[k]).all() and r.mean(k)[-1] < r.mean(k)[0] for r in sims.values() for k in ("nb", "lr"))
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **$m^*$ against $n$.** The same numbers as one picture: the training size each model needs to get within 0.01 of the
 # Bayes error. NB's is flat; LR's grows with the dimension.
 
@@ -239,7 +239,7 @@ axes[0, 0].legend(fontsize=9)
 assert all(sims[n].m_star(k) is not None for n in D.DIMS for k in ("nb", "lr"))     # every model gets there
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### (B) Frozen features: few-shot NB and LR on unseen digits
 # The paper reads CLIP, ViT and MoCo features on CIFAR; offline we stand in with a small encoder: an MLP
 # 64 → 128 → 64 trained with cross-entropy on digits 0-4, then frozen. Its 64 features of the digits 5-9, classes it
@@ -269,7 +269,7 @@ assert enc.history["loss"][-10:].mean() < 0.2 * enc.history["loss"][:10].mean() 
 assert all(mean_acc[k][-1] > mean_acc[k][0] + 0.1 for k in ("nb", "lr"))                  # both probes learn
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** The simulation for one setting: the dimension $n$, the number of classes $K$ (class $k \ge 1$
 # has its mean at $2^{k-1}$; for $K > 2$ the error is measured on 4000 test samples), LR's $C$, the repeats and the
 # seed. Press *Train* (a `lossviz.widgets.run_panel`); a setting already run comes back from the cache at once.
@@ -279,7 +279,7 @@ train_panel = D.training_panel(n=50, repeats=10, ms=MS)
 assert train_panel.state["result"] is sims[50]                     # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** Multiclass NB approaches its asymptotic error with $O(\log n)$ samples, LR with $O(n)$;
@@ -312,7 +312,7 @@ assert all(d.verdict == "ahead" and d.mean - 2 * d.se > 0.05 for d in paired.val
 assert k_nb < k_lr                                                                                   # 4.
 assert mean_acc["lr"][-1] > mean_acc["nb"][-1]                    # ... to a worse asymptote (the text below)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, and what it means.**
 # - *The simulation reproduces the paper.* NB is within 0.01 of the Bayes error by $m = 16$ at every dimension, while
 #   LR's $m^*$ grows with $n$ and its error at a fixed small $m$ grows steeply with $n$ (table above). The grid of 4
@@ -328,7 +328,7 @@ level = paired_difference(acc["nb"][0], acc["lr"][0])
 print(f"1 shot per class, NB − LR accuracy over {REPEATS_FEW} paired repeats: {level}")
 assert level.n == REPEATS_FEW
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Converging vs. being accurate.** "NB needs fewer samples" means fewer samples *to reach its own asymptote*.
@@ -346,7 +346,7 @@ try:
 except ValueError as err:
     print("ValueError:", err)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **LR's regularisation and iterations.** sklearn's $C$ multiplies the *sum* of the losses, so its penalty fades as
 #   $m$ grows; at small $C$ lbfgs needs many iterations (the paper uses `max_iter=1000`; a `ConvergenceWarning` means
 #   the rule you evaluate is not the minimiser).

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 27 — Out-of-domain unlabelled data: self-training on shifted data, in the two-Gaussian setting
 #
 # **Paper.** Amir Hossein Saberi, Amir Najafi, Alireza Heidari, Mohammad Hosein Movasaghinia, Abolfazl Motahari,
@@ -29,7 +29,7 @@
 # classifier on 20 labelled points in 50 dimensions, add 1000 pseudo-labelled points whose class means are rotated
 # by an angle α, and measure exactly (no test set needed) how much they help as α grows.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` runs 16 paired repeats
@@ -53,7 +53,7 @@ FAST = T.setup(seed=0)
 REPEATS = 16 if FAST else 40
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # **Data.** $m$ labelled samples $(x_i, y_i)$ from $P$, with $y \in \{-1, +1\}$ equally likely and
@@ -92,7 +92,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # published). Some summaries put the robust loss on the labelled term only; the two readings agree at
 # $\gamma = \infty$, the only case this notebook asserts.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `O.rss_objective` writes the objective with autograd-friendly torch; `O.rss_grad` gives its closed-form gradient
@@ -115,7 +115,7 @@ assert abs(float(obj.detach()) - loop) < 1e-12 and abs(float(value) - loop) < 1e
 assert torch.allclose(grad, leaf.grad, atol=1e-12)
 print("objective = loop from the formula ✓ | closed-form gradient = autograd ✓")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The exact error, checked once by sampling.** A random rule in $d = 50$, its closed-form error against
 # $10^5$ test samples (a property of the Gaussian model, not a measurement).
 
@@ -128,7 +128,7 @@ mc = float((O.pseudo_labels(theta, xt) != yt).double().mean())
 print(f"closed form {O.exact_error(theta, mu):.4f} | 100k samples {mc:.4f}")
 assert abs(O.exact_error(theta, mu) - mc) < 0.005
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # **Left: the projection (picture 1).** One repeat at $\alpha = 0.6$, projected on the plane of $e_1$ (the labelled
@@ -161,7 +161,7 @@ axes[0, 1].legend(fontsize=8)
 assert O.exact_error(th_rss, O.mean_vector(0.0)) < O.exact_error(th_erm, O.mean_vector(0.0))
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Under DRO (picture 3).** With $\gamma < \infty$ each sample is first moved to its worst nearby point $x'$. For a
 # linear rule the loss gradient in $x$ is $-y\,\sigma(-y\theta^\top x)\,\theta$, so every move points along
 # $-y\theta$, towards the boundary: only the margin changes. The picture shows, for the 1000 pseudo-labelled points
@@ -184,7 +184,7 @@ axes[0, 0].legend(fontsize=8)
 assert bool((O.robust_loss(th_rss, xu, yhat, 0.5, reduction="none") >= O.logistic_loss(th_rss, xu, yhat, reduction="none")).all())
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # A `lossviz.widgets.Panel` on the geometry (pure maths, artists moved in place). A rule $\theta$ at angle $\beta$
@@ -202,7 +202,7 @@ assert explore.state["pseudo_wrong"] > explore.state["error"]
 explore.controls["alpha"].value = 0.6
 explore
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 #
 # The paper's theory setting, in the spec's miniature: $d = 50$, $m = 20$ labelled points, $n = 1000$ unlabelled,
@@ -232,7 +232,7 @@ for a, r in runs.items():
 assert all(r.rounds.mean(0)[0] < r.erm.mean() for a, r in runs.items() if a == 0.0)     # round 1 already learns
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** One shift at a time: $\alpha$, the number of unlabelled samples $n$, $\lambda$ (log
 # slider), the rounds, $\gamma$ (∞ is plain self-training; a finite $\gamma$ adds WRM's inner ascent and costs about
 # 5× more) and the repeats. Press *Train* (a `lossviz.widgets.run_panel`); a setting already run comes back from the
@@ -244,7 +244,7 @@ train_panel = O.training_panel(repeats=REPEATS)
 assert train_panel.state["result"] is runs[0.0]              # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** Out-of-domain unlabelled samples, used through DRO plus self-training, shrink the
@@ -271,14 +271,14 @@ assert gain0.verdict == "ahead" and gain0.mean >= 0.03                          
 assert drop1.verdict == "ahead" and drop1.mean >= 0.008                                       # 2.
 assert drop2.verdict == "ahead" and drop2.mean >= 0.01
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds.** At no shift, 1000 pseudo-labelled points cut the error of a 20-sample linear rule clearly (see the wins
 # above); the gain falls as the unlabelled means rotate away, and by $\alpha = 1$ rad it is
 # about gone. This is the "controlled shift" condition of the paper made visible: the pseudo-labelled data pull
 # $\theta$ towards $\mu_\alpha$, which helps only while $\mu_\alpha$ is closer to $\mu$ than the ERM direction is.
 # What we do *not* check: the paper's bounds themselves, its real-data experiments, and any benefit of the DRO term.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Unpaired repeats** make the trend over $\alpha$ noisy: reuse each labelled set at every shift

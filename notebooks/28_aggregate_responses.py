@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 28 — Learning from aggregate responses: instance-level vs. bag-level loss
 #
 # **Paper.** Adel Javanmard, Lin Chen, Vahab Mirrokni, Ashwinkumar Badanidiyuru, Gang Fu. *Learning from Aggregate
@@ -32,7 +32,7 @@
 # estimator shrink towards zero by a factor of about $1/k$, and find the U-shaped risk curve whose minimum lies
 # strictly between the two losses.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` halves the replicates of the
@@ -56,7 +56,7 @@ REPS = 100 if FAST else 200
 ITERS = 150 if FAST else 300
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # **Set-up.** The $n$ training samples are split into bags $B$ of $k$ samples. We see every $x_i$ but, for each bag,
@@ -103,7 +103,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # but loses more information, which gives an optimal bag size. This notebook does not implement the privacy part
 # (exercise 3).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The three terms in `lossviz`, each written as its formula, on predictions laid out as a `(bags, k)` tensor:
@@ -113,7 +113,7 @@ print(inspect.getsource(A.bag_loss))
 print(inspect.getsource(A.within_bag_variance))
 print(inspect.getsource(A.solve))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The identity is a property of the loss, not a measurement.** We check it on a randomly initialised
 # network (any $f$ works; in float64, so that rounding stays far below the tolerance), then check that `A.solve` returns a point where autograd's gradient of
 # $\mathcal L_\rho$ vanishes.
@@ -135,7 +135,7 @@ for rho, theta in zip((0.0, 0.5, 1.0), A.solve(x, y, bags, rhos=(0.0, 0.5, 1.0),
     assert float(t.grad.abs().max()) < 1e-8
 print("closed form: gradient of L_rho vanishes at ρ = 0, 0.5, 1 ✓")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # **Left: the decomposition, bag by bag.** For eight bags of the random network above, each bar is that bag's
@@ -164,7 +164,7 @@ axes[0, 1].legend(fontsize=8)
 assert torch.allclose(g_inst - g_bag, 2 * (fb - fb.mean(1, keepdim=True)).detach())
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Shrinkage against $1/k$.** For each bag size, 200 replicates at $n = 1000$, $d = 50$, $\sigma = 2$ (closed
 # form, a second or two each). The bars show the mean of $\langle\hat\theta, \theta^*\rangle/\|\theta^*\|^2$: 1 means
 # unbiased along $\theta^*$, and $1/k$ is the shrinkage predicted above (black ticks). The bag level (vermillion)
@@ -187,7 +187,7 @@ print({k: (round(float(mcs[k].alignment[:, 0].mean()), 3), round(float(mcs[k].al
 assert all(abs(mcs[k].alignment[:, -1].mean() - 1 / k) < 0.05 for k in KS)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # A `lossviz.widgets.Panel` (pure maths: closed-form solves of 20 replicates at $n = 1000$, $d = 50$, cached per
@@ -205,7 +205,7 @@ assert explore.state["rho_star"] == 0.0
 explore.controls["sigma"].value = 2.0
 explore
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 #
 # ### (A) The paper's setting: closed-form regression, paired over ρ
@@ -225,7 +225,7 @@ assert np.allclose(mc_hi.risk, mc_hi.bias2 + mc_hi.variance)
 assert mc_hi.bias2[-1] > mc_hi.bias2[0] and mc_hi.variance[-1] < mc_hi.variance[0]     # the trade-off
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### (B) Gradient training on real data: diabetes, bags of 5 patients
 # The same losses train a model by gradient descent too. On sklearn's bundled diabetes data (442 patients, 10
 # standardised features; 300 for training, 142 for testing), we put the training patients into random bags of 5 and
@@ -244,7 +244,7 @@ print({f"ρ = {r:.1f}": round(run["test_mse"], 3) for r, run in runs.items()})
 assert all(run["history"]["test_mse"][-1] < 0.7 * run["history"]["test_mse"][0] for run in runs.values())   # all learn
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself.** The Monte-Carlo for one setting: $n$, $d$ (so the ratio $n/d$), $k$, $\sigma$, the number of
 # replicates and the bagging scheme. Press *Train* (a `lossviz.widgets.run_panel`). A setting already run comes back
 # from the cache at once. Try $n = 400$, $k = 10$, $\sigma = 0.5$: only 40 bags for 50 features, so the bag level
@@ -255,7 +255,7 @@ train_panel = A.training_panel(n=1000, d=50, k=5, sigma=2.0, reps=REPS)
 assert train_panel.state["result"] is mc_hi                      # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** The instance-level loss is a regularised bag-level loss. So the instance-level estimator is
@@ -294,7 +294,7 @@ assert abs(mc_hi.alignment[:, -1].mean() - 1 / 5) < 0.05 and abs(mc_hi.alignment
 assert 0 < rho_star < 1 and win.verdict == "ahead" and win.mean - 2 * win.se > 0 and ratio <= 0.85       # 3.
 assert mc_lo.rho_star == 0.0 and low.verdict == "ahead"                                                   # 4.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds.** Every check passes at this scale, in the paper's own analytic setting (linear regression on
 # Gaussian features). The instance level shrinks the estimate by about $1/k$. The bag level is unbiased but noisy. At
 # $\sigma = 2$, an interior $\rho$ chosen on one half of the replicates beats both endpoints on the other half. At
@@ -302,7 +302,7 @@ assert mc_lo.rho_star == 0.0 and low.verdict == "ahead"                         
 # exist*: the best $\rho$ moves with the noise, the bag size and $n/d$ (try the panels). We did not re-derive the
 # paper's asymptotic risk formulas. The curves above are Monte-Carlo estimates only.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Singular systems.** The bag level has one equation per bag. With $n/k \le d$ (fewer bags than features),
@@ -318,7 +318,7 @@ assert mc_lo.rho_star == 0.0 and low.verdict == "ahead"                         
 # - **The bagging scheme.** Random bags lose the most information. Bags of similar samples (clustered) keep
 #   $X_c$ small, which changes the trade-off (exercise 2).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Exercises
 # 1. **The $n/d$ ratio.** In the Train panel, set $n = 400$, $d = 50$, $k = 10$. How does the bag level's risk compare
 #    to the instance level's now? *Hint:* 40 bags for 50 unknowns; compare the variance curve at $\rho = 0$.

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 29 — The Cauchy–Schwarz information bottleneck for regression (CS-IB)
 #
 # **Paper.** Shujian Yu, Xi Yu, Sigurd Løkse, Robert Jenssen, José C. Príncipe. *Cauchy–Schwarz Divergence Information
@@ -29,7 +29,7 @@
 # Each sample's gradient weight decays with its residual, so outliers are mostly ignored. We also meet a trap: fed 1-D
 # targets (as the official training script does), the same code silently becomes squared error.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread, and the `FAST` switch (`LOSSVIZ_FAST=1` trains the same epochs on 4
@@ -54,7 +54,7 @@ SEEDS = range(4 if FAST else 8)
 BETA_SEEDS = range(2)
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # **The CS divergence.** For two densities $p, q$,
@@ -84,7 +84,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 # the distance sums over the whole vector, so $L^1 = L^2 = 1$ and $L^{21} = e^{-\mathrm{SSE}/(2\sigma^2)}$ everywhere,
 # and the divergence collapses to exactly $\hat D = \mathrm{SSE}/(\sigma^2 \ln 2)$, squared error.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The `lossviz` implementation, term by term in the log domain (`logsumexp`, so a kernel that underflows does not
@@ -94,7 +94,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST)
 print(inspect.getsource(C.cs_divergence))
 print(inspect.getsource(C._ics))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **From scratch, with plain kernels** (the formula above, literally), on a random batch with $N\times1$ targets, and
 # **the shape identity**, a property of the loss that holds for any predictions (float64):
 
@@ -110,7 +110,7 @@ flat, sse = C.cs_divergence(x, y[:, 0], yh[:, 0], flat=True), ((yh - y) ** 2).su
 print(f"N×1 targets: D = {float(scratch):.4f} | 1-D targets: D = {float(flat):.4f}, SSE/ln 2 = {float(sse / np.log(2)):.4f}")
 assert abs(float(flat) / float(sse / np.log(2)) - 1) < 1e-4
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # A batch of 64 residuals: most are small, 10 are outliers of size about 5. Each sample has its own input far from the
@@ -138,7 +138,7 @@ print(f"correlation(autograd, softmax(−r²/2σ²)·r) = {corr:.6f}")
 assert corr > 0.999
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # A pure-maths `lossviz.widgets.Panel` (artists updated in place). Move the **kernel σ**, the **fraction of
@@ -157,7 +157,7 @@ assert explore.state["outlier_weight"] > share               # a wider kernel we
 explore.controls["sigma"].value = 1.0
 explore
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 #
 # **Data.** `sklearn.datasets.make_friedman1` (generated locally): 1200 samples, 10 features, noise 0.5; 800 train /
@@ -184,7 +184,7 @@ print({k: round(v["rmse"], 3) for k, v in runs.items()})
 assert all(v["history"]["test_rmse"].min() < v["history"]["test_rmse"][0] for v in runs.values())   # all learn
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Train it yourself** (a `lossviz.widgets.run_panel`; runs are cached by their settings). Choose a loss (`cs_1d` is
 # the 1-D trap), tick *add β·I_CS* to train CS-IB, and change the kernel σ, the outlier fraction and the seed.
 
@@ -193,7 +193,7 @@ train_panel = C.training_panel(loss="cs", epochs=EPOCHS)
 assert train_panel.state["result"] is runs["cs"]                  # the default setting comes from the cache
 train_panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** CS-IB generalises better than other deep information-bottleneck methods on six real regression
@@ -227,7 +227,7 @@ assert np.all(rm["cs"] <= rm["mse"] - 0.5) and vs["mse"].verdict == "ahead"     
 assert vs["huber"].wins == len(SEEDS) and vs["huber"].mean - 2 * vs["huber"].se > 0.05               # 3'.
 assert abs(one_d - rm["mse"][0]) < abs(one_d - rm["cs"][0])                                          # 2.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The compression knob β.** CS-IB adds $\beta\, I_{CS,\mathrm{norm}}(x;t)$. We train $\beta \in \{0, 0.1, 1\}$ on
 # the seeds the time budget allows (two, each costing about twice a plain run) and measure $I_{CS}(x;t)$ on 256 test
 # points: the **information plane**. The spec expects $I_{CS}$ to fall with β on every seed, by at least 0.02 a step,
@@ -247,7 +247,7 @@ print({s: [(round(r["ics"], 3), round(r["rmse"], 3)) for r in rs] for s, rs in p
 assert all(rs[i]["ics"] - rs[i + 1]["ics"] >= 0.02 for rs in plane.values() for i in range(2))       # compression
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What holds, and what does not show here.** The robust-loss claim holds at this scale: the CS divergence beats MSE
 # and Huber on every seed, by the margins above. Against L1 the printed paired difference is the honest answer; in the
 # spec's runs CS matched L1 and did not beat it. So at this scale the gain is "a robust loss", and not a loss better
@@ -255,7 +255,7 @@ fig
 # not reproduced here. We checked the mechanism behind the robustness instead (the vanishing weight for large
 # residuals), plus β's effect on compression. The 1-D run lands with MSE, as the identity predicts.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Shapes silently change the loss.** 1-D targets turn the CS divergence into $\mathrm{SSE}/(\sigma^2\ln2)$. The

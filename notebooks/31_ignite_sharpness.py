@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 31 — IGNITE: penalising the sharpness of a surrogate in offline optimisation
 #
 # **Paper.** Manh Cuong Dao, Phi Le Nguyen, Thao Nguyen Truong, Trong Nghia Hoang. *Incorporating Surrogate
@@ -32,7 +32,7 @@
 # a synthetic oracle. At this CPU scale the **sharpness mechanism** shows clearly, on unseen points too; the
 # **design-score gain does not show**, and the notebook says so without claiming that the paper is wrong.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # One cell: imports, seeds, one torch thread and the `FAST` switch. With `LOSSVIZ_FAST=1` the paired comparison uses
@@ -55,7 +55,7 @@ SEEDS = range(4) if FAST else range(8)
 EPOCHS = 25
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| seeds:", len(SEEDS))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # The surrogate $g_\beta$ (weights $\beta$) is fitted to the offline data by its usual loss $L(\beta)$ (here the
@@ -85,7 +85,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # (General Pair Weighting does not apply). The object to look at is the sharpness $\|\nabla_\beta G\|$ itself, on the
 # points the surrogate was trained on and on unseen points.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # `M.mean_prediction_grad` gives $\nabla_\beta G$ by autograd, `M.sharpness` its norm, `M.fd_norm_grad` the
@@ -107,7 +107,7 @@ assert abs(float(scratch) - M.sharpness(net, xb)) < 1e-5
 assert all(torch.equal(a, p) for a, p in zip(before, net.parameters()))
 print(f"sharpness ‖∇G‖ of an untrained surrogate on 128 offline points: {M.sharpness(net, xb):.3f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Identity, a property of the finite difference (not a measurement).** With a smooth surrogate (tanh) in float64
 # the finite-difference gradient of $\|\nabla G\|$ points the same way as the exact one for any small $r$. With leaky
 # ReLU the network has kinks, and a small $r$ can jump across them; the official $r = 0.05$ acts as a *smoothed*
@@ -120,7 +120,7 @@ print("tanh  :", {r: round(c, 4) for r, c in cos_tanh.items()})
 print("leaky :", {r: round(c, 3) for r, c in cos_leaky.items()})
 assert min(cos_tanh.values()) >= 0.999 and cos_leaky[0.05] > 0.9
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Identity of the update rule.** Dual ascent raises λ on exactly the steps where $\rho\|\nabla G\| > \varepsilon$,
 # and lossviz clips λ at 0 (the official code does not clip, so its λ can go negative).
 
@@ -132,7 +132,7 @@ assert np.array_equal(rises, 0.05 * norms > 0.1) and lam.min() >= 0
 assert M.dual_trace(norms, lam0=0.0, rho=0.05, eps=0.1, eta=0.05, clip=False).min() < 0
 print("λ:", np.round(lam, 4), "| rises where ρ‖∇G‖ > ε:", rises.astype(int))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures: the sharpness, and λ
 #
 # There are no pair weights in this paper; the quantity the penalty reshapes is the sharpness. Below, the
@@ -151,7 +151,7 @@ panel.controls["clip"].value, panel.controls["eps"].value = False, 0.5
 assert panel.state["lam"][-1] < 0                       # unclipped λ turns negative once ρ‖∇G‖ < ε
 panel.reset()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore: a surrogate, its sharpness and the search (Train button)
 #
 # **The miniature** (from the spec). Oracle $f(x) = -\|x-1\|^2 + 2\sum_j\cos(2(x_j-1))$ in $d = 8$. From 20 000
@@ -173,7 +173,7 @@ print(tpanel.state["status"])
 assert tpanel.state["ratio_unseen"] < 1
 tpanel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run: 8 paired seeds, base against IGNITE2 (λ = 1)
 #
 # On each seed the two surrogates share the data split, the initial weights, the batches and the budget; only the
@@ -195,7 +195,7 @@ base_hist = M.train_surrogate(0, mode="base", epochs=EPOCHS)["hist"]["loss"]
 assert base_hist[-20:].mean() < 0.6 * base_hist[:20].mean()      # the base surrogate learns
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **One dual-ascent run (IGNITE, ε = 0.1, η_λ = 10⁻³, λ₀ = 10⁻³, seed 0).** λ over the training steps, and the
 # batch sharpness it reacts to.
 
@@ -211,7 +211,7 @@ print(f"λ at the end: {dual['lam_end']:.3g}; sharpness offline {dual['sharp_tra
 assert dual["lam_end"] > 1e-3 and np.all(dual["hist"]["lam"] >= 0)
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claims.** (i) Reducing the surrogate's sharpness on the offline data provably reduces its worst-case
@@ -246,7 +246,7 @@ assert np.all(r["sharp_train"] < 0.7 * b["sharp_train"])
 assert np.all(r["sharp_unseen"] < 0.8 * b["sharp_unseen"])
 assert d_unseen.verdict == "behind" and d_unseen.mean + 2 * d_unseen.se < -0.5
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading the result.** The penalty lowers the sharpness where it is applied and, as the theorem says, on the
 # unseen top half too, on every seed. The design score, printed above, did not improve here: at this scale it
 # moved the other way or stayed level (read the verdict). That is *not* evidence against the paper: the
@@ -255,7 +255,7 @@ assert d_unseen.verdict == "behind" and d_unseen.mean + 2 * d_unseen.se < -0.5
 # $\|\nabla G\|$ as well (try it in the Train panel), so a score comparison would need a weight-decay control with
 # matched sharpness.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **Sharpness of the prediction, not of the loss.** $G$ is the mean *output*. Using the loss instead gives SAM, a

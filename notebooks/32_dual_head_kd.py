@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 32 — Dual-Head Knowledge Distillation: a second head for the logit loss
 #
 # **Paper.** Penghui Yang, Chen-Chen Zong, Sheng-Jun Huang, Lei Feng, Bo An. *Dual-Head Knowledge Distillation:
@@ -31,7 +31,7 @@
 # sees shifts that softmax KD cannot, measure the gradient conflict, and train students on a 100-class problem.
 # At this scale the headline (the shared head degrades) does **not** show; we say so and check the mechanism.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
 #
 # Imports, seeds, one torch thread and the `FAST` switch (`LOSSVIZ_FAST=1` halves the students' training; the same
@@ -54,7 +54,7 @@ FAST = T.setup(seed=0)
 SEEDS, STEPS = range(8), (300 if FAST else 600)
 print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST, "| student steps:", STEPS)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea and the math
 #
 # $h$ is the backbone's feature of an example, $z = \mathrm{fc}(h)$ the main head's logits, $z^{(2)} = \mathrm{fc2}(h)$
@@ -85,7 +85,7 @@ print("lossviz", lv.__version__, "| torch", torch.__version__, "| FAST =", FAST,
 # $(T/N)(\sigma(z_{ik}/T) - \sigma(t_{ik}/T))$: one weight per logit, and for the two binary losses every logit is
 # pulled towards its own teacher value, not towards a shared normalisation.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From formula to code
 #
 # The stable implementation of BinaryKL-Norm, and a from-scratch loop over $i, k$ that must agree with it, for the
@@ -102,7 +102,7 @@ assert abs(float(M.bkl_norm_loss(z, t, Tb)) - loop) < 1e-10
 assert torch.allclose(M.logit_grad(M.bkl_norm_loss, z, t, T=Tb), Tb / (2 * 5) * torch.tanh((z - t) / (2 * Tb)))
 print(f"BKL-Norm on a 5 x 7 batch: lossviz {float(M.bkl_norm_loss(z, t, Tb)):.6f}, loop {loop:.6f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Identity 1, a property of the loss: the gradient bound.** With $T = 2$ and $N = 8$, however far the student is
 # from the teacher, no logit gets more than $T/(2N) = 1/8$.
 
@@ -112,7 +112,7 @@ gmax = float(M.logit_grad(M.bkl_norm_loss, zz, torch.zeros_like(zz), T=2.0).abs(
 print(f"max |dL/dz| = {gmax:.4f} (bound 0.125)")
 assert gmax <= 0.125 + 1e-7 and gmax > 0.1249
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Identity 2, a property of the stable form.** The official code clamps the sigmoid to $[10^{-8}, 1 - 10^{-8}]$;
 # in float32, $1 - 10^{-8}$ rounds to exactly 1, so $\log(1 - u) = -\infty$ once the gap passes about 17 T. At a gap
 # of 40 with $T = 2$ ($d = 20$) the clamped form returns inf; the softplus form returns its exact value, which for a
@@ -124,7 +124,7 @@ stable, clamped = float(M.bkl_norm_loss(zg, tg, 2.0)), float(M.bkl_norm_clamped(
 print(f"gap 40, T = 2: stable {stable:.2f}, clamped {clamped}")
 assert np.isfinite(stable) and np.isinf(clamped) and abs(stable - 4 * (10 - np.log(2))) < 1e-4   # T²(|d|/2 − log 2), d = 20
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Weights as pictures
 #
 # Left: **the per-logit gradient against the gap** $z - t$ (one logit, scaled by $N$). BinaryKL-Norm (blue) is a
@@ -140,7 +140,7 @@ assert panel.state["kd_spread"] < 1e-9 < 1.0 < panel.state["bkl_spread"]
 assert abs(panel.state["max_bkln"] - 1.0) < 1e-3                       # T/2 with T = 2, N = 1
 panel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Explore
 #
 # The sliders set BinaryKL's temperature and softmax KD's own temperature (two knobs: the paper uses $T = 2$ and
@@ -153,7 +153,7 @@ panel.controls["T_bkl"].value = 6.0
 assert 0.9 * 3.0 < panel.state["max_bkln"] <= 3.0 and panel.state["kd_spread"] < 1e-9   # under the bound T/2 = 3
 panel.reset()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **The gradient conflict (the paper's mechanism), numerically.** A collapsed student: the class means form a
 # simplex ETF ($K = 10$ in 16 dimensions, 20 samples per class, noise 0.05), features and head weights both scaled by
 # $\sqrt{\text{scale}}$ so the target logit is about *scale*. The teacher's target logit is 8, its other logits
@@ -168,13 +168,13 @@ print(f"scale 1: cos_W {lo['cos_W']:.2f}, cos_h {lo['cos_h']:.2f} | scale 16: co
 assert lo["cos_W"] > 0.5 and hi["cos_W"] < 0 and abs(hi["cos_h"]) < abs(hi["cos_W"])
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # While the student is less confident than the teacher (scale below 8, dotted), both losses push the same way. Past
 # it, cross-entropy still wants larger target logits while BinaryKL pulls them back to the teacher's 8: on the head
 # the two gradients point apart (negative cosine), on the features the conflict is much milder. A second head lets
 # each loss own the weights it would fight over.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. A real training run
 #
 # **Protocol** (the spec's, shortened to fit the notebook's time budget: see section 7).
@@ -202,7 +202,7 @@ M.plot_runs(axes[0, 0], {"CE only (seed 0)": runs["ce"][0], "DHKD α=0.1 (seed 0
 assert runs["dhkd"][0]["hist"]["acc"].max() > 0.5
 fig
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Re-train with other knobs.** The setting (`ce`, `bkl_only` = α·BinaryKL on fc alone, `shared` = CE + α·BinaryKL on
 # fc, `dhkd`, `dual_bkl` = CE on fc + BinaryKL on fc2), α, the teacher's logit scale, the student's width and the
 # seed. Each press of Train (a `lossviz.widgets.run_panel`) trains CE and the chosen setting (runs cached by
@@ -216,7 +216,7 @@ res = tpanel.train()
 assert set(res) == {"CE only", "dhkd"} and tpanel.state["acc"]["dhkd"] > 0.5
 tpanel
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The claim, checked
 #
 # **The paper's claim.** CE + BinaryKL on one head does worse than either loss alone because the head collapses;
@@ -247,13 +247,13 @@ display(Markdown(f"- DHKD − CE, head-1 test accuracy over {len(acc['ce'])} pai
 assert d.verdict == "ahead" and d.mean - 2 * d.se > 0.01
 assert np.all(acc["dhkd"] >= acc["ce"] + 0.01)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What it says.** The logit loss on a separate head makes the backbone's features better for the main head, on
 # every seed, although that head never sees the teacher. That is the "backbone benefit" half of the paper's story.
 # The other half (the shared head is damaged) is a large-scale, long-training effect tied to neural collapse; our
 # short runs are far from terminal collapse, and the widget lets you compare `shared` yourself.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pitfalls
 #
 # - **The clamp bug** (identity 2). It bites only with confident teachers or long training, so it escapes short tests.

@@ -135,13 +135,10 @@ def test_prose_does_not_quote_an_output_ignored_number(pair):
     assert not quoted & printed, f"markdown types numbers a training cell printed: {sorted(quoted & printed)}"
 
 
-@pytest.mark.parametrize("stem", ["00_tour", "01_ms_loss_gpw"])
-def test_the_slide_decks_open_a_slide_at_every_section(stem):
-    """`make slides NB=00` / `NB=01`: every section heading starts a slide, every other explanation
-    a sub-slide, and the executed notebook carries the same marks as its source."""
-    py = jupytext.read(NOTEBOOKS / f"{stem}.py")
-    ipynb = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
-    for nb in (py, ipynb):
+def test_the_slide_decks_open_a_slide_at_every_section(pair):
+    """`make slides NB=NN`: every section heading starts a slide, every other explanation a
+    sub-slide, and the executed notebook carries the same marks as its source."""
+    for nb in pair:
         marks = [(c.source.split("\n")[0], c.metadata.get("slideshow", {}).get("slide_type"))
                  for c in nb.cells if c.cell_type == "markdown"]
         assert all(kind == ("slide" if re.match(r"#{1,2} ", first) else "subslide") for first, kind in marks), marks
