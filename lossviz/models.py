@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -62,31 +64,55 @@ def classifier(in_dim: int = 64, hidden: int = 128, n_classes: int = 10) -> nn.S
                          nn.Linear(hidden, n_classes))
 
 
-class StackedClassifier(nn.Module):
-    """``len(seeds)`` independent copies of :func:`classifier`, evaluated at once with batched matrix
-    products: ``x`` (S x B x in) -> logits (S x B x C).  Copy ``i`` is initialised exactly as
-    ``torch.manual_seed(seeds[i]); classifier(...)`` would be.  The copies share no parameter, and
-    Adam works element by element, so training the stack on the sum of the copies' losses is the same
-    computation as training each copy alone (tested), in less time than separate runs."""
+class StackedMLP(nn.Module):
+    """``len(seeds)`` independent MLPs ``sizes[0] -> ... -> sizes[-1]`` (ReLU between layers),
+    evaluated at once with batched matrix products: ``x`` (S x B x in, one batch per member, or
+    B x in, the same batch for all) -> S x B x out.
 
-    def __init__(self, seeds, in_dim: int = 64, hidden: int = 128, n_classes: int = 10):
+    Member ``i`` is initialised on its own: as ``torch.manual_seed(seeds[i])`` followed by the
+    ``nn.Linear`` layers would be (``init="torch"``), or with Glorot-uniform weights
+    (``+-sqrt(6 / (fan_in + fan_out))``) and zero biases drawn from a generator seeded with
+    ``seeds[i]`` (``init="glorot"``, Keras' ``Dense``).  The members share no parameter, and Adam
+    works element by element, so training the stack on the *sum* of the members' losses is the same
+    computation as training each member alone (tested), in a fraction of the time of separate runs:
+    the paired seeds of a claim train as one network."""
+
+    def __init__(self, sizes, seeds, *, init: str = "torch"):
         super().__init__()
-        nets = []
-        for s in seeds:
-            torch.manual_seed(s)
-            nets.append(classifier(in_dim, hidden, n_classes))
-        layers = [0, 2, 4]
-        self.weights = nn.ParameterList([nn.Parameter(torch.stack([n[k].weight.detach().T for n in nets]))
-                                         for k in layers])
-        self.biases = nn.ParameterList([nn.Parameter(torch.stack([n[k].bias.detach()[None] for n in nets]))
-                                        for k in layers])
+        if init not in ("torch", "glorot"):
+            raise ValueError(f"init must be 'torch' or 'glorot'; got {init!r}")
+        sizes, seeds = [int(d) for d in sizes], [int(s) for s in seeds]
+        if len(sizes) < 2 or not seeds:
+            raise ValueError("a stack needs at least two sizes (in, out) and one seed")
+        shapes = list(zip(sizes[:-1], sizes[1:]))
+        members = []
+        for seed in seeds:
+            if init == "torch":
+                torch.manual_seed(seed)
+                layers = [nn.Linear(a, b) for a, b in shapes]
+                members.append([(m.weight.detach().T, m.bias.detach()[None]) for m in layers])
+            else:
+                g = torch.Generator().manual_seed(seed)
+                members.append([((torch.rand(a, b, generator=g) * 2 - 1) * math.sqrt(6 / (a + b)), torch.zeros(1, b))
+                                for a, b in shapes])
+        self.weights = nn.ParameterList([nn.Parameter(torch.stack([m[k][0] for m in members])) for k in range(len(shapes))])
+        self.biases = nn.ParameterList([nn.Parameter(torch.stack([m[k][1] for m in members])) for k in range(len(shapes))])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for k, (W, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, W)                                    # b + x @ W, one product per copy
+            x = torch.baddbmm(b, x, W) if x.dim() == 3 else torch.matmul(x, W) + b   # b + x @ W, per member
             if k < len(self.weights) - 1:
                 x = x.relu()
         return x
+
+
+class StackedClassifier(StackedMLP):
+    """``len(seeds)`` independent copies of :func:`classifier` as a :class:`StackedMLP`: ``x``
+    (S x B x in) -> logits (S x B x C); copy ``i`` is initialised exactly as
+    ``torch.manual_seed(seeds[i]); classifier(...)`` would be."""
+
+    def __init__(self, seeds, in_dim: int = 64, hidden: int = 128, n_classes: int = 10):
+        super().__init__((in_dim, hidden, hidden, n_classes), seeds)
 
     def member(self, i: int) -> nn.Sequential:
         """Copy ``i`` as a plain :func:`classifier` (a new module holding its current weights)."""

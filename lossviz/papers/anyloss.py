@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import checks, plots
+from .. import checks, models, plots
 from ..train import Run, Trainer, memo
 from ..weights import sample_weights
 
@@ -329,32 +329,18 @@ def demo_batch(n: int = 200, *, pos_rate: float = 0.05, model: str = "calibrated
 # Training: every seed at once
 # ------------------------------------------------------------------------------------------------
 
-class StackedMLP(nn.Module):
-    """S independent networks ``sizes[0] -> ... -> 1`` (ReLU between layers; ``sizes=(d,)`` is a
-    linear model), one per seed, evaluated with batched matrix products on stacked inputs
-    (S x n x d -> S x n).  Initialised as Keras' ``Dense`` layers of the author code: Glorot-uniform
-    weights (``+-sqrt(6 / (fan_in + fan_out))``) and zero biases, network s from its own seed, so it
-    does not depend on the other members of the stack.  (Zero biases matter for AnyLoss: the
-    decision line starts through the data, where the amplifier has a gradient.)"""
+class StackedMLP(models.StackedMLP):
+    """S independent networks ``sizes[0] -> ... -> 1`` (``sizes=(d,)`` is a linear model), one per
+    seed, on stacked inputs (S x n x d -> S x n): a :class:`lossviz.models.StackedMLP` initialised as
+    Keras' ``Dense`` layers of the author code (Glorot-uniform weights, zero biases; network s from
+    its own seed).  (Zero biases matter for AnyLoss: the decision line starts through the data,
+    where the amplifier has a gradient.)"""
 
     def __init__(self, seeds, sizes=(2,)):
-        super().__init__()
-        dims = (*sizes, 1)
-        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        for d_in, d_out in zip(dims[:-1], dims[1:]):
-            bound = math.sqrt(6 / (d_in + d_out))
-            w = torch.stack([(torch.rand(d_in, d_out, generator=g) * 2 - 1) * bound for g in gens])
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(torch.zeros(len(gens), 1, d_out)))
+        super().__init__((*sizes, 1), seeds, init="glorot")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x
-        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
-            if k < len(self.weights) - 1:
-                h = torch.relu(h)
-        return h[..., 0]
+        return super().forward(x)[..., 0]
 
 
 @dataclass(repr=False)
