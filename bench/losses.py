@@ -295,10 +295,11 @@ def _backward(make_loss: Callable[[], torch.Tensor], x: torch.Tensor, grad=None,
     return step
 
 
-def make_weights(D: int, device, seed: int = 1) -> torch.Tensor:
-    """``CLASSES x D`` class weights for the margin losses (random directions)."""
+def make_weights(D: int, device, classes: int = CLASSES, seed: int = 1) -> torch.Tensor:
+    """``classes x D`` class weights for the margin losses (random directions); at least
+    ``CLASSES``, more when a batch holds more classes (B / K > CLASSES)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(CLASSES, D, generator=g).to(device)
+    return torch.randn(max(classes, CLASSES), D, generator=g).to(device)
 
 
 def _lossviz_step(name: str, x: torch.Tensor, labels: torch.Tensor, W: torch.Tensor,
@@ -330,7 +331,7 @@ def run_config(B: int, D: int, K: int, args, pml: dict | None, log=print) -> dic
         f = F.normalize(x, dim=1)
         return f @ f.T
 
-    W0 = make_weights(D, device)
+    W0 = make_weights(D, device, B // K)
     W = W0.clone().requires_grad_(True)
     cases = {("floor", None): Case(_backward(floor, x, grad_S))}
     for name in dict.fromkeys(p.lossviz for p in PAIRINGS if p.lossviz):
@@ -406,7 +407,7 @@ def run_scaling(args, log=print) -> dict:
     for B in args.scaling_sizes:
         x0, labels = make_batch(B, D, K, device)
         x = x0.clone().requires_grad_(True)
-        W = make_weights(D, device).requires_grad_(True)
+        W = make_weights(D, device, B // K).requires_grad_(True)
         grad_S = torch.ones(B, B, device=device)
 
         def floor():
