@@ -35,8 +35,8 @@
 #
 # In ten minutes you will: build $S$ for a small batch of handwritten digits, read off the pair
 # weights of two losses by autograd, play with one widget, run one real training, and learn how
-# the notebooks of this package are organised (this tour and 31 notebooks exist today; the
-# summary lists them by part and says which are still to come).
+# the notebooks of this package are organised (this tour and 34 notebooks exist today; the
+# summary lists them by part).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Setup
@@ -498,7 +498,7 @@ for name, preset in lv.MS_PRESETS.items():
 # - **III** — ranking, retrieval and preferences, notebooks 17–20;
 # - **IV** — classification surrogate losses (the per-sample weights of the cross-entropy cell above,
 #   for a whole family of losses), notebooks 21–27;
-# - **V** — losses beyond classification, notebooks 28, 29, 31, 32 (4 of 7 written).
+# - **V** — losses beyond classification, notebooks 28–34.
 #
 # **Three anchor notebooks** that later ones build on:
 # - **01** General Pair Weighting, with the pair weights of the classic losses;
