@@ -163,10 +163,10 @@ def backward_in_blocks(loss_fn: Callable, emb: torch.Tensor, labels: torch.Tenso
     with torch.enable_grad():
         f = F.normalize(emb, dim=1)
     unit = f.detach().requires_grad_(emb.requires_grad)
-    global_counts = counts(loss_fn, labels, torch.arange(n, device=emb.device))
+    blocks = [torch.arange(start, min(start + rows, n), device=emb.device) for start in range(0, n, rows)]
+    global_counts = sum(counts(loss_fn, labels, anchors) for anchors in blocks)   # no B x B mask
     value = upcast(unit).new_zeros(())
-    for start in range(0, n, rows):
-        anchors = torch.arange(start, min(start + rows, n), device=emb.device)
+    for anchors in blocks:
         with torch.set_grad_enabled(emb.requires_grad):
             part = share(loss_fn, unit[anchors] @ unit.T, labels, anchors, global_counts, **knobs)
         if part.requires_grad:
