@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import plots
+from .train import in_voila
 from .pairs import PAIR_LOSSES
 from .similarity import pair_masks
 from .weights import active_fraction, pair_weights, weight_curve
@@ -137,8 +138,8 @@ class Panel:
             self.fig.set_layout_engine("none")
         if self.canvas is not None:
             self.canvas.draw_idle()
-            if self.canvas.syncing_data_url:  # no browser attached yet: keep the static snapshot fresh
-                self.canvas._repr_mimebundle_()
+            if self.canvas.syncing_data_url and not in_voila():  # no browser attached yet: keep
+                self.canvas._repr_mimebundle_()                    # the static snapshot fresh
 
     @property
     def widget(self) -> W.Widget:
