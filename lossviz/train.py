@@ -279,6 +279,39 @@ def _train_pairs(fn: Callable, split, params: dict, knobs: dict, progress) -> Pa
                    emb_after=embeddings[-1], y_test=split.y_test.numpy())
 
 
+def paired_memo(name: str, base: dict, seeds, train_group: Callable[[list], list], *, at_least: int = 2) -> list:
+    """The runs of one setting on paired seeds, trained together and cached like single runs.
+
+    ``train_group(seeds)`` trains every seed at once (a stack, :class:`lossviz.models.StackedMLP`)
+    and returns one run per seed; the group is remembered under ``name + "_group"`` with the seeds,
+    and each run joins the cache under ``(name, base | {"seed": s})``, as the single-run function
+    that uses ``name`` would store it (a run already there is kept).  ``seeds``: ``at_least`` distinct
+    integers."""
+    seeds = [checks.integer(s, "seed") for s in seeds]
+    if len(seeds) < at_least or len(set(seeds)) != len(seeds):
+        raise ValueError(f"paired runs need at least {at_least} distinct seed{'s' if at_least > 1 else ''}; got {seeds}")
+    group = memo(f"{name}_group", base | {"seed": tuple(seeds)}, lambda: train_group(seeds))
+    return [memo(name, base | {"seed": s}, lambda r=r: r) for s, r in zip(seeds, group)]
+
+
+class SeededEpochs:
+    """Mini-batch indices for a stack of paired runs: member ``i`` walks its own shuffled epochs of
+    ``range(n)`` (a new permutation each epoch, from a generator seeded with ``seeds[i]``, so it does
+    not depend on the other members), and each call returns the next batch of every member at once,
+    ``S x batch_size`` (an epoch's last batch may be shorter)."""
+
+    def __init__(self, n: int, seeds, batch_size: int):
+        self.n, self.batch_size = n, batch_size
+        self._generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self._queue: list = []
+
+    def __call__(self) -> torch.Tensor:
+        if not self._queue:                                    # a new epoch: each member's own order
+            perms = torch.stack([torch.randperm(self.n, generator=g) for g in self._generators])
+            self._queue.extend(perms.split(self.batch_size, dim=1))
+        return self._queue.pop(0)
+
+
 def memo(name: str | tuple, params: dict, compute: Callable[[], object], *, cache: bool = True):
     """``compute()``, remembered under ``(name, params)``: the result cache every training run of
     the notebooks shares (so a widget returning to a setting answers at once).  ``name`` is any

@@ -116,7 +116,7 @@ def test_bad_input_says_what_is_wrong():
         M.flip_labels(y, 0.4, 3)
     with pytest.raises(ValueError, match="noise"):
         M.train_comp_sum(1.0, noise=-0.1)
-    with pytest.raises(ValueError, match="two distinct seeds"):
+    with pytest.raises(ValueError, match="2 distinct seeds"):
         M.paired_runs([(1.0, 0.4)], seeds=[0])
 
 

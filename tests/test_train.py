@@ -260,3 +260,34 @@ def test_no_progress_bar_in_voila(monkeypatch):
     bar = T._progress(10, "run", True)
     assert bar is not None
     bar.close()
+
+
+def test_seeded_epochs_give_each_member_its_own_shuffles():
+    """Member i's batches do not depend on the others: a stack of seeds (3, 5) walks exactly the
+    epochs that seed 5 alone walks, every index once per epoch."""
+    both, alone = T.SeededEpochs(10, (3, 5), 4), T.SeededEpochs(10, (5,), 4)
+    for _epoch in range(2):
+        seen = []
+        for size in (4, 4, 2):                      # 10 = 4 + 4 + 2
+            b, a = both(), alone()
+            assert b.shape == (2, size) and torch.equal(b[1], a[0])
+            seen.append(b[0])
+        assert sorted(torch.cat(seen).tolist()) == list(range(10))
+
+
+def test_paired_memo_caches_the_group_and_each_run_as_a_single_run():
+    T.clear_cache()
+    calls = []
+
+    def group(seeds):
+        calls.append(list(seeds))
+        return [f"run {s}" for s in seeds]
+
+    runs = T.paired_memo("toy", {"k": 1}, range(3), group)
+    assert runs == ["run 0", "run 1", "run 2"] and calls == [[0, 1, 2]]
+    assert T.memo("toy", {"k": 1, "seed": 1}, lambda: "trained again") == "run 1"
+    assert T.paired_memo("toy", {"k": 1}, [0, 1, 2], group) == runs and len(calls) == 1
+    with pytest.raises(ValueError, match="at least 2 distinct seeds"):
+        T.paired_memo("toy", {"k": 1}, [4, 4], group)
+    assert T.paired_memo("toy", {"k": 2}, [7], group, at_least=1) == ["run 7"]
+    T.clear_cache()

@@ -38,7 +38,7 @@ from torch import nn
 from .. import checks, plots
 from ..data import NoisyDigits, flip_labels, noisy_digits  # noqa: F401 - the notebook reads them here
 from ..models import StackedClassifier, classifier  # noqa: F401
-from ..train import Run, Trainer, memo
+from ..train import Run, SeededEpochs, Trainer, memo, paired_memo
 from ..weights import sample_weights
 
 #: The family's named members (the paper's Table 1), by their tau.
@@ -197,16 +197,11 @@ def paired_runs(settings, seeds=range(8), *, epochs: int = 60, progress=True) ->
     the same flipped labels), so the runs are paired.  The seeds of one setting train together in
     one :class:`StackedClassifier`; each run then joins the cache under its own parameters, as if
     :func:`train_comp_sum` had trained it (a run already there is kept)."""
-    seeds = [checks.integer(s, "seed") for s in seeds]
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise ValueError(f"paired_runs needs at least two distinct seeds; got {seeds}")
     out = {}
     for tau, noise in settings:
         base = _params(tau, noise, epochs, 0, 1e-3, 128, 128)
-        group = memo("comp_sum_group", base | {"seed": tuple(seeds)},
-                     lambda: _train_group(base, seeds, progress))
-        out[(base["tau"], base["noise"])] = [memo("comp_sum", base | {"seed": s}, lambda r=r: r)
-                                             for s, r in zip(seeds, group)]
+        out[(base["tau"], base["noise"])] = paired_memo(
+            "comp_sum", base, seeds, lambda group_seeds, base=base: _train_group(base, group_seeds, progress))
     return out
 
 
@@ -218,15 +213,11 @@ def _train_group(p: dict, seeds: list, progress) -> list:
     S, n = y.shape
     per_epoch = math.ceil(n / p["batch_size"])
     trainer = Trainer(lambda: StackedClassifier(seeds, x.shape[2], p["hidden"]), lr=p["lr"], seed=seeds[0])
-    orders = [torch.Generator().manual_seed(s) for s in seeds]
+    next_batch = SeededEpochs(n, seeds, p["batch_size"])
     rows = torch.arange(S)[:, None]
-    batches: list = []
 
     def step(it: int) -> dict:
-        if not batches:                                                   # a new epoch: each seed's own order
-            perms = torch.stack([torch.randperm(n, generator=g) for g in orders])
-            batches.extend(perms.split(p["batch_size"], dim=1))
-        idx = batches.pop(0)
+        idx = next_batch()
         z = trainer.model(x[rows, idx])
         per_seed = comp_sum_loss(z.flatten(0, 1), y[rows, idx].flatten(), tau=p["tau"],
                                  reduction="none").view(S, -1).mean(dim=1)

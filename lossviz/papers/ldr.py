@@ -42,7 +42,7 @@ from torch import nn
 from .. import checks, plots
 from ..data import NoisyDigits, flip_labels, noisy_digits  # noqa: F401 - the notebook reads them here
 from ..models import StackedClassifier  # noqa: F401
-from ..train import Run, Trainer, memo
+from ..train import Run, SeededEpochs, Trainer, memo, paired_memo
 from ..weights import sample_weights
 
 #: The official code's defaults (``experiment.py``): margin, lambda (and lambda_0), alpha.
@@ -246,14 +246,11 @@ def train_ldr(loss: str = "ldr", lam: float = 10.0, *, noise: float = 0.4, epoch
 def paired_runs(settings, seeds=range(8), *, epochs: int = 60, progress=True) -> dict:
     """``{(loss, lam, noise): [LDRRun per seed]}``; each setting's seeds train together in one
     :class:`StackedClassifier`, and every run joins the cache as :func:`train_ldr` would store it."""
-    seeds = [checks.integer(s, "seed") for s in seeds]
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise ValueError(f"paired_runs needs at least two distinct seeds; got {seeds}")
     out = {}
     for loss, lam, noise in settings:
         base = _params(loss, lam, noise, epochs, 0, DEFAULTS["margin"], DEFAULTS["alpha"])
-        group = memo("ldr_group", base | {"seed": tuple(seeds)}, lambda: _train_group(base, seeds, progress))
-        out[(loss, lam, noise)] = [memo("ldr", base | {"seed": s}, lambda r=r: r) for s, r in zip(seeds, group)]
+        out[(loss, lam, noise)] = paired_memo(
+            "ldr", base, seeds, lambda group_seeds, base=base: _train_group(base, group_seeds, progress))
     return out
 
 
@@ -281,15 +278,12 @@ def _train_group(p: dict, seeds: list, progress) -> list:
     S, n = y.shape
     per_epoch = math.ceil(n / 128)
     trainer = Trainer(lambda: StackedClassifier(seeds, x.shape[2]), lr=1e-3, seed=seeds[0])
-    orders = [torch.Generator().manual_seed(s) for s in seeds]
+    next_batch = SeededEpochs(n, seeds, 128)
     rows = torch.arange(S)[:, None]
     lam_state = torch.full((S, n), p["lam"])
-    batches: list = []
 
     def step(it: int) -> dict:
-        if not batches:
-            batches.extend(torch.stack([torch.randperm(n, generator=g) for g in orders]).split(128, dim=1))
-        idx = batches.pop(0)
+        idx = next_batch()
         per_seed, lam_new = _batch_loss(p, trainer.model(x[rows, idx]), y[rows, idx], lam_state[rows, idx])
         if lam_new is not None:
             lam_state[rows, idx] = lam_new.float()

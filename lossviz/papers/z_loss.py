@@ -39,7 +39,7 @@ from torch import nn
 
 from .. import checks, plots
 from ..models import StackedClassifier as StackedMLP  # the stack of seeded MLPs the runs train
-from ..train import Run, Trainer, memo
+from ..train import Run, SeededEpochs, Trainer, memo, paired_memo
 from ..weights import logit_weights, sample_weights
 
 #: Small constant inside the square root of the variance (constant outputs do not divide by 0).
@@ -293,11 +293,8 @@ def train_losses(loss: str = "z", *, a: float = 1.0, b: float = 3.0, seeds=range
     so runs of different losses with the same seed are paired.  The seeds train together
     (:class:`StackedMLP`); the group and each run are cached (:func:`lossviz.train.memo`)."""
     base = _params(loss, a, b, epochs, lr, batch_size, hidden)
-    seeds = [checks.integer(s, "seed") for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct and at least one; got {seeds}")
-    group = memo("z_loss_group", base | {"seed": tuple(seeds)}, lambda: _train_group(base, seeds, progress))
-    return [memo("z_loss", base | {"seed": s}, lambda r=r: r) for s, r in zip(seeds, group)]
+    return paired_memo("z_loss", base, seeds, lambda group_seeds: _train_group(base, group_seeds, progress),
+                       at_least=1)
 
 
 def train_one(loss: str = "z", *, seed: int = 0, **kw) -> ZRun:
@@ -323,14 +320,11 @@ def _train_group(p: dict, seeds: list, progress) -> list:
     per_epoch = math.ceil(n / p["batch_size"])
     fn, knobs = LOSSES[p["loss"]], ({"a": p["a"], "b": p["b"]} if p["loss"] == "z" else {})
     trainer = Trainer(lambda: StackedMLP(seeds, x.shape[2], p["hidden"]), lr=p["lr"], seed=seeds[0])
-    orders = [torch.Generator().manual_seed(s) for s in seeds]
+    next_batch = SeededEpochs(n, seeds, p["batch_size"])
     rows = torch.arange(S)[:, None]
-    batches: list = []
 
     def step(it: int) -> dict:
-        if not batches:
-            batches.extend(torch.stack([torch.randperm(n, generator=g) for g in orders]).split(p["batch_size"], 1))
-        idx = batches.pop(0)
+        idx = next_batch()
         out = trainer.model(x[rows, idx])
         per_seed = fn(out.flatten(0, 1), y[rows, idx].flatten(), reduction="none", **knobs).view(S, -1).mean(1)
         trainer.update(per_seed.sum())
