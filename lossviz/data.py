@@ -76,17 +76,90 @@ def _split(name, x_tr, y_tr, x_te, y_te, description) -> Split:
     return Split(name, f(x_tr), i(y_tr), f(x_te), i(y_te), description)
 
 
-def digits(split: str = "seen", *, seed: int = 0) -> Split:
-    """scikit-learn digits: ``"seen"`` (stratified 50/50, all classes) or ``"zero_shot"`` (0-4 / 5-9)."""
-    from sklearn.datasets import load_digits
+def digits_split(test_size: float | int = 0.5, *, stratify: bool = True, seed: int = 0):
+    """scikit-learn's digits split as ``train_test_split(x, y, test_size=test_size, stratify=y if
+    stratify else None, random_state=seed)`` splits them: ``(x_train, x_test, y_train, y_test)``,
+    pixels 0-16 as float64, labels as int64, fresh arrays on every call.
+
+    Importing scikit-learn costs a new kernel about 1.3 s, more than the lesson's first figure; so
+    the images and each split's indices are kept under ``DATA_DIR/digits/`` the first time they are
+    made (the index file is named by the split's arguments and scikit-learn's version) and read back
+    from there, and kept in memory within a process.  The arrays are the same either way."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer; got {seed!r}")
+    key = (repr(test_size), bool(stratify), int(seed))
+    if key not in _DIGITS_SPLITS:
+        x, y = _digits_arrays()
+        _DIGITS_SPLITS[key] = _digits_split_indices(test_size, bool(stratify), int(seed), y)
+    x, y = _digits_arrays()
+    tr, te = _DIGITS_SPLITS[key]
+    return x[tr], x[te], y[tr], y[te]
+
+
+_DIGITS: list = []           # the images and labels, once per process
+_DIGITS_SPLITS: dict = {}    # (test_size, stratify, seed) -> (train indices, test indices)
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """All 1797 digits ``(x, y)``: from memory, else ``DATA_DIR/digits/digits.npz``, else scikit-learn."""
+    if not _DIGITS:
+        path = DATA_DIR / "digits" / "digits.npz"
+        arrays = _read_npz(path, ("x", "y"))
+        if arrays is None or not _valid_digits(*arrays):
+            from sklearn.datasets import load_digits
+
+            d = load_digits()
+            arrays = (np.asarray(d.data, dtype=np.float64), np.asarray(d.target, dtype=np.int64))
+            _save_atomic(path, x=arrays[0], y=arrays[1])
+        _DIGITS.append(arrays)
+    return _DIGITS[0]
+
+
+def _valid_digits(x: np.ndarray, y: np.ndarray) -> bool:
+    return (x.shape == (1797, 64) and x.dtype == np.float64 and y.shape == (1797,) and y.dtype == np.int64
+            and bool(np.isfinite(x).all()) and bool(((0 <= x) & (x <= 16)).all()) and bool(((0 <= y) & (y <= 9)).all()))
+
+
+def _digits_split_indices(test_size, stratify: bool, seed: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The train and test indices of one split: from the cache file, else made by scikit-learn and cached."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        sklearn_version = version("scikit-learn")
+    except PackageNotFoundError:
+        sklearn_version = "none"
+    name = f"split_{test_size!r}_{'stratified' if stratify else 'shuffled'}_seed{seed}_sklearn-{sklearn_version}.npz"
+    path = DATA_DIR / "digits" / name
+    cached = _read_npz(path, ("train", "test"))
+    if cached is not None and all(a.ndim == 1 and a.dtype == np.int64 for a in cached) and \
+            np.array_equal(np.sort(np.concatenate(cached)), np.arange(len(y))):
+        return cached
     from sklearn.model_selection import train_test_split
 
-    d = load_digits()
-    x, y = d.data / 16.0, d.target
+    tr, te = train_test_split(np.arange(len(y), dtype=np.int64), test_size=test_size,
+                              stratify=y if stratify else None, random_state=seed)
+    _save_atomic(path, train=tr, test=te)
+    return tr, te
+
+
+def _read_npz(path: pathlib.Path, names) -> tuple[np.ndarray, ...] | None:
+    """The named arrays of an .npz file, or None when it is missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return tuple(z[n] for n in names)
+    except _UNREADABLE:
+        return None
+
+
+def digits(split: str = "seen", *, seed: int = 0) -> Split:
+    """scikit-learn digits: ``"seen"`` (stratified 50/50, all classes) or ``"zero_shot"`` (0-4 / 5-9)."""
     if split == "seen":
-        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.5, stratify=y, random_state=seed)
-        return _split("digits", x_tr, y_tr, x_te, y_te, "digits, seen classes: stratified 50/50 image split")
+        x_tr, x_te, y_tr, y_te = digits_split(0.5, stratify=True, seed=seed)
+        return _split("digits", x_tr / 16.0, y_tr, x_te / 16.0, y_te,
+                      "digits, seen classes: stratified 50/50 image split")
     if split == "zero_shot":
+        x, y = _digits_arrays()
+        x = x / 16.0
         tr = y < 5
         return _split("digits_zero_shot", x[tr], y[tr], x[~tr], y[~tr],
                       "digits, unseen classes: train on 0-4, test on 5-9")
@@ -311,12 +384,7 @@ def noisy_digits(noise: float = 0.4, *, seed: int = 0) -> NoisyDigits:
     """scikit-learn's digits, stratified 67/33 split (``random_state=seed``: 1203 train, 594 test),
     standardised with the training split's mean and standard deviation, and :func:`flip_labels` at
     rate ``noise`` on the training labels (seeded by ``seed``)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    x_tr, x_te, y_tr, y_te = train_test_split(d.data, d.target, test_size=0.33, stratify=d.target,
-                                              random_state=seed)
+    x_tr, x_te, y_tr, y_te = digits_split(0.33, stratify=True, seed=seed)
     mean, std = x_tr.mean(0), x_tr.std(0)
     std[std == 0] = 1.0                                                    # constant border pixels
     f = lambda a: torch.as_tensor((a - mean) / std, dtype=torch.float32)   # noqa: E731

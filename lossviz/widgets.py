@@ -93,6 +93,7 @@ class Panel:
         self._extra = list(extra)
         self._layout = layout
         self._freeze = freeze_layout
+        self._freeze_cid = None
         self.initial = self.values()
         self.reset_button = W.Button(description="reset", icon="undo", tooltip="back to the values the panel started with",
                                      layout=W.Layout(width="90px"))
@@ -121,21 +122,32 @@ class Panel:
         if self.fig.get_layout_engine() is not None:
             self.fig.set_layout_engine("constrained")
 
-    def update(self) -> None:
-        """Redraw the figure from the current control values.
+    def _freeze_at_next_draw(self) -> None:
+        """Keep the layout that the figure's next drawing computes (constrained layout runs once,
+        not on every change: a slider then only moves artists, which halves a redraw).
 
-        The first drawing fixes the layout (constrained layout runs once, not on every change:
-        a slider then only moves artists, which halves a redraw)."""
+        The layout is taken from the first real drawing (the browser's, or the saved snapshot's)
+        rather than from a drawing of its own: a page with several panels opens faster."""
+        engine = self.fig.get_layout_engine()
+        if not self._freeze or engine is None or type(engine).__name__ == "PlaceHolderLayoutEngine" \
+                or self._freeze_cid is not None:
+            return
+        if hasattr(engine, "set"):  # room for tick labels that grow later (0.5 -> 0.005)
+            engine.set(w_pad=0.15, h_pad=0.08)
+
+        def freeze(_event) -> None:
+            self.fig.canvas.mpl_disconnect(self._freeze_cid)
+            self._freeze_cid = None
+            self.fig.set_layout_engine("none")
+
+        self._freeze_cid = self.fig.canvas.mpl_connect("draw_event", freeze)
+
+    def update(self) -> None:
+        """Redraw the figure from the current control values (its layout is fixed at the first drawing)."""
         self.state = self._draw(self.values()) or {}
         self.status.value = self.state.get("status", "")
         self.redraws += 1
-        if self._freeze and self.fig.get_layout_engine() is not None and \
-                type(self.fig.get_layout_engine()).__name__ != "PlaceHolderLayoutEngine":
-            engine = self.fig.get_layout_engine()
-            if hasattr(engine, "set"):  # room for tick labels that grow later (0.5 -> 0.005)
-                engine.set(w_pad=0.15, h_pad=0.08)
-            self.fig.draw_without_rendering()
-            self.fig.set_layout_engine("none")
+        self._freeze_at_next_draw()
         if self.canvas is not None:
             self.canvas.draw_idle()
             if self.canvas.syncing_data_url and not in_voila():  # no browser attached yet: keep
@@ -160,11 +172,14 @@ class Panel:
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
         """The live widget, plus a PNG of the figure as drawn now: the static fallback that an
-        HTML export (`make html`) shows where no Python runs the sliders."""
+        HTML export (`make html`) shows where no Python runs the sliders.  A Voila page has no use
+        for it (the live view draws the figure), so there only the widget is sent."""
         import base64
         import io
 
         bundle = self.widget._repr_mimebundle_(**kwargs)
+        if in_voila():
+            return bundle
         png = io.BytesIO()
         self.fig.savefig(png, format="png")
         bundle["image/png"] = base64.b64encode(png.getvalue()).decode("ascii")

@@ -27,6 +27,79 @@ def test_digits_zero_shot_split_separates_classes():
     assert set(s.y_train.tolist()) == set(range(5)) and set(s.y_test.tolist()) == set(range(5, 10))
 
 
+def _sklearn_split(test_size, stratify, seed):
+    """The split as scikit-learn makes it, straight from its functions (no cache)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    return train_test_split(d.data, d.target, test_size=test_size, stratify=d.target if stratify else None,
+                            random_state=seed)
+
+
+@pytest.fixture
+def fresh_digits_cache(tmp_path, monkeypatch):
+    """An empty cache folder and no digits kept in memory."""
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(data, "_DIGITS", [])
+    monkeypatch.setattr(data, "_DIGITS_SPLITS", {})
+    return tmp_path
+
+
+@pytest.mark.parametrize("test_size, stratify, seed", [(0.5, True, 0), (0.5, True, 3), (0.33, True, 1),
+                                                       (0.33, False, 2), (597, True, 0)])
+def test_digits_split_equals_scikit_learns_fresh_and_from_the_cache(fresh_digits_cache, test_size, stratify, seed):
+    want = _sklearn_split(test_size, stratify, seed)
+    first = data.digits_split(test_size, stratify=stratify, seed=seed)          # made, and cached on disk
+    data._DIGITS.clear()
+    data._DIGITS_SPLITS.clear()
+    again = data.digits_split(test_size, stratify=stratify, seed=seed)          # read from the disk cache
+    assert (fresh_digits_cache / "digits" / "digits.npz").exists()
+    for got in (first, again):
+        for a, b in zip(got, want):
+            assert a.dtype == (np.float64 if a.ndim == 2 else np.int64)
+            np.testing.assert_array_equal(a, b)
+
+
+def test_digits_split_returns_fresh_arrays(fresh_digits_cache):
+    x_tr, *_ = data.digits_split(0.5, seed=0)
+    x_tr[:] = -1.0
+    assert data.digits_split(0.5, seed=0)[0].min() == 0.0
+    assert data.digits("seen").x_train.min() == 0.0
+
+
+def test_a_new_process_reads_the_digits_cache_without_importing_scikit_learn(fresh_digits_cache):
+    data.digits("seen")                                                           # builds the cache
+    code = ("import sys; from lossviz import data; s = data.digits('seen'); z = data.digits('zero_shot'); "
+            "print(len(s.x_train), len(z.x_train), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LOSSVIZ_DATA": str(fresh_digits_cache)},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["898", "901", "False"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "wrong_shape", "overlapping_indices"])
+def test_a_damaged_digits_cache_is_made_again(fresh_digits_cache, damage):
+    want = _sklearn_split(0.5, True, 0)
+    data.digits_split(0.5, seed=0)
+    folder = fresh_digits_cache / "digits"
+    split_file = next(folder.glob("split_*.npz"))
+    if damage == "garbage":
+        (folder / "digits.npz").write_bytes(b"not a zip file")
+    elif damage == "wrong_shape":
+        np.savez(folder / "digits.npz", x=np.zeros((10, 64)), y=np.zeros(10, dtype=np.int64))
+    else:
+        np.savez(split_file, train=np.arange(900, dtype=np.int64), test=np.arange(897, dtype=np.int64))
+    data._DIGITS.clear()
+    data._DIGITS_SPLITS.clear()
+    for a, b in zip(data.digits_split(0.5, seed=0), want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_digits_split_rejects_a_non_integer_seed():
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        data.digits_split(0.5, seed=0.5)
+
+
 def test_mnist1d_is_generated_offline_cached_and_leaves_global_rngs_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DATA_DIR", tmp_path)
     np.random.seed(123)

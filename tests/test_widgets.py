@@ -185,11 +185,22 @@ def test_reset_puts_every_control_back_and_redraws_once(batch):
 
 
 def test_the_layout_is_computed_once_then_frozen(batch):
+    import io
+
     panel = widgets.weights_panel(*batch, loss="ms")
-    assert type(panel.fig.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine"
+    before = panel.fig.axes[0].get_position().bounds
+    assert type(panel.fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"  # not drawn yet
+    panel.fig.savefig(io.BytesIO(), format="png")                   # the first drawing lays it out ...
+    assert type(panel.fig.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine"  # ... and fixes it
     box = panel.fig.axes[0].get_position().bounds
+    assert box != before
     panel.controls["beta"].value = 5.0
+    panel.fig.savefig(io.BytesIO(), format="png")
     assert panel.fig.axes[0].get_position().bounds == box
+    panel.relayout()                                                 # after a change of shape: once more
+    panel.update()
+    panel.fig.savefig(io.BytesIO(), format="png")
+    assert type(panel.fig.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine"
 
 
 def test_train_button_says_training_and_greys_the_controls_while_it_runs():
@@ -221,3 +232,14 @@ def test_a_failing_run_gives_the_controls_back():
     with pytest.raises(ValueError, match="bad knob"):
         panel.train()
     assert not panel.button.disabled and not controls["lr"].disabled and panel.button.description == "Train"
+
+
+def test_a_panel_sends_its_png_snapshot_for_html_export_but_not_to_a_voila_page(batch, monkeypatch):
+    S, y = batch
+    panel = widgets.weights_panel(S, y)
+    monkeypatch.delenv("VOILA_KERNEL_ID", raising=False)
+    png = panel._repr_mimebundle_()["image/png"]
+    assert isinstance(png, str) and len(png) > 1000                  # a real picture, base64
+    monkeypatch.setenv("VOILA_KERNEL_ID", "x")                         # Voila draws the live view only
+    bundle = panel._repr_mimebundle_()
+    assert "image/png" not in bundle and "application/vnd.jupyter.widget-view+json" in bundle

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import checks, plots
+from .. import checks, data, plots
 from ..train import Run, loop, memo
 
 #: The fixed margin losses compared with EnsLoss, and EnsLoss itself.
@@ -160,12 +160,8 @@ def noisy_digits(seed: int = 0, *, noise: float = 0.2, n_train: int = 1000):
     """Digits as odd (+1) vs even (-1): a 67/33 split with ``random_state=seed``, the first
     ``n_train`` training samples standardised with ``noise`` of their labels flipped (seeded), and the
     clean test part.  Returns ``(x_train, y_train, x_test, y_test, flipped)`` with ``y`` in {-1, +1}."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     noise = checks.fraction(noise, "noise (label-flip rate)", high=0.5)
-    x, d = load_digits(return_X_y=True)
-    x_tr, x_te, d_tr, d_te = train_test_split(x, d, test_size=0.33, random_state=seed)
+    x_tr, x_te, d_tr, d_te = data.digits_split(0.33, stratify=False, seed=seed)
     x_tr, d_tr = x_tr[:n_train], d_tr[:n_train]
     mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
     y_tr = torch.as_tensor(np.where(d_tr % 2 == 1, 1.0, -1.0), dtype=torch.float32)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import checks, metrics
+from .. import checks, data, metrics
 from ..train import Run, Trainer, memo
 
 #: The official code's settings (``config.py``, ``models.py``, ``train.py``).
@@ -531,12 +531,8 @@ def spoof_data(*, seed: int = 0, steps: int = 300, cache: bool = True) -> SpoofD
     from .. import train as T
 
     def compute() -> SpoofData:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
-        d = load_digits()
-        x_tr, x_te, y_tr, y_te = train_test_split(d.data / 16.0, d.target, test_size=597, stratify=d.target,
-                                                  random_state=seed)
+        x_tr, x_te, y_tr, y_te = data.digits_split(597, stratify=True, seed=seed)
+        x_tr, x_te = x_tr / 16.0, x_te / 16.0
         x_tr, x_te = torch.tensor(x_tr, dtype=torch.float32), torch.tensor(x_te, dtype=torch.float32)
         y_tr, y_te = torch.tensor(y_tr), torch.tensor(y_te)
         g = torch.Generator().manual_seed(seed)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import checks, plots
+from .. import checks, data, plots
 from ..models import StackedClassifier as StackedMLP  # the stack of seeded MLPs the runs train
 from ..train import Run, SeededEpochs, Trainer, memo, paired_memo
 from ..weights import logit_weights, sample_weights
@@ -235,12 +235,7 @@ class Digits:
 def digits(seed: int = 0) -> Digits:
     """scikit-learn digits, stratified 67/33 split (``random_state=seed``), standardised with the
     training split's statistics."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    x_tr, x_te, y_tr, y_te = train_test_split(d.data, d.target, test_size=0.33, stratify=d.target,
-                                              random_state=seed)
+    x_tr, x_te, y_tr, y_te = data.digits_split(0.33, stratify=True, seed=seed)
     mean, std = x_tr.mean(0), x_tr.std(0)
     std[std == 0] = 1.0
     f = lambda v: torch.as_tensor((v - mean) / std, dtype=torch.float32)  # noqa: E731
