@@ -119,17 +119,25 @@ figure: venv
 	$(PY) docs/make_figure.py
 
 # Classroom: `make present NB=01` serves one notebook as a Voila app (code hidden, widgets live) on
-# localhost; `make present` serves the list of all of them.  One kernel per notebook is started and
-# run ahead of the first visitor (preheated), and finished training runs are kept on disk
-# (data/cache/runs), so a reload or a second tab opens at once; FAST=1 shortens the training runs.
+# localhost; `make present` serves the list of all of them.  A kernel is started and run ahead of the
+# first visitor (preheated) for NB, or, serving the list, for each notebook named in PREHEAT
+# (PREHEAT="01 09 14", or all; a preheated kernel holds about 0.5 GB, so all 35 need some 17 GB;
+# the others start when opened).  Finished training runs are kept on disk (data/cache/runs), so a reload, a second tab or
+# a new kernel skips training; FAST=1 shortens the training runs.
 PORT ?= 8866
+PREHEAT ?= 00 01
 PRESENT_NB = $(firstword $(filter notebooks/$(NB)%,$(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))))
+PREHEAT_NBS = $(if $(filter all,$(PREHEAT)),$(notdir $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))),$(foreach n,$(PREHEAT),$(notdir $(firstword $(filter notebooks/$(n)%,$(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb)))))))
+comma := ,
+PRESENT_POOLS = $(if $(NB),{"default": {"pool_size": 1}},{"default": {"pool_size": 0}$(foreach nb,$(PREHEAT_NBS),$(comma) "$(nb)": {"pool_size": 1})})
 PRESENT_ARGS ?=
 
+# The kernel pools go to Voila in a config file (build/present/voila.json, on JUPYTER_CONFIG_PATH).
 present: venv
 	@test -z "$(NB)" -o -n "$(PRESENT_NB)" || { echo "no notebook starts with '$(NB)' (usage: make present [NB=01])"; exit 1; }
-	cd notebooks && env -u MPLBACKEND LOSSVIZ_FAST=$(FAST) ../$(BIN)/voila $(if $(NB),$(notdir $(PRESENT_NB))) \
-		--Voila.ip=127.0.0.1 --port=$(PORT) --preheat_kernel=True --pool_size=1 $(PRESENT_ARGS)
+	mkdir -p build/present && echo '{"VoilaKernelManager": {"kernel_pools_config": $(PRESENT_POOLS)}}' > build/present/voila.json
+	cd notebooks && env -u MPLBACKEND LOSSVIZ_FAST=$(FAST) JUPYTER_CONFIG_PATH=$(abspath build/present) \
+		../$(BIN)/voila $(if $(NB),$(notdir $(PRESENT_NB))) --Voila.ip=127.0.0.1 --port=$(PORT) --preheat_kernel=True $(PRESENT_ARGS)
 
 # Slides: `make slides NB=00` opens a notebook as a reveal.js deck in the browser (JupyterLab's RISE
 # presenter, bundled: no network), with a live kernel, so panels and Train buttons work on the slides.

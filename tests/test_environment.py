@@ -3,8 +3,11 @@ constraints.txt holds the exact versions the two commands install, and environme
 Makefile install exactly those."""
 
 import importlib.metadata
+import json
 import pathlib
 import re
+import shutil
+import subprocess
 import tomllib
 
 import pytest
@@ -163,3 +166,21 @@ def test_license_and_urls_are_declared():
 def test_exact_pins_rejects_loose_or_duplicate_requirements(lines, message):
     with pytest.raises(AssertionError, match=message):
         exact_pins(lines, "example")
+
+
+def _present_config(*args) -> dict:
+    """The kernel pools `make present` would give Voila (a dry run: nothing is started)."""
+    out = subprocess.run(["make", "-n", "present", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if "voila.json" in l)
+    return json.loads(line.split("echo '", 1)[1].split("' >", 1)[0])["VoilaKernelManager"]["kernel_pools_config"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_present_preheats_the_named_notebooks_only():
+    notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    pools = _present_config()                                      # the list: the tour and 01
+    assert pools == {"default": {"pool_size": 0}, notebooks[0]: {"pool_size": 1}, notebooks[1]: {"pool_size": 1}}
+    pools = _present_config("PREHEAT=09 14")
+    assert set(pools) == {"default", *(n for n in notebooks if n[:2] in ("09", "14"))}
+    assert len(_present_config("PREHEAT=all")) == len(notebooks) + 1
+    assert _present_config("NB=02") == {"default": {"pool_size": 1}}    # one notebook: its kernel
