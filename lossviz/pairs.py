@@ -134,6 +134,17 @@ def _ms_knob_grads(ctx, g, x, w_p, w_n, out_p, out_n):
     return tuple((g * grad).sum() if need else None for grad, need in zip(grads, ctx.needs_input_grad[3:]))
 
 
+def _ms_traceable(x, pos, neg, alpha, beta, lam, eps, mining) -> torch.Tensor:
+    """:class:`_MSLoss` in plain autograd operations, for ``torch.compile``: the fused node works in
+    place on its buffers, which a traced graph may not save; the compiler fuses these operations itself."""
+    if mining:
+        pos, neg = ms_mining_masks(x, pos, neg, eps)
+    none = torch.zeros_like(x[:, :1])                               # the 1 in log(1 + sum e^a)
+    pull = torch.cat([none, torch.where(pos, (x - lam) * -alpha, -math.inf)], dim=1).logsumexp(dim=1)
+    push = torch.cat([none, torch.where(neg, (x - lam) * beta, -math.inf)], dim=1).logsumexp(dim=1)
+    return (pull / alpha + push / beta).mean()
+
+
 def ms_loss_formula(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0.5,
                     eps: float = 0.1) -> torch.Tensor:
     r"""The Multi-Similarity loss as the paper writes it (eq. 4, 6 and 8), to read: mine the
@@ -172,6 +183,8 @@ def ms_loss(S, labels, *, alpha: float = 2.0, beta: float = 50.0, lam: float = 0
     alpha, beta = checks.positive(alpha, "alpha"), checks.positive(beta, "beta")
     lam, eps = checks.finite(lam, "lam"), checks.non_negative(eps, "eps")
     x = upcast(S)
+    if weighting and torch.compiler.is_compiling():
+        return _ms_traceable(x, pos, neg, alpha, beta, lam, eps, mining)
     if weighting:
         return _MSLoss.apply(x, pos, neg, alpha, beta, lam, eps, mining)
     if mining:

@@ -27,6 +27,25 @@ def test_ms_loss_compiles_with_fullgraph(batch):
     assert torch.allclose(S.grad, ref_S.grad, atol=1e-5)
 
 
+@pytest.mark.parametrize("mining", [True, False])
+def test_compiled_ms_loss_matches_eager_with_learnable_knobs(batch, mining):
+    """Under torch.compile ms_loss runs as plain autograd operations: the same value and gradients,
+    the learnable knobs' included, in a fresh compile (no earlier graph to lean on)."""
+    S, y = batch
+    torch._dynamo.reset()
+    results = []
+    for compiled in (False, True):
+        x = S.detach().clone().requires_grad_(True)
+        beta, lam = torch.tensor(40.0, requires_grad=True), torch.tensor(0.5, requires_grad=True)
+        fn = torch.compile(lv.ms_loss, fullgraph=True) if compiled else lv.ms_loss
+        with lv.validation(False):
+            value = fn(x, y, beta=beta, lam=lam, mining=mining)
+        value.backward()
+        results.append((value.detach(), x.grad, beta.grad, lam.grad))
+    for eager, traced in zip(*results):
+        torch.testing.assert_close(traced, eager, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", sorted(set(lv.PAIR_LOSSES) - {"ms"}))
 def test_every_pair_loss_traces_without_graph_breaks(batch, name):
     S, y = batch
