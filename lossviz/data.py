@@ -203,11 +203,10 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 def _read_mnist1d(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
     """The cached ``(x, y)``, or None when ``path`` is missing or not a valid MNIST-1D cache."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            x, y = z["x"], z["y"]
-    except _UNREADABLE:
+    arrays = _read_npz(path, ("x", "y"))
+    if arrays is None:
         return None
+    x, y = arrays
     if x.shape != (5000, 40) or x.dtype != np.float32 or y.shape != (5000,) or y.dtype != np.int64:
         return None
     if not (np.isfinite(x).all() and ((0 <= y) & (y <= 9)).all()):
